@@ -75,6 +75,18 @@ pub struct Global {
     pub threads: Option<NonZeroUsize>,
 }
 
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            stats_socket: None,
+            stats_socket_mode: 0o600,
+            metrics_listen: None,
+            shutdown_grace: Duration::from_secs(30),
+            threads: None,
+        }
+    }
+}
+
 /// Where the runtime API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatsSocket {

@@ -11,7 +11,7 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Parses a duration such as `"500ms"`, `"5s"`, `"1m30s"`, `"1h"` or `"2d"`.
 ///
 /// A duration is one or more `<integer><unit>` parts, largest unit first, each unit at most
-/// once; units are `ms`, `s`, `m`, `h` and `d`. The error is a sentence for the user.
+/// once; units are `ms`, `s`, `m`, `h` and `d`. The error says what is wrong, for a user.
 ///
 /// ```
 /// use std::time::Duration;
@@ -19,7 +19,10 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 ///
 /// assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
 /// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert!(parse_duration("5x").is_err());
+/// assert_eq!(
+///     parse_duration("5x").unwrap_err(),
+///     "unknown unit `x`; use ms, s, m, h or d"
+/// );
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     const UNITS: [(&str, u64); 5] = [
@@ -29,15 +32,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ("s", 1_000),
         ("ms", 1),
     ];
-    let help = "write a number followed by a unit (ms, s, m, h or d), such as \"500ms\", \"5s\" \
+    let help = "write a whole number and a unit (ms, s, m, h or d), such as \"500ms\", \"5s\" \
                 or \"1m30s\"";
     if text.is_empty() {
-        return Err(format!("the duration is empty; {help}"));
+        return Err(format!("it is empty; {help}"));
     }
     if text.starts_with('-') {
-        return Err(format!(
-            "`{text}` is negative; durations cannot be negative"
-        ));
+        return Err("durations cannot be negative".to_owned());
     }
     let mut rest = text;
     let mut total_ms: u64 = 0;
@@ -46,7 +47,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         if digits == 0 {
-            return Err(format!("`{text}` is not a duration; {help}"));
+            return Err(help.to_owned());
         }
         let (number, after) = rest.split_at(digits);
         let unit_len = after.len()
@@ -55,40 +56,40 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 .len();
         let (unit, after) = after.split_at(unit_len);
         if unit.is_empty() {
-            let hint = if after.is_empty() {
-                format!("; add a unit, such as \"{number}s\" or \"{number}ms\"")
+            return Err(if after.is_empty() {
+                format!("the number has no unit; add one, such as \"{number}s\" or \"{number}ms\"")
+            } else if after.starts_with('.') {
+                "fractions are not supported; use a smaller unit, such as \"1500ms\" for 1.5 \
+                 seconds"
+                    .to_owned()
             } else {
-                format!("; {help}")
-            };
-            return Err(format!("`{text}` has no unit{hint}"));
+                help.to_owned()
+            });
         }
         let Some(index) = UNITS.iter().position(|(name, _)| *name == unit) else {
-            return Err(format!(
-                "`{text}` has an unknown unit `{unit}`; use ms, s, m, h or d"
-            ));
+            return Err(format!("unknown unit `{unit}`; use ms, s, m, h or d"));
         };
         if last_unit.is_some_and(|last| index <= last) {
-            return Err(format!(
-                "`{text}` repeats a unit or puts a smaller unit before a larger one; write \
-                 the largest unit first, such as \"1m30s\""
-            ));
+            return Err(
+                "write the largest unit first and each unit once, such as \"1m30s\"".to_owned(),
+            );
         }
         last_unit = Some(index);
-        let part = number
+        let sum = number
             .parse::<u64>()
             .ok()
             .and_then(|n| n.checked_mul(UNITS[index].1))
             .and_then(|ms| total_ms.checked_add(ms));
-        match part {
-            Some(ms) if ms <= MAX_DURATION.as_millis() as u64 => total_ms = ms,
-            _ => return Err(format!("`{text}` is too long; the maximum is 365 days")),
+        match sum {
+            Some(ms) if u128::from(ms) <= MAX_DURATION.as_millis() => total_ms = ms,
+            _ => return Err("it is too long; the maximum is 365 days".to_owned()),
         }
         rest = after;
     }
     Ok(Duration::from_millis(total_ms))
 }
 
-/// Parses `IP:PORT` (IPv6 as `[::1]:8080`), explaining what is wrong with anything else.
+/// Parses `IP:PORT` (IPv6 as `[::1]:8080`); the error says what is wrong, for a user.
 pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
@@ -96,56 +97,50 @@ pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     let example = "such as \"127.0.0.1:8080\" or \"[::1]:8080\"";
     if text.is_empty() {
         return Err(format!(
-            "the address is empty; write an IP address and port, {example}"
+            "it is empty; write an IP address and port, {example}"
         ));
     }
     if text.trim() != text {
-        return Err(format!(
-            "`{text}` has spaces around it; write the IP address and port alone, {example}"
-        ));
+        return Err("remove the spaces around it".to_owned());
     }
     if let Ok(ip) = text.parse::<IpAddr>() {
         let with_port = match ip {
             IpAddr::V4(ip) => format!("{ip}:PORT"),
             IpAddr::V6(ip) => format!("[{ip}]:PORT"),
         };
-        return Err(format!(
-            "`{text}` has no port; write the address with a port, as \"{with_port}\""
-        ));
+        return Err(format!("it has no port; write it as \"{with_port}\""));
     }
     // `::1:8080` style: an IPv6 address with a port glued on, missing brackets.
-    if let Some((ip, port)) = text.rsplit_once(':')
+    if !text.starts_with('[')
+        && let Some((ip, port)) = text.rsplit_once(':')
         && ip.parse::<Ipv6Addr>().is_ok()
         && port.parse::<u16>().is_ok()
-        && !text.starts_with('[')
     {
         return Err(format!(
-            "`{text}` is ambiguous; write IPv6 addresses in brackets, as \"[{ip}]:{port}\""
+            "write IPv6 addresses in brackets, as \"[{ip}]:{port}\""
         ));
     }
-    let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, port),
-        None => (text, ""),
-    };
+    let (host, port) = text.rsplit_once(':').unwrap_or((text, ""));
     let host_is_ip = host.parse::<IpAddr>().is_ok()
         || host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .is_some_and(|h| h.parse::<Ipv6Addr>().is_ok());
+    if host_is_ip && port.is_empty() {
+        return Err("the port after `:` is missing".to_owned());
+    }
     if host_is_ip {
         return Err(format!(
-            "`{text}` has an invalid port `{port}`; a port is a number from 0 to 65535"
+            "`{port}` is not a port; a port is a number from 0 to 65535"
         ));
     }
     if looks_like_host_name(host) {
         return Err(format!(
-            "`{text}` uses a host name; veza-lb does not resolve names in its configuration, \
+            "`{host}` is a host name, and veza-lb does not resolve names in its configuration; \
              write an IP address and port, {example}"
         ));
     }
-    Err(format!(
-        "`{text}` is not an IP address and port; write one {example}"
-    ))
+    Err(format!("write an IP address and port, {example}"))
 }
 
 fn looks_like_host_name(host: &str) -> bool {
@@ -250,18 +245,18 @@ mod tests {
     #[test]
     fn bad_durations_explain_themselves() {
         let cases = [
-            ("", "the duration is empty"),
-            ("5x", "`5x` has an unknown unit `x`; use ms, s, m, h or d"),
+            ("", "it is empty"),
+            ("5x", "unknown unit `x`; use ms, s, m, h or d"),
             (
                 "5",
-                "`5` has no unit; add a unit, such as \"5s\" or \"5ms\"",
+                "the number has no unit; add one, such as \"5s\" or \"5ms\"",
             ),
-            ("-5s", "`-5s` is negative"),
-            ("s", "`s` is not a duration"),
-            ("5 s", "`5 s` has no unit"),
-            ("1.5s", "`1.5s` has no unit"),
-            ("30s1m", "smaller unit before a larger one"),
-            ("1s1s", "repeats a unit"),
+            ("-5s", "durations cannot be negative"),
+            ("s", "write a whole number and a unit"),
+            ("5 s", "write a whole number and a unit"),
+            ("1.5s", "fractions are not supported"),
+            ("30s1m", "largest unit first"),
+            ("1s1s", "each unit once"),
             ("366d", "the maximum is 365 days"),
             ("99999999999999999999s", "the maximum is 365 days"),
             ("5S", "unknown unit `S`"),
@@ -283,24 +278,24 @@ mod tests {
             Ok("[::1]:8080".parse().unwrap())
         );
         let cases = [
-            ("localhost:8080", "uses a host name"),
-            ("backend.internal:80", "uses a host name"),
+            ("localhost:8080", "`localhost` is a host name"),
+            ("backend.internal:80", "`backend.internal` is a host name"),
             (
                 "127.0.0.1",
-                "has no port; write the address with a port, as \"127.0.0.1:PORT\"",
+                "it has no port; write it as \"127.0.0.1:PORT\"",
             ),
-            ("::1", "as \"[::1]:PORT\""),
+            ("::1", "write it as \"[::1]:PORT\""),
             (
                 "::1:8080",
                 "write IPv6 addresses in brackets, as \"[::1]:8080\"",
             ),
-            ("127.0.0.1:99999", "invalid port `99999`"),
-            ("127.0.0.1:", "invalid port ``"),
-            ("[::1]:x", "invalid port `x`"),
-            ("", "the address is empty"),
-            (" 127.0.0.1:80", "has spaces around it"),
-            ("1.2.3.4.5:80", "is not an IP address and port"),
-            ("%%:80", "is not an IP address and port"),
+            ("127.0.0.1:99999", "`99999` is not a port"),
+            ("127.0.0.1:", "the port after `:` is missing"),
+            ("[::1]:x", "`x` is not a port"),
+            ("", "it is empty"),
+            (" 127.0.0.1:80", "remove the spaces around it"),
+            ("1.2.3.4.5:80", "write an IP address and port"),
+            ("%%:80", "write an IP address and port"),
         ];
         for (text, expected) in cases {
             let err = parse_socket_addr(text).unwrap_err();
