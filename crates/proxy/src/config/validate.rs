@@ -343,7 +343,8 @@ impl<'s> Ctx<'s> {
         match value {
             Some(n) if range.contains(&n) => Ok(Some(n)),
             _ => {
-                let bounds = if *range.end() == i64::MAX {
+                let too_small = value.is_some_and(|n| n < *range.start());
+                let bounds = if too_small && *range.start() > 0 {
                     format!("at least {}", range.start())
                 } else {
                     format!("between {} and {}", range.start(), range.end())
