@@ -89,10 +89,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         .local_addr()
         .map_err(|err| format!("cannot read the bound address: {err}"))?;
     // Installed before the startup line: whoever reads it may signal us at once.
-    let mut terminate = signal(SignalKind::terminate())
-        .map_err(|err| format!("cannot handle SIGTERM: {err}"))?;
-    let mut interrupt = signal(SignalKind::interrupt())
-        .map_err(|err| format!("cannot handle SIGINT: {err}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|err| format!("cannot handle SIGTERM: {err}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|err| format!("cannot handle SIGINT: {err}"))?;
     announce(&config.name, addr).map_err(|err| format!("cannot write to stdout: {err}"))?;
 
     tokio::select! {

@@ -260,12 +260,7 @@ impl hyper::service::Service<Request<Incoming>> for Exchange {
                 let counts_body = matches!(*request.method(), Method::POST | Method::PUT);
                 if delay.is_none() && request.body().is_end_stream() {
                     let body_bytes = counts_body.then_some(0);
-                    return now(backend.echo(
-                        status,
-                        request.uri(),
-                        request.headers(),
-                        body_bytes,
-                    ));
+                    return now(backend.echo(status, request.uri(), request.headers(), body_bytes));
                 }
                 let backend = Arc::clone(backend);
                 Either::Right(Box::pin(async move {

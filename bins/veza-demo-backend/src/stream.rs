@@ -132,7 +132,9 @@ mod tests {
         assert_eq!(playlist.content_type(), "application/vnd.apple.mpegurl");
 
         assert_eq!(
-            StreamPath::parse("/stream/abc/key.bin").unwrap().content_type(),
+            StreamPath::parse("/stream/abc/key.bin")
+                .unwrap()
+                .content_type(),
             "application/octet-stream"
         );
     }
