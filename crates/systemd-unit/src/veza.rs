@@ -1,0 +1,122 @@
+//! Veza's three services as units: `veza-backend-api`, `veza-lb`, `veza-stream-server`.
+
+use serde::Deserialize;
+
+use crate::Error;
+use crate::model::{Hardening, Service, Unit};
+use crate::value::{
+    AbsPath, AccountName, Command, DirName, EnvName, EnvironmentFile, IpAddressSpec, NotifyAccess, Restart,
+    ServiceType, Text, Timespan, UnitName,
+};
+
+/// Which Veza service a unit runs; decides the service type and supervision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Role {
+    /// The Go API (`backend-api`): `Type=exec`, restarted on failure.
+    #[serde(rename = "backend-api")]
+    BackendApi,
+    /// The load balancer: `Type=notify`, reload with SIGHUP, systemd watchdog.
+    #[serde(rename = "veza-lb")]
+    Lb,
+    /// The stream server: `Type=exec`, restarted on failure.
+    #[serde(rename = "stream-server")]
+    StreamServer,
+}
+
+impl Role {
+    /// The role's name in configuration files.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BackendApi => "backend-api",
+            Self::Lb => "veza-lb",
+            Self::StreamServer => "stream-server",
+        }
+    }
+}
+
+/// What varies between hosts for one Veza service; [`ServiceSpec::unit`] adds the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Which service.
+    pub role: Role,
+    /// `Description=`.
+    pub description: Text,
+    /// The account it runs as (user and primary group of the same name).
+    pub user: AccountName,
+    /// The command line.
+    pub exec_start: Command,
+    /// `WorkingDirectory=`.
+    pub working_directory: Option<AbsPath>,
+    /// The env file with its secrets; required to exist when set.
+    pub env_file: Option<AbsPath>,
+    /// The only writable directories (logs, state).
+    pub read_write_paths: Vec<AbsPath>,
+    /// Peers the service may exchange packets with; `None` for no IP filter.
+    pub ip_address_allow: Option<Vec<IpAddressSpec>>,
+    /// Ports it listens on; one below 1024 grants `CAP_NET_BIND_SERVICE`.
+    pub listen_ports: Vec<u16>,
+    /// The runtime JITs code (turns `MemoryDenyWriteExecute=` off).
+    pub jit: bool,
+    /// `WatchdogSec=` for `veza-lb`; ignored for the other roles (they do not ping systemd).
+    pub watchdog: Option<Timespan>,
+    /// `TimeoutStopSec=`: at least the service's own graceful-stop budget.
+    pub stop_timeout: Timespan,
+}
+
+impl ServiceSpec {
+    /// The unit for this service.
+    ///
+    /// # Errors
+    /// Only if a built-in constant fails validation, which the tests rule out.
+    pub fn unit(&self) -> Result<Unit, Error> {
+        let mut hardening = Hardening::network_service(self.read_write_paths.clone());
+        if self.listen_ports.iter().any(|port| *port < 1024) {
+            hardening = hardening.allow_bind_below_1024();
+        }
+        if self.jit {
+            hardening = hardening.allow_jit();
+        }
+        if let Some(allow) = &self.ip_address_allow {
+            hardening = hardening.allow_ip(allow.clone());
+        }
+        let notify = self.role == Role::Lb;
+        let exec_reload = if notify {
+            // systemd 252 has no Type=notify-reload: kill(1) runs inside the same sandbox and
+            // signals the main process, which answers RELOADING=1 then READY=1.
+            Some(Command::new(AbsPath::new("/bin/kill")?).arg("-HUP")?.var(EnvName::new("MAINPID")?))
+        } else {
+            None
+        };
+        let network_online = UnitName::new("network-online.target")?;
+        Ok(Unit {
+            description: self.description.clone(),
+            documentation: vec![Text::new("https://git.veza.example/veza/edge")?],
+            wants: vec![network_online.clone()],
+            after: vec![network_online],
+            start_limit: Some((Timespan::from_secs(60), 5)),
+            service: Service {
+                kind: if notify { ServiceType::Notify } else { ServiceType::Exec },
+                exec_start: self.exec_start.clone(),
+                exec_reload,
+                restart: Restart::OnFailure,
+                restart_sec: Some(Timespan::from_secs(2)),
+                timeout_stop_sec: Some(self.stop_timeout),
+                watchdog_sec: if notify { self.watchdog } else { None },
+                notify_access: notify.then_some(NotifyAccess::Main),
+                user: self.user.clone(),
+                group: self.user.clone(),
+                working_directory: self.working_directory.clone(),
+                environment_files: self
+                    .env_file
+                    .iter()
+                    .map(|path| EnvironmentFile { path: path.clone(), optional: false })
+                    .collect(),
+                environment: Vec::new(),
+                runtime_directory: if notify { Some(DirName::new("veza-lb")?) } else { None },
+                limit_nofile: Some(65_536),
+                hardening,
+            },
+            wanted_by: vec![UnitName::new("multi-user.target")?],
+        })
+    }
+}
