@@ -38,9 +38,10 @@ mod veza;
 
 pub use model::{Hardening, Service, Unit};
 pub use value::{
-    AbsPath, AccountName, AddressFamily, Arg, Capability, Command, DevicePolicy, DirName, EnvName, EnvironmentFile,
-    IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome, ProtectProc, ProtectSystem, Restart,
-    ServiceType, SyscallFilter, SyscallSet, Text, Timespan, Umask, UnitName,
+    AbsPath, AccountName, AddressFamily, Arg, Capability, Command, DevicePolicy, DirName, EnvName,
+    EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,
+    ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text, Timespan,
+    Umask, UnitName,
 };
 pub use veza::{Role, ServiceSpec};
 

@@ -1,9 +1,10 @@
 //! The unit model: `[Unit]`, `[Service]`, `[Install]` and the sandboxing directives.
 
 use crate::value::{
-    AbsPath, AccountName, AddressFamily, Capability, Command, DevicePolicy, DirName, EnvName, EnvironmentFile,
-    IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome, ProtectProc, ProtectSystem, Restart,
-    ServiceType, SyscallFilter, SyscallSet, Text, Timespan, Umask, UnitName,
+    AbsPath, AccountName, AddressFamily, Capability, Command, DevicePolicy, DirName, EnvName,
+    EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,
+    ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text, Timespan,
+    Umask, UnitName,
 };
 
 /// A service unit file.
@@ -165,7 +166,11 @@ impl Hardening {
             restrict_realtime: true,
             restrict_suid_sgid: true,
             // AF_UNIX stays: sd_notify and the local admin socket need it.
-            restrict_address_families: vec![AddressFamily::Unix, AddressFamily::Inet, AddressFamily::Inet6],
+            restrict_address_families: vec![
+                AddressFamily::Unix,
+                AddressFamily::Inet,
+                AddressFamily::Inet6,
+            ],
             lock_personality: true,
             memory_deny_write_execute: true,
             remove_ipc: true,

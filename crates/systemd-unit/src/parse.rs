@@ -31,7 +31,10 @@ impl ParsedUnit {
 }
 
 fn parse_error(line: usize, reason: impl Into<String>) -> Error {
-    Error::Parse { line, reason: reason.into() }
+    Error::Parse {
+        line,
+        reason: reason.into(),
+    }
 }
 
 /// Splits unit-file text into sections and assignments (systemd.syntax(7)).
@@ -48,7 +51,10 @@ pub fn parse(text: &str) -> Result<ParsedUnit, Error> {
             continue;
         }
         if line.ends_with('\\') {
-            return Err(parse_error(line_no, "line continuation; rendered units never use one"));
+            return Err(parse_error(
+                line_no,
+                "line continuation; rendered units never use one",
+            ));
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             unit.sections.push((name.to_owned(), Vec::new()));
@@ -58,7 +64,10 @@ pub fn parse(text: &str) -> Result<ParsedUnit, Error> {
             return Err(parse_error(line_no, "expected key=value"));
         };
         let Some((_, entries)) = unit.sections.last_mut() else {
-            return Err(parse_error(line_no, "assignment before the first [Section]"));
+            return Err(parse_error(
+                line_no,
+                "assignment before the first [Section]",
+            ));
         };
         entries.push((key.trim().to_owned(), value.trim().to_owned()));
     }
@@ -77,7 +86,12 @@ pub fn unescape_specifiers(value: &str) -> Result<String, Error> {
         if c == '%' {
             match chars.next() {
                 Some('%') => out.push('%'),
-                other => return Err(parse_error(0, format!("specifier %{} would be expanded", other.unwrap_or(' ')))),
+                other => {
+                    return Err(parse_error(
+                        0,
+                        format!("specifier %{} would be expanded", other.unwrap_or(' ')),
+                    ));
+                }
             }
         } else {
             out.push(c);
@@ -101,15 +115,19 @@ pub fn split_words(value: &str) -> Result<Vec<String>, Error> {
         match (c, quote) {
             ('\\', _) => {
                 in_word = true;
-                let escaped = chars.next().ok_or_else(|| parse_error(0, "trailing backslash"))?;
+                let escaped = chars
+                    .next()
+                    .ok_or_else(|| parse_error(0, "trailing backslash"))?;
                 match escaped {
                     'n' => bytes.push(b'\n'),
                     't' => bytes.push(b'\t'),
                     'r' => bytes.push(b'\r'),
                     '\\' | '"' | '\'' | ' ' => bytes.push(escaped as u8),
                     'x' => {
-                        let hex: String = [chars.next(), chars.next()].into_iter().flatten().collect();
-                        let byte = u8::from_str_radix(&hex, 16).map_err(|_| parse_error(0, format!("bad escape \\x{hex}")))?;
+                        let hex: String =
+                            [chars.next(), chars.next()].into_iter().flatten().collect();
+                        let byte = u8::from_str_radix(&hex, 16)
+                            .map_err(|_| parse_error(0, format!("bad escape \\x{hex}")))?;
                         bytes.push(byte);
                     }
                     other => return Err(parse_error(0, format!("unknown escape \\{other}"))),
@@ -122,7 +140,10 @@ pub fn split_words(value: &str) -> Result<Vec<String>, Error> {
             (q, Some(open)) if q == open => quote = None,
             (c, None) if " \t\n\r".contains(c) => {
                 if in_word {
-                    words.push(String::from_utf8(std::mem::take(&mut bytes)).map_err(|_| parse_error(0, "escape decodes to invalid UTF-8"))?);
+                    words.push(
+                        String::from_utf8(std::mem::take(&mut bytes))
+                            .map_err(|_| parse_error(0, "escape decodes to invalid UTF-8"))?,
+                    );
                     in_word = false;
                 }
             }
@@ -137,7 +158,10 @@ pub fn split_words(value: &str) -> Result<Vec<String>, Error> {
         return Err(parse_error(0, "unterminated quote"));
     }
     if in_word {
-        words.push(String::from_utf8(bytes).map_err(|_| parse_error(0, "escape decodes to invalid UTF-8"))?);
+        words.push(
+            String::from_utf8(bytes)
+                .map_err(|_| parse_error(0, "escape decodes to invalid UTF-8"))?,
+        );
     }
     Ok(words)
 }
@@ -150,6 +174,12 @@ pub fn split_words(value: &str) -> Result<Vec<String>, Error> {
 pub fn command_words(value: &str) -> Result<Vec<String>, Error> {
     Ok(split_words(&unescape_specifiers(value)?)?
         .into_iter()
-        .map(|w| if w.starts_with("${") { w } else { w.replace("$$", "$") })
+        .map(|w| {
+            if w.starts_with("${") {
+                w
+            } else {
+                w.replace("$$", "$")
+            }
+        })
         .collect())
 }

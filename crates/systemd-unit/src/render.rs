@@ -22,7 +22,11 @@ impl ServiceUnitTemplate<'_> {
     }
 
     fn paths(&self, paths: &[AbsPath]) -> String {
-        paths.iter().map(AbsPath::list_word).collect::<Vec<_>>().join(" ")
+        paths
+            .iter()
+            .map(AbsPath::list_word)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn assignment(&self, name: &EnvName, value: &str) -> String {
@@ -38,9 +42,13 @@ impl Unit {
     /// [`Error::Render`] if askama fails (it does not for well-formed models; the error exists
     /// because askama's API is fallible).
     pub fn render(&self) -> Result<String, Error> {
-        let mut text = ServiceUnitTemplate { unit: self, s: &self.service, h: &self.service.hardening }
-            .render()
-            .map_err(|e| Error::Render(e.to_string()))?;
+        let mut text = ServiceUnitTemplate {
+            unit: self,
+            s: &self.service,
+            h: &self.service.hardening,
+        }
+        .render()
+        .map_err(|e| Error::Render(e.to_string()))?;
         text.push('\n');
         Ok(text)
     }
@@ -63,8 +71,14 @@ mod tests {
                 .unwrap(),
             working_directory: Some(AbsPath::new("/opt/veza/lb").unwrap()),
             env_file: Some(AbsPath::new("/etc/veza/lb.env").unwrap()),
-            read_write_paths: vec![AbsPath::new("/var/log/veza").unwrap(), AbsPath::new("/var/lib/veza lb").unwrap()],
-            ip_address_allow: Some(vec![IpAddressSpec::Localhost, "10.0.0.0/8".parse().unwrap()]),
+            read_write_paths: vec![
+                AbsPath::new("/var/log/veza").unwrap(),
+                AbsPath::new("/var/lib/veza lb").unwrap(),
+            ],
+            ip_address_allow: Some(vec![
+                IpAddressSpec::Localhost,
+                "10.0.0.0/8".parse().unwrap(),
+            ]),
             listen_ports: vec![8080],
             jit: false,
             watchdog: Some(Timespan::from_secs(30)),
@@ -81,19 +95,36 @@ mod tests {
         assert_eq!(unit.value("Service", "Type"), Some("notify"));
         assert_eq!(unit.value("Service", "WatchdogSec"), Some("30s"));
         assert_eq!(unit.value("Service", "NotifyAccess"), Some("main"));
-        assert_eq!(command_words(unit.value("Service", "ExecReload").unwrap()).unwrap(), ["/bin/kill", "-HUP", "${MAINPID}"]);
+        assert_eq!(
+            command_words(unit.value("Service", "ExecReload").unwrap()).unwrap(),
+            ["/bin/kill", "-HUP", "${MAINPID}"]
+        );
         assert_eq!(
             command_words(unit.value("Service", "ExecStart").unwrap()).unwrap(),
-            ["/opt/veza/lb/veza-lb", "-c", "/etc/veza/lb dir/veza-lb.toml", "$HOME"]
+            [
+                "/opt/veza/lb/veza-lb",
+                "-c",
+                "/etc/veza/lb dir/veza-lb.toml",
+                "$HOME"
+            ]
         );
-        assert_eq!(unescape_specifiers(unit.value("Unit", "Description").unwrap()).unwrap(), "Veza 100% test");
+        assert_eq!(
+            unescape_specifiers(unit.value("Unit", "Description").unwrap()).unwrap(),
+            "Veza 100% test"
+        );
         assert_eq!(
             split_words(unit.value("Service", "ReadWritePaths").unwrap()).unwrap(),
             ["/var/log/veza", "/var/lib/veza lb"]
         );
         assert_eq!(unit.value("Service", "IPAddressDeny"), Some("any"));
-        assert_eq!(unit.value("Service", "IPAddressAllow"), Some("localhost 10.0.0.0/8"));
-        assert_eq!(unit.values("Service", "SystemCallFilter"), ["@system-service", "~@privileged @resources"]);
+        assert_eq!(
+            unit.value("Service", "IPAddressAllow"),
+            Some("localhost 10.0.0.0/8")
+        );
+        assert_eq!(
+            unit.values("Service", "SystemCallFilter"),
+            ["@system-service", "~@privileged @resources"]
+        );
         assert_eq!(unit.value("Service", "CapabilityBoundingSet"), Some(""));
         assert_eq!(unit.value("Service", "MemoryDenyWriteExecute"), Some("yes"));
         assert_eq!(unit.value("Service", "PrivateUsers"), Some("yes"));
@@ -107,7 +138,12 @@ mod tests {
         for role in [Role::BackendApi, Role::StreamServer] {
             let unit = parse(&spec(role).unit().unwrap().render().unwrap()).unwrap();
             assert_eq!(unit.value("Service", "Type"), Some("exec"));
-            for key in ["WatchdogSec", "ExecReload", "NotifyAccess", "RuntimeDirectory"] {
+            for key in [
+                "WatchdogSec",
+                "ExecReload",
+                "NotifyAccess",
+                "RuntimeDirectory",
+            ] {
                 assert_eq!(unit.value("Service", key), None, "{role:?} has {key}");
             }
         }

@@ -45,16 +45,32 @@ impl Text {
     pub fn new(text: impl Into<String>) -> Result<Self, Error> {
         let text = text.into();
         if text.is_empty() {
-            return Err(invalid("text", &text, "it is empty; write a short sentence"));
+            return Err(invalid(
+                "text",
+                &text,
+                "it is empty; write a short sentence",
+            ));
         }
         if text.chars().any(char::is_control) {
-            return Err(invalid("text", &text, "it contains a control character such as a newline; keep it on one line"));
+            return Err(invalid(
+                "text",
+                &text,
+                "it contains a control character such as a newline; keep it on one line",
+            ));
         }
         if text.trim() != text {
-            return Err(invalid("text", &text, "systemd strips leading and trailing whitespace; remove it"));
+            return Err(invalid(
+                "text",
+                &text,
+                "systemd strips leading and trailing whitespace; remove it",
+            ));
         }
         if text.ends_with('\\') {
-            return Err(invalid("text", &text, "a trailing backslash continues the line in a unit file; remove it"));
+            return Err(invalid(
+                "text",
+                &text,
+                "a trailing backslash continues the line in a unit file; remove it",
+            ));
         }
         Ok(Self(text))
     }
@@ -84,7 +100,16 @@ impl fmt::Display for Text {
 pub struct UnitName(String);
 
 const UNIT_SUFFIXES: &[&str] = &[
-    ".service", ".socket", ".target", ".device", ".mount", ".automount", ".swap", ".path", ".timer", ".slice",
+    ".service",
+    ".socket",
+    ".target",
+    ".device",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".path",
+    ".timer",
+    ".slice",
     ".scope",
 ];
 
@@ -99,14 +124,29 @@ impl UnitName {
         if name.len() > 255 {
             return Err(invalid("unit name", &name, "it is longer than 255 bytes"));
         }
-        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || ":_.@-".contains(*c))) {
-            return Err(invalid("unit name", &name, format!("character {bad:?} is not allowed; use letters, digits and :_.@-")));
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || ":_.@-".contains(*c)))
+        {
+            return Err(invalid(
+                "unit name",
+                &name,
+                format!("character {bad:?} is not allowed; use letters, digits and :_.@-"),
+            ));
         }
         let Some(stem) = UNIT_SUFFIXES.iter().find_map(|s| name.strip_suffix(s)) else {
-            return Err(invalid("unit name", &name, "it needs a type suffix such as .service or .target"));
+            return Err(invalid(
+                "unit name",
+                &name,
+                "it needs a type suffix such as .service or .target",
+            ));
         };
         if stem.is_empty() {
-            return Err(invalid("unit name", &name, "the part before the suffix is empty"));
+            return Err(invalid(
+                "unit name",
+                &name,
+                "the part before the suffix is empty",
+            ));
         }
         Ok(Self(name))
     }
@@ -159,10 +199,20 @@ impl AccountName {
         let mut chars = name.chars();
         let first = chars.next().unwrap_or('-');
         if !(first.is_ascii_lowercase() || first == '_') {
-            return Err(invalid(what, &name, "it must start with a lowercase letter or '_'"));
+            return Err(invalid(
+                what,
+                &name,
+                "it must start with a lowercase letter or '_'",
+            ));
         }
-        if let Some(bad) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')) {
-            return Err(invalid(what, &name, format!("character {bad:?} is not allowed; use a-z, 0-9, '_' and '-'")));
+        if let Some(bad) = chars
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+        {
+            return Err(invalid(
+                what,
+                &name,
+                format!("character {bad:?} is not allowed; use a-z, 0-9, '_' and '-'"),
+            ));
         }
         Ok(Self(name))
     }
@@ -205,22 +255,49 @@ impl AbsPath {
         let path = path.into();
         let what = "path";
         let Some(s) = path.to_str() else {
-            return Err(invalid(what, &path.to_string_lossy(), "it is not valid UTF-8"));
+            return Err(invalid(
+                what,
+                &path.to_string_lossy(),
+                "it is not valid UTF-8",
+            ));
         };
         if !s.starts_with('/') {
-            return Err(invalid(what, s, "it is relative; write an absolute path starting with '/'"));
+            return Err(invalid(
+                what,
+                s,
+                "it is relative; write an absolute path starting with '/'",
+            ));
         }
         if s.len() > 1 && (s.ends_with('/') || s.contains("//")) {
             return Err(invalid(what, s, "remove the trailing or doubled '/'"));
         }
-        if path.components().any(|c| matches!(c, Component::CurDir | Component::ParentDir)) || s.contains("/./") || s.ends_with("/.") {
-            return Err(invalid(what, s, "'.' and '..' components are not allowed; write the normalised path"));
+        if path
+            .components()
+            .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+            || s.contains("/./")
+            || s.ends_with("/.")
+        {
+            return Err(invalid(
+                what,
+                s,
+                "'.' and '..' components are not allowed; write the normalised path",
+            ));
         }
-        if s.chars().any(|c| c.is_control() || c == '"' || c == '\'' || c == '\\') {
-            return Err(invalid(what, s, "control characters, quotes and backslashes are not allowed in unit paths"));
+        if s.chars()
+            .any(|c| c.is_control() || c == '"' || c == '\'' || c == '\\')
+        {
+            return Err(invalid(
+                what,
+                s,
+                "control characters, quotes and backslashes are not allowed in unit paths",
+            ));
         }
         if s.trim() != s || s.split('/').any(|part| part.trim() != part) {
-            return Err(invalid(what, s, "a path component starts or ends with whitespace, which systemd strips"));
+            return Err(invalid(
+                what,
+                s,
+                "a path component starts or ends with whitespace, which systemd strips",
+            ));
         }
         Ok(Self(path))
     }
@@ -238,7 +315,11 @@ impl AbsPath {
     /// The path in a list directive: quoted when it contains whitespace.
     pub(crate) fn list_word(&self) -> String {
         let s = escape_specifiers(self.as_str());
-        if s.contains(char::is_whitespace) { format!("\"{s}\"") } else { s }
+        if s.contains(char::is_whitespace) {
+            format!("\"{s}\"")
+        } else {
+            s
+        }
     }
 }
 
@@ -291,15 +372,25 @@ impl FromStr for Timespan {
     fn from_str(s: &str) -> Result<Self, Error> {
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| invalid("time span", s, "write a whole number followed by ms, s, min or h, like \"30s\""))?;
+        let n: u64 = digits.parse().map_err(|_| {
+            invalid(
+                "time span",
+                s,
+                "write a whole number followed by ms, s, min or h, like \"30s\"",
+            )
+        })?;
         let ms = match unit {
             "ms" => Some(n),
             "s" => n.checked_mul(1_000),
             "min" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
-            _ => return Err(invalid("time span", s, "the unit must be ms, s, min or h, like \"30s\"")),
+            _ => {
+                return Err(invalid(
+                    "time span",
+                    s,
+                    "the unit must be ms, s, min or h, like \"30s\"",
+                ));
+            }
         }
         .ok_or_else(|| invalid("time span", s, "it is too large"))?;
         Ok(Self(Duration::from_millis(ms)))
@@ -316,7 +407,11 @@ impl TryFrom<String> for Timespan {
 impl fmt::Display for Timespan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1_000 == 0 { write!(f, "{}s", ms / 1_000) } else { write!(f, "{ms}ms") }
+        if ms.is_multiple_of(1_000) {
+            write!(f, "{}s", ms / 1_000)
+        } else {
+            write!(f, "{ms}ms")
+        }
     }
 }
 
@@ -334,7 +429,11 @@ impl Umask {
     /// [`Error::InvalidValue`] above `0o777`.
     pub fn new(bits: u16) -> Result<Self, Error> {
         if bits > 0o777 {
-            return Err(invalid("umask", &format!("{bits:o}"), "a umask has at most the bits 0777"));
+            return Err(invalid(
+                "umask",
+                &format!("{bits:o}"),
+                "a umask has at most the bits 0777",
+            ));
         }
         Ok(Self(bits))
     }
@@ -611,9 +710,9 @@ impl FromStr for IpAddressSpec {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| bad("write localhost, link-local, any, an IP address or a CIDR network like 10.0.0.0/8"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            bad("write localhost, link-local, any, an IP address or a CIDR network like 10.0.0.0/8")
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -657,10 +756,17 @@ impl EnvName {
     /// [`Error::InvalidValue`] for anything but letters, digits and `_` not starting with a digit.
     pub fn new(name: impl Into<String>) -> Result<Self, Error> {
         let name = name.into();
-        let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok {
-            return Err(invalid("environment variable name", &name, "use letters, digits and '_', not starting with a digit"));
+            return Err(invalid(
+                "environment variable name",
+                &name,
+                "use letters, digits and '_', not starting with a digit",
+            ));
         }
         Ok(Self(name))
     }
@@ -703,7 +809,10 @@ pub struct Command {
 impl Command {
     /// A command running `program` with no arguments.
     pub fn new(program: AbsPath) -> Self {
-        Self { program, args: Vec::new() }
+        Self {
+            program,
+            args: Vec::new(),
+        }
     }
 
     /// Appends a literal argument.
@@ -717,7 +826,11 @@ impl Command {
             return Err(invalid("command argument", &arg, "it contains a NUL byte"));
         }
         if arg == ";" {
-            return Err(invalid("command argument", &arg, "systemd reads a lone ';' as a command separator; pass it differently"));
+            return Err(invalid(
+                "command argument",
+                &arg,
+                "systemd reads a lone ';' as a command separator; pass it differently",
+            ));
         }
         self.args.push(Arg::Literal(arg));
         Ok(self)
@@ -755,7 +868,10 @@ impl Command {
 /// Quotes one word for a command line or an `Environment=` assignment: C escapes inside
 /// double quotes when anything but plain characters appears.
 pub(crate) fn quote_word(word: &str) -> String {
-    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c));
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:=,+@%-".contains(c));
     let word = escape_specifiers(word);
     if plain {
         return word;
@@ -825,8 +941,18 @@ impl DirName {
     /// [`Error::InvalidValue`] for anything but `[A-Za-z0-9._-]` or `.`/`..`.
     pub fn new(name: impl Into<String>) -> Result<Self, Error> {
         let name = name.into();
-        if name.is_empty() || name == "." || name == ".." || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(invalid("directory name", &name, "use one name made of letters, digits, '.', '_' and '-'"));
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid(
+                "directory name",
+                &name,
+                "use one name made of letters, digits, '.', '_' and '-'",
+            ));
         }
         Ok(Self(name))
     }
@@ -855,7 +981,18 @@ mod tests {
 
     #[test]
     fn paths_are_absolute_and_normalised() {
-        for bad in ["relative/x", "/a/../b", "/a/./b", "/a/", "/a//b", "/a\"b", "/a\\b", "/a\nb", "/a /b", "/ a"] {
+        for bad in [
+            "relative/x",
+            "/a/../b",
+            "/a/./b",
+            "/a/",
+            "/a//b",
+            "/a\"b",
+            "/a\\b",
+            "/a\nb",
+            "/a /b",
+            "/ a",
+        ] {
             assert!(AbsPath::new(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(path("/opt/veza").as_str(), "/opt/veza");
@@ -875,14 +1012,29 @@ mod tests {
         for good in ["veza-api", "_svc", "a1_b-c"] {
             AccountName::new(good).unwrap();
         }
-        for bad in ["", "Veza", "1abc", "-x", "a b", "a$", "root:x", "abcdefghijklmnopqrstuvwxyz0123456"] {
+        for bad in [
+            "",
+            "Veza",
+            "1abc",
+            "-x",
+            "a b",
+            "a$",
+            "root:x",
+            "abcdefghijklmnopqrstuvwxyz0123456",
+        ] {
             assert!(AccountName::new(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn timespans_round_trip() {
-        for (text, shown) in [("30s", "30s"), ("250ms", "250ms"), ("2min", "120s"), ("1h", "3600s"), ("1500ms", "1500ms")] {
+        for (text, shown) in [
+            ("30s", "30s"),
+            ("250ms", "250ms"),
+            ("2min", "120s"),
+            ("1h", "3600s"),
+            ("1500ms", "1500ms"),
+        ] {
             assert_eq!(text.parse::<Timespan>().unwrap().to_string(), shown);
         }
         for bad in ["", "s", "10", "10 s", "5d", "-1s"] {
@@ -893,7 +1045,17 @@ mod tests {
     #[test]
     fn command_quotes_specials() {
         let cmd = Command::new(path("/opt/my app/bin"))
-            .args(["--listen", "0.0.0.0:8080", "a b", "100%", "$HOME", "say \"hi\"\\", "", "x\ny", "it's"])
+            .args([
+                "--listen",
+                "0.0.0.0:8080",
+                "a b",
+                "100%",
+                "$HOME",
+                "say \"hi\"\\",
+                "",
+                "x\ny",
+                "it's",
+            ])
             .unwrap()
             .var(EnvName::new("MAINPID").unwrap());
         assert_eq!(
@@ -906,7 +1068,10 @@ mod tests {
 
     #[test]
     fn text_is_one_line() {
-        assert_eq!(Text::new("Veza 100% API").unwrap().to_string(), "Veza 100%% API");
+        assert_eq!(
+            Text::new("Veza 100% API").unwrap().to_string(),
+            "Veza 100%% API"
+        );
         for bad in ["", " x", "x ", "a\nb", "x\\"] {
             assert!(Text::new(bad).is_err(), "{bad:?} accepted");
         }
@@ -914,9 +1079,18 @@ mod tests {
 
     #[test]
     fn ip_specs_parse() {
-        assert_eq!("localhost".parse::<IpAddressSpec>().unwrap(), IpAddressSpec::Localhost);
-        assert_eq!("10.0.0.0/8".parse::<IpAddressSpec>().unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!("::1".parse::<IpAddressSpec>().unwrap().to_string(), "::1/128");
+        assert_eq!(
+            "localhost".parse::<IpAddressSpec>().unwrap(),
+            IpAddressSpec::Localhost
+        );
+        assert_eq!(
+            "10.0.0.0/8".parse::<IpAddressSpec>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "::1".parse::<IpAddressSpec>().unwrap().to_string(),
+            "::1/128"
+        );
         for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x", ""] {
             assert!(bad.parse::<IpAddressSpec>().is_err(), "{bad:?} accepted");
         }

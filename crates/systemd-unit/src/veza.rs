@@ -5,8 +5,8 @@ use serde::Deserialize;
 use crate::Error;
 use crate::model::{Hardening, Service, Unit};
 use crate::value::{
-    AbsPath, AccountName, Command, DirName, EnvName, EnvironmentFile, IpAddressSpec, NotifyAccess, Restart,
-    ServiceType, Text, Timespan, UnitName,
+    AbsPath, AccountName, Command, DirName, EnvName, EnvironmentFile, IpAddressSpec, NotifyAccess,
+    Restart, ServiceType, Text, Timespan, UnitName,
 };
 
 /// Which Veza service a unit runs; decides the service type and supervision.
@@ -83,7 +83,11 @@ impl ServiceSpec {
         let exec_reload = if notify {
             // systemd 252 has no Type=notify-reload: kill(1) runs inside the same sandbox and
             // signals the main process, which answers RELOADING=1 then READY=1.
-            Some(Command::new(AbsPath::new("/bin/kill")?).arg("-HUP")?.var(EnvName::new("MAINPID")?))
+            Some(
+                Command::new(AbsPath::new("/bin/kill")?)
+                    .arg("-HUP")?
+                    .var(EnvName::new("MAINPID")?),
+            )
         } else {
             None
         };
@@ -95,7 +99,11 @@ impl ServiceSpec {
             after: vec![network_online],
             start_limit: Some((Timespan::from_secs(60), 5)),
             service: Service {
-                kind: if notify { ServiceType::Notify } else { ServiceType::Exec },
+                kind: if notify {
+                    ServiceType::Notify
+                } else {
+                    ServiceType::Exec
+                },
                 exec_start: self.exec_start.clone(),
                 exec_reload,
                 restart: Restart::OnFailure,
@@ -109,10 +117,17 @@ impl ServiceSpec {
                 environment_files: self
                     .env_file
                     .iter()
-                    .map(|path| EnvironmentFile { path: path.clone(), optional: false })
+                    .map(|path| EnvironmentFile {
+                        path: path.clone(),
+                        optional: false,
+                    })
                     .collect(),
                 environment: Vec::new(),
-                runtime_directory: if notify { Some(DirName::new("veza-lb")?) } else { None },
+                runtime_directory: if notify {
+                    Some(DirName::new("veza-lb")?)
+                } else {
+                    None
+                },
                 limit_nofile: Some(65_536),
                 hardening,
             },
