@@ -145,10 +145,7 @@ fn duplicate_names() {
 
 #[test]
 fn pools_without_servers() {
-    let text = base_with(
-        "[{ name = \"api-1\", addr = \"127.0.0.1:18081\" }]",
-        "[]",
-    );
+    let text = base_with("[{ name = \"api-1\", addr = \"127.0.0.1:18081\" }]", "[]");
     assert_error(
         &text,
         7,
@@ -173,9 +170,15 @@ fn pools_without_servers() {
 fn bad_durations() {
     let cases = [
         ("\"5x\"", "unknown unit `x`; use ms, s, m, h or d"),
-        ("\"\"", "it is empty; write a whole number and a unit (ms, s, m, h or d), such as \"500ms\", \"5s\" or \"1m30s\""),
+        (
+            "\"\"",
+            "it is empty; write a whole number and a unit (ms, s, m, h or d), such as \"500ms\", \"5s\" or \"1m30s\"",
+        ),
         ("\"-1s\"", "durations cannot be negative"),
-        ("\"5\"", "the number has no unit; add one, such as \"5s\" or \"5ms\""),
+        (
+            "\"5\"",
+            "the number has no unit; add one, such as \"5s\" or \"5ms\"",
+        ),
     ];
     for (value, why) in cases {
         let text = format!("[defaults]\ntimeout_server = {value}\n{BASE}");
@@ -206,13 +209,27 @@ fn bad_addresses() {
              configuration; write an IP address and port, such as \"127.0.0.1:8080\" or \
              \"[::1]:8080\"",
         ),
-        ("127.0.0.1", "it has no port; write it as \"127.0.0.1:PORT\""),
-        ("::1:18081", "write IPv6 addresses in brackets, as \"[::1]:18081\""),
-        ("127.0.0.1:70000", "`70000` is not a port; a port is a number from 0 to 65535"),
+        (
+            "127.0.0.1",
+            "it has no port; write it as \"127.0.0.1:PORT\"",
+        ),
+        (
+            "::1:18081",
+            "write IPv6 addresses in brackets, as \"[::1]:18081\"",
+        ),
+        (
+            "127.0.0.1:70000",
+            "`70000` is not a port; a port is a number from 0 to 65535",
+        ),
     ];
     for (addr, why) in cases {
         let text = base_with("127.0.0.1:18081", addr);
-        assert_error(&text, 7, 37, &format!("`addr` is not a valid address: {why}"));
+        assert_error(
+            &text,
+            7,
+            37,
+            &format!("`addr` is not a valid address: {why}"),
+        );
     }
     let text = base_with("127.0.0.1:18081", "127.0.0.1:0");
     assert_error(
@@ -285,7 +302,12 @@ fn cookie_names_must_be_tokens() {
 
 #[test]
 fn server_names_must_be_cookie_values() {
-    for (name, what) in [("api 1", "a space"), ("api;1", "`;`"), ("api,1", "`,`"), ("é", "`é`")] {
+    for (name, what) in [
+        ("api 1", "a space"),
+        ("api;1", "`;`"),
+        ("api,1", "`,`"),
+        ("é", "`é`"),
+    ] {
         let text = base_with("\"api-1\"", &format!("\"{name}\""));
         assert_error(
             &text,
@@ -440,7 +462,10 @@ fn health_check_timing() {
         "[pool.api]\nhealth = { path = \"/h\", interval = \"0ms\" }\n",
     );
     assert_error(&text, 7, 36, "`interval` must be longer than 0");
-    let text = base_with("[pool.api]\n", "[pool.api]\nhealth = { interval = \"1s\" }\n");
+    let text = base_with(
+        "[pool.api]\n",
+        "[pool.api]\nhealth = { interval = \"1s\" }\n",
+    );
     assert_error(
         &text,
         7,
@@ -461,7 +486,12 @@ fn wrong_types() {
         "`threads` must be at least 1; remove it to use one thread per core",
     );
     let text = format!("[defaults]\nredispatch = \"yes\"\n{BASE}");
-    assert_error(&text, 2, 14, "`redispatch` must be true or false, not a string");
+    assert_error(
+        &text,
+        2,
+        14,
+        "`redispatch` must be true or false, not a string",
+    );
 }
 
 #[test]
@@ -473,13 +503,21 @@ fn toml_syntax_errors_have_positions_too() {
     let text = base_with("\"127.0.0.1:18081\" }]", "\"127.0.0.1:18081\" }");
     let all = errors(&text);
     assert!(!all.is_empty());
-    assert!(all.iter().all(|(line, _, m)| *line == 7 && m.starts_with("invalid TOML: ")), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|(line, _, m)| *line == 7 && m.starts_with("invalid TOML: ")),
+        "{all:?}"
+    );
 }
 
 #[test]
 fn a_file_with_three_errors_reports_all_three() {
     let err = Config::load(&fixture("three-errors.toml")).unwrap_err();
-    let found: Vec<(usize, usize)> = err.diagnostics().iter().map(|d| (d.line, d.column)).collect();
+    let found: Vec<(usize, usize)> = err
+        .diagnostics()
+        .iter()
+        .map(|d| (d.line, d.column))
+        .collect();
     assert_eq!(found, vec![(3, 18), (11, 37), (13, 28)]);
     let origin = fixture("three-errors.toml").display().to_string();
     assert!(err.diagnostics().iter().all(|d| d.origin == origin));
@@ -518,5 +556,8 @@ fn unreadable_and_non_utf8_files() {
     std::fs::remove_dir_all(&dir).unwrap();
     let d = &err.diagnostics()[0];
     assert_eq!((d.line, d.column), (2, 6));
-    assert_eq!(d.message, "the file is not valid UTF-8; save it as UTF-8 text");
+    assert_eq!(
+        d.message,
+        "the file is not valid UTF-8; save it as UTF-8 text"
+    );
 }

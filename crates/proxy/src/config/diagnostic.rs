@@ -40,10 +40,15 @@ impl Diagnostic {
             .find('\n')
             .map_or(source.len(), |i| offset + i);
         let line = source[..line_start].matches('\n').count() + 1;
-        let column = source[line_start..offset].chars().count() + 1;
         let snippet = source[line_start..line_end]
             .strip_suffix('\r')
             .unwrap_or(&source[line_start..line_end]);
+        // A position on a line's `\r\n` is shown just after the line's last character.
+        let column = source[line_start..offset]
+            .chars()
+            .count()
+            .min(snippet.chars().count())
+            + 1;
         Diagnostic {
             origin: origin.to_owned(),
             line,

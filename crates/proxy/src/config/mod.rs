@@ -7,7 +7,7 @@
 //! [`Diagnostic`] with `FILE:LINE:COLUMN`, a plain sentence and the offending source line:
 //!
 //! ```text
-//! veza-lb.toml:14:43: `fall` must be at least 1: a server is marked DOWN after `fall` failed checks in a row
+//! veza-lb.toml:14:54: `fall` must be at least 1: a server is marked DOWN after `fall` failed checks in a row
 //!   health = { path = "/health", interval = "5s", fall = 0, rise = 2 }
 //!                                                        ^
 //! ```
@@ -29,8 +29,18 @@
 //! assert_eq!(config.pool("api").unwrap().balance, Balance::RoundRobin);
 //! assert_eq!(config.summary(), "Configuration file is valid: 1 frontend, 1 pool, 1 server");
 //!
+//! // Every problem is reported, in file order.
 //! let err = Config::parse("[global]\nthreads = 0\n", "veza-lb.toml").unwrap_err();
-//! assert!(err.to_string().starts_with("veza-lb.toml:2:11: `threads` must be at least 1"));
+//! let found: Vec<String> = err
+//!     .diagnostics()
+//!     .iter()
+//!     .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+//!     .collect();
+//! assert_eq!(found, [
+//!     "1:1: the configuration has no frontend; add a [[frontend]] with a `name`, a `bind` \
+//!      address and a `default_pool`",
+//!     "2:11: `threads` must be at least 1; remove it to use one thread per core",
+//! ]);
 //! ```
 
 mod diagnostic;
@@ -362,14 +372,13 @@ impl Config {
                 let bytes = err.into_bytes();
                 // The prefix before the first invalid byte is valid UTF-8 by definition.
                 let prefix = String::from_utf8_lossy(&bytes[..valid]);
-                let mut diagnostics = Vec::new();
-                diagnostics.push(Diagnostic::at(
+                let diagnostic = Diagnostic::at(
                     &origin,
                     &prefix,
                     valid,
                     "the file is not valid UTF-8; save it as UTF-8 text".to_owned(),
-                ));
-                Err(ConfigError::Invalid(Diagnostics::new(diagnostics)))
+                );
+                Err(ConfigError::Invalid(Diagnostics::new(vec![diagnostic])))
             }
         }
     }

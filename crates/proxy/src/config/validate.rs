@@ -1609,22 +1609,19 @@ impl<'s> Ctx<'s> {
             return None;
         }
         let mut names = HashMap::new();
-        let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
         let mut servers = Some(Vec::new());
         for table in tables {
             let server = self.read_server(table, &mut names);
             if let Some((server, at)) = &server {
-                if let Some(&first) = addrs.get(&server.addr) {
-                    let line = self.line_of(first);
-                    self.warn(
-                        *at,
-                        format!(
-                            "server `{}` has the same address as the server on line {line}",
-                            server.name
-                        ),
+                if let Some(first) = addrs.get(&server.addr) {
+                    let message = format!(
+                        "servers `{first}` and `{}` have the same address, {}",
+                        server.name, server.addr
                     );
+                    self.warn(*at, message);
                 } else {
-                    addrs.insert(server.addr, *at);
+                    addrs.insert(server.addr, server.name.clone());
                 }
             }
             match (&mut servers, server) {
@@ -1758,7 +1755,7 @@ fn list(items: &[&str]) -> String {
 /// Formats a duration as a user would write it.
 fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
     } else {
         format!("{}s", ms / 1000)

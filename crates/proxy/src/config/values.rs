@@ -103,13 +103,6 @@ pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     if text.trim() != text {
         return Err("remove the spaces around it".to_owned());
     }
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        let with_port = match ip {
-            IpAddr::V4(ip) => format!("{ip}:PORT"),
-            IpAddr::V6(ip) => format!("[{ip}]:PORT"),
-        };
-        return Err(format!("it has no port; write it as \"{with_port}\""));
-    }
     // `::1:8080` style: an IPv6 address with a port glued on, missing brackets.
     if !text.starts_with('[')
         && let Some((ip, port)) = text.rsplit_once(':')
@@ -119,6 +112,13 @@ pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
         return Err(format!(
             "write IPv6 addresses in brackets, as \"[{ip}]:{port}\""
         ));
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        let with_port = match ip {
+            IpAddr::V4(ip) => format!("{ip}:PORT"),
+            IpAddr::V6(ip) => format!("[{ip}]:PORT"),
+        };
+        return Err(format!("it has no port; write it as \"{with_port}\""));
     }
     let (host, port) = text.rsplit_once(':').unwrap_or((text, ""));
     let host_is_ip = host.parse::<IpAddr>().is_ok()

@@ -1,0 +1,314 @@
+//! Valid configurations parse to exactly the values they describe.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proxy::config::{
+    Balance, Config, CookieConfig, FrontendTls, HashKey, HealthConfig, OnMarkedDown, Route,
+    ServerConfig, SniCert, StatsSocket, Timeouts,
+};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/configs")
+        .join(name)
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn the_brief_example_parses_to_what_it_says() {
+    let config = Config::load(&fixture("brief.toml")).unwrap();
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    assert_eq!(
+        config.summary(),
+        "Configuration file is valid: 1 frontend, 2 pools, 4 servers"
+    );
+
+    let global = &config.global;
+    assert_eq!(
+        global.stats_socket,
+        Some(StatsSocket::Tcp(addr("127.0.0.1:9100")))
+    );
+    assert_eq!(global.stats_socket_mode, 0o600);
+    assert_eq!(global.metrics_listen, Some(addr("127.0.0.1:9101")));
+    assert_eq!(global.shutdown_grace, secs(30));
+    assert_eq!(global.threads, NonZeroUsize::new(2));
+
+    let [frontend] = config.frontends.as_slice() else {
+        panic!("one frontend expected");
+    };
+    assert_eq!(frontend.name, "veza");
+    assert_eq!(frontend.bind, vec![addr("0.0.0.0:8080")]);
+    assert_eq!(frontend.default_pool, "api_pool");
+    assert_eq!(
+        frontend.routes,
+        vec![Route {
+            path_prefix: "/stream/".into(),
+            pool: "stream_pool".into()
+        }]
+    );
+    assert_eq!(frontend.tls, None);
+
+    let names: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["api_pool", "stream_pool"], "file order");
+    let defaults = Timeouts {
+        connect: secs(5),
+        client: secs(30),
+        server: secs(30),
+        tunnel: secs(3600),
+        http_request: secs(30),
+    };
+
+    let api = config.pool("api_pool").unwrap();
+    assert_eq!(api.balance, Balance::RoundRobin);
+    assert_eq!(
+        api.cookie,
+        Some(CookieConfig {
+            name: "SERVERID".into(),
+            insert: true,
+            indirect: true,
+            nocache: true,
+            httponly: false,
+            secure: false,
+        })
+    );
+    assert_eq!(api.hash_key, None);
+    assert_eq!(
+        api.health,
+        Some(HealthConfig {
+            method: "GET".into(),
+            path: "/api/v1/health".into(),
+            interval: secs(5),
+            timeout: secs(2),
+            fall: 3,
+            rise: 2,
+            expect_status: vec![200],
+            host: None,
+        })
+    );
+    assert_eq!(api.slowstart, Some(secs(30)));
+    assert_eq!(api.on_marked_down, OnMarkedDown::ShutdownSessions);
+    assert_eq!(
+        api.servers,
+        vec![
+            ServerConfig {
+                name: "backend-api-1".into(),
+                addr: addr("127.0.0.1:18081"),
+                weight: 1,
+                check: true
+            },
+            ServerConfig {
+                name: "backend-api-2".into(),
+                addr: addr("127.0.0.1:18082"),
+                weight: 1,
+                check: true
+            },
+        ]
+    );
+    assert_eq!(api.timeouts, defaults);
+    assert_eq!(
+        (api.retries, api.redispatch, api.retry_idempotent),
+        (3, true, true)
+    );
+    assert_eq!(api.passive_error_limit, 3);
+
+    let stream = config.pool("stream_pool").unwrap();
+    assert_eq!(stream.balance, Balance::JumpHash);
+    assert_eq!(stream.hash_key, Some(HashKey::Path { depth: 2 }));
+    assert_eq!(stream.cookie, None);
+    assert_eq!(stream.slowstart, None);
+    assert_eq!(stream.on_marked_down, OnMarkedDown::Nothing);
+    let health = stream.health.as_ref().unwrap();
+    assert_eq!((health.interval, health.timeout), (secs(5), secs(2)));
+    assert_eq!(
+        stream.server("stream-server-2").unwrap().addr,
+        addr("127.0.0.1:18092")
+    );
+    assert_eq!(stream.timeouts, defaults);
+    assert!(config.pool("nope").is_none());
+}
+
+#[test]
+fn every_key_with_non_default_values() {
+    let path = fixture("full.toml");
+    let config = Config::load(&path).unwrap();
+    let dir = path.parent().unwrap();
+    assert_eq!(
+        config.global.stats_socket,
+        Some(StatsSocket::Unix(dir.join("run/admin.sock")))
+    );
+    assert_eq!(config.global.stats_socket_mode, 0o660);
+    assert_eq!(config.global.shutdown_grace, Duration::ZERO);
+    assert_eq!(config.global.threads, None);
+
+    let public = config.frontend("public").unwrap();
+    assert_eq!(public.bind, vec![addr("[::]:8080")]);
+    assert_eq!(
+        public.tls,
+        Some(FrontendTls {
+            bind: vec![addr("0.0.0.0:8443"), addr("[::]:8443")],
+            cert: dir.join("certs/fullchain.pem"),
+            key: PathBuf::from("/etc/veza/key.pem"),
+            sni: vec![SniCert {
+                server_names: vec!["stream.veza.example".into(), "*.cdn.veza.example".into()],
+                cert: dir.join("stream.pem"),
+                key: dir.join("stream.key"),
+            }],
+            redirect_http: true,
+            hsts: Some(secs(365 * 86_400)),
+        })
+    );
+    assert_eq!(config.frontends[1].name, "internal");
+
+    let stream = config.pool("stream").unwrap();
+    assert_eq!(
+        stream.hash_key,
+        Some(HashKey::Header {
+            name: "X-Track".into()
+        })
+    );
+    assert_eq!(
+        stream.health,
+        Some(HealthConfig {
+            method: "HEAD".into(),
+            path: "/health?full=1".into(),
+            interval: secs(1),
+            timeout: secs(1),
+            fall: 5,
+            rise: 1,
+            expect_status: vec![200, 204],
+            host: Some("stream.internal".into()),
+        })
+    );
+    assert_eq!(
+        stream.timeouts,
+        Timeouts {
+            connect: secs(1),
+            client: secs(10),
+            server: secs(20),
+            tunnel: secs(90),
+            http_request: secs(5),
+        }
+    );
+    assert_eq!(
+        (stream.retries, stream.redispatch, stream.retry_idempotent),
+        (0, false, false)
+    );
+    assert_eq!(stream.passive_error_limit, 0);
+    assert_eq!(
+        stream.servers[1],
+        ServerConfig {
+            name: "s2".into(),
+            addr: addr("[fd00::2]:9000"),
+            weight: 0,
+            check: false
+        }
+    );
+    assert_eq!(stream.servers[0].weight, 256);
+
+    let api = config.pool("api").unwrap();
+    assert_eq!(
+        api.cookie,
+        Some(CookieConfig {
+            name: "VEZA_SRV".into(),
+            insert: false,
+            indirect: false,
+            nocache: false,
+            httponly: true,
+            secure: true,
+        })
+    );
+    assert_eq!(api.slowstart, None, "0s turns slow start off");
+    assert_eq!(api.on_marked_down, OnMarkedDown::Nothing);
+    assert_eq!(
+        api.passive_error_limit, 2,
+        "defaults to the health check's fall"
+    );
+    assert_eq!(api.health.as_ref().unwrap().interval, secs(2));
+    assert_eq!(
+        (api.retries, api.redispatch),
+        (1, true),
+        "pools override [defaults]"
+    );
+    assert_eq!(
+        api.timeouts.http_request,
+        secs(10),
+        "defaults to the client timeout"
+    );
+    assert_eq!(
+        config.summary(),
+        "Configuration file is valid: 2 frontends, 2 pools, 3 servers"
+    );
+}
+
+#[test]
+fn parse_resolves_relative_paths_against_the_origin_directory() {
+    let text = r#"
+[global]
+stats_socket = "unix:admin.sock"
+[[frontend]]
+name = "f"
+default_pool = "p"
+tls = { bind = ["127.0.0.1:0"], cert = "c.pem", key = "k.pem" }
+[pool.p]
+servers = [{ name = "s", addr = "127.0.0.1:1" }]
+"#;
+    let config = Config::parse(text, "/etc/veza-lb/veza-lb.toml").unwrap();
+    let tls = config.frontends[0].tls.as_ref().unwrap();
+    assert_eq!(tls.cert, Path::new("/etc/veza-lb/c.pem"));
+    assert_eq!(
+        config.global.stats_socket,
+        Some(StatsSocket::Unix("/etc/veza-lb/admin.sock".into()))
+    );
+    let config = Config::parse(text, "veza-lb.toml").unwrap();
+    assert_eq!(
+        config.frontends[0].tls.as_ref().unwrap().key,
+        Path::new("k.pem")
+    );
+}
+
+#[test]
+fn warnings_do_not_fail_validation() {
+    let text = r#"[[frontend]]
+name = "f"
+bind = ["127.0.0.1:0"]
+default_pool = "used"
+
+[pool.used]
+servers = [{ name = "a", addr = "127.0.0.1:1", weight = 0 }]
+
+[pool.spare]
+servers = [{ name = "a", addr = "127.0.0.1:2" }, { name = "b", addr = "127.0.0.1:2" }]
+"#;
+    let config = Config::parse(text, "veza-lb.toml").unwrap();
+    let warnings: Vec<(usize, usize, &str)> = config
+        .warnings()
+        .iter()
+        .map(|w| (w.line, w.column, w.message.as_str()))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            (
+                7,
+                11,
+                "every server of pool `used` has weight 0, so it only serves sticky clients"
+            ),
+            (9, 7, "pool `spare` is not used by any frontend or route"),
+            (
+                10,
+                50,
+                "servers `a` and `b` have the same address, 127.0.0.1:2"
+            ),
+        ]
+    );
+}
