@@ -1,0 +1,6 @@
+//! Integration tests against real loopback sockets.
+
+mod checker;
+mod monitor;
+mod probe;
+mod support;
