@@ -42,14 +42,17 @@ impl Accounts {
                 home: u.home_dir().to_owned(),
                 shell: u.shell().to_owned(),
             })),
-            Self::Tree(root) => Ok(read_db(&root.join("etc/passwd"))?.iter().find(|f| f[0] == name).and_then(|f| {
-                Some(Account {
-                    uid: f.get(2)?.parse().ok()?,
-                    gid: f.get(3)?.parse().ok()?,
-                    home: PathBuf::from(f.get(5)?),
-                    shell: PathBuf::from(f.get(6)?),
-                })
-            })),
+            Self::Tree(root) => Ok(read_db(&root.join("etc/passwd"))?
+                .iter()
+                .find(|f| f[0] == name)
+                .and_then(|f| {
+                    Some(Account {
+                        uid: f.get(2)?.parse().ok()?,
+                        gid: f.get(3)?.parse().ok()?,
+                        home: PathBuf::from(f.get(5)?),
+                        shell: PathBuf::from(f.get(6)?),
+                    })
+                })),
         }
     }
 

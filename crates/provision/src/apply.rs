@@ -22,6 +22,10 @@ pub struct Options {
     pub check: bool,
     /// Attach unified diffs of files that change (env file values are hidden).
     pub diff: bool,
+    /// Run this program for the systemctl steps, even under `root`. For tests (a recording
+    /// stub) and for image builds that wrap `systemctl --root`; `None` runs `systemctl` when
+    /// systemd is PID 1 and skips those steps otherwise.
+    pub systemctl: Option<PathBuf>,
 }
 
 /// The outcome of one step.
@@ -39,7 +43,8 @@ pub enum Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // pad, not write_str: the CLI aligns the column with `{:<8}`.
+        f.pad(match self {
             Self::Ok => "ok",
             Self::Changed => "changed",
             Self::Skipped => "skipped",
@@ -115,8 +120,15 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
     let host = Host {
         plan,
         options,
-        accounts: options.root.as_ref().map_or(Accounts::Host, |root| Accounts::Tree(root.clone())),
-        systemctl_unavailable: systemctl_unavailable(options),
+        accounts: options
+            .root
+            .as_ref()
+            .map_or(Accounts::Host, |root| Accounts::Tree(root.clone())),
+        systemctl_unavailable: if options.systemctl.is_some() {
+            None
+        } else {
+            systemctl_unavailable(options)
+        },
     };
     let mut report = Report::default();
     let mut record = |name: String, result: StepResult| {
@@ -126,7 +138,12 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
             Ok(Outcome::Skipped(detail)) => (Status::Skipped, detail, None),
             Err(detail) => (Status::Failed, detail, None),
         };
-        report.steps.push(Step { name, status, detail, diff });
+        report.steps.push(Step {
+            name,
+            status,
+            detail,
+            diff,
+        });
         status != Status::Failed
     };
 
@@ -134,7 +151,10 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
         return report;
     }
     for dir in &plan.directories {
-        if !record(format!("directory {}", dir.path.as_str()), host.directory(dir)) {
+        if !record(
+            format!("directory {}", dir.path.as_str()),
+            host.directory(dir),
+        ) {
             return report;
         }
     }
@@ -151,10 +171,16 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
     if !record(format!("unit {unit_name}"), unit_result) {
         return report;
     }
-    if !record("systemctl daemon-reload".into(), host.daemon_reload(unit_changed)) {
+    if !record(
+        "systemctl daemon-reload".into(),
+        host.daemon_reload(unit_changed),
+    ) {
         return report;
     }
-    if !record(format!("restart {unit_name}"), host.restart(unit_changed, env_changed)) {
+    if !record(
+        format!("restart {unit_name}"),
+        host.restart(unit_changed, env_changed),
+    ) {
         return report;
     }
     record(format!("enable {unit_name}"), host.enable());
@@ -163,7 +189,10 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
 
 fn systemctl_unavailable(options: &Options) -> Option<String> {
     if let Some(root) = &options.root {
-        return Some(format!("--root {} given: systemctl would act on the running host, not on that tree", root.display()));
+        return Some(format!(
+            "--root {} given: systemctl would act on the running host, not on that tree",
+            root.display()
+        ));
     }
     // sd_booted(3): this directory exists only when systemd is PID 1.
     if !Path::new("/run/systemd/system").is_dir() {
@@ -188,6 +217,13 @@ impl Host<'_> {
         }
     }
 
+    fn systemctl(&self) -> String {
+        self.options
+            .systemctl
+            .as_ref()
+            .map_or_else(|| "systemctl".to_owned(), |p| p.display().to_string())
+    }
+
     fn unit_path(&self) -> PathBuf {
         self.path(&Path::new("/etc/systemd/system").join(self.plan.unit_name()))
     }
@@ -195,7 +231,10 @@ impl Host<'_> {
     fn user(&self) -> StepResult {
         let spec = &self.plan.user;
         let name = spec.name.as_str();
-        let found = self.accounts.user(name).map_err(|e| format!("cannot read the user database: {e}"))?;
+        let found = self
+            .accounts
+            .user(name)
+            .map_err(|e| format!("cannot read the user database: {e}"))?;
         let prefix: Vec<String> = match &self.options.root {
             Some(root) => vec!["--prefix".into(), root.display().to_string()],
             None => Vec::new(),
@@ -203,18 +242,42 @@ impl Host<'_> {
         let (home, shell) = (spec.home.as_str(), spec.shell.as_str());
         let Some(account) = found else {
             if self.options.check {
-                return Ok(Outcome::Changed(format!("would create system user (home {home}, shell {shell})"), None));
+                return Ok(Outcome::Changed(
+                    format!("would create system user (home {home}, shell {shell})"),
+                    None,
+                ));
             }
             require_root("creating a user")?;
-            let group_exists = self.accounts.gid(name).map_err(|e| format!("cannot read the group database: {e}"))?.is_some();
+            let group_exists = self
+                .accounts
+                .gid(name)
+                .map_err(|e| format!("cannot read the group database: {e}"))?
+                .is_some();
             // useradd refuses --user-group when the group already exists.
-            let group_args = if group_exists { vec!["--gid", name] } else { vec!["--user-group"] };
+            let group_args = if group_exists {
+                vec!["--gid", name]
+            } else {
+                vec!["--user-group"]
+            };
             let mut args = prefix;
-            args.extend(["--system", "--shell", shell, "--home-dir", home, "--create-home"].map(String::from));
+            args.extend(
+                [
+                    "--system",
+                    "--shell",
+                    shell,
+                    "--home-dir",
+                    home,
+                    "--create-home",
+                ]
+                .map(String::from),
+            );
             args.extend(group_args.iter().map(|s| (*s).to_owned()));
             args.push(name.to_owned());
             run("useradd", &args)?;
-            return Ok(Outcome::Changed(format!("created system user (home {home}, shell {shell})"), None));
+            return Ok(Outcome::Changed(
+                format!("created system user (home {home}, shell {shell})"),
+                None,
+            ));
         };
         let mut drift = Vec::new();
         if account.home != spec.home.as_path() {
@@ -224,7 +287,10 @@ impl Host<'_> {
             drift.push(format!("shell {} -> {shell}", account.shell.display()));
         }
         if drift.is_empty() {
-            return Ok(Outcome::Ok(format!("exists (uid {}, home {home}, shell {shell})", account.uid)));
+            return Ok(Outcome::Ok(format!(
+                "exists (uid {}, home {home}, shell {shell})",
+                account.uid
+            )));
         }
         let drift = drift.join(", ");
         if self.options.check {
@@ -245,14 +311,29 @@ impl Host<'_> {
         let gid = self.accounts.gid(group.as_str()).map_err(db_error)?;
         match (uid, gid) {
             (Some(uid), Some(gid)) => Ok(Some((uid, gid))),
-            _ if self.options.check && [owner, group].iter().any(|n| **n == self.plan.user.name) => Ok(None),
-            (None, _) => Err(format!("user {owner} does not exist; create it or change the owner in the role file")),
-            (_, None) => Err(format!("group {group} does not exist; create it or change the group in the role file")),
+            _ if self.options.check
+                && [owner, group].iter().any(|n| **n == self.plan.user.name) =>
+            {
+                Ok(None)
+            }
+            (None, _) => Err(format!(
+                "user {owner} does not exist; create it or change the owner in the role file"
+            )),
+            (_, None) => Err(format!(
+                "group {group} does not exist; create it or change the group in the role file"
+            )),
         }
     }
 
     /// Compares and, unless checking, fixes owner and mode of an existing path.
-    fn fix_metadata(&self, path: &Path, meta: &fs::Metadata, ids: Option<(u32, u32)>, mode: Mode, what: &str) -> StepResult {
+    fn fix_metadata(
+        &self,
+        path: &Path,
+        meta: &fs::Metadata,
+        ids: Option<(u32, u32)>,
+        mode: Mode,
+        what: &str,
+    ) -> StepResult {
         let mut drift = Vec::new();
         let current_mode = meta.mode() & 0o7777;
         if current_mode != mode.bits() {
@@ -260,7 +341,11 @@ impl Host<'_> {
         }
         match ids {
             Some((uid, gid)) if (meta.uid(), meta.gid()) != (uid, gid) => {
-                drift.push(format!("owner {}:{} -> {uid}:{gid}", meta.uid(), meta.gid()));
+                drift.push(format!(
+                    "owner {}:{} -> {uid}:{gid}",
+                    meta.uid(),
+                    meta.gid()
+                ));
             }
             Some(_) => {}
             None => drift.push("owner -> the user created above".into()),
@@ -274,9 +359,11 @@ impl Host<'_> {
         }
         // chown first: it clears set-id bits that the mode may ask for.
         if let Some((uid, gid)) = ids {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| format!("chown failed: {e}"))?;
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                .map_err(|e| format!("chown failed: {e}"))?;
         }
-        fs::set_permissions(path, Permissions::from_mode(mode.bits())).map_err(|e| format!("chmod failed: {e}"))?;
+        fs::set_permissions(path, Permissions::from_mode(mode.bits()))
+            .map_err(|e| format!("chmod failed: {e}"))?;
         Ok(Outcome::Changed(format!("fixed {drift}"), None))
     }
 
@@ -304,8 +391,17 @@ impl Host<'_> {
 
     fn read_optional(path: &Path) -> Result<Option<String>, String> {
         match fs::read(path) {
-            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| "it is not UTF-8 text; fix or remove it".into()),
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(None),
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| "it is not UTF-8 text; fix or remove it".into()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(format!("cannot read it: {e}")),
         }
     }
@@ -325,26 +421,48 @@ impl Host<'_> {
         let planned = merge_env(current.as_deref(), env);
         let wanted = format!("{}:{} {}", env.owner, env.group, env.mode);
         if current.as_deref() == Some(planned.as_str()) {
-            let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot inspect it: {e}"))?;
-            return self.fix_metadata(&path, &meta, ids, env.mode, &format!("{wanted}, every key present"));
+            let meta =
+                fs::symlink_metadata(&path).map_err(|e| format!("cannot inspect it: {e}"))?;
+            return self.fix_metadata(
+                &path,
+                &meta,
+                ids,
+                env.mode,
+                &format!("{wanted}, every key present"),
+            );
         }
         *content_changed = true;
         let added = missing_keys(current.as_deref(), env).join(", ");
         let diff = self.options.diff.then(|| {
-            unified_diff(env.path.as_str(), &hide_values(current.as_deref().unwrap_or("")), &hide_values(&planned))
+            unified_diff(
+                env.path.as_str(),
+                &hide_values(current.as_deref().unwrap_or("")),
+                &hide_values(&planned),
+            )
         });
-        let verb = if current.is_some() { format!("add {added}") } else { format!("create with {added}") };
+        let verb = if current.is_some() {
+            format!("add {added}")
+        } else {
+            format!("create with {added}")
+        };
         if self.options.check {
             return Ok(Outcome::Changed(format!("would {verb}"), diff));
         }
-        let Some((uid, gid)) = ids else { unreachable!("ids are only pending under --check") };
+        let Some((uid, gid)) = ids else {
+            unreachable!("ids are only pending under --check")
+        };
         if !path.parent().is_some_and(Path::is_dir) {
             return Err(format!(
                 "its directory does not exist; add a [[directory]] entry for {}",
-                env.path.as_path().parent().unwrap_or(Path::new("/")).display()
+                env.path
+                    .as_path()
+                    .parent()
+                    .unwrap_or(Path::new("/"))
+                    .display()
             ));
         }
-        write_atomically(&path, planned.as_bytes(), env.mode, uid, gid).map_err(|e| format!("cannot write it: {e}"))?;
+        write_atomically(&path, planned.as_bytes(), env.mode, uid, gid)
+            .map_err(|e| format!("cannot write it: {e}"))?;
         Ok(Outcome::Changed(format!("{}, {wanted}", past(&verb)), diff))
     }
 
@@ -369,23 +487,44 @@ impl Host<'_> {
         let current = Self::read_optional(&path)?;
         let root_0644 = Mode::new(0o644).map_err(|e| e.to_string())?;
         if current.as_deref() == Some(planned.as_str()) {
-            let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot inspect it: {e}"))?;
-            return self.fix_metadata(&path, &meta, Some((0, 0)), root_0644, "up to date, root:root 0644");
+            let meta =
+                fs::symlink_metadata(&path).map_err(|e| format!("cannot inspect it: {e}"))?;
+            return self.fix_metadata(
+                &path,
+                &meta,
+                Some((0, 0)),
+                root_0644,
+                "up to date, root:root 0644",
+            );
         }
         *content_changed = true;
         let display = Path::new("/etc/systemd/system").join(self.plan.unit_name());
-        let diff = self
-            .options
-            .diff
-            .then(|| unified_diff(&display.display().to_string(), current.as_deref().unwrap_or(""), &planned));
-        let verb = if current.is_some() { "update" } else { "install" };
+        let diff = self.options.diff.then(|| {
+            unified_diff(
+                &display.display().to_string(),
+                current.as_deref().unwrap_or(""),
+                &planned,
+            )
+        });
+        let (verb, done) = if current.is_some() {
+            ("update", "updated")
+        } else {
+            ("install", "installed")
+        };
         if self.options.check {
-            return Ok(Outcome::Changed(format!("would {verb} {}", display.display()), diff));
+            return Ok(Outcome::Changed(
+                format!("would {verb} {}", display.display()),
+                diff,
+            ));
         }
         let dir = path.parent().unwrap_or(Path::new("/"));
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        write_atomically(&path, planned.as_bytes(), root_0644, 0, 0).map_err(|e| format!("cannot write it: {e}"))?;
-        Ok(Outcome::Changed(format!("{}d {}, root:root 0644", verb.trim_end_matches('e'), display.display()), diff))
+        write_atomically(&path, planned.as_bytes(), root_0644, 0, 0)
+            .map_err(|e| format!("cannot write it: {e}"))?;
+        Ok(Outcome::Changed(
+            format!("{done} {}, root:root 0644", display.display()),
+            diff,
+        ))
     }
 
     fn daemon_reload(&self, unit_changed: bool) -> StepResult {
@@ -396,9 +535,12 @@ impl Host<'_> {
             return Ok(Outcome::Ok("unit unchanged".into()));
         }
         if self.options.check {
-            return Ok(Outcome::Changed("would reload: the unit changed".into(), None));
+            return Ok(Outcome::Changed(
+                "would reload: the unit changed".into(),
+                None,
+            ));
         }
-        run("systemctl", &["daemon-reload".to_owned()])?;
+        run(&self.systemctl(), &["daemon-reload".to_owned()])?;
         Ok(Outcome::Changed("reloaded: the unit changed".into(), None))
     }
 
@@ -415,7 +557,10 @@ impl Host<'_> {
         if self.options.check {
             return Ok(Outcome::Changed(format!("would restart: {why}"), None));
         }
-        run("systemctl", &["restart".to_owned(), self.plan.unit_name()])?;
+        run(
+            &self.systemctl(),
+            &["restart".to_owned(), self.plan.unit_name()],
+        )?;
         Ok(Outcome::Changed(format!("restarted: {why}"), None))
     }
 
@@ -426,7 +571,7 @@ impl Host<'_> {
         if let Some(reason) = &self.systemctl_unavailable {
             return Ok(Outcome::Skipped(reason.clone()));
         }
-        let state = Process::new("systemctl")
+        let state = Process::new(self.systemctl())
             .args(["is-enabled", &self.plan.unit_name()])
             .output()
             .map_err(|e| format!("cannot run systemctl: {e}"))?;
@@ -435,22 +580,34 @@ impl Host<'_> {
             return Ok(Outcome::Ok("enabled".into()));
         }
         if self.options.check {
-            return Ok(Outcome::Changed(format!("would enable (now {})", if state.is_empty() { "unknown" } else { &state }), None));
+            return Ok(Outcome::Changed(
+                format!(
+                    "would enable (now {})",
+                    if state.is_empty() { "unknown" } else { &state }
+                ),
+                None,
+            ));
         }
-        run("systemctl", &["enable".to_owned(), self.plan.unit_name()])?;
+        run(
+            &self.systemctl(),
+            &["enable".to_owned(), self.plan.unit_name()],
+        )?;
         Ok(Outcome::Changed("enabled".into(), None))
     }
 }
 
 fn past(verb: &str) -> String {
-    verb.replacen("create", "created", 1).replacen("add ", "added ", 1)
+    verb.replacen("create", "created", 1)
+        .replacen("add ", "added ", 1)
 }
 
 fn require_root(what: &str) -> Result<(), String> {
     if nix::unistd::Uid::effective().is_root() {
         Ok(())
     } else {
-        Err(format!("{what} needs root; run as root, or preview with --check"))
+        Err(format!(
+            "{what} needs root; run as root, or preview with --check"
+        ))
     }
 }
 
@@ -466,13 +623,21 @@ fn run(program: &str, args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(format!("{program} {} failed ({}): {}", args.join(" "), output.status, stderr.trim()))
+    Err(format!(
+        "{program} {} failed ({}): {}",
+        args.join(" "),
+        output.status,
+        stderr.trim()
+    ))
 }
 
 /// Creates `path` (parents root-owned 0755, as `install -d` does) with exact mode and owner.
 fn create_dir(path: &Path, mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
     if let Some(parent) = path.parent() {
-        DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
     }
     DirBuilder::new().mode(0o700).create(path)?;
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
@@ -482,12 +647,21 @@ fn create_dir(path: &Path, mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
 
 /// Writes through a temporary file in the same directory and a rename, so readers (and a
 /// crash) see either the old file or the complete new one, never a partial write.
-fn write_atomically(path: &Path, contents: &[u8], mode: Mode, uid: u32, gid: u32) -> io::Result<()> {
+fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+    mode: Mode,
+    uid: u32,
+    gid: u32,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let mut temp = tempfile::Builder::new().prefix(".veza-provision.").tempfile_in(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".veza-provision.")
+        .tempfile_in(dir)?;
     temp.write_all(contents)?;
     std::os::unix::fs::fchown(temp.as_file(), Some(uid), Some(gid))?;
-    temp.as_file().set_permissions(Permissions::from_mode(mode.bits()))?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(mode.bits()))?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
     fs::File::open(dir)?.sync_all()
@@ -502,8 +676,15 @@ fn env_key(line: &str) -> Option<&str> {
 }
 
 fn missing_keys(current: Option<&str>, env: &EnvFileSpec) -> Vec<String> {
-    let present: Vec<&str> = current.map(|c| c.lines().filter_map(env_key).collect()).unwrap_or_default();
-    env.defaults.keys().map(|k| k.as_str()).filter(|k| !present.contains(k)).map(str::to_owned).collect()
+    let present: Vec<&str> = current
+        .map(|c| c.lines().filter_map(env_key).collect())
+        .unwrap_or_default();
+    env.defaults
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| !present.contains(k))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The env file with every default key present; existing lines are kept byte for byte.
@@ -519,7 +700,9 @@ fn merge_env(current: Option<&str>, env: &EnvFileSpec) -> String {
         text.push('\n');
     }
     for key in missing {
-        let Some((name, value)) = env.defaults.iter().find(|(k, _)| k.as_str() == key) else { continue };
+        let Some((name, value)) = env.defaults.iter().find(|(k, _)| k.as_str() == key) else {
+            continue;
+        };
         text.push_str(&format!("{name}={value}\n"));
     }
     text
@@ -567,13 +750,29 @@ mod tests {
 
     #[test]
     fn merge_keeps_existing_values_and_adds_missing_keys() {
-        let spec = env(&[("APP_ENV", "production"), ("DATABASE_URL", "postgres://localhost/veza"), ("PORT", "8080")]);
+        let spec = env(&[
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://localhost/veza"),
+            ("PORT", "8080"),
+        ]);
         let current = "# ops\nDATABASE_URL=postgres://secret@db/veza\nEXTRA=1";
         let merged = merge_env(Some(current), &spec);
-        assert_eq!(merged, "# ops\nDATABASE_URL=postgres://secret@db/veza\nEXTRA=1\nAPP_ENV=production\nPORT=8080\n");
-        assert_eq!(merge_env(Some(&merged), &spec), merged, "merging is idempotent");
+        assert_eq!(
+            merged,
+            "# ops\nDATABASE_URL=postgres://secret@db/veza\nEXTRA=1\nAPP_ENV=production\nPORT=8080\n"
+        );
+        assert_eq!(
+            merge_env(Some(&merged), &spec),
+            merged,
+            "merging is idempotent"
+        );
         let fresh = merge_env(None, &spec);
-        assert!(fresh.ends_with("APP_ENV=production\nDATABASE_URL=postgres://localhost/veza\nPORT=8080\n"), "{fresh}");
+        assert!(
+            fresh.ends_with(
+                "APP_ENV=production\nDATABASE_URL=postgres://localhost/veza\nPORT=8080\n"
+            ),
+            "{fresh}"
+        );
     }
 
     #[test]
@@ -581,7 +780,10 @@ mod tests {
         let hidden = hide_values("# c\nSECRET=hunter2\n");
         assert_eq!(hidden, "# c\nSECRET=<value hidden>\n");
         let diff = unified_diff("/etc/veza/x.env", "", &hidden);
-        assert!(diff.contains("+SECRET=<value hidden>") && !diff.contains("hunter2"), "{diff}");
+        assert!(
+            diff.contains("+SECRET=<value hidden>") && !diff.contains("hunter2"),
+            "{diff}"
+        );
     }
 
     #[test]

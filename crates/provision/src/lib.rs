@@ -11,7 +11,7 @@
 //! use provision::{Options, Plan, apply};
 //!
 //! let plan = Plan::load("examples/provision/backend-api.toml".as_ref())?;
-//! let report = apply(&plan, &Options { root: Some("/tmp/image".into()), check: true, diff: true });
+//! let report = apply(&plan, &Options { root: Some("/tmp/image".into()), check: true, diff: true, systemctl: None });
 //! for step in &report.steps {
 //!     println!("{step}");
 //! }
@@ -57,7 +57,9 @@ pub enum Error {
     #[error("{0:?} is not a file mode; write 3 or 4 octal digits (0-7) in quotes, like \"0750\"")]
     InvalidMode(String),
     /// An env file default uses characters systemd would reinterpret.
-    #[error("env value {0:?} has quotes, a backslash, '$', a control character or surrounding spaces; write a plain value and put anything else in the env file by hand")]
+    #[error(
+        "env value {0:?} has quotes, a backslash, '$', a control character or surrounding spaces; write a plain value and put anything else in the env file by hand"
+    )]
     InvalidEnvValue(String),
     /// `render-unit` was asked for a unit the file does not define.
     #[error("this role file defines {defined}, not {asked}; pass that name")]
@@ -79,7 +81,10 @@ pub enum Error {
 pub fn render_unit(plan: &Plan, name: &str) -> Result<String, Error> {
     let defined = plan.unit_name();
     if name != defined && format!("{name}.service") != defined {
-        return Err(Error::UnknownUnit { asked: name.to_owned(), defined });
+        return Err(Error::UnknownUnit {
+            asked: name.to_owned(),
+            defined,
+        });
     }
     Ok(plan.service_spec.unit()?.render()?)
 }

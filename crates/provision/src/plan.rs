@@ -10,7 +10,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use systemd_unit::{AbsPath, AccountName, Command, EnvName, IpAddressSpec, Role, ServiceSpec, Text, Timespan};
+use systemd_unit::{
+    AbsPath, AccountName, Command, EnvName, IpAddressSpec, Role, ServiceSpec, Text, Timespan,
+};
 
 use crate::Error;
 
@@ -77,7 +79,10 @@ impl EnvValue {
     /// whitespace.
     pub fn new(value: impl Into<String>) -> Result<Self, Error> {
         let value = value.into();
-        let bad = value.chars().any(|c| c.is_control() || "\"'\\$".contains(c)) || value.trim() != value;
+        let bad = value
+            .chars()
+            .any(|c| c.is_control() || "\"'\\$".contains(c))
+            || value.trim() != value;
         if bad {
             return Err(Error::InvalidEnvValue(value));
         }
@@ -118,9 +123,14 @@ impl ExecLine {
 impl TryFrom<Vec<String>> for ExecLine {
     type Error = String;
     fn try_from(words: Vec<String>) -> Result<Self, String> {
-        let (program, args) = words.split_first().ok_or("exec_start is empty; give the program path and its arguments")?;
+        let (program, args) = words
+            .split_first()
+            .ok_or("exec_start is empty; give the program path and its arguments")?;
         let program = AbsPath::new(program.as_str()).map_err(|e| format!("the program: {e}"))?;
-        Command::new(program).args(args.iter().cloned()).map(Self).map_err(|e| e.to_string())
+        Command::new(program)
+            .args(args.iter().cloned())
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -264,7 +274,10 @@ impl Plan {
     /// [`Error::Read`] when the file cannot be read, [`Error::Config`] (with line and column)
     /// when it is not a valid role file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&path.display().to_string(), &text)
     }
 
@@ -275,15 +288,35 @@ impl Plan {
     pub fn parse(origin: &str, text: &str) -> Result<Self, Error> {
         let at = |span: Option<std::ops::Range<usize>>, message: String| {
             let (line, column) = line_column(text, span.map_or(0, |s| s.start));
-            Error::Config { file: origin.to_owned(), line, column, message }
+            Error::Config {
+                file: origin.to_owned(),
+                line,
+                column,
+                message,
+            }
         };
-        let file: RoleFile = toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_owned()))?;
-        if let Some(watchdog) = file.service.watchdog.as_ref().filter(|_| file.role != Role::Lb) {
-            let message = format!("watchdog is only for veza-lb; {} does not ping systemd's watchdog", file.role.as_str());
+        let file: RoleFile =
+            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_owned()))?;
+        if let Some(watchdog) = file
+            .service
+            .watchdog
+            .as_ref()
+            .filter(|_| file.role != Role::Lb)
+        {
+            let message = format!(
+                "watchdog is only for veza-lb; {} does not ping systemd's watchdog",
+                file.role.as_str()
+            );
             return Err(at(Some(watchdog.span()), message));
         }
-        systemd_unit::UnitName::service(&file.service.name).map_err(|e| at(locate(text, "[service]"), e.to_string()))?;
-        if file.env_file.as_ref().is_some_and(|env| env.path.as_path().parent().is_none_or(|p| p == Path::new("/"))) {
+        systemd_unit::UnitName::service(&file.service.name)
+            .map_err(|e| at(locate(text, "[service]"), e.to_string()))?;
+        if file.env_file.as_ref().is_some_and(|env| {
+            env.path
+                .as_path()
+                .parent()
+                .is_none_or(|p| p == Path::new("/"))
+        }) {
             let message = "the env file must live in a directory such as /etc/veza".to_owned();
             return Err(at(locate(text, "[env_file]"), message));
         }
@@ -382,29 +415,71 @@ listen_ports = [8080]
     #[test]
     fn bad_values_are_located() {
         let cases = [
-            (("mode = \"0755\"", "mode = \"0888\""), "role.toml:12:8:", "0888"),
-            (("path = \"/var/log/veza\"", "path = \"var/log/veza\""), "role.toml:9:8:", "relative"),
-            (("name = \"veza-api\"", "name = \"Veza API\""), "role.toml:5:8:", "lowercase"),
-            (("home = ", "homedir = \"/x\"\nhome = "), "role.toml:6:1:", "unknown field `homedir`"),
-            (("listen_ports", "listen_portz"), "role.toml:23:1:", "unknown field `listen_portz`"),
-            (("role = \"backend-api\"", "role = \"haproxy\""), "role.toml:2:8:", "unknown variant"),
+            (
+                ("mode = \"0755\"", "mode = \"0888\""),
+                "role.toml:12:8:",
+                "0888",
+            ),
+            (
+                ("path = \"/var/log/veza\"", "path = \"var/log/veza\""),
+                "role.toml:9:8:",
+                "relative",
+            ),
+            (
+                ("name = \"veza-api\"", "name = \"Veza API\""),
+                "role.toml:5:8:",
+                "lowercase",
+            ),
+            (
+                ("home = ", "homedir = \"/x\"\nhome = "),
+                "role.toml:6:1:",
+                "unknown field `homedir`",
+            ),
+            (
+                ("listen_ports", "listen_portz"),
+                "role.toml:23:1:",
+                "unknown field `listen_portz`",
+            ),
+            (
+                ("role = \"backend-api\"", "role = \"haproxy\""),
+                "role.toml:2:8:",
+                "unknown variant",
+            ),
         ];
         for ((from, to), position, words) in cases {
             let message = error_for(from, to);
-            assert!(message.starts_with(position) && message.contains(words), "{from} -> {to}: {message}");
+            assert!(
+                message.starts_with(position) && message.contains(words),
+                "{from} -> {to}: {message}"
+            );
         }
     }
 
     #[test]
     fn cross_field_errors_are_located() {
         let message = error_for("exec_start = [\"/opt", "exec_start = [\"opt");
-        assert!(message.starts_with("role.toml:22:14:") && message.contains("relative"), "{message}");
-        let message = error_for("exec_start = [\"/opt/veza/backend-api/veza-backend-api\"]", "exec_start = []");
-        assert!(message.starts_with("role.toml:22:14:") && message.contains("empty"), "{message}");
+        assert!(
+            message.starts_with("role.toml:22:14:") && message.contains("relative"),
+            "{message}"
+        );
+        let message = error_for(
+            "exec_start = [\"/opt/veza/backend-api/veza-backend-api\"]",
+            "exec_start = []",
+        );
+        assert!(
+            message.starts_with("role.toml:22:14:") && message.contains("empty"),
+            "{message}"
+        );
         let message = error_for("listen_ports = [8080]", "watchdog = \"30s\"");
-        assert!(message.starts_with("role.toml:23:12:") && message.contains("only for veza-lb"), "{message}");
+        assert!(
+            message.starts_with("role.toml:23:12:") && message.contains("only for veza-lb"),
+            "{message}"
+        );
         let message = error_for("name = \"veza-backend-api\"", "name = \"veza backend\"");
-        assert!(message.starts_with("role.toml:19:1:") && message.contains("unit name"), "{message}");
+        assert!(
+            message.starts_with("role.toml:19:1:") && message.contains("unit name"),
+            "{message}"
+        );
     }
 
     #[test]

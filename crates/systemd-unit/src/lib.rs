@@ -30,6 +30,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod analyze;
 mod model;
 pub mod parse;
 mod render;
@@ -61,6 +62,9 @@ pub enum Error {
     /// The template engine failed.
     #[error("rendering the unit failed: {0}; this is a bug in systemd-unit, please report it")]
     Render(String),
+    /// `systemd-analyze` could not run or rejected a unit.
+    #[error("{0}")]
+    Analyze(String),
     /// Unit text could not be read back.
     #[error("unit text line {line}: {reason}")]
     Parse {

@@ -1,0 +1,402 @@
+//! `apply` against a temporary `--root` tree, as root: the acceptance of issue 6.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use provision::{Options, Plan, Report, Status, apply};
+use support::{
+    example, files_named, fresh_root, mode_owner, running_as_root, systemctl_stub, tree_digest,
+};
+
+fn options(root: &Path) -> Options {
+    Options {
+        root: Some(root.to_owned()),
+        ..Options::default()
+    }
+}
+
+fn step<'a>(report: &'a Report, name: &str) -> &'a provision::Step {
+    report
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name} in {report:#?}"))
+}
+
+/// uid/gid of a user in the tree's passwd.
+fn ids(root: &Path, user: &str) -> (u32, u32) {
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{user}:")))
+        .unwrap();
+    let fields: Vec<&str> = line.split(':').collect();
+    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
+}
+
+#[test]
+fn first_run_creates_everything_and_the_second_changes_nothing() {
+    if !running_as_root() {
+        return;
+    }
+    let root = fresh_root();
+    let plan = Plan::load(&example("backend-api")).unwrap();
+    let first = apply(&plan, &options(root.path()));
+    assert!(!first.failed(), "{first:#?}");
+
+    let passwd = fs::read_to_string(root.path().join("etc/passwd")).unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("veza-api:"))
+        .expect("user in DIR/etc/passwd");
+    assert!(
+        line.ends_with(":/opt/veza/backend-api:/usr/sbin/nologin"),
+        "{line}"
+    );
+    let (uid, gid) = ids(root.path(), "veza-api");
+    assert!(uid < 1000, "a system user gets a system uid, got {uid}");
+    assert!(
+        !fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .contains("veza-api:x:"),
+        "the host was touched"
+    );
+
+    let tree = |p: &str| root.path().join(p);
+    assert_eq!(mode_owner(&tree("opt/veza/backend-api")), (0o755, uid, gid));
+    assert_eq!(mode_owner(&tree("var/log/veza")), (0o755, uid, gid));
+    assert_eq!(mode_owner(&tree("etc/veza")), (0o750, 0, gid));
+    assert_eq!(
+        mode_owner(&tree("etc/veza/backend-api.env")),
+        (0o640, 0, gid)
+    );
+    let unit_path = tree("etc/systemd/system/veza-backend-api.service");
+    assert_eq!(mode_owner(&unit_path), (0o644, 0, 0));
+    let unit = fs::read_to_string(&unit_path).unwrap();
+    assert_eq!(
+        unit,
+        provision::render_unit(&plan, "veza-backend-api").unwrap()
+    );
+    assert!(
+        unit.contains("\nUser=veza-api\n") && unit.contains("\nReadWritePaths=/var/log/veza\n")
+    );
+    assert_eq!(step(&first, "user veza-api").status, Status::Changed);
+    for name in [
+        "systemctl daemon-reload",
+        "restart veza-backend-api.service",
+        "enable veza-backend-api.service",
+    ] {
+        let s = step(&first, name);
+        assert_eq!(s.status, Status::Skipped, "{s}");
+        assert!(s.detail.contains("--root"), "{s}");
+    }
+
+    let digest = tree_digest(root.path());
+    let second = apply(&plan, &options(root.path()));
+    assert_eq!(
+        second.recap(),
+        "ok=6 changed=0 skipped=3 failed=0",
+        "{second:#?}"
+    );
+    assert_eq!(
+        tree_digest(root.path()),
+        digest,
+        "an idempotent run changed the tree"
+    );
+}
+
+#[test]
+fn drift_in_mode_and_owner_is_repaired_and_reported() {
+    if !running_as_root() {
+        return;
+    }
+    let root = fresh_root();
+    let plan = Plan::load(&example("backend-api")).unwrap();
+    assert!(!apply(&plan, &options(root.path())).failed());
+    let (uid, gid) = ids(root.path(), "veza-api");
+    let logs = root.path().join("var/log/veza");
+    let env = root.path().join("etc/veza/backend-api.env");
+    fs::set_permissions(&logs, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&env, Some(uid), Some(0)).unwrap();
+    fs::set_permissions(&env, fs::Permissions::from_mode(0o644)).unwrap();
+
+    let report = apply(&plan, &options(root.path()));
+    let logs_step = step(&report, "directory /var/log/veza");
+    assert_eq!(logs_step.status, Status::Changed);
+    assert!(
+        logs_step.detail.contains("mode 0700 -> 0755"),
+        "{logs_step}"
+    );
+    let env_step = step(&report, "env file /etc/veza/backend-api.env");
+    assert!(
+        env_step.detail.contains("mode 0644 -> 0640")
+            && env_step
+                .detail
+                .contains(&format!("owner {uid}:0 -> 0:{gid}"))
+    );
+    assert_eq!(report.count(Status::Changed), 2, "{report:#?}");
+    assert_eq!(mode_owner(&logs), (0o755, uid, gid));
+    assert_eq!(mode_owner(&env), (0o640, 0, gid));
+    assert_eq!(
+        apply(&plan, &options(root.path())).count(Status::Changed),
+        0
+    );
+}
+
+#[test]
+fn check_mode_leaves_the_tree_byte_identical() {
+    if !running_as_root() {
+        return;
+    }
+    let root = fresh_root();
+    let plan = Plan::load(&example("veza-lb")).unwrap();
+    let check = Options {
+        check: true,
+        diff: true,
+        ..options(root.path())
+    };
+
+    let before = tree_digest(root.path());
+    let preview = apply(&plan, &check);
+    assert_eq!(
+        tree_digest(root.path()),
+        before,
+        "--check changed a fresh tree"
+    );
+    assert!(!preview.failed(), "{preview:#?}");
+    let unit_step = step(&preview, "unit veza-lb.service");
+    assert!(unit_step.detail.starts_with("would install"), "{unit_step}");
+    assert!(
+        unit_step
+            .diff
+            .as_deref()
+            .is_some_and(|d| d.contains("+Type=notify"))
+    );
+
+    let real = apply(&plan, &options(root.path()));
+    // --check cannot know that useradd --create-home will make the home directory too.
+    assert_eq!(
+        preview.count(Status::Changed),
+        real.count(Status::Changed) + 1,
+        "{preview:#?}\n{real:#?}"
+    );
+    assert_eq!(
+        apply(&plan, &check).count(Status::Changed),
+        0,
+        "--check after a run sees nothing to do"
+    );
+
+    // Drift, an edited unit and an env file missing a key: all previewed, none touched.
+    fs::set_permissions(
+        root.path().join("var/log/veza-lb"),
+        fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let unit_path = root.path().join("etc/systemd/system/veza-lb.service");
+    fs::write(
+        &unit_path,
+        fs::read_to_string(&unit_path)
+            .unwrap()
+            .replace("WatchdogSec=30s", "WatchdogSec=0"),
+    )
+    .unwrap();
+    fs::write(
+        root.path().join("etc/veza-lb/veza-lb.env"),
+        "SECRET_TOKEN=abc\n",
+    )
+    .unwrap();
+    let before = tree_digest(root.path());
+    let preview = apply(&plan, &check);
+    assert_eq!(
+        tree_digest(root.path()),
+        before,
+        "--check changed a drifted tree"
+    );
+    assert_eq!(preview.count(Status::Changed), 3, "{preview:#?}");
+    let diff = step(&preview, "unit veza-lb.service").diff.clone().unwrap();
+    assert!(
+        diff.contains("-WatchdogSec=0\n+WatchdogSec=30s\n"),
+        "{diff}"
+    );
+    let env_diff = step(&preview, "env file /etc/veza-lb/veza-lb.env")
+        .diff
+        .clone()
+        .unwrap();
+    assert!(
+        env_diff.contains("+RUST_LOG=<value hidden>") && !env_diff.contains("abc"),
+        "{env_diff}"
+    );
+}
+
+#[test]
+fn env_values_already_there_are_never_overwritten() {
+    if !running_as_root() {
+        return;
+    }
+    let root = fresh_root();
+    let plan = Plan::load(&example("backend-api")).unwrap();
+    assert!(!apply(&plan, &options(root.path())).failed());
+    let env = root.path().join("etc/veza/backend-api.env");
+    fs::write(
+        &env,
+        "APP_ENV=staging\nDATABASE_URL=postgres://veza:s3cret@db/veza\n",
+    )
+    .unwrap();
+
+    let report = apply(&plan, &options(root.path()));
+    let env_step = step(&report, "env file /etc/veza/backend-api.env");
+    assert_eq!(env_step.status, Status::Changed);
+    assert!(
+        env_step.detail.contains("added LOG_DIR, PORT"),
+        "{env_step}"
+    );
+    assert_eq!(
+        fs::read_to_string(&env).unwrap(),
+        "APP_ENV=staging\nDATABASE_URL=postgres://veza:s3cret@db/veza\nLOG_DIR=/var/log/veza\nPORT=8080\n"
+    );
+}
+
+#[test]
+fn restart_happens_only_when_the_unit_or_env_changed() {
+    if !running_as_root() {
+        return;
+    }
+    let root = fresh_root();
+    let stub_dir = tempfile::tempdir().unwrap();
+    let (stub, log) = systemctl_stub(stub_dir.path());
+    let plan = Plan::load(&example("stream-server")).unwrap();
+    let opts = Options {
+        systemctl: Some(stub),
+        ..options(root.path())
+    };
+    let calls = || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        fs::remove_file(&log).ok();
+        text
+    };
+
+    assert!(!apply(&plan, &opts).failed());
+    assert_eq!(
+        calls(),
+        "daemon-reload\nrestart veza-stream-server.service\nis-enabled veza-stream-server.service\nenable veza-stream-server.service\n"
+    );
+
+    let report = apply(&plan, &opts);
+    assert_eq!(
+        report.recap(),
+        "ok=9 changed=0 skipped=0 failed=0",
+        "{report:#?}"
+    );
+    assert_eq!(calls(), "is-enabled veza-stream-server.service\n");
+
+    // Only the env file changed: restart, but no daemon-reload.
+    fs::write(
+        root.path().join("etc/veza-stream-server/stream-server.env"),
+        "PORT=9000\n",
+    )
+    .unwrap();
+    let report = apply(&plan, &opts);
+    assert!(
+        step(&report, "restart veza-stream-server.service")
+            .detail
+            .contains("the env file changed")
+    );
+    assert_eq!(
+        calls(),
+        "restart veza-stream-server.service\nis-enabled veza-stream-server.service\n"
+    );
+
+    // Owner drift on the env file is fixed without a restart.
+    fs::set_permissions(
+        root.path().join("etc/veza-stream-server/stream-server.env"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let report = apply(&plan, &opts);
+    assert_eq!(report.count(Status::Changed), 1, "{report:#?}");
+    assert_eq!(calls(), "is-enabled veza-stream-server.service\n");
+}
+
+#[test]
+fn a_failed_step_stops_the_run_and_leaves_no_half_written_file() {
+    if !running_as_root() {
+        return;
+    }
+    let root = fresh_root();
+    fs::create_dir_all(root.path().join("etc/systemd")).unwrap();
+    fs::write(root.path().join("etc/systemd/system"), "not a directory").unwrap();
+    let plan = Plan::load(&example("backend-api")).unwrap();
+    let report = apply(&plan, &options(root.path()));
+    assert!(report.failed());
+    let last = report.steps.last().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.status),
+        ("unit veza-backend-api.service", Status::Failed),
+        "{report:#?}"
+    );
+    // The home directory comes from useradd --create-home, hence ok=1.
+    assert_eq!(report.recap(), "ok=1 changed=4 skipped=0 failed=1");
+    assert!(
+        files_named(root.path(), ".veza-provision").is_empty(),
+        "temporary files left behind"
+    );
+    assert_eq!(
+        fs::read_to_string(root.path().join("etc/systemd/system")).unwrap(),
+        "not a directory"
+    );
+}
+
+#[test]
+fn a_symlinked_directory_is_refused_not_followed() {
+    if !running_as_root() {
+        return;
+    }
+    let root = fresh_root();
+    let outside = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("var/log")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("var/log/veza")).unwrap();
+    let before = support::mode_owner(outside.path());
+    let report = apply(
+        &Plan::load(&example("backend-api")).unwrap(),
+        &options(root.path()),
+    );
+    let s = step(&report, "directory /var/log/veza");
+    assert_eq!(s.status, Status::Failed);
+    assert!(s.detail.contains("symlink"), "{s}");
+    assert_eq!(support::mode_owner(outside.path()), before);
+}
+
+#[test]
+fn every_example_applies_and_its_unit_verifies_with_systemd() {
+    if !running_as_root() {
+        return;
+    }
+    for name in ["backend-api", "veza-lb", "stream-server"] {
+        let root = fresh_root();
+        let plan = Plan::load(&example(name)).unwrap();
+        let report = apply(&plan, &options(root.path()));
+        assert!(!report.failed(), "{name}: {report:#?}");
+        if !systemd_unit::analyze::available() {
+            println!("SKIPPED systemd-analyze checks: not installed");
+            continue;
+        }
+        let unit_name = plan.unit_name();
+        let security =
+            systemd_unit::analyze::verify_and_score(&unit_name, &plan.service_spec.unit().unwrap())
+                .unwrap_or_else(|e| panic!("{e}"));
+        let installed = systemd_unit::analyze::security(
+            &root.path().join("etc/systemd/system").join(&unit_name),
+        )
+        .unwrap();
+        println!("{name}: {unit_name} exposure {:.1}", installed.exposure);
+        assert_eq!(security.exposure, installed.exposure);
+        assert!(
+            installed.exposure <= 1.0,
+            "{unit_name}: {}",
+            installed.exposure
+        );
+    }
+}
