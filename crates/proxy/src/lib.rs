@@ -1,7 +1,352 @@
 //! The `veza-lb` data plane: listeners, routing, pools, tunnels, runtime API and metrics.
 //!
-//! For now this crate holds [`config`]: the TOML configuration, parsed and fully validated
-//! (every error at once, each with `FILE:LINE:COLUMN`) before anything starts or changes.
+//! Every routing and health decision is made by [`lb_core`]; this crate moves bytes and feeds
+//! it observations:
+//!
+//! - [`config`]: the TOML configuration, validated in full before anything starts or changes;
+//! - `frontend`: listeners and HTTP/1.1 serving (hyper);
+//! - `forward`: one request's path: route, pick, connect, retry, redispatch, respond;
+//! - `tunnel`: WebSocket and other upgraded connections;
+//! - `upstream`: connections to one server, its idle pool and its `shutdown-sessions` switch;
+//! - `control`: the task that owns every pool's `lb_core::PoolState`, fed by health checks,
+//!   passive observations and operator commands, publishing routing snapshots;
+//! - `routing`: the immutable snapshots the hot path reads without a lock;
+//! - [`counters`] and [`stats`]: HAProxy's statistics.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = proxy::config::Config::load("/etc/veza-lb/veza-lb.toml".as_ref())?;
+//! let proxy = proxy::Proxy::start(config).await?;
+//! println!("serving on {:?}", proxy.frontend_addrs("veza"));
+//! proxy.shutdown().await;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
+mod accesslog;
+mod body;
 pub mod config;
+mod control;
+pub mod counters;
+pub mod daemon;
+mod forward;
+mod frontend;
+mod headers;
+mod routing;
+pub mod stats;
+mod tunnel;
+mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use body::ProxyBody;
+pub use control::{AdminCommand, AdminError, WeightChange};
+
+use crate::config::Config;
+use crate::control::{ControlHandle, ControlTask};
+use crate::counters::Counters;
+use crate::frontend::ListenerContext;
+use crate::routing::{FrontendView, PoolSlot};
+use crate::stats::{FrontendStats, StatsSnapshot};
+
+/// Errors starting or reloading the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A listening socket could not be opened.
+    #[error("cannot bind {what} to {addr}: {source} (is another process using this port?)")]
+    Bind {
+        /// What was being bound (`frontend veza`, `stats socket`).
+        what: String,
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime or signal handlers could not be set up.
+    #[error("cannot start the runtime: {source}")]
+    Runtime {
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The proxy stopped while the operation ran.
+    #[error("the proxy is shutting down")]
+    Stopped,
+}
+
+struct Listener {
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+struct RunningFrontend {
+    view: Arc<ArcSwap<FrontendView>>,
+    listeners: Vec<Listener>,
+}
+
+/// A running `veza-lb`: listeners bound, health checks scheduled, control task running.
+pub struct Proxy {
+    control: ControlHandle,
+    frontends: HashMap<String, RunningFrontend>,
+    handle: ProxyHandle,
+    process: Arc<Counters>,
+    drain: CancellationToken,
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+/// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
+/// commands.
+#[derive(Clone, Debug)]
+pub struct ProxyHandle {
+    control: ControlHandle,
+    frontends: Arc<ArcSwap<Vec<FrontendStats>>>,
+    /// Process-wide counters (`CurrConns`, `CumConns`...).
+    pub process: Arc<Counters>,
+    /// When the proxy started.
+    pub started: SystemTime,
+}
+
+impl ProxyHandle {
+    /// A consistent snapshot of every pool, plus the frontends' counters.
+    pub async fn stats(&self) -> Option<(Vec<FrontendStats>, StatsSnapshot)> {
+        let pools = self.control.stats().await?;
+        Some((self.frontends.load().as_ref().clone(), pools))
+    }
+
+    /// Applies an operator command (`set server`, `set weight`...).
+    ///
+    /// # Errors
+    /// Unknown pool or server, out-of-range value, or the proxy stopping.
+    pub async fn admin(&self, command: AdminCommand) -> Result<(), AdminError> {
+        self.control.admin(command).await
+    }
+}
+
+fn frontend_view(
+    fe: &config::Frontend,
+    pools: &HashMap<&str, Arc<PoolSlot>>,
+    counters: Arc<Counters>,
+) -> Option<FrontendView> {
+    let mut routes: Vec<(String, Arc<PoolSlot>)> = fe
+        .routes
+        .iter()
+        .map(|r| Some((r.path_prefix.clone(), pools.get(r.pool.as_str())?.clone())))
+        .collect::<Option<_>>()?;
+    // Longest prefix first, so `/stream/live/` wins over `/stream/`.
+    routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    Some(FrontendView {
+        name: fe.name.clone(),
+        routes,
+        default_pool: pools.get(fe.default_pool.as_str())?.clone(),
+        counters,
+    })
+}
+
+fn client_timeout(config: &Config, fe: &config::Frontend) -> Duration {
+    config
+        .pool(&fe.default_pool)
+        .map_or(Duration::from_secs(30), |p| p.timeouts.client)
+}
+
+impl Proxy {
+    /// Starts the proxy: binds every frontend (all or nothing), schedules health checks and
+    /// starts serving. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// A listener cannot be bound.
+    pub async fn start(config: Config) -> Result<Self, Error> {
+        let (task, control, slots) = ControlTask::new(&config);
+        tokio::spawn(task.run());
+        let process = Arc::new(Counters::default());
+        let mut proxy = Proxy {
+            control: control.clone(),
+            frontends: HashMap::new(),
+            handle: ProxyHandle {
+                control,
+                frontends: Arc::new(ArcSwap::from_pointee(Vec::new())),
+                process: process.clone(),
+                started: SystemTime::now(),
+            },
+            process,
+            drain: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            grace: config.global.shutdown_grace,
+        };
+        proxy.apply_frontends(&config, &slots)?;
+        Ok(proxy)
+    }
+
+    /// Binds new listeners first, then swaps routing and closes listeners no longer wanted,
+    /// so a reload never refuses a connection on an address that stays.
+    fn apply_frontends(&mut self, config: &Config, slots: &[Arc<PoolSlot>]) -> Result<(), Error> {
+        let pools: HashMap<&str, Arc<PoolSlot>> =
+            slots.iter().map(|s| (s.name.as_str(), s.clone())).collect();
+        // Bind everything new before changing anything: all or nothing.
+        let mut bound = HashMap::new();
+        for fe in &config.frontends {
+            let existing = self.frontends.get(&fe.name);
+            for &addr in &fe.bind {
+                if existing.is_some_and(|r| r.listeners.iter().any(|l| l.addr == addr)) {
+                    continue;
+                }
+                let listener = frontend::bind(addr).map_err(|source| Error::Bind {
+                    what: format!("frontend {}", fe.name),
+                    addr,
+                    source,
+                })?;
+                bound.insert((fe.name.clone(), addr), listener);
+            }
+        }
+        let mut next = HashMap::new();
+        for fe in &config.frontends {
+            let previous = self.frontends.remove(&fe.name);
+            let counters = previous
+                .as_ref()
+                .map_or_else(Arc::default, |r| r.view.load().counters.clone());
+            let Some(view) = frontend_view(fe, &pools, counters) else {
+                continue; // validation guarantees every pool exists
+            };
+            let (view, mut listeners) = match previous {
+                Some(r) => {
+                    r.view.store(Arc::new(view));
+                    (r.view, r.listeners)
+                }
+                None => (Arc::new(ArcSwap::from_pointee(view)), Vec::new()),
+            };
+            listeners.retain(|l| {
+                let keep = fe.bind.contains(&l.addr);
+                if !keep {
+                    l.stop.cancel();
+                }
+                keep
+            });
+            let ctx = ListenerContext {
+                view: view.clone(),
+                control: self.control.clone(),
+                client_timeout: client_timeout(config, fe),
+                process: self.process.clone(),
+                tls: false,
+                drain: self.drain.clone(),
+                hard_stop: self.hard_stop.clone(),
+                tracker: self.tracker.clone(),
+            };
+            for &addr in &fe.bind {
+                let Some(listener) = bound.remove(&(fe.name.clone(), addr)) else {
+                    continue;
+                };
+                let addr = listener.local_addr().unwrap_or(addr);
+                tracing::info!("frontend {} listening on {addr}", fe.name);
+                let stop = CancellationToken::new();
+                tokio::spawn(frontend::accept_loop(listener, ctx.clone(), stop.clone()));
+                listeners.push(Listener { addr, stop });
+            }
+            next.insert(fe.name.clone(), RunningFrontend { view, listeners });
+        }
+        for (name, removed) in self.frontends.drain() {
+            tracing::info!("frontend {name} removed");
+            for l in removed.listeners {
+                l.stop.cancel();
+            }
+        }
+        self.frontends = next;
+        let stats = config
+            .frontends
+            .iter()
+            .filter_map(|fe| {
+                let r = self.frontends.get(&fe.name)?;
+                Some(FrontendStats {
+                    name: fe.name.clone(),
+                    counters: r.view.load().counters.clone(),
+                })
+            })
+            .collect();
+        self.handle.frontends.store(Arc::new(stats));
+        Ok(())
+    }
+
+    /// The addresses a frontend is listening on (with the real port when configured as 0).
+    #[must_use]
+    pub fn frontend_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        self.frontends
+            .get(name)
+            .map(|r| r.listeners.iter().map(|l| l.addr).collect())
+            .unwrap_or_default()
+    }
+
+    /// The handle for statistics and operator commands.
+    #[must_use]
+    pub fn handle(&self) -> ProxyHandle {
+        self.handle.clone()
+    }
+
+    /// Applies a new, validated configuration: pools keep their servers' state, counters
+    /// and connections; listeners that stay keep their sockets.
+    ///
+    /// # Errors
+    /// A new listener cannot be bound: nothing is changed then.
+    pub async fn reload(&mut self, config: Config) -> Result<(), Error> {
+        // Bind-check first, so a failing bind leaves the running configuration untouched.
+        for fe in &config.frontends {
+            for &addr in &fe.bind {
+                let held = self
+                    .frontends
+                    .values()
+                    .any(|r| r.listeners.iter().any(|l| l.addr == addr));
+                if !held && addr.port() != 0 {
+                    drop(frontend::bind(addr).map_err(|source| Error::Bind {
+                        what: format!("frontend {}", fe.name),
+                        addr,
+                        source,
+                    })?);
+                }
+            }
+        }
+        let config = Arc::new(config);
+        let slots = self
+            .control
+            .reload(config.clone())
+            .await
+            .ok_or(Error::Stopped)?;
+        self.grace = config.global.shutdown_grace;
+        self.apply_frontends(&config, &slots)
+    }
+
+    /// Graceful stop: stop accepting, let in-flight requests finish and close idle
+    /// connections, then close tunnels and whatever is left once `shutdown_grace` has passed.
+    pub async fn shutdown(self) {
+        self.drain.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace of {:?} elapsed: closing remaining connections",
+                self.grace
+            );
+        }
+        self.hard_stop.cancel();
+        // Give tasks a moment to observe the hard stop and write their logs.
+        let _ = tokio::time::timeout(Duration::from_millis(100), self.tracker.wait()).await;
+    }
+
+    /// Stops at once: every connection and tunnel is closed.
+    pub fn abort(&self) {
+        self.drain.cancel();
+        self.hard_stop.cancel();
+    }
+}

@@ -1,0 +1,159 @@
+//! `veza-lb`: Veza's load balancer.
+//!
+//! ```text
+//! veza-lb [run] -c FILE          serve (the default)
+//! veza-lb check -c FILE          validate the configuration, like `haproxy -c`
+//! veza-lb ctl [--socket ADDR] COMMAND...   talk to the runtime API
+//! ```
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "veza-lb",
+    version,
+    about = "Veza's load balancer",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve with the given configuration (the default).
+    Run(RunArgs),
+    /// Validate a configuration file and exit: 0 when valid, 1 with every error otherwise.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Send a command to the runtime API and print the answer (`help` lists commands).
+    Ctl {
+        /// Runtime API address: `host:port` or `unix:/path`.
+        #[arg(long, default_value = "127.0.0.1:9100", value_name = "ADDR")]
+        socket: String,
+        /// The command, e.g. `show stat` or `set server api_pool/backend-api-1 state drain`.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE", global = false)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `warn,access=info`); overrides RUST_LOG.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logs(args: &RunArgs) {
+    let filter = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("veza-lb: invalid log filter {filter:?} ({e}); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { config }) => check(&config),
+        Some(Command::Ctl { socket, command }) => ctl(&socket, &command.join(" ")),
+        Some(Command::Run(args)) => run(&args),
+        None => run(&cli.run),
+    }
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let Some(config) = &args.config else {
+        eprintln!("veza-lb: no configuration file: use `veza-lb -c FILE`");
+        return ExitCode::from(2);
+    };
+    init_logs(args);
+    let options = proxy::daemon::RunOptions {
+        config_path: config.clone(),
+    };
+    match proxy::daemon::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("veza-lb: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match proxy::config::Config::load(path) {
+        Ok(config) => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
+            println!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ctl(socket: &str, command: &str) -> ExitCode {
+    let answer = match socket.strip_prefix("unix:") {
+        Some(path) => {
+            std::os::unix::net::UnixStream::connect(path).and_then(|s| exchange(s, command))
+        }
+        None => std::net::TcpStream::connect(socket).and_then(|s| exchange(s, command)),
+    };
+    match answer {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veza-lb ctl: cannot talk to the runtime API at {socket}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exchange<S: Read + Write>(mut stream: S, command: &str) -> std::io::Result<String> {
+    stream.write_all(command.as_bytes())?;
+    stream.write_all(b"\n")?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out)?;
+    Ok(out)
+}

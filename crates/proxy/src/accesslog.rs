@@ -1,0 +1,110 @@
+//! One access-log line per request, in HAProxy's HTTP log layout.
+//!
+//! ```text
+//! 127.0.0.1:51234 veza api_pool/backend-api-1 0/0/1/2/3 200 118 - - --NI 1/1/0/0/0 0/0 "GET /api/v1/health HTTP/1.1"
+//! ```
+//!
+//! Fields: client address, frontend, pool/server (`<NOSRV>` when none was picked), timers
+//! `Tq/Tw/Tc/Tr/Tt` in milliseconds (`-1` when a phase never happened), status, bytes sent to
+//! the client, two unused captures, the termination state (2 characters: who ended the
+//! session and in which phase, `--` when it ended normally) followed by the sticky cookie
+//! flags (what the request carried: `N`one, `I`nvalid, `D`own, `V`alid; whether the response
+//! set one: `I`nserted, `-`), connection counts `actconn/feconn/beconn/srv_conn/retries`,
+//! queues (always `0/0`: veza-lb does not queue), and the request line. Lines go to the
+//! `access` tracing target at INFO.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::counters::Counters;
+
+/// One request's log record, completed as the request progresses and written on drop of its
+/// response body (or right away when there is no body to stream).
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    pub(crate) client: SocketAddr,
+    pub(crate) frontend: Arc<str>,
+    pub(crate) pool: Arc<str>,
+    pub(crate) server: Option<Arc<str>>,
+    pub(crate) started: Instant,
+    pub(crate) connect_ms: Option<u64>,
+    pub(crate) response_ms: Option<u64>,
+    pub(crate) status: u16,
+    pub(crate) bytes: u64,
+    pub(crate) termination: [u8; 2],
+    pub(crate) cookie: [u8; 2],
+    pub(crate) retries: u32,
+    pub(crate) request_line: String,
+    pub(crate) completed: bool,
+    /// Counter sets whose `ttime` average this request feeds.
+    pub(crate) timed: Vec<Arc<Counters>>,
+    pub(crate) conns: [u64; 4],
+}
+
+impl AccessLog {
+    /// Writes the line and records the total time.
+    pub(crate) fn finish(&mut self) {
+        let total = self.started.elapsed();
+        for c in &self.timed {
+            c.total_time.add(total);
+        }
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
+        tracing::info!(target: "access", "{}", self.line(total.as_millis() as u64));
+    }
+
+    pub(crate) fn line(&self, total_ms: u64) -> String {
+        let ms = |v: Option<u64>| v.map_or_else(|| "-1".to_owned(), |v| v.to_string());
+        let [actconn, feconn, beconn, srvconn] = self.conns;
+        format!(
+            "{} {} {}/{} 0/0/{}/{}/{} {} {} - - {}{} {actconn}/{feconn}/{beconn}/{srvconn}/{} 0/0 \"{}\"",
+            self.client,
+            self.frontend,
+            self.pool,
+            self.server.as_deref().unwrap_or("<NOSRV>"),
+            ms(self.connect_ms),
+            ms(self.response_ms),
+            total_ms,
+            self.status,
+            self.bytes,
+            String::from_utf8_lossy(&self.termination),
+            String::from_utf8_lossy(&self.cookie),
+            self.retries,
+            self.request_line,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn line_layout() {
+        let log = AccessLog {
+            client: "127.0.0.1:5000".parse().expect("addr"),
+            frontend: "veza".into(),
+            pool: "api_pool".into(),
+            server: Some("backend-api-1".into()),
+            started: Instant::now(),
+            connect_ms: Some(1),
+            response_ms: Some(2),
+            status: 200,
+            bytes: 118,
+            termination: *b"--",
+            cookie: *b"NI",
+            retries: 1,
+            request_line: "GET /x HTTP/1.1".into(),
+            completed: true,
+            timed: Vec::new(),
+            conns: [1, 1, 0, 0],
+        };
+        assert_eq!(
+            log.line(3),
+            "127.0.0.1:5000 veza api_pool/backend-api-1 0/0/1/2/3 200 118 - - --NI 1/1/0/0/1 0/0 \"GET /x HTTP/1.1\""
+        );
+    }
+}

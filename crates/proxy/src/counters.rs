@@ -1,0 +1,221 @@
+//! Traffic counters: plain atomics, bumped on the hot path without a lock.
+//!
+//! One [`Counters`] exists per frontend, per pool and per server; the runtime API and the
+//! Prometheus endpoint read them (HAProxy's `show stat` columns are named next to each field).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds, in milliseconds, of the latency histogram buckets (plus an implicit +Inf).
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+/// A cumulative latency histogram in the Prometheus sense.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let ms = d.as_millis() as u64;
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    /// Per-bucket (non-cumulative) counts, the last one being +Inf.
+    #[must_use]
+    pub fn counts(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
+    }
+
+    /// Sum of observations.
+    #[must_use]
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us.load(Relaxed))
+    }
+}
+
+/// HAProxy's "average over the last 1024 samples" for `qtime`/`ctime`/`rtime`/`ttime`, as an
+/// exponentially weighted moving average in microseconds.
+#[derive(Debug, Default)]
+pub struct Average(AtomicU64);
+
+impl Average {
+    const WINDOW: u64 = 1024;
+
+    /// Adds a sample.
+    pub fn add(&self, d: Duration) {
+        let sample = d.as_micros() as u64;
+        // Lost updates under a race only nudge an average; a CAS loop is not worth it here.
+        let old = self.0.load(Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / Self::WINDOW + sample / Self::WINDOW
+        };
+        self.0.store(new, Relaxed);
+    }
+
+    /// Current average in milliseconds.
+    #[must_use]
+    pub fn millis(&self) -> u64 {
+        self.0.load(Relaxed) / 1000
+    }
+}
+
+/// Counters of one frontend, pool or server.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// `scur`: current sessions (requests in flight, plus open tunnels).
+    pub cur_sessions: AtomicU64,
+    /// `smax`: highest `scur` seen.
+    pub max_sessions: AtomicU64,
+    /// `stot`: sessions (requests) handled.
+    pub total_sessions: AtomicU64,
+    /// `bin`: bytes received from clients (request bodies and tunnel upstream bytes).
+    pub bytes_in: AtomicU64,
+    /// `bout`: bytes sent to clients (response bodies and tunnel downstream bytes).
+    pub bytes_out: AtomicU64,
+    /// `ereq`: request errors (malformed, refused by hygiene checks).
+    pub req_errors: AtomicU64,
+    /// `econ`: failed connection attempts to servers.
+    pub conn_errors: AtomicU64,
+    /// `eresp`: broken or missing server responses.
+    pub resp_errors: AtomicU64,
+    /// `wretr`: retries.
+    pub retries: AtomicU64,
+    /// `wredis`: redispatches to another server.
+    pub redispatches: AtomicU64,
+    /// `lbtot`: times a server was picked.
+    pub lb_selected: AtomicU64,
+    /// `req_tot`: HTTP requests.
+    pub requests: AtomicU64,
+    /// `hrsp_1xx` .. `hrsp_5xx`, then `hrsp_other`.
+    pub responses: [AtomicU64; 6],
+    /// `cli_abrt`: transfers aborted by the client.
+    pub client_aborts: AtomicU64,
+    /// `srv_abrt`: transfers aborted by the server.
+    pub server_aborts: AtomicU64,
+    /// `ctime`: connect time average.
+    pub connect_time: Average,
+    /// `rtime`: response (first byte) time average.
+    pub response_time: Average,
+    /// `ttime`: total time average.
+    pub total_time: Average,
+    /// Response-time distribution, for Prometheus.
+    pub response_latency: Histogram,
+    /// Seconds since the Unix epoch of the last session (`lastsess` is derived from it).
+    pub last_session_unix: AtomicU64,
+}
+
+impl Counters {
+    /// A session starts: bumps `scur`, `smax`, `stot`.
+    pub fn session_started(&self) {
+        let cur = self.cur_sessions.fetch_add(1, Relaxed) + 1;
+        self.max_sessions.fetch_max(cur, Relaxed);
+        self.total_sessions.fetch_add(1, Relaxed);
+    }
+
+    /// A session ends.
+    pub fn session_ended(&self) {
+        self.cur_sessions.fetch_sub(1, Relaxed);
+    }
+
+    /// A response with `status` was sent.
+    pub fn response(&self, status: u16) {
+        let class = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        };
+        self.responses[class].fetch_add(1, Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// Reads a counter.
+    #[must_use]
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
+
+/// Counts a session for as long as it is alive, on several counter sets at once.
+#[derive(Debug)]
+pub struct SessionGuard<const N: usize> {
+    counters: [std::sync::Arc<Counters>; N],
+}
+
+impl<const N: usize> SessionGuard<N> {
+    /// Starts a session on every set.
+    #[must_use]
+    pub fn start(counters: [std::sync::Arc<Counters>; N]) -> Self {
+        for c in &counters {
+            c.session_started();
+        }
+        Self { counters }
+    }
+}
+
+impl<const N: usize> Drop for SessionGuard<N> {
+    fn drop(&mut self) {
+        for c in &self.counters {
+            c.session_ended();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_track_current_and_max() {
+        let c = std::sync::Arc::new(Counters::default());
+        {
+            let _a = SessionGuard::start([c.clone()]);
+            let _b = SessionGuard::start([c.clone()]);
+            assert_eq!(Counters::get(&c.cur_sessions), 2);
+        }
+        assert_eq!(Counters::get(&c.cur_sessions), 0);
+        assert_eq!(Counters::get(&c.max_sessions), 2);
+        assert_eq!(Counters::get(&c.total_sessions), 2);
+    }
+
+    #[test]
+    fn histogram_buckets_and_average() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_secs(60));
+        let counts = h.counts();
+        assert_eq!(counts[0], 1);
+        assert_eq!(counts[5], 1, "30ms falls in the <=50ms bucket");
+        assert_eq!(*counts.last().expect("+Inf"), 1);
+        let avg = Average::default();
+        avg.add(Duration::from_millis(10));
+        assert_eq!(avg.millis(), 10);
+    }
+
+    #[test]
+    fn response_classes() {
+        let c = Counters::default();
+        for s in [101, 200, 204, 302, 404, 503, 999] {
+            c.response(s);
+        }
+        let got: Vec<u64> = c.responses.iter().map(Counters::get).collect();
+        assert_eq!(got, [1, 2, 1, 1, 1, 1]);
+    }
+}

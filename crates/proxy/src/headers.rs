@@ -1,0 +1,332 @@
+//! Request hygiene and header rewriting (RFC 9110 / RFC 9112).
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, StatusCode, Version};
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), plus the historical ones proxies strip.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Rejects what hyper's parser lets through but a careful proxy must not forward.
+///
+/// hyper already refuses malformed request lines, invalid header names and values (CR, LF,
+/// NUL), differing duplicate `Content-Length`s, and non-chunked `Transfer-Encoding`;
+/// this adds the URI length limit, `Content-Length` together with `Transfer-Encoding`
+/// (request smuggling), a missing or repeated `Host` in HTTP/1.1, and `CONNECT`.
+///
+/// # Errors
+/// The status to answer with and a sentence for the error page.
+pub(crate) fn check_request<B>(
+    req: &Request<B>,
+    max_uri: usize,
+) -> Result<(), (StatusCode, &'static str)> {
+    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if target_len > max_uri {
+        return Err((StatusCode::URI_TOO_LONG, "The request target is too long."));
+    }
+    let h = req.headers();
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Content-Length and Transfer-Encoding together make the request length ambiguous.",
+        ));
+    }
+    if req.version() == Version::HTTP_11 {
+        let mut hosts = h.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(_), None) => {}
+            (None, _) if req.uri().authority().is_some() => {}
+            (None, _) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "HTTP/1.1 requests need a Host header.",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "The request has more than one Host header.",
+                ));
+            }
+        }
+    }
+    if req.method() == Method::CONNECT {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
+    }
+    Ok(())
+}
+
+/// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade: X`).
+pub(crate) fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
+    let wants = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case("upgrade")));
+    wants.then(|| h.get(header::UPGRADE).cloned()).flatten()
+}
+
+fn tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
+    v.to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(tokens)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(name);
+    }
+}
+
+/// Rewrites a client's request for a server: hop-by-hop headers out (kept for an upgrade),
+/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` in.
+pub(crate) fn prepare_upstream_request(
+    parts: &mut Parts,
+    peer: SocketAddr,
+    tls: bool,
+    upgrade: Option<&HeaderValue>,
+) {
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    if let Some(proto) = upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, proto.clone());
+    }
+    let ip = peer.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    let proto = if tls { "https" } else { "http" };
+    // Clients cannot be trusted to tell a server how they reached us.
+    h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    let node = match peer {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("\"[{}]\"", a.ip()),
+    };
+    let mut forwarded = format!("for={node};proto={proto}");
+    if let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        if host
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            forwarded.push_str(";host=\"");
+            forwarded.push_str(host);
+            forwarded.push('"');
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        h.append(header::FORWARDED, v);
+    }
+}
+
+/// Removes the sticky cookie from every `Cookie` header (`indirect`).
+pub(crate) fn strip_cookie(h: &mut HeaderMap, sticky: &lb_core::StickyCookie) {
+    if !h.contains_key(header::COOKIE) {
+        return;
+    }
+    let mut kept = Vec::new();
+    let mut changed = false;
+    for v in h.get_all(header::COOKIE) {
+        match sticky.strip(v.as_bytes()) {
+            None => kept.push(v.clone()),
+            Some(rest) => {
+                changed = true;
+                if let Some(v) = rest.and_then(|r| HeaderValue::from_bytes(&r).ok()) {
+                    kept.push(v);
+                }
+            }
+        }
+    }
+    if changed {
+        h.remove(header::COOKIE);
+        for v in kept {
+            h.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// Rewrites a server's response for the client: hop-by-hop headers out, except the upgrade
+/// handshake's when the response switches protocols.
+pub(crate) fn prepare_client_response(h: &mut HeaderMap, upgraded: bool) {
+    let upgrade = upgraded.then(|| h.get(header::UPGRADE).cloned()).flatten();
+    strip_hop_by_hop(h);
+    if let Some(proto) = upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, proto);
+    }
+}
+
+/// `nocache`: a response that sets the sticky cookie must not be stored by shared caches,
+/// or one client's pin would be served to others.
+pub(crate) fn mark_private(h: &mut HeaderMap) {
+    let current = h
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let directives: Vec<&str> = current
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("public"))
+        .collect();
+    if directives
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case("private") || d.eq_ignore_ascii_case("no-store"))
+    {
+        return;
+    }
+    let value = std::iter::once("private")
+        .chain(directives)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(build: impl FnOnce(http::request::Builder) -> http::request::Builder) -> Request<()> {
+        build(Request::builder().uri("/x").header("host", "lb"))
+            .body(())
+            .expect("valid request")
+    }
+
+    #[test]
+    fn hygiene_rejects_smuggling_shapes_and_missing_host() {
+        assert!(check_request(&req(|b| b), 8192).is_ok());
+        let both = req(|b| {
+            b.header("content-length", "3")
+                .header("transfer-encoding", "chunked")
+        });
+        assert_eq!(
+            check_request(&both, 8192).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        let two_hosts = req(|b| b.header("host", "other"));
+        assert_eq!(
+            check_request(&two_hosts, 8192).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        let no_host = Request::builder().uri("/x").body(()).expect("valid");
+        assert_eq!(
+            check_request(&no_host, 8192).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        let long = Request::builder()
+            .uri(format!("/{}", "a".repeat(100)))
+            .header("host", "lb")
+            .body(())
+            .expect("valid");
+        assert_eq!(
+            check_request(&long, 50).map_err(|e| e.0),
+            Err(StatusCode::URI_TOO_LONG)
+        );
+    }
+
+    #[test]
+    fn upstream_rewrite_strips_hop_by_hop_and_adds_forwarding() {
+        let r = req(|b| {
+            b.header("connection", "keep-alive, x-secret")
+                .header("x-secret", "1")
+                .header("keep-alive", "timeout=5")
+                .header("x-forwarded-for", "10.0.0.1")
+                .header("x-forwarded-proto", "https")
+        });
+        let (mut parts, ()) = r.into_parts();
+        prepare_upstream_request(
+            &mut parts,
+            "192.0.2.7:4000".parse().expect("addr"),
+            false,
+            None,
+        );
+        let h = &parts.headers;
+        assert!(
+            h.get("connection").is_none()
+                && h.get("x-secret").is_none()
+                && h.get("keep-alive").is_none()
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"lb\"");
+    }
+
+    #[test]
+    fn upgrade_is_detected_and_kept() {
+        let r = req(|b| {
+            b.header("connection", "Upgrade")
+                .header("upgrade", "websocket")
+        });
+        let proto = upgrade_protocol(r.headers());
+        assert_eq!(
+            proto.as_ref().map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        let (mut parts, ()) = r.into_parts();
+        prepare_upstream_request(
+            &mut parts,
+            "[::1]:1".parse().expect("addr"),
+            true,
+            proto.as_ref(),
+        );
+        assert_eq!(parts.headers["connection"], "upgrade");
+        assert_eq!(parts.headers["upgrade"], "websocket");
+        assert_eq!(
+            parts.headers["forwarded"],
+            "for=\"[::1]\";proto=https;host=\"lb\""
+        );
+    }
+
+    #[test]
+    fn cookie_stripping_keeps_other_cookies() {
+        let sticky = lb_core::StickyCookie::new("SERVERID").expect("valid");
+        let mut h = HeaderMap::new();
+        h.append("cookie", HeaderValue::from_static("a=1; SERVERID=s1"));
+        h.append("cookie", HeaderValue::from_static("SERVERID=s1"));
+        h.append("cookie", HeaderValue::from_static("b=2"));
+        strip_cookie(&mut h, &sticky);
+        let all: Vec<_> = h
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().expect("ascii"))
+            .collect();
+        assert_eq!(all, ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn private_marking() {
+        let mut h = HeaderMap::new();
+        mark_private(&mut h);
+        assert_eq!(h["cache-control"], "private");
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        mark_private(&mut h);
+        assert_eq!(h["cache-control"], "private, max-age=60");
+    }
+}
