@@ -88,11 +88,12 @@ pub enum FirstProbe {
 /// What [`Checker::set_targets`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetChanges<K> {
-    /// Keys that were not checked before.
+    /// Keys that were not checked before, in the order given.
     pub added: Vec<K>,
-    /// Keys no longer checked.
+    /// Keys no longer checked, in no particular order.
     pub removed: Vec<K>,
-    /// Keys whose address, check or interval changed: restarted as if new.
+    /// Keys whose address, check or interval changed, in no particular order: restarted as
+    /// if new.
     pub changed: Vec<K>,
     /// Targets left exactly as they were, schedule included.
     pub unchanged: usize,
@@ -153,8 +154,14 @@ impl<K: TargetKey> Checker<K> {
         &mut self,
         targets: impl IntoIterator<Item = Target<K>>,
     ) -> TargetChanges<K> {
-        let mut wanted: HashMap<K, Target<K>> =
-            targets.into_iter().map(|t| (t.key.clone(), t)).collect();
+        // Keyed for the diff, but started in the caller's order so reports are predictable.
+        let mut wanted: HashMap<K, Target<K>> = HashMap::new();
+        let mut order = Vec::new();
+        for target in targets {
+            if wanted.insert(target.key.clone(), target.clone()).is_none() {
+                order.push(target.key);
+            }
+        }
         let mut changes = TargetChanges {
             added: Vec::new(),
             removed: Vec::new(),
@@ -178,7 +185,10 @@ impl<K: TargetKey> Checker<K> {
                 false
             }
         });
-        for (key, target) in wanted {
+        for key in order {
+            let Some(target) = wanted.remove(&key) else {
+                continue;
+            };
             if !changes.changed.contains(&key) {
                 changes.added.push(key.clone());
             }
@@ -334,12 +344,9 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let hour = Duration::from_secs(3600);
         let t = |k: &'static str| Target::tcp(k, addr, Duration::from_secs(1), hour);
-        let first = checker.set_targets([t("a"), t("b")]);
-        first
-            .added
-            .iter()
-            .for_each(|k| assert!(["a", "b"].contains(k)));
-        assert_eq!((first.added.len(), first.unchanged), (2, 0));
+        let first = checker.set_targets([t("b"), t("a"), t("b")]);
+        assert_eq!(first.added, ["b", "a"], "in order, duplicates once");
+        assert_eq!(first.unchanged, 0);
 
         let mut moved = t("b");
         moved.addr = "127.0.0.1:2".parse().unwrap();

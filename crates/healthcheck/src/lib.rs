@@ -34,9 +34,13 @@
 //!     // Two passed checks bring a dependency back, three failed ones take it down.
 //!     let mut monitor = Monitor::start(targets, 2, 3);
 //!
-//!     // A readiness endpoint elsewhere can read the same state.
+//!     // A readiness endpoint elsewhere can read the same state: `UP 1/3` until the first
+//!     // check, as HAProxy starts its servers, then `UP`, `UP 2/3`, `DOWN`, `DOWN 1/2`...
 //!     let view = monitor.view();
-//!     assert_eq!(view.status(&"postgres").as_deref(), Some("UP 1/3"));
+//!     tokio::spawn(async move {
+//!         let ready = view.is_up(&"postgres");
+//!         eprintln!("ready: {ready}, postgres: {:?}", view.status(&"postgres"));
+//!     });
 //!
 //!     while let Some(change) = monitor.next_change().await {
 //!         match change.transition {

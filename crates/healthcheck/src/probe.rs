@@ -208,7 +208,8 @@ fn describe_with_info(result: &CheckResult, info: Option<&str>) -> String {
 /// refused or reset connection is [`CheckStatus::L4Connect`]; a local failure (no socket, no
 /// free port, an invalid check) is [`CheckStatus::SocketError`]; an answer that is not HTTP is
 /// [`CheckStatus::L7Response`]; a status outside `expect_status` is
-/// [`CheckStatus::L7Status`]. The body is never read.
+/// [`CheckStatus::L7Status`]. The body is never read: the connection is closed as soon as
+/// the response head is in, so a server still sending a body may see a reset.
 pub async fn probe(addr: SocketAddr, check: &HttpCheck) -> CheckResult {
     http_outcome(addr, check).await.result
 }
