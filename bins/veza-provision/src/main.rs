@@ -10,7 +10,7 @@ use provision::{Options, Plan, Status};
 
 /// Brings a Veza host to the state its role file describes.
 #[derive(Debug, Parser)]
-#[command(name = "veza-provision", version, about)]
+#[command(name = "veza-provision", version)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

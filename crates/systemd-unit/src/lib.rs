@@ -42,7 +42,7 @@ pub use value::{
     AbsPath, AccountName, AddressFamily, Arg, Capability, Command, DevicePolicy, DirName, EnvName,
     EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,
     ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text, Timespan,
-    Umask, UnitName,
+    Umask, UnitName, Uri,
 };
 pub use veza::{Role, ServiceSpec};
 

@@ -4,7 +4,7 @@ use crate::value::{
     AbsPath, AccountName, AddressFamily, Capability, Command, DevicePolicy, DirName, EnvName,
     EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,
     ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text, Timespan,
-    Umask, UnitName,
+    Umask, UnitName, Uri,
 };
 
 /// A service unit file.
@@ -12,8 +12,8 @@ use crate::value::{
 pub struct Unit {
     /// `[Unit] Description=`.
     pub description: Text,
-    /// `[Unit] Documentation=`: URLs (validated as one-line text without spaces by the caller).
-    pub documentation: Vec<Text>,
+    /// `[Unit] Documentation=`.
+    pub documentation: Vec<Uri>,
     /// `[Unit] Wants=`.
     pub wants: Vec<UnitName>,
     /// `[Unit] After=`.

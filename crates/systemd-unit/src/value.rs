@@ -94,6 +94,57 @@ impl fmt::Display for Text {
     }
 }
 
+/// A `Documentation=` URI: one word (the directive is a space-separated list) with a scheme
+/// systemd accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Uri(String);
+
+impl Uri {
+    /// Validates a documentation URI.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] without an `http://`, `https://`, `file:`, `info:` or `man:`
+    /// scheme, or with whitespace, quotes, backslashes or control characters.
+    pub fn new(uri: impl Into<String>) -> Result<Self, Error> {
+        let uri = uri.into();
+        if !["http://", "https://", "file:", "info:", "man:"]
+            .iter()
+            .any(|scheme| uri.starts_with(scheme))
+        {
+            return Err(invalid(
+                "documentation URI",
+                &uri,
+                "start it with https://, http://, file:, info: or man:",
+            ));
+        }
+        if uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'\\".contains(c))
+        {
+            return Err(invalid(
+                "documentation URI",
+                &uri,
+                "percent-encode whitespace, quotes and backslashes",
+            ));
+        }
+        Ok(Self(uri))
+    }
+}
+
+impl TryFrom<String> for Uri {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&escape_specifiers(&self.0))
+    }
+}
+
 /// A unit name such as `network-online.target` or `veza-lb.service`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
@@ -1093,6 +1144,17 @@ mod tests {
         );
         for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x", ""] {
             assert!(bad.parse::<IpAddressSpec>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn documentation_uris_are_one_word() {
+        assert_eq!(
+            Uri::new("https://x.example/a%20b").unwrap().to_string(),
+            "https://x.example/a%%20b"
+        );
+        for bad in ["x.example", "https://x.example/a b", "man:\"x\""] {
+            assert!(Uri::new(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -6,7 +6,7 @@ use crate::Error;
 use crate::model::{Hardening, Service, Unit};
 use crate::value::{
     AbsPath, AccountName, Command, DirName, EnvName, EnvironmentFile, IpAddressSpec, NotifyAccess,
-    Restart, ServiceType, Text, Timespan, UnitName,
+    Restart, ServiceType, Text, Timespan, UnitName, Uri,
 };
 
 /// Which Veza service a unit runs; decides the service type and supervision.
@@ -94,7 +94,7 @@ impl ServiceSpec {
         let network_online = UnitName::new("network-online.target")?;
         Ok(Unit {
             description: self.description.clone(),
-            documentation: vec![Text::new("https://git.veza.example/veza/edge")?],
+            documentation: vec![Uri::new("https://git.veza.example/veza/edge")?],
             wants: vec![network_online.clone()],
             after: vec![network_online],
             start_limit: Some((Timespan::from_secs(60), 5)),
