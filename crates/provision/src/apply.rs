@@ -449,7 +449,10 @@ impl Host<'_> {
             return Ok(Outcome::Changed(format!("would {verb}"), diff));
         }
         let Some((uid, gid)) = ids else {
-            unreachable!("ids are only pending under --check")
+            return Err(format!(
+                "owner {}:{} does not exist yet",
+                env.owner, env.group
+            ));
         };
         if !path.parent().is_some_and(Path::is_dir) {
             return Err(format!(
