@@ -1,0 +1,276 @@
+//! The data plane against real demo backends on loopback: balancing, stickiness, hashing,
+//! health transitions, WebSocket pinning and shutdown-sessions, failover under load, and bad
+//! input. Modelled on HAProxy's reg-tests: assertions on what the client sees, on what the
+//! server received, and on the server states the proxy reports.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lb_core::AdminState;
+use proxy::AdminCommand;
+use support::{Lb, backend, config, get, raw};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use veza_demo_backend::Kind;
+
+const DOWN_WAIT: Duration = Duration::from_secs(5);
+
+fn is_down(s: &str) -> bool {
+    s == "DOWN"
+}
+
+#[tokio::test]
+async fn round_robin_alternates_and_sticky_cookie_pins_and_is_stripped() {
+    let (a, b) = (backend("api-1", Kind::Api).await, backend("api-2", Kind::Api).await);
+    let lb = Lb::start(config(&[&a, &b], &[], "")).await;
+
+    let first = get(lb.addr, "/x", None).await;
+    let second = get(lb.addr, "/x", None).await;
+    assert_eq!(first.status, 200);
+    assert_ne!(first.served_by(), second.served_by(), "round-robin alternates");
+    assert_eq!(first.sticky().as_deref(), Some(first.served_by()), "the cookie names the server");
+    assert_eq!(first.header("cache-control"), Some("private"), "nocache marks it private");
+
+    let pinned = first.served_by().to_owned();
+    let cookie = format!("lang=fr; SERVERID={pinned}; theme=dark");
+    for _ in 0..6 {
+        let r = get(lb.addr, "/y", Some(&cookie)).await;
+        assert_eq!(r.served_by(), pinned);
+        assert_eq!(r.sticky(), None, "a valid cookie is not re-sent (indirect)");
+        assert!(
+            r.text().contains("cookies=lang=fr; theme=dark\n"),
+            "indirect strips SERVERID before the server: {}",
+            r.text()
+        );
+    }
+}
+
+#[tokio::test]
+async fn cookie_naming_down_maint_or_unknown_server_is_rebalanced_and_reset() {
+    let (a, b) = (backend("api-1", Kind::Api).await, backend("api-2", Kind::Api).await);
+    let lb = Lb::start(config(&[&a, &b], &[], "")).await;
+
+    let r = get(lb.addr, "/", Some("SERVERID=nonexistent")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.sticky().as_deref(), Some(r.served_by()), "unknown server: re-set");
+    let r = get(lb.addr, "/", Some("SERVERID=\"bad value\"")).await;
+    assert_eq!(r.sticky().as_deref(), Some(r.served_by()), "garbage cookie: re-set");
+
+    a.set_health(503);
+    lb.wait_status("api", "api-1", DOWN_WAIT, is_down).await;
+    for _ in 0..3 {
+        let r = get(lb.addr, "/", Some("SERVERID=api-1")).await;
+        assert_eq!((r.served_by(), r.sticky().as_deref()), ("api-2", Some("api-2")));
+    }
+
+    a.set_health(200);
+    lb.wait_status("api", "api-1", DOWN_WAIT, |s| s == "UP").await;
+    lb.admin(AdminCommand::SetState {
+        pool: "api".into(),
+        server: "api-1".into(),
+        state: AdminState::Maint,
+    })
+    .await;
+    assert_eq!(lb.status("api", "api-1").await, "MAINT");
+    let r = get(lb.addr, "/", Some("SERVERID=api-1")).await;
+    assert_eq!((r.served_by(), r.sticky().as_deref()), ("api-2", Some("api-2")));
+}
+
+#[tokio::test]
+async fn drain_keeps_sticky_clients_and_takes_no_new_ones() {
+    let (a, b) = (backend("api-1", Kind::Api).await, backend("api-2", Kind::Api).await);
+    let lb = Lb::start(config(&[&a, &b], &[], "")).await;
+    lb.admin(AdminCommand::SetState {
+        pool: "api".into(),
+        server: "api-1".into(),
+        state: AdminState::Drain,
+    })
+    .await;
+    assert!(lb.status("api", "api-1").await.starts_with("DRAIN"));
+    for _ in 0..6 {
+        assert_eq!(get(lb.addr, "/", None).await.served_by(), "api-2");
+        assert_eq!(get(lb.addr, "/", Some("SERVERID=api-1")).await.served_by(), "api-1");
+    }
+}
+
+#[tokio::test]
+async fn jump_hash_keeps_tracks_together_and_moves_only_a_dead_servers_tracks() {
+    let api = backend("api-1", Kind::Api).await;
+    let s1 = backend("stream-1", Kind::Stream).await;
+    let s2 = backend("stream-2", Kind::Stream).await;
+    let lb = Lb::start(config(&[&api], &[&s1, &s2], "")).await;
+
+    let mut owner = HashMap::new();
+    for track in 0..12 {
+        let mut servers = HashSet::new();
+        for seg in 0..5 {
+            let r = get(lb.addr, &format!("/stream/t{track}/seg-{seg}.ts"), None).await;
+            assert_eq!(r.status, 200);
+            servers.insert(r.served_by().to_owned());
+        }
+        assert_eq!(servers.len(), 1, "track {track} split over {servers:?}");
+        owner.insert(track, servers.into_iter().next().unwrap_or_default());
+    }
+    assert!(owner.values().any(|s| s == "stream-1") && owner.values().any(|s| s == "stream-2"));
+
+    s1.set_health(503);
+    lb.wait_status("stream", "stream-1", DOWN_WAIT, is_down).await;
+    for (track, before) in &owner {
+        let now = get(lb.addr, &format!("/stream/t{track}/seg-9.ts"), None).await;
+        if before == "stream-2" {
+            assert_eq!(now.served_by(), "stream-2", "track {track} of a live server moved");
+        } else {
+            assert_eq!(now.served_by(), "stream-2", "track {track} must leave the dead server");
+        }
+    }
+}
+
+#[tokio::test]
+async fn health_goes_through_haproxy_statuses_and_slow_start_ramps() {
+    let (a, b) = (backend("api-1", Kind::Api).await, backend("api-2", Kind::Api).await);
+    let lb = Lb::start(config(&[&a, &b], &[], "slowstart = \"10s\"")).await;
+    lb.wait_status("api", "api-1", DOWN_WAIT, |s| s == "UP").await;
+
+    a.set_health(503);
+    let down = lb.wait_status("api", "api-1", DOWN_WAIT, is_down).await;
+    assert_eq!(down, ["UP", "UP 2/3", "UP 1/3", "DOWN"]);
+
+    a.set_health(200);
+    let up = lb.wait_status("api", "api-1", DOWN_WAIT, |s| s == "UP").await;
+    assert_eq!(up, ["DOWN", "DOWN 1/2", "UP"]);
+
+    let (_, snap) = lb.handle().stats().await.expect("running");
+    let server = &snap.pools[0].servers[0];
+    assert_eq!(server.chkdown, 1);
+    let throttle = server.throttle.expect("ramping after coming back");
+    assert!((1..100).contains(&throttle), "throttle {throttle}%");
+}
+
+#[tokio::test]
+async fn websocket_is_pinned_then_closed_on_mark_down_and_reconnects_elsewhere() {
+    let (a, b) = (backend("api-1", Kind::Api).await, backend("api-2", Kind::Api).await);
+    let lb = Lb::start(config(&[&a, &b], &[], "")).await;
+
+    let connect = |cookie: Option<String>| {
+        let mut req = format!("ws://{}/ws", lb.addr)
+            .into_client_request()
+            .expect("valid ws url");
+        if let Some(c) = cookie {
+            req.headers_mut().insert("cookie", c.parse().expect("header"));
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    let (mut ws, resp) = connect(Some("SERVERID=api-1".into())).await.expect("ws handshake");
+    assert_eq!(resp.status(), 101);
+    let hello = ws.next().await.expect("greeting").expect("frame");
+    assert_eq!(hello.into_text().expect("text").as_str(), "api-1");
+
+    // The backend keeps running and never closes the socket itself: only the proxy can.
+    a.set_health(503);
+    lb.wait_status("api", "api-1", DOWN_WAIT, is_down).await;
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(m)) if m.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "shutdown-sessions must close the tunnel");
+
+    let (mut ws, resp) = connect(Some("SERVERID=api-1".into())).await.expect("reconnect");
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(set.starts_with("SERVERID=api-2"), "new cookie on the 101: {set:?}");
+    let hello = ws.next().await.expect("greeting").expect("frame");
+    assert_eq!(hello.into_text().expect("text").as_str(), "api-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_backend_under_load_loses_no_request() {
+    let (a, b) = (backend("api-1", Kind::Api).await, backend("api-2", Kind::Api).await);
+    let lb = Arc::new(Lb::start(config(&[&a, &b], &[], "")).await);
+    let failed = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (lb, failed, done) = (lb.clone(), failed.clone(), done.clone());
+        clients.push(tokio::spawn(async move {
+            for _ in 0..150 {
+                let r = get(lb.addr, "/api/v1/orders", None).await;
+                if r.status != 200 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    while done.load(Ordering::Relaxed) < 100 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.kill().await;
+    for c in clients {
+        c.await.expect("client task");
+    }
+    assert_eq!(done.load(Ordering::Relaxed), 600);
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed across the kill");
+    lb.wait_status("api", "api-1", DOWN_WAIT, is_down).await;
+    drop(b);
+}
+
+#[tokio::test]
+async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
+    let a = backend("api-1", Kind::Api).await;
+    let lb = Lb::start(config(&[&a], &[], "")).await;
+    let huge_header = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(70_000));
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(9_000));
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("garbage request line", b"HELLO THERE\r\n\r\n".to_vec(), 400),
+        ("bad version", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(), 400),
+        ("oversized header block", huge_header.into_bytes(), 431),
+        ("long uri", long_uri.into_bytes(), 414),
+        (
+            "CL and TE together",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "differing Content-Lengths",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd".to_vec(),
+            400,
+        ),
+        ("NUL in a header value", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n".to_vec(), 400),
+        ("missing Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
+        ("CONNECT", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(), 405),
+    ];
+    for (what, request, want) in cases {
+        let r = raw(lb.addr, &request).await;
+        assert_eq!(r.status, want, "{what}");
+    }
+    let hostile_cookie = format!("SERVERID={}; \u{7f}=;;;=;SERVERID", "\"".repeat(3000));
+    let r = get(lb.addr, "/", Some(&hostile_cookie)).await;
+    assert_eq!(r.status, 200, "garbage cookies are ignored, not fatal");
+    assert_eq!(get(lb.addr, "/", None).await.status, 200, "still serving");
+}
+
+#[tokio::test]
+async fn no_usable_server_is_503_and_server_timeout_is_504() {
+    let a = backend("api-1", Kind::Api).await;
+    let lb = Lb::start(config(&[&a], &[], "timeout_server = \"300ms\"")).await;
+    let r = get(lb.addr, "/slow?ms=2000", None).await;
+    assert_eq!(r.status, 504);
+    a.set_health(503);
+    lb.wait_status("api", "api-1", DOWN_WAIT, is_down).await;
+    let r = get(lb.addr, "/", None).await;
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("No server is available"));
+}
