@@ -1,0 +1,124 @@
+//! Building the workspace binaries a subcommand runs, and finding them in `target/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::{Error, Result, fail};
+
+/// Which cargo profile to build with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `dev`: quick to build, for functional checks.
+    Dev,
+    /// `release`: for measurements.
+    Release,
+}
+
+impl Profile {
+    fn dir(self) -> &'static str {
+        match self {
+            Profile::Dev => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
+
+/// Paths of the built binaries.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `veza-lb`.
+    pub veza_lb: PathBuf,
+    /// `veza-demo-backend`.
+    pub demo_backend: PathBuf,
+}
+
+/// The workspace root (where the root `Cargo.toml` is).
+pub fn workspace_root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
+}
+
+fn cargo() -> tokio::process::Command {
+    // Under `cargo xtask`, CARGO is the cargo that is running us (same toolchain).
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = tokio::process::Command::new(cargo);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs `cargo build` for `veza-lb` and `veza-demo-backend` and returns where they are.
+pub async fn build(profile: Profile) -> Result<Binaries> {
+    let packages = ["veza-lb", "veza-demo-backend"];
+    println!(
+        "building {} ({} profile)...",
+        packages.join(", "),
+        profile.dir()
+    );
+    let mut command = cargo();
+    command.arg("build");
+    for package in packages {
+        command.args(["--package", package]);
+    }
+    if profile == Profile::Release {
+        command.arg("--release");
+    }
+    let status = command
+        .stdin(Stdio::null())
+        .status()
+        .await
+        .map_err(Error::io("cannot run cargo build"))?;
+    if !status.success() {
+        return fail(format!(
+            "`cargo build -p {}` failed ({status})",
+            packages.join(" -p ")
+        ));
+    }
+    let dir = target_dir().await?.join(profile.dir());
+    let binaries = Binaries {
+        veza_lb: dir.join("veza-lb"),
+        demo_backend: dir.join("veza-demo-backend"),
+    };
+    for path in [&binaries.veza_lb, &binaries.demo_backend] {
+        if !path.is_file() {
+            return fail(format!(
+                "cargo build succeeded but {} does not exist",
+                path.display()
+            ));
+        }
+    }
+    Ok(binaries)
+}
+
+/// The target directory, as cargo sees it (honours CARGO_TARGET_DIR and `build.target-dir`).
+async fn target_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        return Ok(if dir.is_absolute() {
+            dir
+        } else {
+            workspace_root().join(dir)
+        });
+    }
+    let output = cargo()
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .map_err(Error::io("cannot run cargo metadata"))?;
+    if !output.status.success() {
+        return fail(format!("`cargo metadata` failed ({})", output.status));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| Error::Message(format!("cannot read `cargo metadata` output: {e}")))?;
+    match metadata["target_directory"].as_str() {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => fail("`cargo metadata` did not name the target directory"),
+    }
+}

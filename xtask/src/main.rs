@@ -1,0 +1,166 @@
+//! `cargo xtask`: Veza edge's project automation, in Rust (matklad's xtask pattern).
+//!
+//! ```text
+//! cargo xtask smoke   the seed's failover acceptance on loopback (the README's main job)
+//! cargo xtask demo    the smoke topology, left running until Ctrl-C
+//! cargo xtask bench   veza-lb side by side with HAProxy and nginx, same backend and load
+//! ```
+//!
+//! Every subcommand builds what it needs, runs the real binaries as child processes on free
+//! loopback ports and stops every process it started when it ends, fails or is interrupted.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod build;
+mod demo;
+mod http;
+mod smoke;
+mod topology;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Veza edge's project automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The seed's failover acceptance (test_backend_failover.sh) against veza-lb on loopback,
+    /// or against a deployed environment with --lb/--stats/--kill-cmd/--start-cmd.
+    Smoke(smoke::Args),
+    /// veza-lb with demo API and stream backends on loopback, URLs printed, until Ctrl-C.
+    Demo(demo::Args),
+    /// veza-lb against HAProxy and nginx on the same backend and load: req/s, latency, memory.
+    Bench(bench::Args),
+}
+
+/// Why a subcommand could not do its job; printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Anything else, as a sentence for the user.
+    #[error("{0}")]
+    Message(String),
+}
+
+impl Error {
+    /// An I/O error with what was being attempted.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+/// The result type of every xtask helper.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for a failure with a message.
+pub fn fail<T>(message: impl Into<String>) -> Result<T> {
+    Err(Error::Message(message.into()))
+}
+
+/// Parses `1s`, `500ms`, `2m`, `1.5s` (as the configuration does).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 1s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" | "" => number,
+        "m" => number * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("{text:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("xtask: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            // The demo waits for Ctrl-C itself: it is how it ends normally.
+            Command::Demo(args) => demo::run(args).await,
+            Command::Smoke(args) => until_interrupted(smoke::run(args)).await,
+            Command::Bench(args) => until_interrupted(bench::run(args)).await,
+        }
+    });
+    // Dropping the runtime drops whatever tasks still hold child processes: they are killed.
+    drop(runtime);
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `job`; on SIGINT, SIGTERM or SIGHUP drops it (which kills every child it started,
+/// see `topology::Process`) and exits 130.
+async fn until_interrupted(
+    job: impl std::future::Future<Output = Result<ExitCode>>,
+) -> Result<ExitCode> {
+    tokio::select! {
+        outcome = job => outcome,
+        signal = topology::stop_signal() => {
+            let name = signal?;
+            eprintln!("xtask: {name}: stopping everything started");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

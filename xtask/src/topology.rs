@@ -1,0 +1,644 @@
+//! The loopback topology of the seed: two API backends, two stream servers and `veza-lb` in
+//! front, on free ports, with a generated configuration; plus the pieces other subcommands
+//! reuse: child processes that die with us, free ports, the stats socket client.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::build::Binaries;
+use crate::{Error, Result, fail};
+
+/// The API pool, as the seed's HAProxy config names it.
+pub const API_POOL: &str = "api_pool";
+/// The stream pool.
+pub const STREAM_POOL: &str = "stream_pool";
+/// The API servers, in configuration order.
+pub const API_SERVERS: [&str; 2] = ["backend-api-1", "backend-api-2"];
+/// The stream servers, in configuration order.
+pub const STREAM_SERVERS: [&str; 2] = ["stream-server-1", "stream-server-2"];
+/// The sticky cookie.
+pub const COOKIE: &str = "SERVERID";
+
+/// How long a started process may take to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits for SIGINT, SIGTERM or SIGHUP and names it.
+pub async fn stop_signal() -> Result<&'static str> {
+    let install = |kind| signal(kind).map_err(Error::io("cannot handle signals"));
+    let mut interrupt = install(SignalKind::interrupt())?;
+    let mut terminate = install(SignalKind::terminate())?;
+    let mut hangup = install(SignalKind::hangup())?;
+    Ok(tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+        _ = hangup.recv() => "SIGHUP",
+    })
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1. Each is bound to port 0 and released just before
+/// returning, so the kernel will not hand it out again right away.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").map_err(Error::io("cannot find a free port")))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(Error::io("cannot read a bound port"))
+        })
+        .collect()
+}
+
+/// A child process that is killed (SIGKILL) when this value is dropped: on success, on
+/// failure, on panic and when Ctrl-C drops the task holding it. Its stdout and stderr go to a
+/// log file.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `command`, output appended to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Result<Process> {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .map_err(Error::io(format!("cannot open {}", log.display())))
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(open()?)
+            .stderr(open()?)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(Error::io(format!("cannot start {name}")))?;
+        Ok(Process {
+            name: name.to_owned(),
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// SIGKILL, then reap.
+    pub async fn kill(&mut self) -> Result<()> {
+        if let Some(pid) = self.pid() {
+            let pid = i32::try_from(pid)
+                .map_err(|_| Error::Message(format!("pid {pid} out of range")))?;
+            kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|errno| {
+                Error::Message(format!("cannot SIGKILL {} ({pid}): {errno}", self.name))
+            })?;
+        }
+        self.child
+            .wait()
+            .await
+            .map_err(Error::io(format!("cannot reap {}", self.name)))?;
+        Ok(())
+    }
+
+    /// SIGTERM (a graceful stop), then wait up to `grace` before SIGKILL.
+    pub async fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        let _ = self.kill().await;
+    }
+
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.log, lines)
+    }
+
+    /// Polls `ready` every 20 ms until it holds; fails if the process exits or `READY_TIMEOUT`
+    /// passes, with the end of its log.
+    async fn wait_until<F, Fut>(&mut self, what: &str, mut ready: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        loop {
+            if ready().await {
+                return Ok(());
+            }
+            if let Some(status) = self.exited() {
+                return fail(format!(
+                    "{} exited ({status}) before {what}; its log ({}):\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(20)
+                ));
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                return fail(format!(
+                    "{} not {what} after {READY_TIMEOUT:?}; its log ({}):\n{}",
+                    self.name,
+                    self.log.display(),
+                    self.log_tail(20)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until something accepts TCP connections on `addr`.
+    pub async fn wait_listening(&mut self, addr: SocketAddr) -> Result<()> {
+        self.wait_until(&format!("listening on {addr}"), || async move {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await
+    }
+}
+
+/// The last `lines` lines of a file (empty if unreadable).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Health check settings of the generated configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Check interval (the seed: 5s; smoke default 1s).
+    pub interval: Duration,
+    /// Failed checks before DOWN.
+    pub fall: u32,
+    /// Passed checks before UP.
+    pub rise: u32,
+    /// Slow start after recovery.
+    pub slowstart: Duration,
+    /// veza-lb worker threads.
+    pub threads: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval: Duration::from_secs(1),
+            fall: 3,
+            rise: 2,
+            slowstart: Duration::from_secs(30),
+            threads: 2,
+        }
+    }
+}
+
+/// Which demo backend flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `--kind api`.
+    Api,
+    /// `--kind stream`.
+    Stream,
+}
+
+/// One demo backend and its process (None while killed).
+#[derive(Debug)]
+pub struct Backend {
+    /// Server name in the configuration, also the backend's `--name`.
+    pub name: &'static str,
+    /// What it serves.
+    pub kind: Kind,
+    /// Its fixed address: a restart comes back on the same port.
+    pub addr: SocketAddr,
+    process: Option<Process>,
+}
+
+/// Demo backends and `veza-lb` on loopback.
+pub struct Topology {
+    /// Frontend address of veza-lb.
+    pub lb_addr: SocketAddr,
+    /// Runtime API address.
+    pub stats_addr: SocketAddr,
+    /// The settings the configuration was written with.
+    pub settings: Settings,
+    /// The backends.
+    pub backends: Vec<Backend>,
+    /// veza-lb's configuration file.
+    pub config_path: PathBuf,
+    lb: Process,
+    binaries: Binaries,
+    // Last field: dropped after the processes, whose logs live in it.
+    dir: tempfile::TempDir,
+}
+
+impl Topology {
+    /// Starts the four backends, writes the configuration and starts veza-lb; returns when
+    /// every process listens.
+    pub async fn start(binaries: &Binaries, settings: Settings) -> Result<Topology> {
+        let dir = tempfile::Builder::new()
+            .prefix("veza-xtask-")
+            .tempdir()
+            .map_err(Error::io("cannot create a temporary directory"))?;
+        let ports = free_ports(6)?;
+        let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
+        let mut backends = Vec::new();
+        for (i, name) in API_SERVERS.into_iter().enumerate() {
+            backends.push(Backend {
+                name,
+                kind: Kind::Api,
+                addr: addr(2 + i),
+                process: None,
+            });
+        }
+        for (i, name) in STREAM_SERVERS.into_iter().enumerate() {
+            backends.push(Backend {
+                name,
+                kind: Kind::Stream,
+                addr: addr(4 + i),
+                process: None,
+            });
+        }
+        for backend in &mut backends {
+            backend.process = Some(start_backend(binaries, backend, dir.path()).await?);
+        }
+        let (lb_addr, stats_addr) = (addr(0), addr(1));
+        let config_path = dir.path().join("veza-lb.toml");
+        let config = render_config(lb_addr, stats_addr, &backends, &settings);
+        std::fs::write(&config_path, config)
+            .map_err(Error::io(format!("cannot write {}", config_path.display())))?;
+        let mut command = Command::new(&binaries.veza_lb);
+        command
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--log-level", "info,access=warn"]);
+        let mut lb = Process::spawn("veza-lb", command, &dir.path().join("veza-lb.log"))?;
+        lb.wait_listening(lb_addr).await?;
+        lb.wait_listening(stats_addr).await?;
+        Ok(Topology {
+            lb_addr,
+            stats_addr,
+            settings,
+            backends,
+            config_path,
+            lb,
+            binaries: binaries.clone(),
+            dir,
+        })
+    }
+
+    /// The runtime API client.
+    pub fn stats(&self) -> StatsSocket {
+        StatsSocket::new(self.stats_addr.to_string())
+    }
+
+    /// The directory holding the configuration and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// veza-lb's process id.
+    pub fn lb_pid(&self) -> Option<u32> {
+        self.lb.pid()
+    }
+
+    /// veza-lb's log file.
+    pub fn lb_log(&self) -> &Path {
+        self.lb.log()
+    }
+
+    /// The end of every log, for a failure report.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = format!(
+            "--- veza-lb ({}):\n{}\n",
+            self.lb.log().display(),
+            self.lb.log_tail(lines)
+        );
+        for backend in &self.backends {
+            let log = backend_log(self.dir.path(), backend.name);
+            out.push_str(&format!(
+                "--- {} ({}):\n{}\n",
+                backend.name,
+                log.display(),
+                log_tail(&log, lines)
+            ));
+        }
+        out
+    }
+
+    /// Whether veza-lb is still running.
+    pub fn lb_running(&mut self) -> bool {
+        self.lb.exited().is_none()
+    }
+
+    /// A backend by name.
+    pub fn backend(&self, name: &str) -> Result<&Backend> {
+        match self.backends.iter().find(|b| b.name == name) {
+            Some(backend) => Ok(backend),
+            None => fail(format!("no backend named {name}")),
+        }
+    }
+
+    fn backend_mut(&mut self, name: &str) -> Result<&mut Backend> {
+        match self.backends.iter_mut().find(|b| b.name == name) {
+            Some(backend) => Ok(backend),
+            None => fail(format!("no backend named {name}")),
+        }
+    }
+
+    /// SIGKILLs a backend, as `incus stop --force` did in the seed.
+    pub async fn kill(&mut self, name: &str) -> Result<()> {
+        let backend = self.backend_mut(name)?;
+        match backend.process.take() {
+            Some(mut process) => process.kill().await,
+            None => fail(format!("{name} is not running")),
+        }
+    }
+
+    /// Starts a killed backend again, on the same port.
+    pub async fn restart(&mut self, name: &str) -> Result<()> {
+        let binaries = self.binaries.clone();
+        let dir = self.dir.path().to_path_buf();
+        let backend = self.backend_mut(name)?;
+        if backend.process.is_some() {
+            return fail(format!("{name} is already running"));
+        }
+        backend.process = Some(start_backend(&binaries, backend, &dir).await?);
+        Ok(())
+    }
+
+    /// Stops everything gracefully (veza-lb first), as the demo does on Ctrl-C.
+    pub async fn stop(mut self) {
+        self.lb.stop(Duration::from_secs(3)).await;
+        for backend in &mut self.backends {
+            if let Some(process) = backend.process.as_mut() {
+                process.stop(Duration::from_secs(3)).await;
+            }
+        }
+    }
+}
+
+fn backend_log(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}
+
+/// Starts one demo backend on its fixed port; returns once it printed its startup line.
+async fn start_backend(binaries: &Binaries, backend: &Backend, dir: &Path) -> Result<Process> {
+    let mut command = Command::new(&binaries.demo_backend);
+    command
+        .arg("--listen")
+        .arg(backend.addr.to_string())
+        .args(["--name", backend.name, "--threads", "1", "--kind"])
+        .arg(match backend.kind {
+            Kind::Api => "api",
+            Kind::Stream => "stream",
+        });
+    let log = backend_log(dir, backend.name);
+    // The log is appended to across restarts: remember where this run's output starts.
+    let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let mut process = Process::spawn(backend.name, command, &log)?;
+    let line = format!("veza-demo-backend {} listening on", backend.name);
+    process
+        .wait_until("ready", || {
+            let log = log.clone();
+            let line = line.clone();
+            async move {
+                std::fs::read(&log)
+                    .map(|text| {
+                        let start = usize::try_from(offset).unwrap_or(0).min(text.len());
+                        String::from_utf8_lossy(&text[start..]).contains(&line)
+                    })
+                    .unwrap_or(false)
+            }
+        })
+        .await?;
+    Ok(process)
+}
+
+fn duration(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// veza-lb's configuration for the topology: the seed's haproxy.cfg, in our TOML.
+fn render_config(
+    lb: SocketAddr,
+    stats: SocketAddr,
+    backends: &[Backend],
+    settings: &Settings,
+) -> String {
+    let servers = |kind: Kind| {
+        backends
+            .iter()
+            .filter(|b| b.kind == kind)
+            .map(|b| format!("  {{ name = \"{}\", addr = \"{}\" }},\n", b.name, b.addr))
+            .collect::<String>()
+    };
+    let interval = duration(settings.interval);
+    let timeout = duration(settings.interval.min(Duration::from_secs(2)));
+    let (fall, rise) = (settings.fall, settings.rise);
+    format!(
+        r#"# Written by `cargo xtask`: the seed's HAProxy setup on loopback.
+[global]
+stats_socket = "{stats}"
+shutdown_grace = "2s"
+threads = {threads}
+
+[defaults]
+timeout_connect = "2s"
+timeout_client = "30s"
+timeout_server = "30s"
+timeout_tunnel = "1h"
+retries = 3
+redispatch = true
+
+[[frontend]]
+name = "veza"
+bind = ["{lb}"]
+default_pool = "{API_POOL}"
+[[frontend.route]]
+path_prefix = "/stream/"
+pool = "{STREAM_POOL}"
+
+[pool.{API_POOL}]
+balance = "roundrobin"
+cookie = {{ name = "{COOKIE}", insert = true, indirect = true, nocache = true }}
+health = {{ path = "/api/v1/health", interval = "{interval}", timeout = "{timeout}", fall = {fall}, rise = {rise}, expect_status = [200] }}
+slowstart = "{slowstart}"
+on_marked_down = "shutdown-sessions"
+servers = [
+{api}]
+
+[pool.{STREAM_POOL}]
+balance = "jump-hash"
+hash_key = {{ source = "path", depth = 2 }}
+health = {{ path = "/health", interval = "{interval}", timeout = "{timeout}", fall = {fall}, rise = {rise} }}
+servers = [
+{stream}]
+"#,
+        threads = settings.threads,
+        slowstart = duration(settings.slowstart),
+        api = servers(Kind::Api),
+        stream = servers(Kind::Stream),
+    )
+}
+
+/// A client of veza-lb's (or HAProxy's) runtime API: `host:port` or `unix:/path`.
+#[derive(Debug, Clone)]
+pub struct StatsSocket {
+    addr: String,
+}
+
+impl StatsSocket {
+    /// A client for `addr`.
+    pub fn new(addr: impl Into<String>) -> StatsSocket {
+        StatsSocket { addr: addr.into() }
+    }
+
+    /// Sends one command line and reads the answer until the socket closes.
+    pub async fn command(&self, command: &str) -> Result<String> {
+        let exchange = async {
+            let mut answer = Vec::new();
+            let line = format!("{command}\n");
+            if let Some(path) = self.addr.strip_prefix("unix:") {
+                let mut socket = tokio::net::UnixStream::connect(path).await?;
+                socket.write_all(line.as_bytes()).await?;
+                socket.read_to_end(&mut answer).await?;
+            } else {
+                let mut socket = tokio::net::TcpStream::connect(&self.addr).await?;
+                socket.write_all(line.as_bytes()).await?;
+                socket.read_to_end(&mut answer).await?;
+            }
+            Ok::<_, std::io::Error>(answer)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+            Ok(Ok(answer)) => Ok(String::from_utf8_lossy(&answer).into_owned()),
+            Ok(Err(e)) => fail(format!(
+                "runtime API at {}: `{command}` failed: {e}",
+                self.addr
+            )),
+            Err(_) => fail(format!(
+                "runtime API at {}: no answer to `{command}` within 5s",
+                self.addr
+            )),
+        }
+    }
+
+    /// `show stat`, parsed.
+    pub async fn show_stat(&self) -> Result<StatTable> {
+        StatTable::parse(&self.command("show stat").await?)
+    }
+}
+
+/// `show stat` CSV, looked up by column name (HAProxy's header line, `# pxname,svname,...`).
+#[derive(Debug, Clone)]
+pub struct StatTable {
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl StatTable {
+    /// Parses the CSV answer.
+    pub fn parse(text: &str) -> Result<StatTable> {
+        let Some(header) = text.lines().find_map(|l| l.strip_prefix("# ")) else {
+            return fail(format!(
+                "`show stat` answer has no `# pxname,svname,...` header: {:?}",
+                text.chars().take(200).collect::<String>()
+            ));
+        };
+        let columns: Vec<String> = header
+            .trim_end_matches(',')
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let body: String = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(body.as_bytes());
+        let rows = reader
+            .records()
+            .map(|r| {
+                r.map(|r| r.iter().map(str::to_owned).collect())
+                    .map_err(|e| Error::Message(format!("bad `show stat` line: {e}")))
+            })
+            .collect::<Result<Vec<Vec<String>>>>()?;
+        Ok(StatTable { columns, rows })
+    }
+
+    /// The value of `column` in the row `pxname`/`svname`.
+    pub fn get(&self, pxname: &str, svname: &str, column: &str) -> Option<&str> {
+        let index = |name: &str| self.columns.iter().position(|c| c == name);
+        let (px, sv, col) = (index("pxname")?, index("svname")?, index(column)?);
+        self.rows
+            .iter()
+            .find(|r| {
+                r.get(px).map(String::as_str) == Some(pxname)
+                    && r.get(sv).map(String::as_str) == Some(svname)
+            })
+            .and_then(|r| r.get(col))
+            .map(String::as_str)
+    }
+
+    /// A server's `status` (`UP`, `DOWN`, `UP 1/3`...).
+    pub fn status(&self, pool: &str, server: &str) -> Option<&str> {
+        self.get(pool, server, "status")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn looks_stat_columns_up_by_name() {
+        let text = "# pxname,svname,qcur,status,throttle,\n\
+                    veza,FRONTEND,,OPEN,,\n\
+                    api_pool,backend-api-1,0,UP,12,\n\
+                    api_pool,backend-api-2,0,DOWN 1/2,,\n\
+                    api_pool,BACKEND,0,UP,,\n\n";
+        let table = StatTable::parse(text).unwrap();
+        assert_eq!(table.status("api_pool", "backend-api-1"), Some("UP"));
+        assert_eq!(table.status("api_pool", "backend-api-2"), Some("DOWN 1/2"));
+        assert_eq!(
+            table.get("api_pool", "backend-api-1", "throttle"),
+            Some("12")
+        );
+        assert_eq!(table.get("api_pool", "backend-api-2", "throttle"), Some(""));
+        assert_eq!(table.status("api_pool", "nope"), None);
+        assert!(StatTable::parse("Unknown command\n").is_err());
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let mut ports = free_ports(8).unwrap();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 8);
+    }
+}
