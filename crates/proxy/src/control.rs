@@ -5,9 +5,11 @@
 //! marked DOWN has its sessions shut when the pool says `shutdown-sessions`) and a new routing
 //! view is published for the hot path. Nothing here runs per request.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use lb_core::{
@@ -104,6 +106,49 @@ struct PoolControl {
     settings: Arc<config::Pool>,
     servers: Vec<Arc<Upstream>>,
     active: bool,
+    availability: Cell<Availability>,
+}
+
+/// HAProxy's BACKEND `status`, `chkdown`, `lastchg` and `downtime`: a pool is UP while at
+/// least one server takes new traffic.
+#[derive(Debug, Clone, Copy)]
+struct Availability {
+    up: bool,
+    chkdown: u64,
+    last_change: Instant,
+    down_since: Option<Instant>,
+    downtime: Duration,
+}
+
+impl Availability {
+    fn of(state: &PoolState) -> bool {
+        state
+            .servers()
+            .any(|(_, s)| !s.is_removed() && s.weight() > 0 && s.health().takes_new_traffic())
+    }
+
+    fn update(&mut self, up: bool, now: Instant) {
+        if up == self.up {
+            return;
+        }
+        self.up = up;
+        self.last_change = now;
+        if up {
+            if let Some(since) = self.down_since.take() {
+                self.downtime += now.saturating_duration_since(since);
+            }
+        } else {
+            self.chkdown += 1;
+            self.down_since = Some(now);
+        }
+    }
+
+    fn downtime(&self, now: Instant) -> Duration {
+        self.downtime
+            + self
+                .down_since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
 }
 
 impl PoolControl {
@@ -113,6 +158,10 @@ impl PoolControl {
             router: self.state.router(now.into_std()),
             servers: self.servers.clone().into(),
         }));
+        // Every change of a pool ends here, so this sees each one.
+        let mut availability = self.availability.get();
+        availability.update(Availability::of(&self.state), now);
+        self.availability.set(availability);
     }
 }
 
@@ -275,12 +324,20 @@ impl ControlTask {
             counters: Arc::new(Counters::default()),
         });
         self.by_name.insert(pool.name.clone(), id);
+        let up = Availability::of(&state);
         self.pools.push(PoolControl {
             slot,
             state,
             settings,
             servers,
             active: true,
+            availability: Cell::new(Availability {
+                up,
+                chkdown: 0,
+                last_change: now,
+                down_since: (!up).then_some(now),
+                downtime: Duration::ZERO,
+            }),
         });
     }
 
@@ -509,6 +566,10 @@ impl ControlTask {
                 settings: p.settings.clone(),
                 counters: p.slot.counters.clone(),
                 servers_in_service: p.state.servers_in_service(),
+                up: p.availability.get().up,
+                chkdown: p.availability.get().chkdown,
+                last_change: now.saturating_duration_since(p.availability.get().last_change),
+                downtime: p.availability.get().downtime(now),
                 servers: p
                     .state
                     .servers()

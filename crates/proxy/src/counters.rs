@@ -42,9 +42,13 @@ impl Histogram {
 }
 
 /// HAProxy's "average over the last 1024 samples" for `qtime`/`ctime`/`rtime`/`ttime`, as an
-/// exponentially weighted moving average in microseconds.
+/// exponentially weighted moving average in microseconds, plus the largest sample seen
+/// (`ctime_max`...).
 #[derive(Debug, Default)]
-pub struct Average(AtomicU64);
+pub struct Average {
+    avg_us: AtomicU64,
+    max_us: AtomicU64,
+}
 
 impl Average {
     const WINDOW: u64 = 1024;
@@ -53,19 +57,74 @@ impl Average {
     pub fn add(&self, d: Duration) {
         let sample = d.as_micros() as u64;
         // Lost updates under a race only nudge an average; a CAS loop is not worth it here.
-        let old = self.0.load(Relaxed);
+        let old = self.avg_us.load(Relaxed);
         let new = if old == 0 {
             sample
         } else {
             old - old / Self::WINDOW + sample / Self::WINDOW
         };
-        self.0.store(new, Relaxed);
+        self.avg_us.store(new, Relaxed);
+        self.max_us.fetch_max(sample, Relaxed);
     }
 
     /// Current average in milliseconds.
     #[must_use]
     pub fn millis(&self) -> u64 {
-        self.0.load(Relaxed) / 1000
+        self.avg_us.load(Relaxed) / 1000
+    }
+
+    /// Current average.
+    #[must_use]
+    pub fn average(&self) -> Duration {
+        Duration::from_micros(self.avg_us.load(Relaxed))
+    }
+
+    /// Largest sample seen.
+    #[must_use]
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.max_us.load(Relaxed))
+    }
+}
+
+/// An events-per-second rate (`rate`, `req_rate`) and its maximum (`rate_max`...).
+///
+/// The hot path only bumps the total it watches; a ticker calls [`RateMeter::tick`] about
+/// once per second with that total, so measuring a rate costs requests nothing.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    last_total: AtomicU64,
+    per_second: AtomicU64,
+    max: AtomicU64,
+}
+
+impl RateMeter {
+    /// Records that the watched total is `total`, `elapsed` after the previous tick. Returns
+    /// whether the total moved.
+    pub fn tick(&self, total: u64, elapsed: Duration) -> bool {
+        let last = self.last_total.swap(total, Relaxed);
+        let events = total.saturating_sub(last);
+        let ms = elapsed.as_millis().max(1) as u64;
+        // A late tick spreads its events over the time that really passed.
+        let rate = if ms <= 1000 {
+            events
+        } else {
+            events.saturating_mul(1000) / ms
+        };
+        self.per_second.store(rate, Relaxed);
+        self.max.fetch_max(rate, Relaxed);
+        events > 0
+    }
+
+    /// Events during the last second.
+    #[must_use]
+    pub fn per_second(&self) -> u64 {
+        self.per_second.load(Relaxed)
+    }
+
+    /// Highest per-second rate seen.
+    #[must_use]
+    pub fn max(&self) -> u64 {
+        self.max.load(Relaxed)
     }
 }
 
@@ -110,8 +169,13 @@ pub struct Counters {
     pub total_time: Average,
     /// Response-time distribution, for Prometheus.
     pub response_latency: Histogram,
-    /// Seconds since the Unix epoch of the last session (`lastsess` is derived from it).
+    /// Seconds since the Unix epoch of the last session (`lastsess` is derived from it);
+    /// 0 before the first. Kept by [`Counters::tick`], to the second.
     pub last_session_unix: AtomicU64,
+    /// `rate`, `rate_max`: sessions per second.
+    pub session_rate: RateMeter,
+    /// `req_rate`, `req_rate_max`: HTTP requests per second.
+    pub request_rate: RateMeter,
 }
 
 impl Counters {
@@ -149,6 +213,18 @@ impl Counters {
     #[must_use]
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
+    }
+
+    /// Updates the rates and `last_session_unix` from the totals; called about once per
+    /// second, `elapsed` after the previous call, `now_unix` seconds after the Unix epoch.
+    pub fn tick(&self, elapsed: Duration, now_unix: u64) {
+        if self
+            .session_rate
+            .tick(Self::get(&self.total_sessions), elapsed)
+        {
+            self.last_session_unix.store(now_unix, Relaxed);
+        }
+        self.request_rate.tick(Self::get(&self.requests), elapsed);
     }
 }
 
@@ -207,6 +283,34 @@ mod tests {
         let avg = Average::default();
         avg.add(Duration::from_millis(10));
         assert_eq!(avg.millis(), 10);
+        avg.add(Duration::from_millis(2));
+        assert_eq!(avg.max(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn rates_follow_totals_between_ticks() {
+        let c = Counters::default();
+        let second = Duration::from_secs(1);
+        for _ in 0..5 {
+            c.session_started();
+            c.session_ended();
+        }
+        Counters::add(&c.requests, 7);
+        c.tick(second, 100);
+        assert_eq!(c.session_rate.per_second(), 5);
+        assert_eq!(c.request_rate.per_second(), 7);
+        assert_eq!(Counters::get(&c.last_session_unix), 100);
+        c.session_started();
+        c.tick(second, 101);
+        assert_eq!(c.session_rate.per_second(), 1);
+        assert_eq!(c.session_rate.max(), 5);
+        assert_eq!(Counters::get(&c.last_session_unix), 101);
+        c.tick(second, 102);
+        assert_eq!(c.session_rate.per_second(), 0);
+        assert_eq!(Counters::get(&c.last_session_unix), 101, "no session since");
+        Counters::add(&c.requests, 20);
+        c.tick(Duration::from_secs(2), 104);
+        assert_eq!(c.request_rate.per_second(), 10, "a late tick is averaged");
     }
 
     #[test]

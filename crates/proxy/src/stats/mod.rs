@@ -10,6 +10,12 @@ use lb_core::{AdminState, CheckResult, ServerId};
 use crate::config;
 use crate::counters::Counters;
 
+pub mod csv;
+#[cfg(test)]
+mod fixture;
+pub mod info;
+pub mod servers_state;
+
 /// Every active pool, in configuration order.
 #[derive(Debug, Clone)]
 pub struct StatsSnapshot {
@@ -28,8 +34,16 @@ pub struct PoolStats {
     pub settings: Arc<config::Pool>,
     /// Aggregate counters of the pool.
     pub counters: Arc<Counters>,
-    /// Servers UP and not in MAINT (`act`).
+    /// Servers UP and not in MAINT.
     pub servers_in_service: usize,
+    /// Whether a server takes new traffic (the BACKEND row's `UP`/`DOWN`).
+    pub up: bool,
+    /// Times the pool went DOWN: no server left taking new traffic (`chkdown`).
+    pub chkdown: u64,
+    /// Time since the pool last went UP or DOWN (`lastchg`).
+    pub last_change: Duration,
+    /// Total time the pool was DOWN (`downtime`).
+    pub downtime: Duration,
     /// Servers, in slot order (removed servers omitted).
     pub servers: Vec<ServerStats>,
 }
