@@ -72,7 +72,8 @@ servers = [{}]
 {stream_pool}"#,
         servers(api)
     );
-    Config::parse(&text, "test.toml").unwrap_or_else(|e| panic!("test config is valid:\n{e}\n{text}"))
+    Config::parse(&text, "test.toml")
+        .unwrap_or_else(|e| panic!("test config is valid:\n{e}\n{text}"))
 }
 
 /// A running in-process proxy and its address.
@@ -131,7 +132,10 @@ impl Lb {
     }
 
     pub async fn admin(&self, command: AdminCommand) {
-        self.handle().admin(command).await.expect("admin command accepted");
+        self.handle()
+            .admin(command)
+            .await
+            .expect("admin command accepted");
     }
 }
 
@@ -169,7 +173,9 @@ impl Reply {
 
 /// Sends raw bytes on a fresh connection and reads the response until the server closes.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).await.expect("connect to the proxy");
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("connect to the proxy");
     s.write_all(request).await.expect("write request");
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
@@ -178,7 +184,9 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
 
 /// `GET path` with optional Cookie header, `Connection: close`.
 pub async fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Reply {
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
     let req = format!("GET {path} HTTP/1.1\r\nHost: lb.test\r\n{cookie}Connection: close\r\n\r\n");
     raw(addr, req.as_bytes()).await
 }
@@ -201,7 +209,11 @@ fn parse(buf: &[u8]) -> Reply {
     let chunked = headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(&raw_body) } else { raw_body };
+    let body = if chunked {
+        dechunk(&raw_body)
+    } else {
+        raw_body
+    };
     Reply {
         status,
         headers,
@@ -212,7 +224,8 @@ fn parse(buf: &[u8]) -> Reply {
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(pos) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..pos]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
