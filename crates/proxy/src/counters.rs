@@ -19,10 +19,11 @@ pub struct Histogram {
 impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
-        let ms = d.as_millis() as u64;
+        // Compared in microseconds: 1.5ms is above the 1ms bucket's bound.
+        let us = d.as_micros() as u64;
         let i = LATENCY_BUCKETS_MS
             .iter()
-            .position(|&b| ms <= b)
+            .position(|&b| us <= b * 1000)
             .unwrap_or(LATENCY_BUCKETS_MS.len());
         self.buckets[i].fetch_add(1, Relaxed);
         self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);

@@ -14,6 +14,7 @@ pub mod csv;
 #[cfg(test)]
 mod fixture;
 pub mod info;
+pub mod prometheus;
 pub mod servers_state;
 
 /// Every active pool, in configuration order.
