@@ -495,15 +495,3 @@ fn clone_parts(parts: &Parts) -> Parts {
     *req.headers_mut() = parts.headers.clone();
     req.into_parts().0
 }
-
-/// Tells hyper's service machinery how to build a handler per connection.
-pub(crate) fn service(
-    ctx: Arc<ClientContext>,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = Response<ProxyBody>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send,
-> + Clone {
-    hyper::service::service_fn(move |req| handle(ctx.clone(), req))
-}

@@ -105,7 +105,17 @@ pub(crate) fn prepare_upstream_request(
     tls: bool,
     upgrade: Option<&HeaderValue>,
 ) {
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        // HTTP/2 carries the host in `:authority`; HTTP/1.1 servers need it in `Host`.
+        parts.headers.insert(header::HOST, host);
+    }
     let h = &mut parts.headers;
+    if parts.version == Version::HTTP_2 {
+        join_cookies(h);
+    }
     strip_hop_by_hop(h);
     if let Some(proto) = upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -139,6 +149,23 @@ pub(crate) fn prepare_upstream_request(
     }
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         h.append(header::FORWARDED, v);
+    }
+}
+
+/// HTTP/2 clients may send one `Cookie` field per cookie; HTTP/1.1 wants a single one,
+/// joined with `; ` (RFC 9113 section 8.2.3).
+fn join_cookies(h: &mut HeaderMap) {
+    let mut all = h.get_all(header::COOKIE).iter();
+    if all.next().is_none() || all.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        h.insert(header::COOKIE, v);
     }
 }
 

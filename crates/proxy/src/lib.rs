@@ -34,6 +34,7 @@ mod frontend;
 mod headers;
 mod routing;
 pub mod stats;
+mod tls;
 mod tunnel;
 mod upstream;
 
@@ -73,6 +74,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A frontend's certificate or key cannot be used.
+    #[error("frontend {frontend}: {}: {reason}", path.display())]
+    Tls {
+        /// The frontend.
+        frontend: String,
+        /// The certificate or key file at fault.
+        path: std::path::PathBuf,
+        /// What is wrong, as a sentence.
+        reason: String,
+    },
     /// The async runtime or signal handlers could not be set up.
     #[error("cannot start the runtime: {source}")]
     Runtime {
@@ -87,12 +98,38 @@ pub enum Error {
 
 struct Listener {
     addr: SocketAddr,
+    /// The address as configured (port 0 stays 0), to recognise it on reload.
+    configured: SocketAddr,
+    /// An HTTPS listener (`tls.bind`).
+    tls: bool,
     stop: CancellationToken,
 }
 
 struct RunningFrontend {
     view: Arc<ArcSwap<FrontendView>>,
     listeners: Vec<Listener>,
+    /// Certificates and server settings, when the frontend has HTTPS listeners.
+    tls: Option<Arc<tls::TlsFrontend>>,
+    https: Arc<ArcSwap<tls::HttpsPolicy>>,
+}
+
+/// Every frontend's certificates, read and checked before anything changes.
+fn load_certificates(config: &Config) -> Result<HashMap<String, tls::CertSet>, Error> {
+    config
+        .frontends
+        .iter()
+        .filter_map(|fe| Some((fe, fe.tls.as_ref()?)))
+        .map(|(fe, t)| Ok((fe.name.clone(), tls::CertSet::load(&fe.name, t)?)))
+        .collect()
+}
+
+/// A frontend's listening addresses: plain ones, then HTTPS ones (`true`).
+fn binds(fe: &config::Frontend) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
+    let tls = fe
+        .tls
+        .iter()
+        .flat_map(|t| t.bind.iter().map(|&a| (a, true)));
+    fe.bind.iter().map(|&a| (a, false)).chain(tls)
 }
 
 /// A running `veza-lb`: listeners bound, health checks scheduled, control task running.
@@ -168,6 +205,7 @@ impl Proxy {
     /// # Errors
     /// A listener cannot be bound.
     pub async fn start(config: Config) -> Result<Self, Error> {
+        let certs = load_certificates(&config)?;
         let (task, control, slots) = ControlTask::new(&config);
         tokio::spawn(task.run());
         let process = Arc::new(Counters::default());
@@ -186,21 +224,30 @@ impl Proxy {
             tracker: TaskTracker::new(),
             grace: config.global.shutdown_grace,
         };
-        proxy.apply_frontends(&config, &slots)?;
+        proxy.apply_frontends(&config, &slots, certs)?;
         Ok(proxy)
     }
 
     /// Binds new listeners first, then swaps routing and closes listeners no longer wanted,
     /// so a reload never refuses a connection on an address that stays.
-    fn apply_frontends(&mut self, config: &Config, slots: &[Arc<PoolSlot>]) -> Result<(), Error> {
+    fn apply_frontends(
+        &mut self,
+        config: &Config,
+        slots: &[Arc<PoolSlot>],
+        mut certs: HashMap<String, tls::CertSet>,
+    ) -> Result<(), Error> {
         let pools: HashMap<&str, Arc<PoolSlot>> =
             slots.iter().map(|s| (s.name.as_str(), s.clone())).collect();
         // Bind everything new before changing anything: all or nothing.
         let mut bound = HashMap::new();
         for fe in &config.frontends {
             let existing = self.frontends.get(&fe.name);
-            for &addr in &fe.bind {
-                if existing.is_some_and(|r| r.listeners.iter().any(|l| l.addr == addr)) {
+            for (addr, tls) in binds(fe) {
+                if existing.is_some_and(|r| {
+                    r.listeners
+                        .iter()
+                        .any(|l| l.configured == addr && l.tls == tls)
+                }) {
                     continue;
                 }
                 let listener = frontend::bind(addr).map_err(|source| Error::Bind {
@@ -208,7 +255,24 @@ impl Proxy {
                     addr,
                     source,
                 })?;
-                bound.insert((fe.name.clone(), addr), listener);
+                bound.insert((fe.name.clone(), addr, tls), listener);
+            }
+        }
+        // Certificates of frontends that already serve HTTPS are swapped in place; new ones
+        // get their server settings built here, before anything is changed.
+        let mut new_tls = HashMap::new();
+        for fe in &config.frontends {
+            let Some(set) = certs.remove(&fe.name) else {
+                continue;
+            };
+            match self.frontends.get(&fe.name).and_then(|r| r.tls.clone()) {
+                Some(running) => {
+                    new_tls.insert(fe.name.clone(), (running, Some(set)));
+                }
+                None => {
+                    let created = Arc::new(tls::TlsFrontend::new(&fe.name, set)?);
+                    new_tls.insert(fe.name.clone(), (created, None));
+                }
             }
         }
         let mut next = HashMap::new();
@@ -220,15 +284,25 @@ impl Proxy {
             let Some(view) = frontend_view(fe, &pools, counters) else {
                 continue; // validation guarantees every pool exists
             };
-            let (view, mut listeners) = match previous {
+            let (view, mut listeners, https) = match previous {
                 Some(r) => {
                     r.view.store(Arc::new(view));
-                    (r.view, r.listeners)
+                    (r.view, r.listeners, r.https)
                 }
-                None => (Arc::new(ArcSwap::from_pointee(view)), Vec::new()),
+                None => (
+                    Arc::new(ArcSwap::from_pointee(view)),
+                    Vec::new(),
+                    Arc::default(),
+                ),
             };
+            let tls_state = new_tls.remove(&fe.name).map(|(state, set)| {
+                if let Some(set) = set {
+                    state.resolver.replace(set);
+                }
+                state
+            });
             listeners.retain(|l| {
-                let keep = fe.bind.contains(&l.addr);
+                let keep = binds(fe).any(|b| b == (l.configured, l.tls));
                 if !keep {
                     l.stop.cancel();
                 }
@@ -239,22 +313,44 @@ impl Proxy {
                 control: self.control.clone(),
                 client_timeout: client_timeout(config, fe),
                 process: self.process.clone(),
-                tls: false,
+                tls: None,
+                https: https.clone(),
                 drain: self.drain.clone(),
                 hard_stop: self.hard_stop.clone(),
                 tracker: self.tracker.clone(),
             };
-            for &addr in &fe.bind {
-                let Some(listener) = bound.remove(&(fe.name.clone(), addr)) else {
+            for (addr, tls) in binds(fe) {
+                let Some(listener) = bound.remove(&(fe.name.clone(), addr, tls)) else {
                     continue;
                 };
+                let configured = addr;
                 let addr = listener.local_addr().unwrap_or(addr);
-                tracing::info!("frontend {} listening on {addr}", fe.name);
+                let scheme = if tls { "https" } else { "http" };
+                tracing::info!("frontend {} listening on {scheme}://{addr}", fe.name);
                 let stop = CancellationToken::new();
-                tokio::spawn(frontend::accept_loop(listener, ctx.clone(), stop.clone()));
-                listeners.push(Listener { addr, stop });
+                let mut ctx = ctx.clone();
+                if tls {
+                    ctx.tls = tls_state.as_ref().map(|t| t.config.clone());
+                }
+                tokio::spawn(frontend::accept_loop(listener, ctx, stop.clone()));
+                listeners.push(Listener {
+                    addr,
+                    configured,
+                    tls,
+                    stop,
+                });
             }
-            next.insert(fe.name.clone(), RunningFrontend { view, listeners });
+            let tls_port = listeners.iter().find(|l| l.tls).map(|l| l.addr.port());
+            https.store(Arc::new(tls::HttpsPolicy::of(fe, tls_port)));
+            next.insert(
+                fe.name.clone(),
+                RunningFrontend {
+                    view,
+                    listeners,
+                    tls: tls_state,
+                    https,
+                },
+            );
         }
         for (name, removed) in self.frontends.drain() {
             tracing::info!("frontend {name} removed");
@@ -278,12 +374,30 @@ impl Proxy {
         Ok(())
     }
 
-    /// The addresses a frontend is listening on (with the real port when configured as 0).
+    /// The plain HTTP addresses a frontend is listening on (with the real port when
+    /// configured as 0).
     #[must_use]
     pub fn frontend_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        self.listener_addrs(name, false)
+    }
+
+    /// The HTTPS addresses a frontend is listening on (`tls.bind`, with the real port when
+    /// configured as 0).
+    #[must_use]
+    pub fn tls_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        self.listener_addrs(name, true)
+    }
+
+    fn listener_addrs(&self, name: &str, tls: bool) -> Vec<SocketAddr> {
         self.frontends
             .get(name)
-            .map(|r| r.listeners.iter().map(|l| l.addr).collect())
+            .map(|r| {
+                r.listeners
+                    .iter()
+                    .filter(|l| l.tls == tls)
+                    .map(|l| l.addr)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -296,12 +410,17 @@ impl Proxy {
     /// Applies a new, validated configuration: pools keep their servers' state, counters
     /// and connections; listeners that stay keep their sockets.
     ///
+    /// Certificates are read again: new handshakes get the new ones, established connections
+    /// keep theirs.
+    ///
     /// # Errors
-    /// A new listener cannot be bound: nothing is changed then.
+    /// A new listener cannot be bound, or a certificate or key cannot be used: nothing is
+    /// changed then.
     pub async fn reload(&mut self, config: Config) -> Result<(), Error> {
+        let certs = load_certificates(&config)?;
         // Bind-check first, so a failing bind leaves the running configuration untouched.
         for fe in &config.frontends {
-            for &addr in &fe.bind {
+            for (addr, _) in binds(fe) {
                 let held = self
                     .frontends
                     .values()
@@ -322,7 +441,7 @@ impl Proxy {
             .await
             .ok_or(Error::Stopped)?;
         self.grace = config.global.shutdown_grace;
-        self.apply_frontends(&config, &slots)
+        self.apply_frontends(&config, &slots, certs)
     }
 
     /// Graceful stop: stop accepting, let in-flight requests finish and close idle
