@@ -48,7 +48,16 @@ fn cargo() -> tokio::process::Command {
 
 /// Runs `cargo build` for `veza-lb` and `veza-demo-backend` and returns where they are.
 pub async fn build(profile: Profile) -> Result<Binaries> {
-    let packages = ["veza-lb", "veza-demo-backend"];
+    let dir = build_packages(profile, &["veza-lb", "veza-demo-backend"]).await?;
+    Ok(Binaries {
+        veza_lb: dir.join("veza-lb"),
+        demo_backend: dir.join("veza-demo-backend"),
+    })
+}
+
+/// Runs `cargo build` for `packages` (each with a binary of the same name) and returns the
+/// directory holding the binaries.
+pub async fn build_packages(profile: Profile, packages: &[&str]) -> Result<PathBuf> {
     println!(
         "building {} ({} profile)...",
         packages.join(", "),
@@ -74,11 +83,8 @@ pub async fn build(profile: Profile) -> Result<Binaries> {
         ));
     }
     let dir = target_dir().await?.join(profile.dir());
-    let binaries = Binaries {
-        veza_lb: dir.join("veza-lb"),
-        demo_backend: dir.join("veza-demo-backend"),
-    };
-    for path in [&binaries.veza_lb, &binaries.demo_backend] {
+    for package in packages {
+        let path = dir.join(package);
         if !path.is_file() {
             return fail(format!(
                 "cargo build succeeded but {} does not exist",
@@ -86,7 +92,7 @@ pub async fn build(profile: Profile) -> Result<Binaries> {
             ));
         }
     }
-    Ok(binaries)
+    Ok(dir)
 }
 
 /// The target directory, as cargo sees it (honours CARGO_TARGET_DIR and `build.target-dir`).

@@ -80,6 +80,8 @@ impl Process {
                 .map_err(Error::io(format!("cannot open {}", log.display())))
         };
         let child = command
+            // Plain logs: they are read in files, not on a terminal.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(open()?)
             .stderr(open()?)
@@ -172,9 +174,9 @@ impl Process {
         }
     }
 
-    /// Waits until something accepts TCP connections on `addr`.
-    pub async fn wait_listening(&mut self, addr: SocketAddr) -> Result<()> {
-        self.wait_until(&format!("listening on {addr}"), || async move {
+    /// Waits until something accepts TCP connections on `addr` (`what` it is, for errors).
+    pub async fn wait_listening(&mut self, addr: SocketAddr, what: &str) -> Result<()> {
+        self.wait_until(&format!("listening on {addr} ({what})"), || async move {
             tokio::net::TcpStream::connect(addr).await.is_ok()
         })
         .await
@@ -295,8 +297,8 @@ impl Topology {
             .arg(&config_path)
             .args(["--log-level", "info,access=warn"]);
         let mut lb = Process::spawn("veza-lb", command, &dir.path().join("veza-lb.log"))?;
-        lb.wait_listening(lb_addr).await?;
-        lb.wait_listening(stats_addr).await?;
+        lb.wait_listening(lb_addr, "frontend").await?;
+        lb.wait_listening(stats_addr, "runtime API").await?;
         Ok(Topology {
             lb_addr,
             stats_addr,
@@ -404,22 +406,33 @@ fn backend_log(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))
 }
 
-/// Starts one demo backend on its fixed port; returns once it printed its startup line.
 async fn start_backend(binaries: &Binaries, backend: &Backend, dir: &Path) -> Result<Process> {
+    spawn_demo_backend(binaries, backend.name, backend.kind, backend.addr, dir).await
+}
+
+/// Starts `veza-demo-backend` on a fixed address, output in `DIR/NAME.log`; returns once it
+/// printed its startup line.
+pub async fn spawn_demo_backend(
+    binaries: &Binaries,
+    name: &str,
+    kind: Kind,
+    addr: SocketAddr,
+    dir: &Path,
+) -> Result<Process> {
     let mut command = Command::new(&binaries.demo_backend);
     command
         .arg("--listen")
-        .arg(backend.addr.to_string())
-        .args(["--name", backend.name, "--threads", "1", "--kind"])
-        .arg(match backend.kind {
+        .arg(addr.to_string())
+        .args(["--name", name, "--threads", "1", "--kind"])
+        .arg(match kind {
             Kind::Api => "api",
             Kind::Stream => "stream",
         });
-    let log = backend_log(dir, backend.name);
+    let log = backend_log(dir, name);
     // The log is appended to across restarts: remember where this run's output starts.
     let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    let mut process = Process::spawn(backend.name, command, &log)?;
-    let line = format!("veza-demo-backend {} listening on", backend.name);
+    let mut process = Process::spawn(name, command, &log)?;
+    let line = format!("veza-demo-backend {name} listening on");
     process
         .wait_until("ready", || {
             let log = log.clone();

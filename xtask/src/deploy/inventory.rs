@@ -1,0 +1,581 @@
+//! The deploy inventory: the seed's Ansible groups (`haproxy`, `backend_api_instances`,
+//! `stream_server_instances`) in TOML, each with a role file, the binary it runs and its
+//! hosts. Everything is read and checked here, role files rendered and validated by
+//! `provision`, before any host is touched.
+//!
+//! ```toml
+//! ssh_options = ["-i", "~/.ssh/veza_deploy"]   # optional, for ssh:// hosts
+//!
+//! [lb]                                  # what veza-lb's configuration is rendered with
+//! bind = ["0.0.0.0:8080"]
+//! stats_socket = "127.0.0.1:9100"
+//! health_interval = "5s"
+//!
+//! [backend_api_instances]
+//! role = "../provision/backend-api.toml"       # relative to this file; {{name}} {{addr}} {{ip}} {{port}}
+//! binary = "build/veza-backend-api"            # a path (the Go build) or a workspace binary name
+//! hosts = [
+//!   { name = "backend-api-1", transport = "incus:backend-api-1", addr = "10.0.0.11:8080" },
+//! ]
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::transport::{Host, Transport};
+use crate::{Result, fail, parse_duration};
+
+/// The seed's groups, in the order deploy visits them: backends first, so veza-lb finds them
+/// up when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    /// `backend_api_instances`.
+    BackendApi,
+    /// `stream_server_instances`.
+    StreamServer,
+    /// `haproxy`: the load balancer host(s), running veza-lb.
+    Haproxy,
+}
+
+impl GroupKind {
+    /// The group's name in the inventory (the seed's Ansible group).
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKind::BackendApi => "backend_api_instances",
+            GroupKind::StreamServer => "stream_server_instances",
+            GroupKind::Haproxy => "haproxy",
+        }
+    }
+}
+
+/// Where a group's binary comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinarySource {
+    /// A binary of this workspace, built by deploy (`veza-lb`, `veza-demo-backend`).
+    Workspace(String),
+    /// A file built elsewhere (the Go `backend-api`).
+    File(PathBuf),
+}
+
+/// One server line of veza-lb's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Server name (the sticky cookie value).
+    pub name: String,
+    /// `host:port` veza-lb connects to.
+    pub addr: String,
+}
+
+/// One host of a group, its role file rendered for it.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// How to reach it.
+    pub host: Host,
+    /// Where veza-lb reaches it (backend groups).
+    pub addr: Option<String>,
+    /// The role file text for this host.
+    pub role_text: String,
+    /// The validated role.
+    pub plan: provision::Plan,
+}
+
+impl Instance {
+    /// Where the service's binary lives on the host: the role's `ExecStart` program.
+    pub fn binary_path(&self) -> &Path {
+        self.plan.service.exec_start.command().program().as_path()
+    }
+}
+
+/// One group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Which one.
+    pub kind: GroupKind,
+    /// The role file (template) it was rendered from.
+    pub role: PathBuf,
+    /// The binary pushed to its hosts, if deploy pushes one.
+    pub binary: Option<BinarySource>,
+    /// Its hosts.
+    pub instances: Vec<Instance>,
+}
+
+/// veza-lb's settings, from the `[lb]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LbSettings {
+    /// Frontend listeners.
+    pub bind: Vec<String>,
+    /// Runtime API (`host:port` or `unix:/path`).
+    pub stats_socket: String,
+    /// Prometheus endpoint; empty for none.
+    pub metrics_listen: String,
+    /// Health check interval (the seed: 5s).
+    pub health_interval: String,
+    /// Slow start after recovery (the seed: 30s).
+    pub slowstart: String,
+    /// Where the configuration goes on the load balancer host (the role's `-c`).
+    pub config: PathBuf,
+    /// API servers when `backend_api_instances` is missing (the seed's
+    /// `haproxy_backend_api_fallback`).
+    pub fallback_backend_api: Vec<Server>,
+    /// Stream servers when `stream_server_instances` is missing.
+    pub fallback_stream_server: Vec<Server>,
+}
+
+impl Default for LbSettings {
+    fn default() -> Self {
+        let server = |name: &str, addr: &str| Server {
+            name: name.to_owned(),
+            addr: addr.to_owned(),
+        };
+        LbSettings {
+            bind: vec!["0.0.0.0:8080".to_owned()],
+            stats_socket: "127.0.0.1:9100".to_owned(),
+            metrics_listen: "127.0.0.1:9101".to_owned(),
+            health_interval: "5s".to_owned(),
+            slowstart: "30s".to_owned(),
+            config: PathBuf::from("/etc/veza-lb/veza-lb.toml"),
+            fallback_backend_api: vec![
+                server("backend-api-1", "127.0.0.1:18081"),
+                server("backend-api-2", "127.0.0.1:18082"),
+            ],
+            fallback_stream_server: vec![
+                server("stream-server-1", "127.0.0.1:18091"),
+                server("stream-server-2", "127.0.0.1:18092"),
+            ],
+        }
+    }
+}
+
+/// A whole, validated inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// veza-lb's settings.
+    pub lb: LbSettings,
+    /// The groups present, in deploy order.
+    pub groups: Vec<Group>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryFile {
+    #[serde(default)]
+    lb: LbSettings,
+    #[serde(default)]
+    ssh_options: Vec<String>,
+    backend_api_instances: Option<GroupFile>,
+    stream_server_instances: Option<GroupFile>,
+    haproxy: Option<GroupFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    role: PathBuf,
+    #[serde(default)]
+    binary: Option<String>,
+    hosts: Vec<HostFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostFile {
+    name: String,
+    transport: String,
+    #[serde(default)]
+    addr: Option<String>,
+    /// A directory standing for `/` on that host (veza-provision --root), e.g. an image.
+    #[serde(default)]
+    root: Option<PathBuf>,
+}
+
+impl Inventory {
+    /// Reads `path`; relative `local:`/`nspawn:` directories are resolved against `base`,
+    /// role files and binary paths against the inventory's directory.
+    pub fn load(path: &Path, base: &Path) -> Result<Inventory> {
+        let text = std::fs::read_to_string(path).map_err(crate::Error::io(format!(
+            "cannot read the inventory {}",
+            path.display()
+        )))?;
+        Inventory::parse(path, &text, base)
+    }
+
+    /// Parses inventory text (see [`Inventory::load`]).
+    pub fn parse(path: &Path, text: &str, base: &Path) -> Result<Inventory> {
+        let shown = path.display();
+        let file: InventoryFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            crate::Error::Message(format!("{shown}:{line}:{column}: {}", e.message().trim()))
+        })?;
+        let lb = file.lb;
+        for (key, value) in [
+            ("health_interval", &lb.health_interval),
+            ("slowstart", &lb.slowstart),
+        ] {
+            parse_duration(value).map_err(|e| crate::Error::Message(format!("{shown}: [lb] {key}: {e}")))?;
+        }
+        if lb.bind.is_empty() {
+            return fail(format!("{shown}: [lb] bind is empty; give veza-lb an address to listen on"));
+        }
+        if !lb.config.is_absolute() {
+            return fail(format!("{shown}: [lb] config must be an absolute path on the host"));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut groups = Vec::new();
+        let mut names = BTreeSet::new();
+        for (kind, group) in [
+            (GroupKind::BackendApi, file.backend_api_instances),
+            (GroupKind::StreamServer, file.stream_server_instances),
+            (GroupKind::Haproxy, file.haproxy),
+        ] {
+            let Some(group) = group else { continue };
+            let group = load_group(kind, group, dir, base, &file.ssh_options, &mut names)
+                .map_err(|e| crate::Error::Message(format!("{shown}: [{}] {e}", kind.name())))?;
+            groups.push(group);
+        }
+        if groups.is_empty() {
+            return fail(format!(
+                "{shown}: no groups; add [haproxy], [backend_api_instances] or \
+                 [stream_server_instances] with hosts"
+            ));
+        }
+        Ok(Inventory {
+            path: path.to_path_buf(),
+            lb,
+            groups,
+        })
+    }
+
+    /// A group, if the inventory has it.
+    pub fn group(&self, kind: GroupKind) -> Option<&Group> {
+        self.groups.iter().find(|g| g.kind == kind)
+    }
+
+    /// The servers of a backend group, or the fallback list when the group is missing (as
+    /// the seed's template did).
+    pub fn servers(&self, kind: GroupKind) -> (Vec<Server>, bool) {
+        match self.group(kind) {
+            Some(group) => (
+                group
+                    .instances
+                    .iter()
+                    .filter_map(|i| {
+                        Some(Server {
+                            name: i.host.name.clone(),
+                            addr: i.addr.clone()?,
+                        })
+                    })
+                    .collect(),
+                false,
+            ),
+            None => (
+                match kind {
+                    GroupKind::StreamServer => self.lb.fallback_stream_server.clone(),
+                    _ => self.lb.fallback_backend_api.clone(),
+                },
+                true,
+            ),
+        }
+    }
+
+    /// veza-lb's configuration, rendered from the groups: the seed's haproxy.cfg in TOML.
+    pub fn render_lb_config(&self) -> String {
+        let lb = &self.lb;
+        let list = |servers: &[Server]| {
+            servers.iter().fold(String::new(), |mut out, s| {
+                let _ = writeln!(
+                    out,
+                    "  {{ name = {}, addr = {} }},",
+                    toml_str(&s.name),
+                    toml_str(&s.addr)
+                );
+                out
+            })
+        };
+        let (api, api_fallback) = self.servers(GroupKind::BackendApi);
+        let (stream, stream_fallback) = self.servers(GroupKind::StreamServer);
+        let source = |fallback: bool, group: GroupKind| {
+            if fallback {
+                format!("# {} is not in the inventory: static fallback list.\n", group.name())
+            } else {
+                format!("# From the inventory group {}.\n", group.name())
+            }
+        };
+        let interval = &lb.health_interval;
+        let timeout = parse_duration(interval)
+            .map(|d| d.min(std::time::Duration::from_secs(2)))
+            .map(|d| format!("{}ms", d.as_millis()))
+            .unwrap_or_else(|_| "2s".to_owned());
+        let metrics = if lb.metrics_listen.is_empty() {
+            String::new()
+        } else {
+            format!("metrics_listen = {}\n", toml_str(&lb.metrics_listen))
+        };
+        let binds: Vec<String> = lb.bind.iter().map(|b| toml_str(b)).collect();
+        format!(
+            r#"# Rendered by `cargo xtask deploy` from {inventory}; edits here are overwritten.
+[global]
+stats_socket = {stats}
+{metrics}shutdown_grace = "30s"
+
+[defaults]
+timeout_connect = "5s"
+timeout_client = "30s"
+timeout_server = "30s"
+timeout_tunnel = "1h"
+retries = 3
+redispatch = true
+
+[[frontend]]
+name = "veza"
+bind = [{binds}]
+default_pool = "api_pool"
+[[frontend.route]]
+path_prefix = "/stream/"
+pool = "stream_pool"
+
+[pool.api_pool]
+balance = "roundrobin"
+cookie = {{ name = "SERVERID", insert = true, indirect = true, nocache = true }}
+health = {{ path = "/api/v1/health", interval = "{interval}", timeout = "{timeout}", fall = 3, rise = 2, expect_status = [200] }}
+slowstart = "{slowstart}"
+on_marked_down = "shutdown-sessions"
+{api_source}servers = [
+{api}]
+
+[pool.stream_pool]
+balance = "jump-hash"
+hash_key = {{ source = "path", depth = 2 }}
+health = {{ path = "/health", interval = "{interval}", timeout = "{timeout}", fall = 3, rise = 2 }}
+{stream_source}servers = [
+{stream}]
+"#,
+            inventory = self.path.display(),
+            stats = toml_str(&lb.stats_socket),
+            binds = binds.join(", "),
+            slowstart = lb.slowstart,
+            api_source = source(api_fallback, GroupKind::BackendApi),
+            api = list(&api),
+            stream_source = source(stream_fallback, GroupKind::StreamServer),
+            stream = list(&stream),
+        )
+    }
+
+    /// Every host, in deploy order, with its group.
+    pub fn instances(&self) -> impl Iterator<Item = (&Group, &Instance)> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.instances.iter().map(move |i| (g, i)))
+    }
+}
+
+fn load_group(
+    kind: GroupKind,
+    group: GroupFile,
+    dir: &Path,
+    base: &Path,
+    ssh_options: &[String],
+    names: &mut BTreeSet<String>,
+) -> Result<Group, String> {
+    if group.hosts.is_empty() {
+        return Err(
+            "hosts is empty; list at least one host, or remove the group to use the fallback"
+                .to_owned(),
+        );
+    }
+    let role = dir.join(&group.role);
+    let template = std::fs::read_to_string(&role)
+        .map_err(|e| format!("role {}: {e}", role.display()))?;
+    let binary = group.binary.map(|b| {
+        if b.contains('/') {
+            BinarySource::File(dir.join(b))
+        } else {
+            BinarySource::Workspace(b)
+        }
+    });
+    let mut instances = Vec::new();
+    for host in group.hosts {
+        let name = host.name.clone();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid_name {
+            return Err(format!(
+                "host name {name:?}: use letters, digits, '-', '_' and '.'"
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(format!("host {name} is listed twice; host names are unique"));
+        }
+        let transport = Transport::parse(&host.transport, base, ssh_options)
+            .map_err(|e| format!("host {name}: transport {e}"))?;
+        if kind != GroupKind::Haproxy && host.addr.is_none() {
+            return Err(format!(
+                "host {name}: addr is missing; write the host:port veza-lb reaches it on"
+            ));
+        }
+        if let Some(root) = &host.root
+            && !root.is_absolute()
+        {
+            return Err(format!("host {name}: root must be an absolute path"));
+        }
+        let role_text = render_role(&template, &name, host.addr.as_deref())
+            .map_err(|e| format!("host {name}: role {}: {e}", role.display()))?;
+        let origin = format!("{} (for {name})", role.display());
+        let plan = provision::Plan::parse(&origin, &role_text).map_err(|e| e.to_string())?;
+        instances.push(Instance {
+            host: Host::new(&name, transport, host.root),
+            addr: host.addr,
+            role_text,
+            plan,
+        });
+    }
+    Ok(Group {
+        kind,
+        role,
+        binary,
+        instances,
+    })
+}
+
+/// Replaces `{{name}}`, `{{addr}}`, `{{ip}}` and `{{port}}` in a role template.
+pub fn render_role(template: &str, name: &str, addr: Option<&str>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "an opening {{ has no closing }}".to_owned())?;
+        let key = after[..end].trim();
+        let need_addr = || {
+            addr.ok_or_else(|| format!("{{{{{key}}}}} needs the host's addr, which is not set"))
+        };
+        let value = match key {
+            "name" => name.to_owned(),
+            "addr" => need_addr()?.to_owned(),
+            "ip" | "port" => {
+                let addr = need_addr()?;
+                let (ip, port) = addr
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("addr {addr:?} is not host:port"))?;
+                if key == "ip" {
+                    ip.trim_start_matches('[').trim_end_matches(']').to_owned()
+                } else {
+                    port.to_owned()
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown placeholder {{{{{other}}}}}; use name, addr, ip or port"
+                ));
+            }
+        };
+        out.push_str(&value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A TOML basic string.
+fn toml_str(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_placeholders() {
+        let t = r#"exec_start = ["/x", "--listen", "{{addr}}", "--name", "{{ name }}"]
+listen_ports = [{{port}}] # {{ip}}"#;
+        assert_eq!(
+            render_role(t, "api-1", Some("127.0.0.1:28081")).unwrap(),
+            r#"exec_start = ["/x", "--listen", "127.0.0.1:28081", "--name", "api-1"]
+listen_ports = [28081] # 127.0.0.1"#
+        );
+        assert_eq!(render_role("plain", "x", None).unwrap(), "plain");
+        assert!(render_role("{{addr}}", "x", None).unwrap_err().contains("addr"));
+        assert!(render_role("{{home}}", "x", None).unwrap_err().contains("unknown"));
+        assert!(render_role("{{name", "x", None).is_err());
+    }
+
+    fn examples() -> PathBuf {
+        crate::build::workspace_root().join("examples")
+    }
+
+    #[test]
+    fn missing_groups_fall_back_to_the_static_list() {
+        let dir = examples().join("inventory");
+        let text = r#"
+[lb]
+bind = ["127.0.0.1:28080"]
+
+[backend_api_instances]
+role = "roles/backend-api-demo.toml"
+binary = "veza-demo-backend"
+hosts = [
+  { name = "backend-api-1", transport = "local:a", addr = "127.0.0.1:28081" },
+  { name = "backend-api-2", transport = "local:b", addr = "127.0.0.1:28082" },
+]
+"#;
+        let inventory = Inventory::parse(&dir.join("x.toml"), text, Path::new("/tmp")).unwrap();
+        let config = inventory.render_lb_config();
+        assert!(config.contains(r#"{ name = "backend-api-2", addr = "127.0.0.1:28082" }"#));
+        assert!(config.contains("stream_server_instances is not in the inventory"));
+        assert!(config.contains(r#"{ name = "stream-server-1", addr = "127.0.0.1:18091" }"#));
+        let api = inventory.group(GroupKind::BackendApi).unwrap();
+        assert_eq!(api.instances[1].plan.service.name, "veza-backend-api-2");
+        assert_eq!(
+            api.instances[0].host.root.as_deref(),
+            Some(Path::new("/tmp/a"))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_the_group_and_the_host() {
+        let dir = examples().join("inventory");
+        let err = |text: &str| {
+            Inventory::parse(&dir.join("inv.toml"), text, Path::new("/tmp"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("[lb]\nbnid = []\n").starts_with(&format!(
+            "{}:2:1: unknown field `bnid`",
+            dir.join("inv.toml").display()
+        )));
+        let e = err(r#"
+[backend_api_instances]
+role = "roles/backend-api-demo.toml"
+hosts = [{ name = "backend-api-1", transport = "local:a" }]
+"#);
+        assert!(e.contains("[backend_api_instances] host backend-api-1: addr is missing"), "{e}");
+        let e = err(r#"
+[haproxy]
+role = "../provision/veza-lb.toml"
+hosts = [{ name = "lb", transport = "scp:lb" }]
+"#);
+        assert!(e.contains("[haproxy] host lb: transport \"scp:lb\" is not a transport"), "{e}");
+        assert!(err("").contains("no groups"));
+    }
+}
