@@ -37,8 +37,6 @@ pub struct ProcessInfo {
     pub node: String,
     /// `Stopping`: a graceful stop is under way.
     pub stopping: bool,
-    /// `Listeners`: listening sockets.
-    pub listeners: usize,
     /// `TotalBytesOut`: bytes sent to clients.
     pub total_bytes_out: u64,
 }
@@ -48,7 +46,7 @@ impl ProcessInfo {
     #[must_use]
     pub fn render(&self) -> String {
         let up = self.uptime.as_secs();
-        let lines: [(&str, String); 22] = [
+        let lines: [(&str, String); 21] = [
             ("Name", "veza-lb".to_owned()),
             ("Version", self.version.clone()),
             ("Release_date", self.release_date.clone()),
@@ -77,7 +75,6 @@ impl ProcessInfo {
             ("Idle_pct", self.idle_pct.to_string()),
             ("node", self.node.clone()),
             ("Stopping", u8::from(self.stopping).to_string()),
-            ("Listeners", self.listeners.to_string()),
             ("TotalBytesOut", self.total_bytes_out.to_string()),
             ("Start_time_sec", self.start_unix.to_string()),
         ];
@@ -112,7 +109,6 @@ mod tests {
             idle_pct: 99,
             node: "vm".to_owned(),
             stopping: false,
-            listeners: 2,
             total_bytes_out: 4662,
         };
         let text = info.render();

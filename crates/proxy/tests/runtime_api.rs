@@ -1,0 +1,531 @@
+//! The runtime API and the metrics endpoint against a real in-process proxy and real demo
+//! backends on loopback: `show stat` read with a CSV reader, by HAProxy's column positions.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use proxy::Proxy;
+use proxy::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use veza_demo_backend::{BackendConfig, RunningBackend};
+
+/// The `show stat` header of HAProxy 2.6.12 (`/usr/sbin/haproxy`, `stats socket`), captured
+/// from a throwaway instance. The columns after `agg_check_status` (from `-` on) come from
+/// HAProxy's SSL/H2/H1 modules; veza-lb emits everything before them.
+const HAPROXY_2_6_HEADER: &str = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,agent_duration,check_desc,agent_desc,check_rise,check_fall,check_health,agent_rise,agent_fall,agent_health,addr,cookie,mode,algo,conn_rate,conn_rate_max,conn_tot,intercepted,dcon,dses,wrew,connect,reuse,cache_lookups,cache_hits,srv_icur,src_ilim,qtime_max,ctime_max,rtime_max,ttime_max,eint,idle_conn_cur,safe_conn_cur,used_conn_cur,need_conn_est,uweight,agg_server_status,agg_server_check_status,agg_check_status,-,ssl_sess,ssl_reused_sess,ssl_failed_handshake,h2_headers_rcvd,h2_data_rcvd,h2_settings_rcvd,h2_rst_stream_rcvd,h2_goaway_rcvd,h2_detected_conn_protocol_errors,h2_detected_strm_protocol_errors,h2_rst_stream_resp,h2_goaway_resp,h2_open_connections,h2_backend_open_streams,h2_total_connections,h2_backend_total_streams,h1_open_connections,h1_open_streams,h1_total_connections,h1_total_streams,h1_bytes_in,h1_bytes_out,h1_spliced_bytes_in,h1_spliced_bytes_out,";
+
+// Column positions in HAProxy's CSV, as existing tooling hard-codes them.
+const SCUR: usize = 4;
+const STOT: usize = 7;
+const BOUT: usize = 9;
+const STATUS: usize = 17;
+const WEIGHT: usize = 18;
+const CHKDOWN: usize = 22;
+const TYPE: usize = 32;
+const LBTOT: usize = 30;
+const CHECK_STATUS: usize = 36;
+const HRSP_2XX: usize = 40;
+const REQ_TOT: usize = 48;
+const CHECK_HEALTH: usize = 69;
+const ADDR: usize = 73;
+const MODE: usize = 75;
+const ALGO: usize = 76;
+
+/// The column at `index` of HAProxy's header is `name`: the constants above are HAProxy's.
+#[test]
+fn column_constants_are_haproxy_positions() {
+    let names: Vec<&str> = HAPROXY_2_6_HEADER[2..].split(',').collect();
+    for (index, name) in [
+        (SCUR, "scur"),
+        (STOT, "stot"),
+        (BOUT, "bout"),
+        (STATUS, "status"),
+        (WEIGHT, "weight"),
+        (CHKDOWN, "chkdown"),
+        (TYPE, "type"),
+        (LBTOT, "lbtot"),
+        (CHECK_STATUS, "check_status"),
+        (HRSP_2XX, "hrsp_2xx"),
+        (REQ_TOT, "req_tot"),
+        (CHECK_HEALTH, "check_health"),
+        (ADDR, "addr"),
+        (MODE, "mode"),
+        (ALGO, "algo"),
+    ] {
+        assert_eq!(names[index], name);
+    }
+}
+
+struct Lab {
+    proxy: Proxy,
+    api1: Option<RunningBackend>,
+    api2: Option<RunningBackend>,
+    front: SocketAddr,
+    stats: SocketAddr,
+}
+
+async fn backend(name: &str) -> RunningBackend {
+    veza_demo_backend::spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        BackendConfig::new(name),
+    )
+    .await
+    .expect("demo backend starts")
+}
+
+fn config(api: &[&RunningBackend], global: &str) -> Config {
+    let servers: Vec<String> = api
+        .iter()
+        .map(|b| format!("{{ name = \"{}\", addr = \"{}\" }}", b.name(), b.addr()))
+        .collect();
+    let text = format!(
+        r#"
+[global]
+shutdown_grace = "1s"
+{global}
+
+[defaults]
+timeout_connect = "1s"
+timeout_server = "5s"
+
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "api"
+
+[pool.api]
+balance = "roundrobin"
+health = {{ path = "/health", interval = "100ms", timeout = "100ms", fall = 2, rise = 2 }}
+servers = [{}]
+"#,
+        servers.join(", ")
+    );
+    Config::parse(&text, "runtime_api.toml").expect("test config is valid")
+}
+
+impl Lab {
+    async fn start() -> Lab {
+        let api1 = backend("api-1").await;
+        let api2 = backend("api-2").await;
+        let config = config(
+            &[&api1, &api2],
+            "stats_socket = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"",
+        );
+        let proxy = Proxy::start(config).await.expect("proxy starts");
+        let front = proxy.frontend_addrs("veza")[0];
+        let stats = proxy.stats_addr().expect("stats socket bound");
+        let lab = Lab {
+            proxy,
+            api1: Some(api1),
+            api2: Some(api2),
+            front,
+            stats,
+        };
+        // Both servers pass their first check (fully UP) before the test starts.
+        lab.wait_for("both servers fully UP", |rows| {
+            ["api-1", "api-2"]
+                .iter()
+                .all(|s| row(rows, "api", s)[STATUS] == *"UP")
+        })
+        .await;
+        lab
+    }
+
+    async fn ctl(&self, command: &str) -> String {
+        ctl(self.stats, command).await
+    }
+
+    async fn stat(&self) -> Vec<Vec<String>> {
+        parse_csv(&self.ctl("show stat").await)
+    }
+
+    async fn wait_for(&self, what: &str, ok: impl Fn(&[Vec<String>]) -> bool) -> Vec<Vec<String>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let rows = self.stat().await;
+            if ok(&rows) {
+                return rows;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; last show stat: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Sends one runtime API line and reads the whole answer (the server closes).
+async fn ctl(addr: SocketAddr, command: &str) -> String {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("stats socket accepts");
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .await
+        .expect("send command");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .expect("answer within 5s")
+        .expect("read answer");
+    answer
+}
+
+/// Every record of a `show stat` answer, the header line included (first field `# pxname`).
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    reader
+        .records()
+        .map(|r| r.expect("valid CSV").iter().map(str::to_owned).collect())
+        .collect()
+}
+
+fn row<'a>(rows: &'a [Vec<String>], pxname: &str, svname: &str) -> &'a Vec<String> {
+    rows.iter()
+        .find(|r| r[0] == pxname && r[1] == svname)
+        .unwrap_or_else(|| panic!("no row {pxname}/{svname} in {rows:?}"))
+}
+
+fn num(row: &[String], col: usize) -> u64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("column {col} is not a number in {row:?}"))
+}
+
+/// A GET over a fresh connection: status, `X-Served-By`, body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("send request");
+    let mut raw = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut raw))
+        .await
+        .expect("response within 5s")
+        .expect("read response");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let served_by = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("x-served-by: ")
+                .or(l.strip_prefix("X-Served-By: "))
+        })
+        .unwrap_or("")
+        .to_owned();
+    (status, served_by, body.to_owned())
+}
+
+#[tokio::test]
+async fn header_is_haproxy_s_and_rows_are_typed() {
+    let lab = Lab::start().await;
+    let answer = lab.ctl("show stat").await;
+    let header = answer.lines().next().expect("header line");
+    assert!(
+        HAPROXY_2_6_HEADER.starts_with(header),
+        "header differs from HAProxy 2.6's:\n ours:    {header}\n haproxy: {HAPROXY_2_6_HEADER}"
+    );
+    assert!(header.ends_with(",agg_check_status,"));
+    assert!(answer.ends_with(",\n\n"), "answer ends with an empty line");
+    let rows = parse_csv(&answer);
+    let kinds: Vec<(&str, &str, &str)> = rows[1..]
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[TYPE].as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("veza", "FRONTEND", "0"),
+            ("api", "api-1", "2"),
+            ("api", "api-2", "2"),
+            ("api", "BACKEND", "1"),
+        ]
+    );
+    let api1 = row(&rows, "api", "api-1");
+    assert_eq!(api1[ADDR], lab.api1.as_ref().unwrap().addr().to_string());
+    assert_eq!(api1[CHECK_STATUS], "L7OK");
+    assert_eq!(api1[CHECK_HEALTH], "3", "rise + fall - 1: fully UP");
+    assert_eq!(api1[MODE], "http");
+    assert_eq!(row(&rows, "api", "BACKEND")[ALGO], "roundrobin");
+    lab.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn counters_move_with_traffic() {
+    let lab = Lab::start().await;
+    for _ in 0..6 {
+        let (status, _, _) = get(lab.front, "/hello").await;
+        assert_eq!(status, 200);
+    }
+    let rows = lab.stat().await;
+    let fe = row(&rows, "veza", "FRONTEND");
+    assert_eq!(num(fe, REQ_TOT), 6);
+    assert_eq!(num(fe, HRSP_2XX), 6);
+    assert_eq!(num(fe, STOT), 6, "one connection per request");
+    let be = row(&rows, "api", "BACKEND");
+    assert_eq!(num(be, REQ_TOT), 6);
+    assert_eq!(num(be, LBTOT), 6);
+    assert_eq!(num(be, HRSP_2XX), 6);
+    assert!(num(be, BOUT) > 0, "response bytes counted");
+    let (a, b) = (row(&rows, "api", "api-1"), row(&rows, "api", "api-2"));
+    assert_eq!(num(a, LBTOT) + num(b, LBTOT), 6);
+    assert_eq!(num(a, LBTOT), 3, "round-robin alternates");
+    assert_eq!(num(a, HRSP_2XX) + num(b, HRSP_2XX), 6);
+    lab.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn killed_server_turns_down_with_l4con() {
+    let mut lab = Lab::start().await;
+    lab.api2.take().expect("api-2").kill().await;
+    let rows = lab
+        .wait_for("api-2 DOWN after an L4CON check", |rows| {
+            let r = row(rows, "api", "api-2");
+            r[STATUS] == "DOWN" && r[CHECK_STATUS] == "L4CON"
+        })
+        .await;
+    let api2 = row(&rows, "api", "api-2");
+    assert_eq!(num(api2, CHKDOWN), 1);
+    assert_eq!(api2[CHECK_HEALTH], "0");
+    let be = row(&rows, "api", "BACKEND");
+    assert_eq!(be[STATUS], "UP", "api-1 still serves");
+    assert_eq!(be[WEIGHT], "1");
+    for _ in 0..4 {
+        let (status, served_by, _) = get(lab.front, "/").await;
+        assert_eq!((status, served_by.as_str()), (200, "api-1"));
+    }
+    let state = lab.ctl("show servers state api").await;
+    let api2_state: Vec<&str> = state
+        .lines()
+        .find(|l| l.contains(" api-2 "))
+        .expect("api-2 in show servers state")
+        .split(' ')
+        .collect();
+    assert_eq!(api2_state[5], "0", "srv_op_state: stopped");
+    assert_eq!(api2_state[10], "8", "srv_check_status: HCHK_STATUS_L4CON");
+    lab.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn drain_and_maint_act_on_traffic_at_once() {
+    let lab = Lab::start().await;
+    assert_eq!(lab.ctl("set server api/api-2 state drain").await, "\n");
+    let rows = lab.stat().await;
+    assert_eq!(row(&rows, "api", "api-2")[STATUS], "DRAIN");
+    let drained_before = num(row(&rows, "api", "api-2"), LBTOT);
+    for _ in 0..6 {
+        let (status, served_by, _) = get(lab.front, "/").await;
+        assert_eq!((status, served_by.as_str()), (200, "api-1"));
+    }
+    let rows = lab.stat().await;
+    assert_eq!(num(row(&rows, "api", "api-2"), LBTOT), drained_before);
+
+    assert_eq!(lab.ctl("disable server api/api-2").await, "\n");
+    assert_eq!(row(&lab.stat().await, "api", "api-2")[STATUS], "MAINT");
+    assert_eq!(lab.ctl("enable server api/api-2").await, "\n");
+    assert_eq!(row(&lab.stat().await, "api", "api-2")[STATUS], "UP");
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        served.push(get(lab.front, "/").await.1);
+    }
+    assert!(
+        served.iter().any(|s| s == "api-2"),
+        "back in rotation: {served:?}"
+    );
+
+    assert_eq!(lab.ctl("get weight api/api-1").await, "1 (initial 1)\n\n");
+    assert_eq!(lab.ctl("set weight api/api-1 3").await, "\n");
+    assert_eq!(lab.ctl("get weight api/api-1").await, "3 (initial 1)\n\n");
+    assert_eq!(row(&lab.stat().await, "api", "api-1")[WEIGHT], "3");
+    assert_eq!(lab.ctl("set server api/api-1 weight 100%").await, "\n");
+    assert_eq!(lab.ctl("get weight api/api-1").await, "1 (initial 1)\n\n");
+
+    assert_eq!(
+        lab.ctl("disable server api/nope").await,
+        "No such server.\n\n"
+    );
+    assert_eq!(
+        lab.ctl("disable server nope/api-1").await,
+        "No such backend.\n\n"
+    );
+    assert_eq!(
+        lab.ctl("set weight api/api-1 257").await,
+        "Absolute weight can only be between 0 and 256 inclusive.\n\n"
+    );
+    lab.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn protocol_answers_in_order_and_drops_abuse() {
+    let lab = Lab::start().await;
+    let answer = lab.ctl("show info;bogus;show servers state").await;
+    let parts: Vec<&str> = answer.split("\n\n").collect();
+    assert_eq!(
+        parts.len(),
+        4,
+        "three answers, each ending with an empty line: {answer:?}"
+    );
+    assert!(parts[0].starts_with("Name: veza-lb\nVersion: "));
+    assert!(parts[0].contains(&format!("\nPid: {}\n", std::process::id())));
+    assert!(parts[0].contains("\nUptime_sec: "));
+    assert!(parts[0].contains("\nIdle_pct: "));
+    assert!(
+        parts[1].starts_with("Unknown command. Please enter one of the following commands only:\n")
+    );
+    assert!(parts[2].starts_with("1\n# be_id be_name srv_id srv_name srv_addr "));
+    assert_eq!(parts[3], "");
+
+    let help = lab.ctl("help").await;
+    assert!(help.contains("\n  set server <bk>/<srv> [opts]"));
+
+    // A line over 16 KiB: dropped without an answer.
+    let mut stream = TcpStream::connect(lab.stats).await.unwrap();
+    let long = format!("show stat {}\n", "x".repeat(17 * 1024));
+    let _ = stream.write_all(long.as_bytes()).await;
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    assert!(rest.is_empty(), "no answer to an oversized line");
+
+    // `quit` ends the line: nothing after it runs.
+    assert_eq!(lab.ctl("quit;show info").await, "");
+    lab.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn stats_socket_answers_under_load() {
+    let lab = Lab::start().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..24 {
+        let (stop, front) = (stop.clone(), lab.front);
+        clients.push(tokio::spawn(async move {
+            let mut ok = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if get(front, "/slow?ms=20").await.0 == 200 {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut busy_seen = false;
+    for _ in 0..10 {
+        let answer = tokio::time::timeout(Duration::from_secs(2), lab.ctl("show stat"))
+            .await
+            .expect("show stat answers within 2s under load");
+        let rows = parse_csv(&answer);
+        busy_seen |= num(row(&rows, "veza", "FRONTEND"), SCUR) > 0;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut served = 0;
+    for c in clients {
+        served += c.await.expect("client task");
+    }
+    assert!(
+        busy_seen,
+        "requests were in flight while the socket answered"
+    );
+    assert!(served > 0);
+    let rows = lab.stat().await;
+    assert_eq!(
+        num(row(&rows, "veza", "FRONTEND"), REQ_TOT),
+        u64::from(served)
+    );
+    lab.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_and_stats_csv_over_http() {
+    let lab = Lab::start().await;
+    let metrics = lab.proxy.metrics_addr().expect("metrics listener bound");
+    get(lab.front, "/hello").await;
+    let (status, _, body) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    for series in [
+        "haproxy_server_status{proxy=\"api\",server=\"api-1\",state=\"UP\"} 1\n",
+        "haproxy_server_check_status{proxy=\"api\",server=\"api-1\",state=\"L7OK\"} 1\n",
+        "haproxy_backend_http_responses_total{proxy=\"api\",code=\"2xx\"} 1\n",
+        "haproxy_frontend_http_requests_total{proxy=\"veza\"} 1\n",
+        "veza_lb_backend_response_latency_seconds_count{proxy=\"api\"} 1\n",
+        "# TYPE veza_lb_server_response_latency_seconds histogram\n",
+    ] {
+        assert!(body.contains(series), "missing {series:?} in:\n{body}");
+    }
+
+    let (status, _, csv_page) = get(metrics, "/stats;csv").await;
+    assert_eq!(status, 200);
+    let over_http = parse_csv(&csv_page);
+    let over_socket = lab.stat().await;
+    assert_eq!(over_http[0], over_socket[0], "same header");
+    assert_eq!(over_http.len(), over_socket.len(), "same rows");
+
+    assert_eq!(get(metrics, "/nope").await.0, 404);
+    lab.proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn unix_socket_is_private_and_replaces_a_stale_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("admin.sock");
+    // A previous instance's socket, left behind.
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("stale socket"));
+    let api1 = backend("api-1").await;
+    let global = format!(
+        "stats_socket = \"unix:{}\"\nstats_socket_mode = \"0640\"",
+        path.display()
+    );
+    let proxy = Proxy::start(config(&[&api1], &global))
+        .await
+        .expect("proxy starts over a stale socket");
+    assert_eq!(proxy.stats_addr(), None, "no TCP address for a unix socket");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&path)
+            .expect("socket exists")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o640);
+    let answer = unix_ctl(&path, "show servers state").await;
+    assert!(answer.contains(" api-1 "), "{answer}");
+    proxy.shutdown().await;
+    assert!(!path.exists(), "the socket is removed on shutdown");
+}
+
+async fn unix_ctl(path: &Path, command: &str) -> String {
+    let mut stream = tokio::net::UnixStream::connect(path)
+        .await
+        .expect("unix socket accepts");
+    stream
+        .write_all(format!("{command}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn taken_stats_address_is_a_bind_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api1 = backend("api-1").await;
+    let global = format!("stats_socket = \"{}\"", taken.local_addr().unwrap());
+    match Proxy::start(config(&[&api1], &global)).await {
+        Err(proxy::Error::Bind { what, .. }) => assert_eq!(what, "stats socket"),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("bound an address already in use"),
+    }
+}
