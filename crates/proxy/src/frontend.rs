@@ -22,7 +22,7 @@ use crate::control::ControlHandle;
 use crate::counters::{Counters, SessionGuard};
 use crate::forward::{self, ClientContext};
 use crate::routing::FrontendView;
-use crate::tls::HttpsPolicy;
+use crate::tls::{HttpsPolicy, TlsFrontend};
 
 /// Largest request head accepted (431 beyond).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -50,7 +50,7 @@ pub(crate) struct ListenerContext {
     pub(crate) client_timeout: Duration,
     pub(crate) process: Arc<Counters>,
     /// Set on HTTPS listeners: the frontend's TLS settings and certificates.
-    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) tls: Option<Arc<TlsFrontend>>,
     /// Redirect to HTTPS and HSTS, as the frontend's current configuration says.
     pub(crate) https: Arc<ArcSwap<HttpsPolicy>>,
     /// Stop accepting and finish in-flight requests.
@@ -98,19 +98,26 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
         tls: ctx.tls.is_some(),
         hard_stop: ctx.hard_stop.clone(),
     });
-    let Some(config) = &ctx.tls else {
+    let Some(tls) = &ctx.tls else {
         return serve_http1(TokioIo::new(stream), client, &ctx).await;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let handshake = tokio::time::timeout(ctx.client_timeout, acceptor.accept(stream));
     let stream = tokio::select! {
         r = handshake => match r {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return tracing::debug!("TLS handshake with {peer} failed: {e}"),
-            Err(_) => return tracing::debug!("TLS handshake with {peer} timed out"),
+            Ok(Err(e)) => {
+                tls.counters.failed();
+                return tracing::debug!("TLS handshake with {peer} failed: {e}");
+            }
+            Err(_) => {
+                tls.counters.failed();
+                return tracing::debug!("TLS handshake with {peer} timed out");
+            }
         },
         () = ctx.drain.cancelled() => return,
     };
+    let _open = tls.counters.handshake(stream.get_ref().1);
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         serve_http2(TokioIo::new(stream), client, &ctx).await;
     } else {

@@ -11,9 +11,7 @@
 //! - `control`: the task that owns every pool's `lb_core::PoolState`, fed by health checks,
 //!   passive observations and operator commands, publishing routing snapshots;
 //! - `routing`: the immutable snapshots the hot path reads without a lock;
-//! - [`counters`] and [`stats`]: HAProxy's statistics;
-//! - `runtime_api` and `metrics`: the stats socket (HAProxy's runtime API) and the
-//!   Prometheus endpoint.
+//! - [`counters`] and [`stats`]: HAProxy's statistics.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,9 +32,7 @@ pub mod daemon;
 mod forward;
 mod frontend;
 mod headers;
-mod metrics;
 mod routing;
-mod runtime_api;
 pub mod stats;
 mod tls;
 mod tunnel;
@@ -53,6 +49,7 @@ use tokio_util::task::TaskTracker;
 
 pub use body::ProxyBody;
 pub use control::{AdminCommand, AdminError, WeightChange};
+pub use tls::TlsCounters;
 
 use crate::config::Config;
 use crate::control::{ControlHandle, ControlTask};
@@ -87,17 +84,6 @@ pub enum Error {
         path: std::path::PathBuf,
         /// What is wrong, as a sentence.
         reason: String,
-    },
-    /// A unix socket could not be created.
-    #[error("cannot create {what} {}: {source}", path.display())]
-    BindPath {
-        /// What was being bound (`stats socket`).
-        what: String,
-        /// Socket path.
-        path: std::path::PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
     },
     /// The async runtime or signal handlers could not be set up.
     #[error("cannot start the runtime: {source}")]
@@ -157,7 +143,6 @@ pub struct Proxy {
     hard_stop: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
-    services: runtime_api::Services,
 }
 
 /// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
@@ -239,22 +224,8 @@ impl Proxy {
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             grace: config.global.shutdown_grace,
-            services: runtime_api::Services::default(),
         };
         proxy.apply_frontends(&config, &slots, certs)?;
-        // The stats socket and metrics listener; a reload keeps them as they are.
-        match runtime_api::Services::start(
-            &config.global,
-            &proxy.handle,
-            &proxy.drain,
-            &proxy.tracker,
-        ) {
-            Ok(services) => proxy.services = services,
-            Err(e) => {
-                proxy.abort();
-                return Err(e);
-            }
-        }
         Ok(proxy)
     }
 
@@ -360,7 +331,7 @@ impl Proxy {
                 let stop = CancellationToken::new();
                 let mut ctx = ctx.clone();
                 if tls {
-                    ctx.tls = tls_state.as_ref().map(|t| t.config.clone());
+                    ctx.tls = tls_state.clone();
                 }
                 tokio::spawn(frontend::accept_loop(listener, ctx, stop.clone()));
                 listeners.push(Listener {
@@ -418,6 +389,13 @@ impl Proxy {
         self.listener_addrs(name, true)
     }
 
+    /// A frontend's TLS counters (`ssl_sess`, `ssl_reused_sess`, `ssl_failed_handshake`,
+    /// `CurrSslConns`); `None` when it has no HTTPS listener.
+    #[must_use]
+    pub fn tls_counters(&self, name: &str) -> Option<Arc<TlsCounters>> {
+        Some(self.frontends.get(name)?.tls.as_ref()?.counters.clone())
+    }
+
     fn listener_addrs(&self, name: &str, tls: bool) -> Vec<SocketAddr> {
         self.frontends
             .get(name)
@@ -429,19 +407,6 @@ impl Proxy {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    /// The runtime API's TCP address (with the real port when configured as 0); `None`
-    /// without a `stats_socket` or with a unix one.
-    #[must_use]
-    pub fn stats_addr(&self) -> Option<SocketAddr> {
-        self.services.stats_addr()
-    }
-
-    /// The metrics listener's address (with the real port when configured as 0).
-    #[must_use]
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.services.metrics_addr()
     }
 
     /// The handle for statistics and operator commands.

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -145,12 +146,58 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
+/// TLS counters of one frontend: HAProxy's `ssl` statistics module (the `ssl_sess`,
+/// `ssl_reused_sess` and `ssl_failed_handshake` columns that follow `agg_check_status` in
+/// `show stat`) and the per-frontend part of `show info`'s `CurrSslConns`/`CumSslConns`.
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    /// `ssl_sess`: handshakes completed.
+    pub sessions: AtomicU64,
+    /// `ssl_reused_sess`: completed handshakes that resumed an earlier session.
+    pub reused_sessions: AtomicU64,
+    /// `ssl_failed_handshake`: handshakes that failed or timed out.
+    pub failed_handshakes: AtomicU64,
+    /// `CurrSslConns`: TLS connections open now.
+    pub current: AtomicU64,
+}
+
+impl TlsCounters {
+    /// Reads a counter.
+    #[must_use]
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
+    pub(crate) fn handshake(&self, conn: &rustls::ServerConnection) -> TlsConnGuard<'_> {
+        self.sessions.fetch_add(1, Relaxed);
+        if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.reused_sessions.fetch_add(1, Relaxed);
+        }
+        self.current.fetch_add(1, Relaxed);
+        TlsConnGuard(self)
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failed_handshakes.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counts one open TLS connection in [`TlsCounters::current`] while it lives.
+pub(crate) struct TlsConnGuard<'a>(&'a TlsCounters);
+
+impl Drop for TlsConnGuard<'_> {
+    fn drop(&mut self) {
+        self.0.current.fetch_sub(1, Relaxed);
+    }
+}
+
 /// What a frontend's listeners need to speak HTTPS, shared by all of them and kept across
 /// reloads (only the certificates and the policy change).
 #[derive(Debug)]
 pub(crate) struct TlsFrontend {
     pub(crate) resolver: Arc<CertResolver>,
     pub(crate) config: Arc<ServerConfig>,
+    pub(crate) counters: Arc<TlsCounters>,
 }
 
 impl TlsFrontend {
@@ -174,6 +221,7 @@ impl TlsFrontend {
         Ok(Self {
             resolver,
             config: Arc::new(config),
+            counters: Arc::default(),
         })
     }
 }

@@ -15,8 +15,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use proxy::Proxy;
 use proxy::config::Config;
+use proxy::{Proxy, TlsCounters};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, Issuer, KeyPair,
     PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
@@ -304,6 +304,9 @@ async fn tls12_and_tls13_handshakes_succeed_with_every_intermediate_suite() {
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(body.contains("proto=https"), "{body}");
     }
+    let counters = lb.proxy.tls_counters("web").expect("TLS counters");
+    assert_eq!(TlsCounters::get(&counters.sessions), cases.len() as u64);
+    assert_eq!(TlsCounters::get(&counters.failed_handshakes), 0);
     lb.proxy.abort();
 }
 
@@ -382,6 +385,21 @@ async fn openssl_sees_only_mozilla_intermediate() {
             "{args:?}:\n{out}"
         );
     }
+    let counters = lb.proxy.tls_counters("web").expect("TLS counters");
+    // The server counts after the client may have exited: give it a moment.
+    let expected = (refused.len() as u64, allowed.len() as u64 + 2);
+    for _ in 0..100 {
+        let seen = (
+            TlsCounters::get(&counters.failed_handshakes),
+            TlsCounters::get(&counters.sessions),
+        );
+        if seen == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(TlsCounters::get(&counters.failed_handshakes), expected.0);
+    assert_eq!(TlsCounters::get(&counters.sessions), expected.1);
     lb.proxy.abort();
 }
 
