@@ -11,7 +11,9 @@
 //! - `control`: the task that owns every pool's `lb_core::PoolState`, fed by health checks,
 //!   passive observations and operator commands, publishing routing snapshots;
 //! - `routing`: the immutable snapshots the hot path reads without a lock;
-//! - [`counters`] and [`stats`]: HAProxy's statistics.
+//! - [`counters`] and [`stats`]: HAProxy's statistics;
+//! - `runtime_api` and `metrics`: the stats socket (HAProxy's runtime API) and the
+//!   Prometheus endpoint.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,7 +34,9 @@ pub mod daemon;
 mod forward;
 mod frontend;
 mod headers;
+mod metrics;
 mod routing;
+mod runtime_api;
 pub mod stats;
 mod tls;
 mod tunnel;
@@ -84,6 +88,17 @@ pub enum Error {
         path: std::path::PathBuf,
         /// What is wrong, as a sentence.
         reason: String,
+    },
+    /// A unix socket could not be created.
+    #[error("cannot create {what} {}: {source}", path.display())]
+    BindPath {
+        /// What was being bound (`stats socket`).
+        what: String,
+        /// Socket path.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The async runtime or signal handlers could not be set up.
     #[error("cannot start the runtime: {source}")]
@@ -143,6 +158,7 @@ pub struct Proxy {
     hard_stop: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
+    services: runtime_api::Services,
 }
 
 /// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
@@ -224,8 +240,22 @@ impl Proxy {
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             grace: config.global.shutdown_grace,
+            services: runtime_api::Services::default(),
         };
         proxy.apply_frontends(&config, &slots, certs)?;
+        // The stats socket and metrics listener; a reload keeps them as they are.
+        match runtime_api::Services::start(
+            &config.global,
+            &proxy.handle,
+            &proxy.drain,
+            &proxy.tracker,
+        ) {
+            Ok(services) => proxy.services = services,
+            Err(e) => {
+                proxy.abort();
+                return Err(e);
+            }
+        }
         Ok(proxy)
     }
 
@@ -407,6 +437,19 @@ impl Proxy {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The runtime API's TCP address (with the real port when configured as 0); `None`
+    /// without a `stats_socket` or with a unix one.
+    #[must_use]
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.services.stats_addr()
+    }
+
+    /// The metrics listener's address (with the real port when configured as 0).
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.services.metrics_addr()
     }
 
     /// The handle for statistics and operator commands.
