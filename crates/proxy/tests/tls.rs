@@ -660,3 +660,38 @@ async fn unusable_certificates_are_refused_at_startup() {
     let lb = start(config(server, &expired, "")).await;
     lb.proxy.abort();
 }
+
+#[tokio::test]
+async fn websocket_over_tls_is_tunnelled_on_http11() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let pki = Pki::new();
+    let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
+    let backend = veza_demo_backend::spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        veza_demo_backend::BackendConfig::new("ws-1"),
+    )
+    .await
+    .expect("backend");
+    let lb = start(config(backend.addr(), &leaf, "")).await;
+    let roots = pki.roots();
+    // Browsers open WebSockets on an HTTP/1.1 connection when the server does not offer
+    // RFC 8441 over h2.
+    let client = Client {
+        roots: &roots,
+        alpn: &[b"http/1.1"],
+        suites: None,
+    };
+    let stream = client.connect(lb.tls, "lb.test").await;
+    let (mut ws, resp) = tokio_tungstenite::client_async("wss://lb.test/ws", stream)
+        .await
+        .expect("WebSocket handshake through the proxy");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let greeting = ws.next().await.expect("message").expect("frame");
+    assert_eq!(greeting, Message::text("ws-1"));
+    ws.send(Message::text("over tls")).await.expect("send");
+    let echo = ws.next().await.expect("message").expect("frame");
+    assert_eq!(echo, Message::text("over tls"));
+    lb.proxy.abort();
+}
