@@ -28,6 +28,11 @@ const CHECK_STATES: [&str; 16] = [
 
 const CODES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
+/// A family read from a counter set: name suffix, type, help, value.
+type CounterSeries = (&'static str, Kind, &'static str, fn(&Counters) -> u64);
+/// A family of durations read from a counter set: name suffix, help, seconds.
+type TimeSeries = (&'static str, &'static str, fn(&Counters) -> f64);
+
 #[derive(Clone, Copy)]
 enum Kind {
     Gauge,
@@ -151,7 +156,7 @@ pub fn render(
     let sl = |p: &PoolStats, s: &ServerStats| labels(&[("proxy", &p.name), ("server", &s.name)]);
 
     // What backends and servers both export, from their counters.
-    let upstream: [(&str, Kind, &str, fn(&Counters) -> u64); 14] = [
+    let upstream: [CounterSeries; 14] = [
         (
             "current_sessions",
             Kind::Gauge,
@@ -237,7 +242,7 @@ pub fn render(
             |c| Counters::get(&c.server_aborts),
         ),
     ];
-    let times: [(&str, &str, fn(&Counters) -> f64); 6] = [
+    let times: [TimeSeries; 6] = [
         (
             "connect_time_average_seconds",
             "Avg. connect time for last 1024 successful connections.",
@@ -593,7 +598,7 @@ fn process_metrics(out: &mut Exposition, info: &ProcessInfo) {
 
 fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
     let fl = |f: &FrontendStats| labels(&[("proxy", &f.name)]);
-    let series: [(&str, Kind, &str, fn(&Counters) -> u64); 10] = [
+    let series: [CounterSeries; 10] = [
         (
             "current_sessions",
             Kind::Gauge,
