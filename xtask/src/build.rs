@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 use crate::{Error, Result, fail};
 
 /// Which cargo profile to build with.
@@ -71,11 +74,16 @@ pub async fn build_packages(profile: Profile, packages: &[&str]) -> Result<PathB
     if profile == Profile::Release {
         command.arg("--release");
     }
-    let status = command
+    let mut child = command
         .stdin(Stdio::null())
-        .status()
-        .await
+        .spawn()
         .map_err(Error::io("cannot run cargo build"))?;
+    let mut guard = InterruptOnDrop(child.id());
+    let status = child
+        .wait()
+        .await
+        .map_err(Error::io("cannot wait for cargo build"))?;
+    guard.0 = None;
     if !status.success() {
         return fail(format!(
             "`cargo build -p {}` failed ({status})",
@@ -93,6 +101,18 @@ pub async fn build_packages(profile: Profile, packages: &[&str]) -> Result<PathB
         }
     }
     Ok(dir)
+}
+
+/// Sends SIGINT to a cargo still running when the build is abandoned (Ctrl-C, SIGTERM): cargo
+/// then stops cleanly after its running compiler jobs, where SIGKILL would orphan them.
+struct InterruptOnDrop(Option<u32>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+        }
+    }
 }
 
 /// The target directory, as cargo sees it (honours CARGO_TARGET_DIR and `build.target-dir`).

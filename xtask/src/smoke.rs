@@ -49,6 +49,11 @@ const SURVIVOR: &str = API_SERVERS[1];
 const HEALTH_PATH: &str = "/api/v1/health";
 /// Tracks fetched by the HLS check: enough that both stream servers get some.
 const TRACKS: usize = 16;
+/// How long the request loop runs before the kill and after the recovery.
+const LOOP_MARGIN: Duration = Duration::from_secs(1);
+/// Concurrent clients of the request loop, each pausing this long between requests.
+const LOOP_CLIENTS: usize = 4;
+const LOOP_PAUSE: Duration = Duration::from_millis(5);
 /// Files fetched per track: the playlist and the first segments.
 const TRACK_FILES: [&str; 5] = ["index.m3u8", "seg-0.ts", "seg-1.ts", "seg-2.ts", "seg-3.ts"];
 
@@ -301,7 +306,9 @@ impl Smoke<'_> {
             }
         };
 
+        // The loop runs a moment before the kill, so requests are in flight to the victim.
         let steady = SteadyLoop::start(lb.clone());
+        tokio::time::sleep(LOOP_MARGIN).await;
 
         // Step 2: the kill; the pinned WebSocket is watched from now on.
         let t0 = Instant::now();
@@ -312,8 +319,12 @@ impl Smoke<'_> {
                     .then(Instant::now)
             })
         });
+        let how = match self.target {
+            Target::Local(_) => "SIGKILLed",
+            Target::Remote { .. } => "stopped by --kill-cmd",
+        };
         let killed = self.target.kill(VICTIM).await;
-        let killed = killed.map(|()| format!("{VICTIM} SIGKILLed, t0 recorded"));
+        let killed = killed.map(|()| format!("{VICTIM} {how}, t0 recorded"));
         if !self.report.record("2", "kill backend-api-1", t0, killed) {
             steady.stop().await;
             return;
@@ -387,6 +398,8 @@ impl Smoke<'_> {
         .await;
         let recovered_ok = self.report.record("5", "recovery", t, recovered);
 
+        // And a moment after: the recovered server takes its slow-start share again.
+        tokio::time::sleep(LOOP_MARGIN).await;
         let steady = steady.stop().await;
         self.report
             .record("loop", "no request lost (2-5)", t0, steady.verdict());
@@ -728,10 +741,10 @@ fn differences(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> St
         .join(", ")
 }
 
-/// GETs in a loop, one connection each, until stopped.
+/// GETs in a loop from a few concurrent clients, one connection per request, until stopped.
 struct SteadyLoop {
     stop: Arc<AtomicBool>,
-    task: JoinHandle<LoopOutcome>,
+    tasks: Vec<JoinHandle<LoopOutcome>>,
 }
 
 #[derive(Default)]
@@ -742,9 +755,17 @@ struct LoopOutcome {
 }
 
 impl LoopOutcome {
+    fn merge(&mut self, other: LoopOutcome) {
+        self.sent += other.sent;
+        self.failures.extend(other.failures);
+        for (server, n) in other.served {
+            *self.served.entry(server).or_insert(0) += n;
+        }
+    }
+
     fn verdict(&self) -> Result<String> {
         let summary = format!(
-            "{} requests, {} failed ({})",
+            "{} requests from {LOOP_CLIENTS} clients, {} failed ({})",
             self.sent,
             self.failures.len(),
             count_by(&self.served)
@@ -763,38 +784,44 @@ impl LoopOutcome {
 impl SteadyLoop {
     fn start(lb: String) -> SteadyLoop {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::spawn(async move {
-            let start = Instant::now();
-            let mut outcome = LoopOutcome::default();
-            while !flag.load(Ordering::Relaxed) {
-                outcome.sent += 1;
-                match http::get(&lb, HEALTH_PATH, &[]).await {
-                    Ok(response) if response.status == 200 => {
-                        *outcome
-                            .served
-                            .entry(response.served_by().to_owned())
-                            .or_insert(0) += 1;
+        let start = Instant::now();
+        let tasks = (0..LOOP_CLIENTS)
+            .map(|_| {
+                let (flag, lb) = (stop.clone(), lb.clone());
+                tokio::spawn(async move {
+                    let mut outcome = LoopOutcome::default();
+                    while !flag.load(Ordering::Relaxed) {
+                        outcome.sent += 1;
+                        let at = start.elapsed().as_secs_f64();
+                        match http::get(&lb, HEALTH_PATH, &[]).await {
+                            Ok(response) if response.status == 200 => {
+                                *outcome
+                                    .served
+                                    .entry(response.served_by().to_owned())
+                                    .or_insert(0) += 1;
+                            }
+                            Ok(response) => outcome.failures.push(format!(
+                                "+{at:.2}s: {} from {}",
+                                response.status,
+                                response.served_by()
+                            )),
+                            Err(e) => outcome.failures.push(format!("+{at:.2}s: {e}")),
+                        }
+                        tokio::time::sleep(LOOP_PAUSE).await;
                     }
-                    Ok(response) => outcome.failures.push(format!(
-                        "+{:.2}s: {} from {}",
-                        start.elapsed().as_secs_f64(),
-                        response.status,
-                        response.served_by()
-                    )),
-                    Err(e) => outcome
-                        .failures
-                        .push(format!("+{:.2}s: {e}", start.elapsed().as_secs_f64())),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            outcome
-        });
-        SteadyLoop { stop, task }
+                    outcome
+                })
+            })
+            .collect();
+        SteadyLoop { stop, tasks }
     }
 
     async fn stop(self) -> LoopOutcome {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap_or_default()
+        let mut total = LoopOutcome::default();
+        for task in self.tasks {
+            total.merge(task.await.unwrap_or_default());
+        }
+        total
     }
 }
