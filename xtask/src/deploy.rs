@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 pub use inventory::{BinarySource, GroupKind, Instance, Inventory};
 
 use crate::build::{self, Profile};
-use crate::transport::{Host, script, sha256_hex, words};
+use crate::transport::{Host, Transport, script, sha256_hex, words};
 use crate::{Error, Result, fail};
 
 /// Where `veza-provision` is installed on every host.
@@ -244,10 +244,14 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
     for group in &inventory.groups {
         let payload = match &group.binary {
             None => continue,
-            Some(BinarySource::Workspace(name)) => Payload::read(name, &options.bin_dir.join(name))?,
+            Some(BinarySource::Workspace(name)) => {
+                Payload::read(name, &options.bin_dir.join(name))?
+            }
             Some(BinarySource::File(path)) => Payload::read(
-                path.file_name()
-                    .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into()),
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into(),
+                ),
                 path,
             )?,
         };
@@ -256,11 +260,17 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
     let lb_config = match inventory.group(GroupKind::Haproxy) {
         Some(_) => Some(Payload::new(
             "veza-lb config",
-            check_lb_config(inventory, &options.bin_dir).await?.into_bytes(),
+            check_lb_config(inventory, &options.bin_dir)
+                .await?
+                .into_bytes(),
         )),
         None => None,
     };
-    let total = inventory.groups.iter().map(|g| g.instances.len()).sum::<usize>();
+    let total = inventory
+        .groups
+        .iter()
+        .map(|g| g.instances.len())
+        .sum::<usize>();
     println!(
         "deploy {} ({} hosts){}",
         inventory.path.display(),
@@ -276,11 +286,12 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
     for (index, (group, instance)) in inventory.instances().enumerate() {
         let host = &instance.host;
         println!(
-            "\n[{}/{total}] {} ({}, {})",
+            "\n[{}/{total}] {} ({} via {}, role {})",
             index + 1,
             host.name,
             group.kind.name(),
-            host.transport
+            host.transport,
+            group.role.display()
         );
         let mut run = HostRun {
             host,
@@ -293,7 +304,9 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
             provision: &provision,
             binary: binaries.get(group.kind.name()),
             config: match group.kind {
-                GroupKind::Haproxy => lb_config.as_ref().map(|c| (c, inventory.lb.config.as_path())),
+                GroupKind::Haproxy => lb_config
+                    .as_ref()
+                    .map(|c| (c, inventory.lb.config.as_path())),
                 _ => None,
             },
             instance,
@@ -433,7 +446,10 @@ impl HostRun<'_> {
             return Ok(true);
         };
         let root_s = root.display().to_string();
-        let probe = script(r#"[ -e "$1/etc/passwd" ] && [ -e "$1/etc/group" ]"#, &[&root_s]);
+        let probe = script(
+            r#"[ -e "$1/etc/passwd" ] && [ -e "$1/etc/group" ]"#,
+            &[&root_s],
+        );
         if self.host.run(&probe, None).await?.success {
             self.record(Status::Ok, &format!("tree {root_s}"), "exists");
             return Ok(true);
@@ -500,7 +516,7 @@ impl HostRun<'_> {
         let check = self.options.check;
         let mut program = self.host.path(Path::new(PROVISION_PATH));
         if check && !provision_was_there {
-            if self.host.has_systemd() || !matches!(self.host.transport, crate::transport::Transport::Local { .. }) {
+            if !matches!(self.host.transport, Transport::Local { .. }) {
                 self.record(
                     Status::Skipped,
                     name,
@@ -511,7 +527,11 @@ impl HostRun<'_> {
             // A local tree: the binary about to be pushed is right here.
             program = self.options.bin_dir.join("veza-provision");
         }
-        let mut argv = vec![program.display().to_string(), "apply".to_owned(), "-c".to_owned()];
+        let mut argv = vec![
+            program.display().to_string(),
+            "apply".to_owned(),
+            "-c".to_owned(),
+        ];
         // --check must not write the role file: it comes on standard input.
         argv.push(if check {
             "/dev/stdin".to_owned()
@@ -577,7 +597,11 @@ impl HostRun<'_> {
         }
         let check = self.options.check;
         if restarted {
-            let verb = if check { "would be restarted" } else { "restarted" };
+            let verb = if check {
+                "would be restarted"
+            } else {
+                "restarted"
+            };
             self.record(Status::Ok, &name, &format!("{verb} by veza-provision"));
             return Ok(());
         }

@@ -4,6 +4,8 @@
 //! cargo xtask smoke   the seed's failover acceptance on loopback (the README's main job)
 //! cargo xtask demo    the smoke topology, left running until Ctrl-C
 //! cargo xtask bench   veza-lb side by side with HAProxy and nginx, same backend and load
+//! cargo xtask deploy  push binaries, provision and restart the inventory's hosts
+//! cargo xtask lab     a systemd-nspawn host to deploy into and smoke-test (root)
 //! ```
 //!
 //! Every subcommand builds what it needs, runs the real binaries as child processes on free
@@ -14,9 +16,12 @@
 mod bench;
 mod build;
 mod demo;
+mod deploy;
 mod http;
+mod lab;
 mod smoke;
 mod topology;
+mod transport;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +45,11 @@ enum Command {
     Demo(demo::Args),
     /// veza-lb against HAProxy and nginx on the same backend and load: req/s, latency, memory.
     Bench(bench::Args),
+    /// Build, push binaries and veza-lb's config to the inventory's hosts, run veza-provision
+    /// there, restart what changed.
+    Deploy(deploy::Args),
+    /// A real systemd host in systemd-nspawn (root): up, test (deploy + smoke), down.
+    Lab(lab::Args),
 }
 
 /// Why a subcommand could not do its job; printed as one line.
@@ -115,6 +125,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Smoke(args) => until_interrupted(smoke::run(args)).await,
             Command::Bench(args) => until_interrupted(bench::run(args)).await,
+            Command::Deploy(args) => until_interrupted(deploy::run(args)).await,
+            Command::Lab(args) => until_interrupted(lab::run(args)).await,
         }
     });
     // Dropping the runtime drops whatever tasks still hold child processes: they are killed.

@@ -112,8 +112,9 @@ impl Transport {
                 Some(_) => return Err(format!("{text:?}: the user before '@' is empty")),
                 None => (None, rest),
             };
-            let (host, port) = split_host_port(host_port)
-                .ok_or_else(|| format!("{text:?}: write ssh://user@host or ssh://user@host:port"))?;
+            let (host, port) = split_host_port(host_port).ok_or_else(|| {
+                format!("{text:?}: write ssh://user@host or ssh://user@host:port")
+            })?;
             if host.is_empty() || host.starts_with('-') || host.contains(char::is_whitespace) {
                 return Err(format!("{text:?}: the host name is not valid"));
             }
@@ -226,16 +227,20 @@ impl Host {
                 });
                 line.push("--".to_owned());
                 // ssh hands the remote shell one string: quote every word.
-                line.push(argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+                line.push(
+                    argv.iter()
+                        .map(|a| shell_quote(a))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
                 return Ok(line);
             }
             Transport::Incus { name } => {
                 line.extend(["incus", "exec", name, "--"].map(String::from));
             }
             Transport::Nspawn { dir } => {
-                let leader = nspawn_leader(dir).map_err(|e| {
-                    Error::Message(format!("{}: {e}", self.label()))
-                })?;
+                let leader = nspawn_leader(dir)
+                    .map_err(|e| Error::Message(format!("{}: {e}", self.label())))?;
                 line.extend(["nsenter", "-t", &leader.to_string(), "-a", "--"].map(String::from));
             }
         }
@@ -404,8 +409,9 @@ impl Host {
 fn put_local(dest: &Path, temp: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     let dir = temp.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+    })?;
     let attempt = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(temp)?;
         file.write_all(contents)?;
@@ -517,7 +523,12 @@ fn processes() -> Vec<Proc> {
             let open = stat.find('(')?;
             let close = stat.rfind(')')?;
             let comm = stat.get(open + 1..close)?.to_owned();
-            let ppid = stat.get(close + 2..)?.split_whitespace().nth(1)?.parse().ok()?;
+            let ppid = stat
+                .get(close + 2..)?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             Some(Proc { pid, ppid, comm })
         })
         .collect()
@@ -551,7 +562,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Transport, String> {
-        Transport::parse(text, Path::new("/base"), &["-i".to_owned(), "key".to_owned()])
+        Transport::parse(
+            text,
+            Path::new("/base"),
+            &["-i".to_owned(), "key".to_owned()],
+        )
     }
 
     #[test]
@@ -585,10 +600,7 @@ mod tests {
             }
         );
         assert_eq!(ssh.to_string(), "ssh://root@10.0.0.5:2222");
-        assert_eq!(
-            parse("ssh://[::1]:22").unwrap().to_string(),
-            "ssh://::1:22"
-        );
+        assert_eq!(parse("ssh://[::1]:22").unwrap().to_string(), "ssh://::1:22");
         assert_eq!(parse("ssh://lb.lab").unwrap().to_string(), "ssh://lb.lab");
         for bad in [
             "ftp://x",
@@ -617,7 +629,10 @@ mod tests {
         let host = |t: &str| Host::new("h", parse(t).unwrap(), None);
         let argv = words(&["systemctl", "restart", "veza lb"]);
         assert_eq!(
-            host("ssh://root@example:2222").command_line(&argv).await.unwrap(),
+            host("ssh://root@example:2222")
+                .command_line(&argv)
+                .await
+                .unwrap(),
             words(&[
                 "ssh",
                 "-o",
@@ -633,7 +648,15 @@ mod tests {
         );
         assert_eq!(
             host("incus:lb").command_line(&argv).await.unwrap(),
-            words(&["incus", "exec", "lb", "--", "systemctl", "restart", "veza lb"])
+            words(&[
+                "incus",
+                "exec",
+                "lb",
+                "--",
+                "systemctl",
+                "restart",
+                "veza lb"
+            ])
         );
         assert_eq!(host("local:x").command_line(&argv).await.unwrap(), argv);
         let err = host("nspawn:/nonexistent/lab")
@@ -675,9 +698,7 @@ mod tests {
     async fn a_failed_command_names_host_and_command() {
         let host = Host::new(
             "backend-api-1",
-            Transport::Local {
-                dir: "/tmp".into(),
-            },
+            Transport::Local { dir: "/tmp".into() },
             None,
         );
         let err = host
@@ -685,7 +706,10 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("backend-api-1 (local:/tmp): `sh -c "), "{err}");
+        assert!(
+            err.starts_with("backend-api-1 (local:/tmp): `sh -c "),
+            "{err}"
+        );
         assert!(err.contains("exit status: 3"), "{err}");
         assert!(err.ends_with("nope"), "{err}");
     }

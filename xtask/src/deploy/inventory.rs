@@ -220,13 +220,18 @@ impl Inventory {
             ("health_interval", &lb.health_interval),
             ("slowstart", &lb.slowstart),
         ] {
-            parse_duration(value).map_err(|e| crate::Error::Message(format!("{shown}: [lb] {key}: {e}")))?;
+            parse_duration(value)
+                .map_err(|e| crate::Error::Message(format!("{shown}: [lb] {key}: {e}")))?;
         }
         if lb.bind.is_empty() {
-            return fail(format!("{shown}: [lb] bind is empty; give veza-lb an address to listen on"));
+            return fail(format!(
+                "{shown}: [lb] bind is empty; give veza-lb an address to listen on"
+            ));
         }
         if !lb.config.is_absolute() {
-            return fail(format!("{shown}: [lb] config must be an absolute path on the host"));
+            return fail(format!(
+                "{shown}: [lb] config must be an absolute path on the host"
+            ));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut groups = Vec::new();
@@ -304,7 +309,10 @@ impl Inventory {
         let (stream, stream_fallback) = self.servers(GroupKind::StreamServer);
         let source = |fallback: bool, group: GroupKind| {
             if fallback {
-                format!("# {} is not in the inventory: static fallback list.\n", group.name())
+                format!(
+                    "# {} is not in the inventory: static fallback list.\n",
+                    group.name()
+                )
             } else {
                 format!("# From the inventory group {}.\n", group.name())
             }
@@ -392,8 +400,8 @@ fn load_group(
         );
     }
     let role = dir.join(&group.role);
-    let template = std::fs::read_to_string(&role)
-        .map_err(|e| format!("role {}: {e}", role.display()))?;
+    let template =
+        std::fs::read_to_string(&role).map_err(|e| format!("role {}: {e}", role.display()))?;
     let binary = group.binary.map(|b| {
         if b.contains('/') {
             BinarySource::File(dir.join(b))
@@ -414,7 +422,9 @@ fn load_group(
             ));
         }
         if !names.insert(name.clone()) {
-            return Err(format!("host {name} is listed twice; host names are unique"));
+            return Err(format!(
+                "host {name} is listed twice; host names are unique"
+            ));
         }
         let transport = Transport::parse(&host.transport, base, ssh_options)
             .map_err(|e| format!("host {name}: transport {e}"))?;
@@ -458,9 +468,8 @@ pub fn render_role(template: &str, name: &str, addr: Option<&str>) -> Result<Str
             .find("}}")
             .ok_or_else(|| "an opening {{ has no closing }}".to_owned())?;
         let key = after[..end].trim();
-        let need_addr = || {
-            addr.ok_or_else(|| format!("{{{{{key}}}}} needs the host's addr, which is not set"))
-        };
+        let need_addr =
+            || addr.ok_or_else(|| format!("{{{{{key}}}}} needs the host's addr, which is not set"));
         let value = match key {
             "name" => name.to_owned(),
             "addr" => need_addr()?.to_owned(),
@@ -515,8 +524,16 @@ listen_ports = [{{port}}] # {{ip}}"#;
 listen_ports = [28081] # 127.0.0.1"#
         );
         assert_eq!(render_role("plain", "x", None).unwrap(), "plain");
-        assert!(render_role("{{addr}}", "x", None).unwrap_err().contains("addr"));
-        assert!(render_role("{{home}}", "x", None).unwrap_err().contains("unknown"));
+        assert!(
+            render_role("{{addr}}", "x", None)
+                .unwrap_err()
+                .contains("addr")
+        );
+        assert!(
+            render_role("{{home}}", "x", None)
+                .unwrap_err()
+                .contains("unknown")
+        );
         assert!(render_role("{{name", "x", None).is_err());
     }
 
@@ -569,13 +586,19 @@ hosts = [
 role = "roles/backend-api-demo.toml"
 hosts = [{ name = "backend-api-1", transport = "local:a" }]
 "#);
-        assert!(e.contains("[backend_api_instances] host backend-api-1: addr is missing"), "{e}");
+        assert!(
+            e.contains("[backend_api_instances] host backend-api-1: addr is missing"),
+            "{e}"
+        );
         let e = err(r#"
 [haproxy]
 role = "../provision/veza-lb.toml"
 hosts = [{ name = "lb", transport = "scp:lb" }]
 "#);
-        assert!(e.contains("[haproxy] host lb: transport \"scp:lb\" is not a transport"), "{e}");
+        assert!(
+            e.contains("[haproxy] host lb: transport \"scp:lb\" is not a transport"),
+            "{e}"
+        );
         assert!(err("").contains("no groups"));
     }
 }
