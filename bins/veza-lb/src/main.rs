@@ -6,7 +6,7 @@
 //! veza-lb ctl [--socket ADDR] COMMAND...   talk to the runtime API
 //! ```
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,12 +78,17 @@ fn init_logs(args: &RunArgs) {
         eprintln!("veza-lb: invalid log filter {filter:?} ({e}); using info");
         tracing_subscriber::EnvFilter::new("info")
     });
+    // Colours only for a person at a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    // Under systemd, stderr goes to the journal, which stamps every line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (args.log_format, journald) {
+        (LogFormat::Human, false) => builder.init(),
+        (LogFormat::Human, true) => builder.without_time().init(),
+        (LogFormat::Json, _) => builder.json().init(),
     }
 }
 

@@ -206,6 +206,16 @@ pub(crate) struct ControlTask {
     checker: healthcheck::Checker<CheckKey>,
     checks: mpsc::Receiver<healthcheck::CheckEvent<CheckKey>>,
     started: Instant,
+    /// Servers a reload took out of service (removed, moved to another address, or in a
+    /// removed pool), by deadline: their requests and tunnels may finish until then, after
+    /// which their sessions are shut (`shutdown_grace`).
+    retired: Vec<Retired>,
+}
+
+struct Retired {
+    deadline: Instant,
+    pool: String,
+    upstream: Arc<Upstream>,
 }
 
 fn pool_spec(pool: &config::Pool) -> PoolSpec {
@@ -294,6 +304,7 @@ impl ControlTask {
             checker: healthcheck::Checker::new(check_tx),
             checks,
             started: now,
+            retired: Vec::new(),
         };
         for pool in &config.pools {
             task.add_pool(pool, now);
@@ -350,6 +361,7 @@ impl ControlTask {
                 .filter_map(|p| p.state.next_rebuild(now.into_std()))
                 .min()
                 .map(Instant::from_std);
+            let next_retirement = self.retired.iter().map(|r| r.deadline).min();
             tokio::select! {
                 msg = self.rx.recv() => match msg {
                     Some(msg) => self.handle(msg),
@@ -362,6 +374,7 @@ impl ControlTask {
                         pool.publish(now);
                     }
                 }
+                () = sleep_until(next_retirement) => self.close_retired(Instant::now()),
             }
         }
     }
@@ -516,6 +529,7 @@ impl ControlTask {
 
     fn reload(&mut self, config: &Config) {
         let now = Instant::now();
+        let before = self.in_service();
         for p in &mut self.pools {
             p.active = config.pool(&p.slot.name).is_some();
         }
@@ -552,6 +566,62 @@ impl ControlTask {
             p.publish(now);
         }
         self.checker.set_targets(check_targets(&self.pools));
+        self.retire(before, now + config.global.shutdown_grace);
+    }
+
+    /// Every upstream that new requests can reach, with its pool's name.
+    fn in_service(&self) -> Vec<(String, Arc<Upstream>)> {
+        self.pools
+            .iter()
+            .filter(|p| p.active)
+            .flat_map(|p| {
+                p.state
+                    .servers()
+                    .filter(|(_, s)| !s.is_removed())
+                    .map(|(slot, _)| (p.slot.name.clone(), p.servers[slot.index()].clone()))
+            })
+            .collect()
+    }
+
+    /// Schedules the sessions of upstreams that were in service `before` a reload and no
+    /// longer are to be shut at `deadline`.
+    fn retire(&mut self, before: Vec<(String, Arc<Upstream>)>, deadline: Instant) {
+        let after = self.in_service();
+        for (pool, upstream) in before {
+            if after.iter().any(|(_, u)| Arc::ptr_eq(u, &upstream)) {
+                continue;
+            }
+            upstream.close_idle();
+            self.retired.push(Retired {
+                deadline,
+                pool,
+                upstream,
+            });
+        }
+    }
+
+    /// Shuts the sessions of retired upstreams whose grace is over, unless a later reload
+    /// brought them back.
+    fn close_retired(&mut self, now: Instant) {
+        let (due, waiting) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|r| r.deadline <= now);
+        self.retired = waiting;
+        let in_service = self.in_service();
+        for r in due {
+            if in_service.iter().any(|(_, u)| Arc::ptr_eq(u, &r.upstream)) {
+                continue;
+            }
+            let sessions = Counters::get(&r.upstream.counters.cur_sessions);
+            if sessions > 0 {
+                tracing::info!(
+                    target: "health",
+                    "Server {}/{} was removed: closing its {sessions} remaining sessions, shutdown_grace is over.",
+                    r.pool, r.upstream.name
+                );
+            }
+            r.upstream.shutdown_sessions();
+        }
     }
 
     fn snapshot(&self) -> StatsSnapshot {

@@ -1,15 +1,25 @@
-//! Running `veza-lb` as a process: the runtime, signals, reload and stop.
+//! Running `veza-lb` as a process: the runtime, signals, reload, stop and systemd.
 //!
-//! SIGHUP re-reads and validates the configuration: a bad file is refused with every error
-//! logged and the running configuration untouched. SIGTERM or SIGINT stops gracefully; a
-//! second one stops at once.
+//! - Start: the configuration is validated, then every listening address is tried before
+//!   anything starts, so all ports already in use are reported at once, each at its place in
+//!   the file. systemd gets `READY=1` once the listeners are bound and the first health round
+//!   is scheduled.
+//! - SIGHUP re-reads and validates the configuration: a bad file is refused with every error
+//!   logged and the running configuration untouched. systemd sees `RELOADING=1` then
+//!   `READY=1` either way (`Type=notify-reload`).
+//! - SIGTERM or SIGINT stops gracefully (`STOPPING=1`); a second one stops at once.
+//! - With `WATCHDOG_USEC`, `WATCHDOG=1` is sent at half that period, but only while the
+//!   control task answers: a stuck event loop gets the process restarted.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::Config;
-use crate::{Error, Proxy};
+use crate::config::{Config, ConfigError, Diagnostic, Diagnostics, StatsSocket};
+use crate::notify::Notifier;
+use crate::{Error, Proxy, ProxyHandle};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -41,39 +51,168 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
 }
 
 async fn serve(config: Config, path: &Path) -> Result<(), Error> {
-    let signals = Signals::install()?;
+    let notifier = Arc::new(Notifier::from_env());
+    let mut signals = Signals::install()?;
+    check_ports(&config, path)?;
+    let status = serving_status(&config);
     let mut proxy = Proxy::start(config).await?;
     tracing::info!(
         "veza-lb {} started, pid {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    let mut signals = signals;
-    loop {
-        match signals.next().await {
-            Signal::Reload => reload(&mut proxy, path).await,
-            Signal::Stop => break,
-        }
+    notifier.ready(&status);
+    spawn_watchdog(notifier.clone(), proxy.handle());
+    while let Signal::Reload = signals.next().await {
+        notifier.reloading();
+        let status = reload(&mut proxy, path).await;
+        notifier.ready(&status);
     }
     tracing::info!("stopping: no longer accepting, finishing in-flight requests");
+    notifier.stopping("Stopping: finishing in-flight requests");
     let stop = proxy.shutdown();
     tokio::pin!(stop);
-    tokio::select! {
-        () = &mut stop => {}
-        _ = signals.next() => tracing::warn!("second stop signal: stopping now"),
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            signal = signals.next() => match signal {
+                Signal::Stop => {
+                    tracing::warn!("second stop signal: stopping now");
+                    break;
+                }
+                Signal::Reload => tracing::warn!("reload ignored: stopping"),
+            },
+        }
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn reload(proxy: &mut Proxy, path: &Path) {
+/// Re-reads the file and applies it; returns the status to show in `systemctl status`.
+async fn reload(proxy: &mut Proxy, path: &Path) -> String {
     tracing::info!("reloading {}", path.display());
-    match Config::load(path) {
-        Err(e) => tracing::error!("reload refused, configuration unchanged:\n{e}"),
-        Ok(config) => match proxy.reload(config).await {
-            Ok(()) => tracing::info!("reload complete"),
-            Err(e) => tracing::error!("reload failed, configuration unchanged: {e}"),
-        },
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("reload refused, configuration unchanged:\n{e}");
+            return "Reload refused: invalid configuration (see the log); serving the previous one"
+                .to_owned();
+        }
+    };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let status = serving_status(&config);
+    match proxy.reload(config).await {
+        Ok(()) => {
+            tracing::info!("reload complete");
+            status
+        }
+        Err(e) => {
+            tracing::error!("reload failed, configuration unchanged: {e}");
+            format!("Reload failed: {e}; serving the previous configuration")
+        }
+    }
+}
+
+/// `Serving 1 frontend, 2 pools, 4 servers`.
+fn serving_status(config: &Config) -> String {
+    let servers: usize = config.pools.iter().map(|p| p.servers.len()).sum();
+    let plural = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "Serving {}, {}, {}",
+        plural(config.frontends.len(), "frontend"),
+        plural(config.pools.len(), "pool"),
+        plural(servers, "server"),
+    )
+}
+
+/// Sends `WATCHDOG=1` every half watchdog period while the control task answers within that
+/// period: a round trip through it proves the event loop and the pools' owner both turn.
+fn spawn_watchdog(notifier: Arc<Notifier>, handle: ProxyHandle) {
+    let Some(period) = notifier.watchdog_period() else {
+        return;
+    };
+    tracing::info!("systemd watchdog on: pinging every {period:?}");
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match tokio::time::timeout(period, handle.stats()).await {
+                Ok(Some(_)) => notifier.watchdog(),
+                Ok(None) => return, // the proxy is gone
+                Err(_) => tracing::warn!(
+                    "the control task did not answer within {period:?}: withholding WATCHDOG=1"
+                ),
+            }
+        }
+    });
+}
+
+/// Tries every listening address of `config` (port 0 aside) before anything starts, so that
+/// every address already in use is reported at once, at its place in the file.
+fn check_ports(config: &Config, path: &Path) -> Result<(), Error> {
+    let mut wanted: Vec<(String, SocketAddr)> = Vec::new();
+    for fe in &config.frontends {
+        let tls = fe.tls.iter().flat_map(|t| t.bind.iter());
+        for &addr in fe.bind.iter().chain(tls) {
+            wanted.push((format!("frontend `{}`", fe.name), addr));
+        }
+    }
+    if let Some(StatsSocket::Tcp(addr)) = &config.global.stats_socket {
+        wanted.push(("the runtime API (`stats_socket`)".to_owned(), *addr));
+    }
+    if let Some(addr) = config.global.metrics_listen {
+        wanted.push(("the metrics endpoint (`metrics_listen`)".to_owned(), addr));
+    }
+    let failures: Vec<(String, SocketAddr, std::io::Error)> = wanted
+        .into_iter()
+        .filter(|(_, addr)| addr.port() != 0)
+        .filter_map(|(what, addr)| {
+            // Same socket options as the real listeners, so TIME_WAIT leftovers do not count.
+            crate::frontend::bind(addr).err().map(|e| (what, addr, e))
+        })
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let diagnostics = failures
+        .iter()
+        .map(|(what, addr, e)| {
+            Diagnostic::at(
+                &origin,
+                &text,
+                locate_addr(&text, *addr).unwrap_or(0),
+                format!("{what} cannot listen on {addr}: {}", explain_bind_error(e)),
+            )
+        })
+        .collect();
+    Err(Error::Config(ConfigError::Invalid(Diagnostics::new(
+        diagnostics,
+    ))))
+}
+
+/// Byte offset of the string that configures `addr` (`"127.0.0.1:8080"`), if it is written
+/// that way.
+fn locate_addr(text: &str, addr: SocketAddr) -> Option<usize> {
+    text.find(&format!("\"{addr}\"")).map(|i| i + 1)
+}
+
+fn explain_bind_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "the address is already in use; stop the process that \
+             holds this port (`ss -ltnp`) or choose another address"
+            .to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied; ports below 1024 need \
+             CAP_NET_BIND_SERVICE (AmbientCapabilities= in the unit) or root"
+            .to_owned(),
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this host has no such address; use one of its addresses, or 0.0.0.0".to_owned()
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -104,5 +243,54 @@ impl Signals {
             _ = self.term.recv() => Signal::Stop,
             _ = self.int.recv() => Signal::Stop,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "[[frontend]]\nname = \"veza\"\nbind = [\"127.0.0.1:PORT\"]\n\
+                          default_pool = \"api\"\n\n[pool.api]\n\
+                          servers = [{ name = \"api-1\", addr = \"127.0.0.1:18081\" }]\n";
+
+    #[tokio::test]
+    async fn ports_in_use_are_reported_at_their_place_in_the_file() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = held.local_addr().expect("addr").port();
+        let dir = std::env::temp_dir().join(format!("veza-daemon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("veza-lb.toml");
+        std::fs::write(&path, CONFIG.replace("PORT", &port.to_string())).expect("write");
+        let config = Config::load(&path).expect("valid");
+        let err = check_ports(&config, &path).expect_err("port in use");
+        let d = &err_diagnostics(&err)[0];
+        assert_eq!((d.line, d.column), (3, 10));
+        assert!(
+            d.message.starts_with(&format!(
+                "frontend `veza` cannot listen on 127.0.0.1:{port}: the address is already in use"
+            )),
+            "{}",
+            d.message
+        );
+        drop(held);
+        check_ports(&config, &path).expect("free again");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    fn err_diagnostics(err: &Error) -> &[Diagnostic] {
+        match err {
+            Error::Config(e) => e.diagnostics(),
+            other => panic!("not a config error: {other}"),
+        }
+    }
+
+    #[test]
+    fn status_line_counts_what_is_served() {
+        let config = Config::parse(&CONFIG.replace("PORT", "0"), "t.toml").expect("valid");
+        assert_eq!(
+            serving_status(&config),
+            "Serving 1 frontend, 1 pool, 1 server"
+        );
     }
 }

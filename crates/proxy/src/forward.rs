@@ -36,6 +36,8 @@ pub(crate) struct ClientContext {
     pub(crate) tls: bool,
     /// Cancelled when tunnels must close (graceful stop after `shutdown_grace`).
     pub(crate) hard_stop: CancellationToken,
+    /// Process-wide counters (the access log's `actconn`).
+    pub(crate) process: Arc<Counters>,
 }
 
 /// The sticky cookie as the request carried it, owned so it outlives header rewriting.
@@ -181,6 +183,7 @@ pub(crate) async fn handle(
         });
         let Some(pick) = pick else {
             log.termination = *b"SC";
+            log.conns = conns(&ctx, &fe_counters, &pool, None);
             return Ok(local_error(
                 &pool,
                 &fe_counters,
@@ -222,6 +225,9 @@ pub(crate) async fn handle(
         let attempt = attempt(&upstream, req, &settings.timeouts, fresh_only, &mut log).await;
         match attempt {
             Ok((resp, sender)) => {
+                // A retry that succeeded ends normally, whatever the failed attempts set.
+                log.termination = *b"--";
+                log.conns = conns(&ctx, &fe_counters, &pool, Some(&upstream));
                 if fresh_only || !tried.is_empty() {
                     report_traffic(&ctx.control, &pool, pick.server, true);
                 }
@@ -278,6 +284,7 @@ pub(crate) async fn handle(
                         Counters::add(&upstream.counters.resp_errors, 1);
                         Counters::add(&pool.counters.resp_errors, 1);
                         log.termination = *b"sH";
+                        log.conns = conns(&ctx, &fe_counters, &pool, Some(&upstream));
                         return Ok(local_error(
                             &pool,
                             &fe_counters,
@@ -289,6 +296,7 @@ pub(crate) async fn handle(
                 };
                 if counted {
                     if !again || retries_left == 0 {
+                        log.conns = conns(&ctx, &fe_counters, &pool, Some(&upstream));
                         let (status, why) = match log.termination {
                             [b'S', b'C'] => (
                                 StatusCode::SERVICE_UNAVAILABLE,
@@ -433,6 +441,22 @@ fn respond(
         Some(log),
     );
     Response::from_parts(parts, body)
+}
+
+/// The access log's `actconn/feconn/beconn/srv_conn`: client connections to the process and
+/// to the frontend, requests in flight in the pool and on the server (this one included).
+fn conns(
+    ctx: &ClientContext,
+    frontend: &Counters,
+    pool: &PoolSlot,
+    server: Option<&Upstream>,
+) -> [u64; 4] {
+    [
+        Counters::get(&ctx.process.cur_sessions),
+        Counters::get(&frontend.cur_sessions),
+        Counters::get(&pool.counters.cur_sessions),
+        server.map_or(0, |s| Counters::get(&s.counters.cur_sessions)),
+    ]
 }
 
 fn report_traffic(control: &ControlHandle, pool: &PoolSlot, server: ServerId, connected: bool) {

@@ -35,6 +35,7 @@ mod forward;
 mod frontend;
 mod headers;
 mod metrics;
+pub mod notify;
 mod routing;
 mod runtime_api;
 pub mod stats;

@@ -1,0 +1,584 @@
+//! Helpers for tests that run the real `veza-lb` binary.
+//!
+//! - [`Lb`]: a `veza-lb` process started on a configuration written to its own temporary
+//!   directory, with its stderr (the logs) captured line by line; signals, log waits, the
+//!   port a frontend bound, and a config rewrite for reloads.
+//! - [`check`]: runs `veza-lb check -c FILE` and returns the exit code and output.
+//! - [`get`] / [`request`]: a tiny HTTP/1.1 client (one request per connection).
+//! - [`HeldBackend`]: a backend that reports each request it receives and holds `/hold`
+//!   requests until the test releases them, for "while a request is in flight" tests.
+//! - [`AccessLine`]: one access-log line, parsed.
+//!
+//! Use it from a test file with `mod support;`. Waits are bounded by [`WAIT`] so a broken
+//! build fails instead of hanging; no test asserts on how fast anything is.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+
+/// Signals to send with [`Lb::signal`].
+#[allow(unused_imports)] // not every test binary sends signals
+pub use nix::sys::signal::Signal as Sig;
+
+/// The longest any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Path of the `veza-lb` binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_veza-lb")
+}
+
+/// A directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a fresh, uniquely named directory.
+    pub fn new() -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("veza-lb-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port that was free a moment ago, for configurations that need a fixed port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// What `veza-lb check` answered.
+#[derive(Debug)]
+pub struct CheckOutput {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Writes `config` to `veza-lb.toml` in a temporary directory and runs
+/// `veza-lb check -c veza-lb.toml` from that directory (so messages start with
+/// `veza-lb.toml:`).
+pub fn check(config: &str) -> CheckOutput {
+    let dir = TempDir::new();
+    std::fs::write(dir.path().join("veza-lb.toml"), config).expect("write config");
+    let out = Command::new(binary())
+        .args(["check", "-c", "veza-lb.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run veza-lb check");
+    CheckOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A running `veza-lb run -c veza-lb.toml`, killed on drop if still running.
+#[derive(Debug)]
+pub struct Lb {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    dir: TempDir,
+}
+
+impl Lb {
+    /// Starts `veza-lb` on `config` with INFO logs.
+    pub fn start(config: &str) -> Lb {
+        Lb::start_with_env(config, &[])
+    }
+
+    /// Starts `veza-lb` on `config` with extra environment variables (`NOTIFY_SOCKET`...).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Lb {
+        let dir = TempDir::new();
+        let path = dir.path().join("veza-lb.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut command = Command::new(binary());
+        command
+            .args(["run", "-c", "veza-lb.toml", "--log-level", "info"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start veza-lb");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("logs").push(line);
+            }
+        });
+        Lb { child, logs, dir }
+    }
+
+    /// The configuration file the process was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("veza-lb.toml")
+    }
+
+    /// The process's temporary directory (its working directory).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces the configuration file atomically (write then rename), as an editor or a
+    /// deployment tool would; send [`Sig::SIGHUP`] afterwards to apply it.
+    pub fn write_config(&self, config: &str) {
+        let tmp = self.dir.path().join("veza-lb.toml.new");
+        std::fs::write(&tmp, config).expect("write config");
+        std::fs::rename(&tmp, self.config_path()).expect("rename config");
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        kill(pid, signal).expect("send signal");
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// Log lines so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.logs()
+            .into_iter()
+            .filter(|l| l.contains(needle))
+            .collect()
+    }
+
+    /// Waits until at least `n` log lines contain `needle`; returns the `n`th.
+    ///
+    /// # Panics
+    /// After [`WAIT`], or when the process exits first, with every log line in the message.
+    pub async fn wait_for_nth(&mut self, needle: &str, n: usize) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let found = self.lines_with(needle);
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            let exited = self.child.try_wait().expect("try_wait");
+            if exited.is_some() || tokio::time::Instant::now() > deadline {
+                // Let the reader thread catch up with the last lines before reporting.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                panic!(
+                    "no {n}th log line containing {needle:?} (process status: {exited:?}); logs:\n{}",
+                    self.logs().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for the first log line containing `needle`.
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        self.wait_for_nth(needle, 1).await
+    }
+
+    /// The first address frontend `name` listens on, from its `listening on` log line (so
+    /// configurations can bind port 0).
+    pub async fn frontend_addr(&mut self, name: &str) -> SocketAddr {
+        let needle = format!("frontend {name} listening on ");
+        let line = self.wait_for(&needle).await;
+        let rest = &line[line.find(&needle).expect("needle") + needle.len()..];
+        let rest = rest
+            .trim_start_matches("http://")
+            .trim_start_matches("https://");
+        let addr = rest.split_whitespace().next().unwrap_or_default();
+        addr.parse()
+            .unwrap_or_else(|e| panic!("bad address {addr:?} in {line:?}: {e}"))
+    }
+
+    /// Waits for the process to exit.
+    ///
+    /// # Panics
+    /// After [`WAIT`], with the logs.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "veza-lb did not exit; logs:\n{}",
+                self.logs().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Access-log lines so far, parsed.
+    pub fn access_lines(&self) -> Vec<AccessLine> {
+        self.logs()
+            .iter()
+            .filter_map(|l| AccessLine::from_log(l))
+            .collect()
+    }
+
+    /// Waits for the access-log line of `request_line` (e.g. `GET /x HTTP/1.1`).
+    pub async fn wait_access(&mut self, request_line: &str) -> AccessLine {
+        let line = self.wait_for(&format!("\"{request_line}\"")).await;
+        AccessLine::from_log(&line).unwrap_or_else(|| panic!("not an access line: {line}"))
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An HTTP response as the tiny client read it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header fields in order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `GET path` on a fresh connection.
+pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<HttpResponse> {
+    request(addr, "GET", path, &[]).await
+}
+
+/// One request on a fresh connection (`Connection: close`), with extra header lines; the
+/// answer is read to the end. Fails on any I/O error, an unparsable answer, or no answer
+/// within [`WAIT`].
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    tokio::time::timeout(WAIT, exchange(addr, method, path, headers))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer to {method} {path} within {WAIT:?}"),
+            ))
+        })
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if matches!(method, "POST" | "PUT") {
+        head.push_str("Content-Length: 0\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    parse_response(&raw)
+}
+
+/// Parses a complete HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
+    let bad = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{why}: {:?}", String::from_utf8_lossy(raw)),
+        )
+    };
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of head"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&raw[..eol]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+/// A backend for in-flight tests: answers every request at once with `200` and body
+/// `held-backend PATH`, except paths starting with `/hold`, answered only after
+/// [`HeldBackend::release`]. Each request's path is reported on [`HeldBackend::received`].
+#[derive(Debug)]
+pub struct HeldBackend {
+    addr: SocketAddr,
+    received: mpsc::UnboundedReceiver<String>,
+    release: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HeldBackend {
+    /// Listens on a free loopback port.
+    pub async fn start() -> HeldBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, received) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let released = release.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(held_connection(stream, tx.clone(), released.clone()));
+            }
+        });
+        HeldBackend {
+            addr,
+            received,
+            release,
+            task,
+        }
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the next request and returns its path.
+    pub async fn received(&mut self) -> String {
+        tokio::time::timeout(WAIT, self.received.recv())
+            .await
+            .expect("no request reached the held backend")
+            .expect("held backend stopped")
+    }
+
+    /// Lets every held request (and future ones) be answered.
+    pub fn release(&self) {
+        // `notify_waiters` misses connections not yet waiting; a stored permit per
+        // connection would only release one. Both together cover "now and later" well
+        // enough for one-shot tests.
+        self.release.notify_waiters();
+        self.release.notify_one();
+    }
+}
+
+impl Drop for HeldBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn held_connection(
+    mut stream: TcpStream,
+    tx: mpsc::UnboundedSender<String>,
+    release: Arc<Notify>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        let _ = tx.send(path.clone());
+        if path.starts_with("/hold") {
+            release.notified().await;
+        }
+        let body = format!("held-backend {path}\n");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One access-log line, in the layout of `proxy`'s access log:
+///
+/// ```text
+/// 127.0.0.1:51234 veza api_pool/backend-api-1 0/0/1/2/3 200 118 - - --NI 1/1/1/1/0 0/0 "GET / HTTP/1.1"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLine {
+    /// Client address and port.
+    pub client: SocketAddr,
+    /// Frontend name.
+    pub frontend: String,
+    /// Pool name.
+    pub pool: String,
+    /// Server name, `<NOSRV>` when none was picked.
+    pub server: String,
+    /// `Tq/Tw/Tc/Tr/Tt` in milliseconds, `-1` for phases that never happened.
+    pub timers: [i64; 5],
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// Bytes sent to the client.
+    pub bytes: u64,
+    /// Termination state, 2 characters (`--` for a normal end).
+    pub termination: String,
+    /// Sticky cookie state, 2 characters.
+    pub cookie: String,
+    /// `actconn/feconn/beconn/srv_conn`.
+    pub conns: [u64; 4],
+    /// Retries.
+    pub retries: u32,
+    /// The request line, unquoted.
+    pub request_line: String,
+}
+
+impl AccessLine {
+    /// Parses a log line of target `access` (human format: `... INFO access: <fields>`);
+    /// `None` for any other line.
+    pub fn from_log(line: &str) -> Option<AccessLine> {
+        let fields = &line[line.find(" access: ")? + " access: ".len()..];
+        AccessLine::parse(fields)
+    }
+
+    /// Parses the fields themselves.
+    pub fn parse(fields: &str) -> Option<AccessLine> {
+        let (head, request) = fields.split_once(" \"")?;
+        let request_line = request.strip_suffix('"')?.to_owned();
+        let f: Vec<&str> = head.split(' ').collect();
+        let [
+            client,
+            frontend,
+            pool_server,
+            timers,
+            status,
+            bytes,
+            _,
+            _,
+            state,
+            conns,
+            _queues,
+        ] = f.as_slice()
+        else {
+            return None;
+        };
+        let (pool, server) = pool_server.split_once('/')?;
+        let timers: Vec<i64> = timers
+            .split('/')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let conns: Vec<u64> = conns
+            .split('/')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        if state.len() != 4 || conns.len() != 5 {
+            return None;
+        }
+        Some(AccessLine {
+            client: client.parse().ok()?,
+            frontend: (*frontend).to_owned(),
+            pool: pool.to_owned(),
+            server: server.to_owned(),
+            timers: timers.try_into().ok()?,
+            status: status.parse().ok()?,
+            bytes: bytes.parse().ok()?,
+            termination: state[..2].to_owned(),
+            cookie: state[2..].to_owned(),
+            conns: [conns[0], conns[1], conns[2], conns[3]],
+            retries: u32::try_from(conns[4]).ok()?,
+            request_line,
+        })
+    }
+}
