@@ -76,11 +76,15 @@ impl Services {
         };
         let metrics = match global.metrics_listen {
             None => None,
-            Some(addr) => Some(crate::frontend::bind(addr).map_err(|source| Error::Bind {
-                what: "metrics listener".to_owned(),
-                addr,
-                source,
-            })?),
+            Some(addr) => {
+                let listener = crate::frontend::bind(addr).map_err(|source| Error::Bind {
+                    what: "metrics listener".to_owned(),
+                    addr,
+                    source,
+                })?;
+                let bound = listener.local_addr().unwrap_or(addr);
+                Some((listener, bound))
+            }
         };
         let source = Arc::new(StatsSource {
             handle: handle.clone(),
@@ -98,8 +102,9 @@ impl Services {
             tracker.spawn(serve(listener, source.clone(), stop.clone()));
         }
         if let Some(listener) = metrics {
-            services.metrics_addr = listener.local_addr().ok();
-            tracing::info!("metrics listening on {:?}", services.metrics_addr);
+            let (listener, addr) = listener;
+            services.metrics_addr = Some(addr);
+            tracing::info!("metrics listening on {addr}");
             tracker.spawn(crate::metrics::serve(listener, source, stop.clone()));
         }
         Ok(services)
