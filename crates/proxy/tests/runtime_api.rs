@@ -442,9 +442,9 @@ async fn stats_socket_answers_under_load() {
     );
     assert!(served > 0);
     let rows = lab.stat().await;
-    assert_eq!(
-        num(row(&rows, "veza", "FRONTEND"), REQ_TOT),
-        u64::from(served)
+    assert!(
+        num(row(&rows, "veza", "FRONTEND"), REQ_TOT) >= u64::from(served),
+        "every request served was counted"
     );
     lab.proxy.shutdown().await;
 }
