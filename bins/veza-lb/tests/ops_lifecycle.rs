@@ -332,3 +332,43 @@ servers = [
     lb.signal(Sig::SIGTERM);
     assert!(lb.wait_exit().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_closes_tunnels_after_shutdown_grace() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let backend = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        BackendConfig::new("ws-1"),
+    )
+    .await
+    .expect("backend");
+    let mut lb = Lb::start(&single("300ms", backend.addr()));
+    let addr = lb.frontend_addr("veza").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("websocket through veza-lb");
+    let hello = ws.next().await.expect("first message").expect("message");
+    assert_eq!(hello, Message::text("ws-1"));
+
+    lb.signal(Sig::SIGTERM);
+    lb.wait_for("stopping: no longer accepting").await;
+    // Within the grace the tunnel still carries messages...
+    ws.send(Message::text("still there?")).await.expect("send");
+    let echo = ws.next().await.expect("echo").expect("message");
+    assert_eq!(echo, Message::text("still there?"));
+    // ...then it is closed and the process exits 0.
+    let end = tokio::time::timeout(support::WAIT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the tunnel outlived shutdown_grace");
+    assert!(lb.wait_exit().await.success());
+    let line = lb.wait_access("GET /ws HTTP/1.1").await;
+    assert_eq!(
+        (line.status, line.termination.as_str()),
+        (101, "KD"),
+        "{line:?}"
+    );
+}

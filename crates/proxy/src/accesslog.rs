@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::counters::Counters;
 
@@ -41,6 +42,10 @@ pub(crate) struct AccessLog {
     /// Counter sets whose `ttime` average this request feeds.
     pub(crate) timed: Vec<Arc<Counters>>,
     pub(crate) conns: [u64; 4],
+    /// Counts the request as in flight for a graceful stop until its line is written: a
+    /// tunnel outlives the client connection that opened it, and a stop must still wait
+    /// for it (up to `shutdown_grace`).
+    pub(crate) in_flight: Option<TaskTrackerToken>,
 }
 
 impl AccessLog {
@@ -50,10 +55,10 @@ impl AccessLog {
         for c in &self.timed {
             c.total_time.add(total);
         }
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-            return;
+        if tracing::enabled!(target: "access", tracing::Level::INFO) {
+            tracing::info!(target: "access", "{}", self.line(total.as_millis() as u64));
         }
-        tracing::info!(target: "access", "{}", self.line(total.as_millis() as u64));
+        self.in_flight = None;
     }
 
     pub(crate) fn line(&self, total_ms: u64) -> String {
@@ -101,6 +106,7 @@ mod tests {
             completed: true,
             timed: Vec::new(),
             conns: [1, 1, 0, 0],
+            in_flight: None,
         };
         assert_eq!(
             log.line(3),

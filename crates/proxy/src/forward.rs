@@ -14,6 +14,7 @@ use hyper::body::{Body, Incoming};
 use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::accesslog::AccessLog;
 use crate::body::ProxyBody;
@@ -38,6 +39,8 @@ pub(crate) struct ClientContext {
     pub(crate) hard_stop: CancellationToken,
     /// Process-wide counters (the access log's `actconn`).
     pub(crate) process: Arc<Counters>,
+    /// What a graceful stop waits for.
+    pub(crate) tracker: TaskTracker,
 }
 
 /// The sticky cookie as the request carried it, owned so it outlives header rewriting.
@@ -167,6 +170,7 @@ pub(crate) async fn handle(
         completed: false,
         timed: vec![fe_counters.clone(), pool.counters.clone()],
         conns: [0; 4],
+        in_flight: Some(ctx.tracker.token()),
     });
     Counters::add(&pool.counters.requests, 1);
 

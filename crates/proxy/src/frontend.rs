@@ -98,6 +98,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
         tls: ctx.tls.is_some(),
         hard_stop: ctx.hard_stop.clone(),
         process: ctx.process.clone(),
+        tracker: ctx.tracker.clone(),
     });
     let Some(tls) = &ctx.tls else {
         return serve_http1(TokioIo::new(stream), client, &ctx).await;
