@@ -242,3 +242,34 @@ async fn a_removed_server_drains_then_is_closed_after_shutdown_grace() {
     lb.signal(Sig::SIGTERM);
     assert!(lb.wait_exit().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_bind_moves_the_listener() {
+    let s1 = backend("s1").await;
+    let (old_port, new_port) = (support::free_port(), support::free_port());
+    let on = |port: u16| {
+        config("30s", &[("s1", s1.addr())], "").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+    };
+    let mut lb = Lb::start(&on(old_port));
+    let old = lb.frontend_addr("veza").await;
+    assert_eq!(old.port(), old_port);
+    lb.write_config(&on(new_port));
+    lb.signal(Sig::SIGHUP);
+    lb.wait_for("reload complete").await;
+    let new = SocketAddr::from(([127, 0, 0, 1], new_port));
+    assert_eq!(get(new, "/").await.expect("new address").status, 200);
+    // The old socket closes right after the swap (polled: closing is asynchronous).
+    let mut refused = false;
+    for _ in 0..500 {
+        match tokio::net::TcpStream::connect(old).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    assert!(refused, "the old address still accepts connections");
+    lb.signal(Sig::SIGTERM);
+    assert!(lb.wait_exit().await.success());
+}
