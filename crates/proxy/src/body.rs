@@ -73,6 +73,18 @@ impl ProxyBody {
         self
     }
 
+    /// Returns the server connection to its idle pool: only once the body was read to its
+    /// end, when the connection is ready for the next request.
+    fn release_connection(&mut self) {
+        if let Kind::Upstream {
+            sender, upstream, ..
+        } = &mut self.kind
+            && let Some(sender) = sender.take()
+        {
+            upstream.checkin(sender);
+        }
+    }
+
     fn count(&mut self, n: usize) {
         for c in &self.counters {
             Counters::add(&c.bytes_out, n as u64);
@@ -117,14 +129,7 @@ impl Body for ProxyBody {
                 }
             }
             Poll::Ready(None) => {
-                if let Kind::Upstream {
-                    sender, upstream, ..
-                } = &mut this.kind
-                {
-                    if let Some(sender) = sender.take() {
-                        upstream.checkin(sender);
-                    }
-                }
+                this.release_connection();
                 if let Some(log) = &mut this.log {
                     log.completed = true;
                 }
@@ -163,14 +168,7 @@ impl Drop for ProxyBody {
             }
         }
         if ended {
-            if let Kind::Upstream {
-                sender, upstream, ..
-            } = &mut self.kind
-            {
-                if let Some(sender) = sender.take() {
-                    upstream.checkin(sender);
-                }
-            }
+            self.release_connection();
         }
         log.finish();
     }

@@ -412,10 +412,9 @@ impl ControlTask {
         let Some(p) = self.pools.get_mut(pool) else {
             return;
         };
-        match p.state.observe_check(server, result, now.into_std()) {
-            Ok(Some(t)) => self.on_transition(pool, server, t, Some(result)),
-            // A result for a removed server can arrive after a reload: nothing to do.
-            Ok(None) | Err(_) => {}
+        // A result for a server removed by a reload can still arrive: it is ignored.
+        if let Ok(Some(t)) = p.state.observe_check(server, result, now.into_std()) {
+            self.on_transition(pool, server, t, Some(result));
         }
     }
 

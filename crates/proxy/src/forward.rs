@@ -66,7 +66,7 @@ enum AttemptError {
     Connect(ConnectError),
     /// A pooled connection turned out closed before the request was written: retry
     /// for free, on a fresh connection.
-    StaleReused(Request<UpstreamBody>),
+    StaleReused(Box<Request<UpstreamBody>>),
     /// The request was (maybe) sent, no response came: retryable if idempotent.
     NoResponse(hyper::Error),
     /// The server's sessions were shut down while waiting for the response.
@@ -91,7 +91,8 @@ pub(crate) async fn handle(
         req.version()
     );
 
-    if let Err((status, why)) = headers::check_request(&req, MAX_URI_LEN) {
+    if let Err((status, why)) = headers::check_request(&req, MAX_URI_LEN, crate::frontend::MAX_HEAD)
+    {
         Counters::add(&fe_counters.req_errors, 1);
         fe_counters.response(status.as_u16());
         tracing::info!(target: "access", "{} {} <rejected> {} \"{}\": {why}", ctx.peer, frontend.name, status.as_u16(), request_line);
@@ -261,7 +262,7 @@ pub(crate) async fn handle(
                 drop(session);
                 let (again, counted) = match error {
                     AttemptError::StaleReused(req) => {
-                        request = Some(req);
+                        request = Some(*req);
                         fresh_only = true;
                         (true, false)
                     }
@@ -374,7 +375,7 @@ async fn attempt(
         Err(_) => Err(AttemptError::Timeout),
         Ok(Ok(resp)) => Ok((resp, sender)),
         Ok(Err(mut e)) => match e.take_message() {
-            Some(req) if reused => Err(AttemptError::StaleReused(req)),
+            Some(req) if reused => Err(AttemptError::StaleReused(Box::new(req))),
             // Nothing was written: as safe to retry as a failed connect.
             Some(_) => Err(AttemptError::Connect(ConnectError::Handshake(
                 e.into_error(),

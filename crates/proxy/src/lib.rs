@@ -201,7 +201,7 @@ fn frontend_view(
         .map(|r| Some((r.path_prefix.clone(), pools.get(r.pool.as_str())?.clone())))
         .collect::<Option<_>>()?;
     // Longest prefix first, so `/stream/live/` wins over `/stream/`.
-    routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     Some(FrontendView {
         name: fe.name.clone(),
         routes,
