@@ -49,6 +49,9 @@ const SURVIVOR: &str = API_SERVERS[1];
 const HEALTH_PATH: &str = "/api/v1/health";
 /// Tracks fetched by the HLS check: enough that both stream servers get some.
 const TRACKS: usize = 16;
+/// WebSockets opened without a cookie to get one balanced onto backend-api-1 (other clients of
+/// a deployed balancer move the round-robin too).
+const PIN_ATTEMPTS: usize = 8;
 /// How long the request loop runs before the kill and after the recovery.
 const LOOP_MARGIN: Duration = Duration::from_secs(1);
 /// Concurrent clients of the request loop, each pausing this long between requests.
@@ -533,7 +536,7 @@ impl Smoke<'_> {
     }
 }
 
-/// Polls `show stat` every 100 ms until `pool/server` has exactly `status`.
+/// Polls `show stat` every 50 ms until `pool/server` has exactly `status`.
 async fn wait_status(
     stats: &StatsSocket,
     pool: &str,
@@ -556,7 +559,7 @@ async fn wait_status(
                 "{pool}/{server} not {status} after {limit:?} (last: {last})"
             ));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -595,7 +598,7 @@ fn count_by(counts: &BTreeMap<String, u64>) -> String {
 /// 101 set `SERVERID=backend-api-1` and that a second socket with that cookie sticks.
 async fn pin_websocket(lb: &str) -> Result<(Greeted, String, String)> {
     let mut greeted = None;
-    for _ in 0..4 {
+    for _ in 0..PIN_ATTEMPTS {
         let g = http::websocket(lb, None).await?;
         if g.greeting == VICTIM {
             greeted = Some(g);
