@@ -31,8 +31,8 @@ use crate::config::{self, FrontendTls};
 /// ALPN protocols offered, in server preference order.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// Sessions kept for TLS 1.2 session-ID resumption.
-const SESSION_CACHE: usize = 16 * 1024;
+/// Sessions kept for resumption (HAProxy's default `tune.ssl.cachesize`).
+const SESSION_CACHE: usize = 20_000;
 
 /// Certificates expiring within this long get a warning at load time.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -214,9 +214,11 @@ impl TlsFrontend {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        // No tickets at all: stateless TLS 1.2 tickets would need rotating keys (Mozilla), and
-        // TLS 1.3 tickets are turned off as well; TLS 1.2 clients resume by session ID.
-        config.send_tls13_tickets = 0;
+        // No stateless tickets: their key would have to rotate (Mozilla). Resumption is
+        // stateful instead, from a server-side cache: TLS 1.2 by session ID, TLS 1.3 by
+        // single-use tickets that are only keys into that cache (what HAProxy does with
+        // `no-tls-tickets`). Without it every reconnect pays a full handshake.
+        config.send_tls13_tickets = 2;
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         Ok(Self {
             resolver,

@@ -186,6 +186,11 @@ impl Client<'_> {
         addr: SocketAddr,
         name: &str,
     ) -> std::io::Result<TlsStream<TcpStream>> {
+        connect_with(self.config(), addr, name).await
+    }
+
+    /// A client configuration; connections made with the same one may resume sessions.
+    fn config(&self) -> Arc<ClientConfig> {
         let mut provider = aws_lc_rs::default_provider();
         if let Some(suites) = &self.suites {
             provider.cipher_suites = suites.clone();
@@ -196,11 +201,19 @@ impl Client<'_> {
             .with_root_certificates(self.roots.clone())
             .with_no_client_auth();
         config.alpn_protocols = self.alpn.iter().map(|p| p.to_vec()).collect();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let server_name = ServerName::try_from(name.to_owned()).expect("server name");
-        let tcp = TcpStream::connect(addr).await?;
-        connector.connect(server_name, tcp).await
+        Arc::new(config)
     }
+}
+
+async fn connect_with(
+    config: Arc<ClientConfig>,
+    addr: SocketAddr,
+    name: &str,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let server_name = ServerName::try_from(name.to_owned()).expect("server name");
+    let tcp = TcpStream::connect(addr).await?;
+    connector.connect(server_name, tcp).await
 }
 
 fn peer_leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
@@ -693,5 +706,54 @@ async fn websocket_over_tls_is_tunnelled_on_http11() {
     ws.send(Message::text("over tls")).await.expect("send");
     let echo = ws.next().await.expect("message").expect("frame");
     assert_eq!(echo, Message::text("over tls"));
+    lb.proxy.abort();
+}
+
+#[tokio::test]
+async fn sessions_resume_from_the_server_cache_without_stateless_tickets() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
+    let lb = start(config(echo_server().await, &leaf, "")).await;
+    let roots = pki.roots();
+    use aws_lc_rs::cipher_suite as cs;
+    let tls13 = Client {
+        roots: &roots,
+        alpn: &[b"http/1.1"],
+        suites: None,
+    };
+    let tls12 = Client {
+        roots: &roots,
+        alpn: &[b"http/1.1"],
+        suites: Some(vec![cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]),
+    };
+    for (client, version) in [
+        (tls13, ProtocolVersion::TLSv1_3),
+        (tls12, ProtocolVersion::TLSv1_2),
+    ] {
+        let config = client.config();
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let stream = connect_with(config.clone(), lb.tls, "lb.test")
+                .await
+                .expect("handshake");
+            let conn = stream.get_ref().1;
+            assert_eq!(conn.protocol_version(), Some(version));
+            kinds.push(conn.handshake_kind());
+            // A request reads the TLS 1.3 tickets sent after the handshake.
+            let mut sender = http1(stream).await;
+            assert_eq!(get_h1(&mut sender, "/").await.0.status(), StatusCode::OK);
+        }
+        assert_eq!(
+            kinds,
+            [
+                Some(rustls::HandshakeKind::Full),
+                Some(rustls::HandshakeKind::Resumed)
+            ],
+            "{version:?}"
+        );
+    }
+    let counters = lb.proxy.tls_counters("web").expect("TLS counters");
+    assert_eq!(TlsCounters::get(&counters.sessions), 4);
+    assert_eq!(TlsCounters::get(&counters.reused_sessions), 2);
     lb.proxy.abort();
 }
