@@ -310,39 +310,11 @@ async fn up(paths: &Paths) -> Result<Machine> {
         }
     }
     let leader = machine.leader.to_string();
-    let booted = tokio::time::timeout(
-        Duration::from_secs(90),
-        command_ok(
-            "nsenter",
-            &[
-                "-t",
-                &leader,
-                "-a",
-                "systemctl",
-                "is-system-running",
-                "--wait",
-            ],
-        ),
-    )
-    .await;
-    // "degraded" (a unit failed, e.g. one that needs hardware) exits non-zero but is booted.
-    let state = match booted {
-        Ok(Ok(state)) => state,
-        Ok(Err(e)) if e.to_string().contains("degraded") => "degraded".to_owned(),
-        Ok(Err(e)) => {
-            let failed = command_ok("nsenter", &["-t", &leader, "-a", "systemctl", "--failed"])
-                .await
-                .unwrap_or_default();
-            if failed.contains("degraded") || failed.contains("failed") {
-                format!("degraded:\n{failed}")
-            } else {
-                let _ = down(paths, Some(&mut machine)).await;
-                return Err(e);
-            }
-        }
-        Err(_) => {
+    let state = match wait_booted(&leader).await {
+        Ok(state) => state,
+        Err(e) => {
             let _ = down(paths, Some(&mut machine)).await;
-            return fail("the container's systemd did not finish booting within 90s");
+            return Err(e);
         }
     };
     println!(
@@ -352,6 +324,62 @@ async fn up(paths: &Paths) -> Result<Machine> {
         machine.leader
     );
     Ok(machine)
+}
+
+/// Waits until the container's systemd has booted: `running`, or `degraded` (a unit that
+/// needs hardware or a host service failed; the lab does not need it).
+async fn wait_booted(leader: &str) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let output = tokio::process::Command::new("nsenter")
+            .args([
+                "-t",
+                leader,
+                "-a",
+                "systemctl",
+                "is-system-running",
+                "--wait",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(Error::io("cannot run nsenter"))?;
+        let state = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        match state.as_str() {
+            "running" => return Ok(state),
+            "degraded" => {
+                let failed = command_ok(
+                    "nsenter",
+                    &[
+                        "-t",
+                        leader,
+                        "-a",
+                        "systemctl",
+                        "--failed",
+                        "--plain",
+                        "--no-legend",
+                    ],
+                )
+                .await
+                .unwrap_or_default();
+                let units: Vec<&str> = failed
+                    .lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .collect();
+                return Ok(format!("degraded; failed units: {}", units.join(" ")));
+            }
+            // Until systemd's bus is up, systemctl cannot ask it anything.
+            _ if start.elapsed() < Duration::from_secs(90) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => {
+                return fail(format!(
+                    "the container's systemd did not finish booting within 90s (state {state:?}: {})",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+        }
+    }
 }
 
 /// Stops the container (SIGTERM to nspawn: an orderly poweroff inside) and removes the
