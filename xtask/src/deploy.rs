@@ -228,7 +228,7 @@ impl Payload {
 
     fn read(what: impl Into<String>, path: &Path) -> Result<Payload> {
         let bytes = std::fs::read(path).map_err(Error::io(format!(
-            "cannot read {}; build it or pass --bin-dir",
+            "cannot read {} (build it first, or fix the path)",
             path.display()
         )))?;
         Ok(Payload::new(what, bytes))

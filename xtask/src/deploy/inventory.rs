@@ -570,6 +570,19 @@ hosts = [
     }
 
     #[test]
+    fn example_inventories_are_valid() {
+        for path in [
+            examples().join("lab-local.toml"),
+            examples().join("inventory/lab-nspawn.toml"),
+            examples().join("inventory/seed-incus.toml"),
+        ] {
+            let inventory = Inventory::load(&path, Path::new("/tmp")).unwrap();
+            assert_eq!(inventory.groups.len(), 3, "{}", path.display());
+            assert_eq!(inventory.instances().count(), 5, "{}", path.display());
+        }
+    }
+
+    #[test]
     fn errors_name_the_file_the_group_and_the_host() {
         let dir = examples().join("inventory");
         let err = |text: &str| {
