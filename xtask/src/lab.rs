@@ -454,8 +454,26 @@ impl Checks {
 async fn test(paths: &Paths, keep: bool, release: bool) -> Result<ExitCode> {
     let wall = Instant::now();
     let root = workspace_root();
-    let inventory = Inventory::load(&root.join(INVENTORY), &root)?;
-    ports_free(&inventory)?;
+    let mut inventory = Inventory::load(&root.join(INVENTORY), &root)?;
+    if ports_free(&inventory).is_err() {
+        // The container shares the host's network: take free ports instead of busy ones.
+        let mut fresh = crate::topology::free_ports(16)?.into_iter();
+        let mut moved = std::collections::BTreeMap::new();
+        inventory.remap_ports(|old| {
+            *moved
+                .entry(old)
+                .or_insert_with(|| fresh.next().unwrap_or(old))
+        })?;
+        println!(
+            "lab: ports of {INVENTORY} in use on this host; using free ones instead: {}",
+            moved
+                .iter()
+                .map(|(a, b)| format!("{a}->{b}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        ports_free(&inventory)?;
+    }
     let profile = if release {
         Profile::Release
     } else {

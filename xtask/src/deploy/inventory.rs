@@ -377,6 +377,41 @@ health = {{ path = "/health", interval = "{interval}", timeout = "{timeout}", fa
         )
     }
 
+    /// Moves every address veza-lb and the backends listen on to a new port (`port(old)`),
+    /// re-rendering the role files: how the lab avoids ports already taken on its host.
+    pub fn remap_ports(&mut self, mut port: impl FnMut(u16) -> u16) -> Result<()> {
+        let mut remap = |addr: &str| match addr.rsplit_once(':') {
+            Some((host, p)) => match p.parse::<u16>() {
+                Ok(p) => format!("{host}:{}", port(p)),
+                Err(_) => addr.to_owned(),
+            },
+            None => addr.to_owned(),
+        };
+        let lb = &mut self.lb;
+        lb.bind = lb.bind.iter().map(|a| remap(a)).collect();
+        if !lb.stats_socket.starts_with("unix:") {
+            lb.stats_socket = remap(&lb.stats_socket);
+        }
+        if !lb.metrics_listen.is_empty() {
+            lb.metrics_listen = remap(&lb.metrics_listen);
+        }
+        for group in &mut self.groups {
+            let template = std::fs::read_to_string(&group.role).map_err(crate::Error::io(
+                format!("cannot read {}", group.role.display()),
+            ))?;
+            for instance in &mut group.instances {
+                instance.addr = instance.addr.as_deref().map(&mut remap);
+                let name = &instance.host.name;
+                instance.role_text = render_role(&template, name, instance.addr.as_deref())
+                    .map_err(crate::Error::Message)?;
+                let origin = format!("{} (for {name})", group.role.display());
+                instance.plan = provision::Plan::parse(&origin, &instance.role_text)
+                    .map_err(|e| crate::Error::Message(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every host, in deploy order, with its group.
     pub fn instances(&self) -> impl Iterator<Item = (&Group, &Instance)> {
         self.groups
