@@ -37,15 +37,41 @@ pub(crate) struct AccessLog {
     pub(crate) termination: [u8; 2],
     pub(crate) cookie: [u8; 2],
     pub(crate) retries: u32,
-    pub(crate) request_line: String,
+    pub(crate) request: RequestLine,
     pub(crate) completed: bool,
     /// Counter sets whose `ttime` average this request feeds.
-    pub(crate) timed: Vec<Arc<Counters>>,
+    pub(crate) timed: [Arc<Counters>; 2],
     pub(crate) conns: [u64; 4],
     /// Counts the request as in flight for a graceful stop until its line is written: a
     /// tunnel outlives the client connection that opened it, and a stop must still wait
     /// for it (up to `shutdown_grace`).
     pub(crate) in_flight: Option<TaskTrackerToken>,
+}
+
+/// The request line, kept as cheap clones of the parsed parts and formatted only when a
+/// log line is actually written.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestLine {
+    pub(crate) method: http::Method,
+    pub(crate) target: Option<http::uri::PathAndQuery>,
+    pub(crate) version: http::Version,
+}
+
+impl RequestLine {
+    pub(crate) fn of<B>(req: &http::Request<B>) -> Self {
+        Self {
+            method: req.method().clone(),
+            target: req.uri().path_and_query().cloned(),
+            version: req.version(),
+        }
+    }
+}
+
+impl std::fmt::Display for RequestLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = self.target.as_ref().map_or("/", |t| t.as_str());
+        write!(f, "{} {target} {:?}", self.method, self.version)
+    }
 }
 
 impl AccessLog {
@@ -78,7 +104,7 @@ impl AccessLog {
             String::from_utf8_lossy(&self.termination),
             String::from_utf8_lossy(&self.cookie),
             self.retries,
-            self.request_line,
+            self.request,
         )
     }
 }
@@ -102,9 +128,9 @@ mod tests {
             termination: *b"--",
             cookie: *b"NI",
             retries: 1,
-            request_line: "GET /x HTTP/1.1".into(),
+            request: RequestLine::of(&http::Request::get("/x").body(()).expect("request")),
             completed: true,
-            timed: Vec::new(),
+            timed: [Arc::default(), Arc::default()],
             conns: [1, 1, 0, 0],
             in_flight: None,
         };

@@ -16,7 +16,7 @@ use crate::upstream::{Upstream, UpstreamBody};
 pub struct ProxyBody {
     kind: Kind,
     /// Counter sets that `bout` is added to (frontend, pool, server).
-    counters: Vec<Arc<Counters>>,
+    counters: Option<[Arc<Counters>; 3]>,
     log: Option<Box<AccessLog>>,
 }
 
@@ -35,7 +35,7 @@ impl ProxyBody {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Self {
             kind: Kind::Full(Some(bytes.into())),
-            counters: Vec::new(),
+            counters: None,
             log: None,
         }
     }
@@ -57,7 +57,7 @@ impl ProxyBody {
                 sender: Some(sender),
                 upstream,
             },
-            counters: Vec::new(),
+            counters: None,
             log: None,
         }
     }
@@ -65,10 +65,10 @@ impl ProxyBody {
     /// Counts bytes sent into these counter sets, and writes `log` when the body ends.
     pub(crate) fn with_accounting(
         mut self,
-        counters: Vec<Arc<Counters>>,
+        counters: [Arc<Counters>; 3],
         log: Option<Box<AccessLog>>,
     ) -> Self {
-        self.counters = counters;
+        self.counters = Some(counters);
         self.log = log;
         self
     }
@@ -86,7 +86,7 @@ impl ProxyBody {
     }
 
     fn count(&mut self, n: usize) {
-        for c in &self.counters {
+        for c in self.counters.iter().flatten() {
             Counters::add(&c.bytes_out, n as u64);
         }
         if let Some(log) = &mut self.log {
@@ -124,7 +124,7 @@ impl Body for ProxyBody {
                 if let Some(log) = &mut this.log {
                     log.termination = *b"SD";
                 }
-                for c in &this.counters {
+                for c in this.counters.iter().flatten() {
                     Counters::add(&c.server_aborts, 1);
                 }
             }
@@ -163,7 +163,7 @@ impl Drop for ProxyBody {
         if !ended && log.termination == *b"--" {
             // The client went away before the body was sent in full.
             log.termination = *b"CD";
-            for c in &self.counters {
+            for c in self.counters.iter().flatten() {
                 Counters::add(&c.client_aborts, 1);
             }
         }

@@ -214,7 +214,7 @@ pub(crate) struct ControlTask {
 
 struct Retired {
     deadline: Instant,
-    pool: String,
+    pool: Arc<str>,
     upstream: Arc<Upstream>,
 }
 
@@ -330,7 +330,7 @@ impl ControlTask {
         };
         let slot = Arc::new(PoolSlot {
             id,
-            name: pool.name.clone(),
+            name: pool.name.as_str().into(),
             view: ArcSwap::from_pointee(view),
             counters: Arc::new(Counters::default()),
         });
@@ -548,7 +548,7 @@ impl ControlTask {
                 let configured = pool.server(state.name());
                 let existing = p.servers.get(slot.index());
                 let keep = match (existing, configured) {
-                    (Some(up), Some(cfg)) => up.name == cfg.name && up.addr == cfg.addr,
+                    (Some(up), Some(cfg)) => *up.name == *cfg.name && up.addr == cfg.addr,
                     (Some(_), None) => true, // tombstone keeps its runtime for draining requests
                     (None, _) => false,
                 };
@@ -569,7 +569,7 @@ impl ControlTask {
     }
 
     /// Every upstream that new requests can reach, with its pool's name.
-    fn in_service(&self) -> Vec<(String, Arc<Upstream>)> {
+    fn in_service(&self) -> Vec<(Arc<str>, Arc<Upstream>)> {
         self.pools
             .iter()
             .filter(|p| p.active)
@@ -584,7 +584,7 @@ impl ControlTask {
 
     /// Schedules the sessions of upstreams that were in service `before` a reload and no
     /// longer are to be shut at `deadline`.
-    fn retire(&mut self, before: Vec<(String, Arc<Upstream>)>, deadline: Instant) {
+    fn retire(&mut self, before: Vec<(Arc<str>, Arc<Upstream>)>, deadline: Instant) {
         let after = self.in_service();
         for (pool, upstream) in before {
             if after.iter().any(|(_, u)| Arc::ptr_eq(u, &upstream)) {
@@ -631,7 +631,7 @@ impl ControlTask {
             .iter()
             .filter(|p| p.active)
             .map(|p| PoolStats {
-                name: p.slot.name.clone(),
+                name: p.slot.name.to_string(),
                 settings: p.settings.clone(),
                 counters: p.slot.counters.clone(),
                 servers_in_service: p.state.servers_in_service(),

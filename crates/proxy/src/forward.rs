@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accesslog::AccessLog;
+use crate::accesslog::{AccessLog, RequestLine};
 use crate::body::ProxyBody;
 use crate::control::{Control, ControlHandle};
 use crate::counters::{Counters, SessionGuard};
@@ -84,12 +84,7 @@ pub(crate) async fn handle(
     let frontend = ctx.frontend.load_full();
     let fe_counters = frontend.counters.clone();
     Counters::add(&fe_counters.requests, 1);
-    let request_line = format!(
-        "{} {} {:?}",
-        req.method(),
-        req.uri().path_and_query().map_or("/", |p| p.as_str()),
-        req.version()
-    );
+    let request_line = RequestLine::of(&req);
 
     if let Err((status, why)) = headers::check_request(&req, MAX_URI_LEN, crate::frontend::MAX_HEAD)
     {
@@ -156,8 +151,8 @@ pub(crate) async fn handle(
 
     let mut log = Box::new(AccessLog {
         client: ctx.peer,
-        frontend: frontend.name.as_str().into(),
-        pool: pool.name.as_str().into(),
+        frontend: frontend.name.clone(),
+        pool: pool.name.clone(),
         server: None,
         started,
         connect_ms: None,
@@ -167,9 +162,9 @@ pub(crate) async fn handle(
         termination: *b"--",
         cookie: [b'-', b'-'],
         retries: 0,
-        request_line,
+        request: request_line,
         completed: false,
-        timed: vec![fe_counters.clone(), pool.counters.clone()],
+        timed: [fe_counters.clone(), pool.counters.clone()],
         conns: [0; 4],
         in_flight: Some(ctx.tracker.token()),
     });
@@ -203,7 +198,7 @@ pub(crate) async fn handle(
         let upstream = view.upstream(pick.server).clone();
         Counters::add(&upstream.counters.lb_selected, 1);
         Counters::add(&pool.counters.lb_selected, 1);
-        log.server = Some(upstream.name.as_str().into());
+        log.server = Some(upstream.name.clone());
         log.cookie = [
             pick.cookie.flag() as u8,
             if pick.set_cookie {
@@ -422,7 +417,7 @@ fn respond(
                 client: client_upgrade,
                 server: server_upgrade,
                 upstream: upstream.clone(),
-                counters: vec![
+                counters: [
                     fe_counters.clone(),
                     pool.counters.clone(),
                     upstream.counters.clone(),
@@ -438,7 +433,7 @@ fn respond(
     drop(session);
     let (parts, body) = resp.into_parts();
     let body = ProxyBody::upstream(body, sender, upstream.clone()).with_accounting(
-        vec![
+        [
             fe_counters.clone(),
             pool.counters.clone(),
             upstream.counters.clone(),

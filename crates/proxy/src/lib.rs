@@ -203,7 +203,7 @@ fn frontend_view(
     // Longest prefix first, so `/stream/live/` wins over `/stream/`.
     routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     Some(FrontendView {
-        name: fe.name.clone(),
+        name: fe.name.as_str().into(),
         routes,
         default_pool: pools.get(fe.default_pool.as_str())?.clone(),
         counters,
@@ -269,7 +269,7 @@ impl Proxy {
         mut certs: HashMap<String, tls::CertSet>,
     ) -> Result<(), Error> {
         let pools: HashMap<&str, Arc<PoolSlot>> =
-            slots.iter().map(|s| (s.name.as_str(), s.clone())).collect();
+            slots.iter().map(|s| (&*s.name, s.clone())).collect();
         // Bind everything new before changing anything: all or nothing.
         let mut bound = HashMap::new();
         for fe in &config.frontends {

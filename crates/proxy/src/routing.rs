@@ -18,7 +18,7 @@ use crate::upstream::Upstream;
 pub(crate) struct PoolSlot {
     /// Stable index of the pool in the control task (never reused).
     pub(crate) id: usize,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) view: ArcSwap<PoolView>,
     pub(crate) counters: Arc<Counters>,
 }
@@ -41,7 +41,7 @@ impl PoolView {
 /// One immutable snapshot of a frontend's routing table.
 #[derive(Debug)]
 pub(crate) struct FrontendView {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     /// Longest prefix first.
     pub(crate) routes: Vec<(String, Arc<PoolSlot>)>,
     pub(crate) default_pool: Arc<PoolSlot>,

@@ -24,7 +24,7 @@ pub(crate) struct Tunnel {
     pub(crate) server: OnUpgrade,
     pub(crate) upstream: Arc<Upstream>,
     /// Frontend, pool and server counters.
-    pub(crate) counters: Vec<Arc<Counters>>,
+    pub(crate) counters: [Arc<Counters>; 3],
     pub(crate) idle_timeout: Duration,
     pub(crate) hard_stop: CancellationToken,
     /// Keeps the tunnel counted in `scur` of its server and pool.

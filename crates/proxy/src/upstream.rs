@@ -64,7 +64,7 @@ struct Idle {
 /// The runtime side of one server: address, idle pool, kill switch and counters. Lives as
 /// long as the server is configured; shared by every request routed to it.
 pub(crate) struct Upstream {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) addr: SocketAddr,
     pub(crate) counters: Arc<Counters>,
     idle: Mutex<Vec<Idle>>,
@@ -74,7 +74,7 @@ pub(crate) struct Upstream {
 impl Upstream {
     pub(crate) fn new(name: String, addr: SocketAddr) -> Self {
         Self {
-            name,
+            name: name.into(),
             addr,
             counters: Arc::default(),
             idle: Mutex::new(Vec::new()),
