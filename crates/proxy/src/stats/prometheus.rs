@@ -30,6 +30,40 @@ const CODES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// A family read from a counter set: name suffix, type, help, value.
 type CounterSeries = (&'static str, Kind, &'static str, fn(&Counters) -> u64);
+
+/// Series every frontend, backend and server exports alike.
+const SESSION_SERIES: [CounterSeries; 5] = [
+    (
+        "current_sessions",
+        Kind::Gauge,
+        "Number of current sessions on the frontend, backend or server",
+        |c| Counters::get(&c.cur_sessions),
+    ),
+    (
+        "max_sessions",
+        Kind::Gauge,
+        "Highest value of current sessions encountered since process started",
+        |c| Counters::get(&c.max_sessions),
+    ),
+    (
+        "sessions_total",
+        Kind::Counter,
+        "Total number of sessions since process started",
+        |c| Counters::get(&c.total_sessions),
+    ),
+    (
+        "bytes_in_total",
+        Kind::Counter,
+        "Total number of request bytes since process started",
+        |c| Counters::get(&c.bytes_in),
+    ),
+    (
+        "bytes_out_total",
+        Kind::Counter,
+        "Total number of response bytes since process started",
+        |c| Counters::get(&c.bytes_out),
+    ),
+];
 /// A family of durations read from a counter set: name suffix, help, seconds.
 type TimeSeries = (&'static str, &'static str, fn(&Counters) -> f64);
 
@@ -156,37 +190,7 @@ pub fn render(
     let sl = |p: &PoolStats, s: &ServerStats| labels(&[("proxy", &p.name), ("server", &s.name)]);
 
     // What backends and servers both export, from their counters.
-    let upstream: [CounterSeries; 14] = [
-        (
-            "current_sessions",
-            Kind::Gauge,
-            "Number of current sessions on the frontend, backend or server",
-            |c| Counters::get(&c.cur_sessions),
-        ),
-        (
-            "max_sessions",
-            Kind::Gauge,
-            "Highest value of current sessions encountered since process started",
-            |c| Counters::get(&c.max_sessions),
-        ),
-        (
-            "sessions_total",
-            Kind::Counter,
-            "Total number of sessions since process started",
-            |c| Counters::get(&c.total_sessions),
-        ),
-        (
-            "bytes_in_total",
-            Kind::Counter,
-            "Total number of request bytes since process started",
-            |c| Counters::get(&c.bytes_in),
-        ),
-        (
-            "bytes_out_total",
-            Kind::Counter,
-            "Total number of response bytes since process started",
-            |c| Counters::get(&c.bytes_out),
-        ),
+    let upstream: [CounterSeries; 9] = [
         (
             "connection_errors_total",
             Kind::Counter,
@@ -275,7 +279,7 @@ pub fn render(
         ),
     ];
 
-    for (suffix, kind, help, get) in upstream {
+    for &(suffix, kind, help, get) in SESSION_SERIES.iter().chain(&upstream) {
         out.family(
             &format!("haproxy_backend_{suffix}"),
             kind,
@@ -376,7 +380,7 @@ pub fn render(
     );
     out.family("haproxy_backend_http_responses_total", Kind::Counter, "Total number of HTTP responses with status 100-199 returned by this object since the worker process started", CODES.iter().enumerate().flat_map(|(i, code)| pools.iter().map(move |p| (labels(&[("proxy", &p.name), ("code", code)]), n(Counters::get(&p.counters.responses[i]))))));
 
-    for (suffix, kind, help, get) in upstream {
+    for &(suffix, kind, help, get) in SESSION_SERIES.iter().chain(&upstream) {
         out.family(
             &format!("haproxy_server_{suffix}"),
             kind,
@@ -598,37 +602,7 @@ fn process_metrics(out: &mut Exposition, info: &ProcessInfo) {
 
 fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
     let fl = |f: &FrontendStats| labels(&[("proxy", &f.name)]);
-    let series: [CounterSeries; 10] = [
-        (
-            "current_sessions",
-            Kind::Gauge,
-            "Number of current sessions on the frontend, backend or server",
-            |c| Counters::get(&c.cur_sessions),
-        ),
-        (
-            "max_sessions",
-            Kind::Gauge,
-            "Highest value of current sessions encountered since process started",
-            |c| Counters::get(&c.max_sessions),
-        ),
-        (
-            "sessions_total",
-            Kind::Counter,
-            "Total number of sessions since process started",
-            |c| Counters::get(&c.total_sessions),
-        ),
-        (
-            "bytes_in_total",
-            Kind::Counter,
-            "Total number of request bytes since process started",
-            |c| Counters::get(&c.bytes_in),
-        ),
-        (
-            "bytes_out_total",
-            Kind::Counter,
-            "Total number of response bytes since process started",
-            |c| Counters::get(&c.bytes_out),
-        ),
+    let series: [CounterSeries; 5] = [
         (
             "request_errors_total",
             Kind::Counter,
@@ -660,7 +634,7 @@ fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
             |c| Counters::get(&c.total_sessions),
         ),
     ];
-    for (suffix, kind, help, get) in series {
+    for &(suffix, kind, help, get) in SESSION_SERIES.iter().chain(&series) {
         out.family(
             &format!("haproxy_frontend_{suffix}"),
             kind,
