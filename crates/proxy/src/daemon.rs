@@ -38,10 +38,18 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.global.threads {
-        runtime.worker_threads(threads.get());
-    }
+    // One thread means one event loop, as HAProxy's `nbthread 1`: the current-thread scheduler
+    // does without the work-stealing machinery (and its cross-thread wake-ups) that a pool of
+    // one worker would still pay for.
+    let mut runtime = match config.global.threads.map(std::num::NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = runtime
         .enable_all()
         .thread_name("veza-lb-worker")
