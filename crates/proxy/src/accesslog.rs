@@ -67,6 +67,25 @@ impl RequestLine {
     }
 }
 
+impl RequestLine {
+    /// The same line, owning its bytes. Parsed fields are slices of the connection's read
+    /// buffer, so a record that lives as long as a tunnel would otherwise keep that whole
+    /// buffer (8 KiB and more) alive for hours.
+    pub(crate) fn detached(&self) -> Self {
+        let target = self.target.as_ref().and_then(|t| {
+            http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(
+                t.as_str().as_bytes(),
+            ))
+            .ok()
+        });
+        Self {
+            method: self.method.clone(),
+            target,
+            version: self.version,
+        }
+    }
+}
+
 impl std::fmt::Display for RequestLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let target = self.target.as_ref().map_or("/", |t| t.as_str());

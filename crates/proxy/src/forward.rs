@@ -410,6 +410,7 @@ fn respond(
         }
     }
     if upgraded {
+        log.request = log.request.detached();
         let server_upgrade = hyper::upgrade::on(&mut resp);
         let (parts, _) = resp.into_parts();
         if let Some(client_upgrade) = client_upgrade {
