@@ -35,6 +35,8 @@ pub(crate) struct ClientContext {
     pub(crate) control: ControlHandle,
     pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
+    /// `X-Forwarded-For` and `Forwarded` values for this client, built once.
+    pub(crate) forwarding: headers::Forwarding,
     /// Cancelled when tunnels must close (graceful stop after `shutdown_grace`).
     pub(crate) hard_stop: CancellationToken,
     /// Process-wide counters (the access log's `actconn`).
@@ -126,7 +128,7 @@ pub(crate) async fn handle(
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
-    headers::prepare_upstream_request(&mut parts, ctx.peer, ctx.tls, upgrade.as_ref());
+    headers::prepare_upstream_request(&mut parts, &ctx.forwarding, upgrade.as_ref());
     if let Some(s) = sticky.as_ref().filter(|s| s.indirect) {
         headers::strip_cookie(&mut parts.headers, s);
     }
@@ -231,14 +233,12 @@ pub(crate) async fn handle(
                 if fresh_only || !tried.is_empty() {
                     report_traffic(&ctx.control, &pool, pick.server, true);
                 }
-                log.response_ms = Some(started.elapsed().as_millis() as u64);
-                pool.counters.response_time.add(started.elapsed());
-                upstream.counters.response_time.add(started.elapsed());
-                upstream
-                    .counters
-                    .response_latency
-                    .observe(started.elapsed());
-                pool.counters.response_latency.observe(started.elapsed());
+                let waited = started.elapsed();
+                log.response_ms = Some(waited.as_millis() as u64);
+                for c in [&pool.counters, &upstream.counters] {
+                    c.response_time.add(waited);
+                    c.response_latency.observe(waited);
+                }
                 return Ok(respond(
                     &ctx,
                     resp,

@@ -96,6 +96,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
         control: ctx.control.clone(),
         peer,
         tls: ctx.tls.is_some(),
+        forwarding: crate::headers::Forwarding::new(peer, ctx.tls.is_some()),
         hard_stop: ctx.hard_stop.clone(),
         process: ctx.process.clone(),
         tracker: ctx.tracker.clone(),

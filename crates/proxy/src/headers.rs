@@ -106,12 +106,39 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// What a connection's requests tell servers about their client, built once per connection
+/// so that forwarding a request costs no formatting or allocation.
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarding {
+    client_ip: HeaderValue,
+    proto: HeaderValue,
+    forwarded: HeaderValue,
+}
+
+impl Forwarding {
+    pub(crate) fn new(peer: SocketAddr, tls: bool) -> Self {
+        let proto = if tls { "https" } else { "http" };
+        let node = match peer {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            // RFC 7239: an IPv6 node is bracketed and quoted.
+            SocketAddr::V6(a) => format!("\"[{}]\"", a.ip()),
+        };
+        let value = |s: String| {
+            HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        };
+        Self {
+            client_ip: value(peer.ip().to_string()),
+            proto: HeaderValue::from_static(proto),
+            forwarded: value(format!("for={node};proto={proto}")),
+        }
+    }
+}
+
 /// Rewrites a client's request for a server: hop-by-hop headers out (kept for an upgrade),
 /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` in.
 pub(crate) fn prepare_upstream_request(
     parts: &mut Parts,
-    peer: SocketAddr,
-    tls: bool,
+    forwarding: &Forwarding,
     upgrade: Option<&HeaderValue>,
 ) {
     if !parts.headers.contains_key(header::HOST)
@@ -130,34 +157,19 @@ pub(crate) fn prepare_upstream_request(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, proto.clone());
     }
-    let ip = peer.ip().to_string();
     let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+        Some(prev) => {
+            let ip = forwarding.client_ip.to_str().unwrap_or("unknown");
+            HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
+        }
+        None => Some(forwarding.client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert("x-forwarded-for", v);
     }
-    let proto = if tls { "https" } else { "http" };
     // Clients cannot be trusted to tell a server how they reached us.
-    h.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-    let node = match peer {
-        SocketAddr::V4(a) => a.ip().to_string(),
-        SocketAddr::V6(a) => format!("\"[{}]\"", a.ip()),
-    };
-    let mut forwarded = format!("for={node};proto={proto}");
-    if let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok())
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
-        forwarded.push_str(";host=\"");
-        forwarded.push_str(host);
-        forwarded.push('"');
-    }
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        h.append(header::FORWARDED, v);
-    }
+    h.insert("x-forwarded-proto", forwarding.proto.clone());
+    h.append(header::FORWARDED, forwarding.forwarded.clone());
 }
 
 /// HTTP/2 clients may send one `Cookie` field per cookie; HTTP/1.1 wants a single one,
@@ -293,12 +305,8 @@ mod tests {
                 .header("x-forwarded-proto", "https")
         });
         let (mut parts, ()) = r.into_parts();
-        prepare_upstream_request(
-            &mut parts,
-            "192.0.2.7:4000".parse().expect("addr"),
-            false,
-            None,
-        );
+        let fwd = Forwarding::new("192.0.2.7:4000".parse().expect("addr"), false);
+        prepare_upstream_request(&mut parts, &fwd, None);
         let h = &parts.headers;
         assert!(
             h.get("connection").is_none()
@@ -307,7 +315,7 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"lb\"");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http");
     }
 
     #[test]
@@ -322,18 +330,11 @@ mod tests {
             Some(&b"websocket"[..])
         );
         let (mut parts, ()) = r.into_parts();
-        prepare_upstream_request(
-            &mut parts,
-            "[::1]:1".parse().expect("addr"),
-            true,
-            proto.as_ref(),
-        );
+        let fwd = Forwarding::new("[::1]:1".parse().expect("addr"), true);
+        prepare_upstream_request(&mut parts, &fwd, proto.as_ref());
         assert_eq!(parts.headers["connection"], "upgrade");
         assert_eq!(parts.headers["upgrade"], "websocket");
-        assert_eq!(
-            parts.headers["forwarded"],
-            "for=\"[::1]\";proto=https;host=\"lb\""
-        );
+        assert_eq!(parts.headers["forwarded"], "for=\"[::1]\";proto=https");
     }
 
     #[test]
