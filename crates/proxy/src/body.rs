@@ -10,6 +10,7 @@ use hyper::client::conn::http1::SendRequest;
 
 use crate::accesslog::AccessLog;
 use crate::counters::Counters;
+use crate::idle::{BodyError, Idle, Side};
 use crate::upstream::{Upstream, UpstreamBody};
 
 /// A response body: the server's, streamed through, or one the proxy made itself.
@@ -23,7 +24,7 @@ pub struct ProxyBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream {
-        body: Incoming,
+        body: Idle<Incoming>,
         /// Returned to the server's idle pool once the body has been read to its end.
         sender: Option<SendRequest<UpstreamBody>>,
         upstream: Arc<Upstream>,
@@ -47,7 +48,7 @@ impl ProxyBody {
 
     /// A server's body, streamed through.
     pub(crate) fn upstream(
-        body: Incoming,
+        body: Idle<Incoming>,
         sender: SendRequest<UpstreamBody>,
         upstream: Arc<Upstream>,
     ) -> Self {
@@ -97,12 +98,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(
@@ -120,9 +121,14 @@ impl Body for ProxyBody {
                     this.count(n);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
                 if let Some(log) = &mut this.log {
-                    log.termination = *b"SD";
+                    // Lower case: the server timed out rather than failed (HAProxy's `sD`).
+                    log.termination = if BodyError::is_idle(e, Side::Server) {
+                        *b"sD"
+                    } else {
+                        *b"SD"
+                    };
                 }
                 for c in this.counters.iter().flatten() {
                     Counters::add(&c.server_aborts, 1);

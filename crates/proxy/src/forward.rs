@@ -21,6 +21,7 @@ use crate::body::ProxyBody;
 use crate::control::{Control, ControlHandle};
 use crate::counters::{Counters, SessionGuard};
 use crate::headers;
+use crate::idle::{BodyError, Idle, Side};
 use crate::routing::{FrontendView, PoolSlot};
 use crate::tunnel;
 use crate::upstream::{Conn, ConnectError, Upstream, UpstreamBody};
@@ -147,7 +148,7 @@ pub(crate) async fn handle(
         if bodiless {
             Either::Right(Empty::new())
         } else {
-            Either::Left(body)
+            Either::Left(Idle::new(body, Side::Client, settings.timeouts.client))
         },
     ));
 
@@ -251,6 +252,7 @@ pub(crate) async fn handle(
                     sticky.as_ref(),
                     client_upgrade,
                     session,
+                    &settings.timeouts,
                 ));
             }
             Err(error) => {
@@ -268,6 +270,18 @@ pub(crate) async fn handle(
                         report_traffic(&ctx.control, &pool, pick.server, false);
                         log.termination = *b"SC";
                         (true, true)
+                    }
+                    AttemptError::NoResponse(e) if BodyError::is_idle(&e, Side::Client) => {
+                        // The client stopped sending its body: not the server's fault.
+                        Counters::add(&fe_counters.req_errors, 1);
+                        log.termination = *b"cD";
+                        return Ok(local_error(
+                            &pool,
+                            &fe_counters,
+                            log,
+                            StatusCode::REQUEST_TIMEOUT,
+                            "The client took too long to send its request.",
+                        ));
                     }
                     AttemptError::NoResponse(e) => {
                         tracing::debug!(server = %upstream.name, "no response: {e}");
@@ -393,6 +407,7 @@ fn respond(
     sticky: Option<&lb_core::StickyCookie>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     session: SessionGuard<2>,
+    timeouts: &crate::config::Timeouts,
 ) -> Response<ProxyBody> {
     let status = resp.status();
     log.status = status.as_u16();
@@ -423,7 +438,7 @@ fn respond(
                     pool.counters.clone(),
                     upstream.counters.clone(),
                 ],
-                idle_timeout: pool.view.load().settings.timeouts.tunnel,
+                idle_timeout: timeouts.tunnel,
                 hard_stop: ctx.hard_stop.clone(),
                 session,
                 log,
@@ -433,6 +448,7 @@ fn respond(
     }
     drop(session);
     let (parts, body) = resp.into_parts();
+    let body = Idle::new(body, Side::Server, timeouts.server);
     let body = ProxyBody::upstream(body, sender, upstream.clone()).with_accounting(
         [
             fe_counters.clone(),

@@ -34,6 +34,7 @@ pub mod daemon;
 mod forward;
 mod frontend;
 mod headers;
+mod idle;
 mod metrics;
 pub mod notify;
 mod routing;
@@ -54,6 +55,7 @@ use tokio_util::task::TaskTracker;
 
 pub use body::ProxyBody;
 pub use control::{AdminCommand, AdminError, WeightChange};
+pub use idle::{BodyError, Side};
 pub use tls::TlsCounters;
 
 use crate::config::Config;

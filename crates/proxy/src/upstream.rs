@@ -16,10 +16,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
+use crate::idle::Idle;
 
 /// The body of a request sent to a server: the client's body as it streams in, or nothing
 /// (bodiless requests, and retries of them).
-pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+pub(crate) type UpstreamBody = Either<Idle<Incoming>, Empty<Bytes>>;
 
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 128;
@@ -56,7 +57,7 @@ pub(crate) struct Conn {
     pub(crate) reused: bool,
 }
 
-struct Idle {
+struct Parked {
     sender: SendRequest<UpstreamBody>,
     since: Instant,
 }
@@ -67,7 +68,7 @@ pub(crate) struct Upstream {
     pub(crate) name: Arc<str>,
     pub(crate) addr: SocketAddr,
     pub(crate) counters: Arc<Counters>,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Parked>>,
     sessions: Mutex<CancellationToken>,
 }
 
@@ -126,7 +127,7 @@ impl Upstream {
         }
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
+            idle.push(Parked {
                 sender,
                 since: Instant::now(),
             });

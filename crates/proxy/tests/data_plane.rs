@@ -371,3 +371,67 @@ async fn no_usable_server_is_503_and_server_timeout_is_504() {
     assert_eq!(r.status, 503);
     assert!(r.text().contains("No server is available"));
 }
+
+#[tokio::test]
+async fn a_server_stalling_mid_body_is_cut_after_timeout_server() {
+    // A server that sends its head and 5 of the 100 bytes it announced, then goes silent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0_u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let text = format!(
+        r#"
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "stall"
+[pool.stall]
+balance = "roundrobin"
+timeout_server = "300ms"
+servers = [{{ name = "stall-1", addr = "{addr}" }}]
+"#
+    );
+    let lb = Lb::start(proxy::config::Config::parse(&text, "stall.toml").expect("valid")).await;
+    let started = tokio::time::Instant::now();
+    let r = get(lb.addr, "/", None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the proxy must not wait forever"
+    );
+    assert_eq!(r.status, 200, "the head was already sent");
+    assert_eq!(r.body, b"hello", "the body is cut where the server stalled");
+}
+
+#[tokio::test]
+async fn a_client_stalling_mid_upload_gets_408() {
+    let a = backend("api-1", Kind::Api).await;
+    let lb = Lb::start(config(&[&a], &[], "timeout_client = \"300ms\"")).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(lb.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("answered within the timeout")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert_eq!(get(lb.addr, "/", None).await.status, 200, "still serving");
+}
