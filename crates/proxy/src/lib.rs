@@ -401,6 +401,7 @@ impl Proxy {
                 Some(FrontendStats {
                     name: fe.name.clone(),
                     counters: r.view.load().counters.clone(),
+                    tls: r.tls.as_ref().map(|t| t.counters.clone()),
                 })
             })
             .collect();

@@ -31,6 +31,7 @@ use crate::counters::Counters;
 use crate::stats::csv::Filter;
 use crate::stats::info::ProcessInfo;
 use crate::stats::{FrontendStats, StatsSnapshot, csv, servers_state};
+use crate::tls::TlsCounters;
 use crate::{AdminCommand, AdminError, Error, ProxyHandle, WeightChange};
 
 /// Longest command line accepted; a longer one is dropped.
@@ -154,6 +155,14 @@ impl StatsSource {
         let sum = |get: fn(&Counters) -> u64| -> u64 {
             report.frontends.iter().map(|f| get(&f.counters)).sum()
         };
+        let tls_sum = |get: fn(&TlsCounters) -> u64| -> u64 {
+            report
+                .frontends
+                .iter()
+                .filter_map(|f| f.tls.as_deref())
+                .map(get)
+                .sum()
+        };
         ProcessInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             release_date: option_env!("VEZA_LB_RELEASE_DATE")
@@ -178,6 +187,8 @@ impl StatsSource {
                 .unwrap_or_default(),
             stopping: self.stopping.is_cancelled(),
             total_bytes_out: sum(|c| Counters::get(&c.bytes_out)),
+            current_tls_connections: tls_sum(|t| TlsCounters::get(&t.current)),
+            total_tls_connections: tls_sum(|t| TlsCounters::get(&t.sessions)),
         }
     }
 }

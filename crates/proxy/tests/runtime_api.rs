@@ -235,11 +235,10 @@ async fn header_is_haproxy_s_and_rows_are_typed() {
     let lab = Lab::start().await;
     let answer = lab.ctl("show stat").await;
     let header = answer.lines().next().expect("header line");
-    assert!(
-        HAPROXY_2_6_HEADER.starts_with(header),
-        "header differs from HAProxy 2.6's:\n ours:    {header}\n haproxy: {HAPROXY_2_6_HEADER}"
+    assert_eq!(
+        header, HAPROXY_2_6_HEADER,
+        "header differs from HAProxy 2.6's"
     );
-    assert!(header.ends_with(",agg_check_status,"));
     assert!(answer.ends_with(",\n\n"), "answer ends with an empty line");
     let rows = parse_csv(&answer);
     let kinds: Vec<(&str, &str, &str)> = rows[1..]

@@ -755,5 +755,21 @@ async fn sessions_resume_from_the_server_cache_without_stateless_tickets() {
     let counters = lb.proxy.tls_counters("web").expect("TLS counters");
     assert_eq!(TlsCounters::get(&counters.sessions), 4);
     assert_eq!(TlsCounters::get(&counters.reused_sessions), 2);
+
+    // The same counters in `show stat`'s SSL columns of the frontend's row.
+    let (frontends, snapshot) = lb.proxy.handle().stats().await.expect("running");
+    let csv = proxy::stats::csv::render(&frontends, &snapshot, 0, &Default::default());
+    let header: Vec<&str> = csv.lines().next().expect("header")[2..]
+        .split(',')
+        .collect();
+    let row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("web,FRONTEND,"))
+        .expect("frontend row")
+        .split(',')
+        .collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!((col("ssl_sess"), col("ssl_reused_sess")), ("4", "2"));
+    assert_eq!(col("ssl_failed_handshake"), "0");
     lb.proxy.abort();
 }

@@ -5,8 +5,8 @@
 //! and a BACKEND row (`type` 1), as HAProxy orders them. `iid` numbers frontends first, then
 //! pools, in configuration order. Columns HAProxy fills but that mean nothing here (queues,
 //! compression, caches, agents) are 0 or empty as HAProxy prints them for a proxy without
-//! those features. The extra columns HAProxy's SSL/H1/H2 modules append after `-` are not
-//! emitted.
+//! those features. After `-` come the columns of HAProxy's statistics modules: the SSL ones
+//! are filled on the FRONTEND rows of TLS frontends; the H2/H1 ones stay empty (not counted).
 //!
 //! [`render`] is pure: a snapshot and the time in, text out.
 
@@ -17,10 +17,12 @@ use lb_core::{AdminState, CheckResult, CheckStatus, WEIGHT_SCALE};
 use super::{FrontendStats, PoolStats, ServerStats, StatsSnapshot};
 use crate::config::Balance;
 use crate::counters::Counters;
+use crate::tls::TlsCounters;
 
 macro_rules! columns {
     ($($id:ident = $name:literal,)*) => {
-        /// HAProxy 2.6's `show stat` columns, in order (through `agg_check_status`).
+        /// HAProxy 2.6's `show stat` columns, in order, with its statistics modules' (SSL, H2,
+        /// H1) after the `-` column.
         pub const COLUMNS: &[&str] = &[$($name),*];
 
         /// Index of each column in [`COLUMNS`]; columns veza-lb leaves empty are never named.
@@ -137,9 +139,34 @@ columns! {
     AggServerStatus = "agg_server_status",
     AggServerCheckStatus = "agg_server_check_status",
     AggCheckStatus = "agg_check_status",
+    ModulesSeparator = "-",
+    SslSess = "ssl_sess",
+    SslReusedSess = "ssl_reused_sess",
+    SslFailedHandshake = "ssl_failed_handshake",
+    H2HeadersRcvd = "h2_headers_rcvd",
+    H2DataRcvd = "h2_data_rcvd",
+    H2SettingsRcvd = "h2_settings_rcvd",
+    H2RstStreamRcvd = "h2_rst_stream_rcvd",
+    H2GoawayRcvd = "h2_goaway_rcvd",
+    H2DetectedConnProtocolErrors = "h2_detected_conn_protocol_errors",
+    H2DetectedStrmProtocolErrors = "h2_detected_strm_protocol_errors",
+    H2RstStreamResp = "h2_rst_stream_resp",
+    H2GoawayResp = "h2_goaway_resp",
+    H2OpenConnections = "h2_open_connections",
+    H2BackendOpenStreams = "h2_backend_open_streams",
+    H2TotalConnections = "h2_total_connections",
+    H2BackendTotalStreams = "h2_backend_total_streams",
+    H1OpenConnections = "h1_open_connections",
+    H1OpenStreams = "h1_open_streams",
+    H1TotalConnections = "h1_total_connections",
+    H1TotalStreams = "h1_total_streams",
+    H1BytesIn = "h1_bytes_in",
+    H1BytesOut = "h1_bytes_out",
+    H1SplicedBytesIn = "h1_spliced_bytes_in",
+    H1SplicedBytesOut = "h1_spliced_bytes_out",
 }
 
-/// The header line, `# pxname,svname,...,agg_check_status,`, with its newline.
+/// The header line, `# pxname,svname,...,h1_spliced_bytes_out,`, with its newline.
 #[must_use]
 pub fn header() -> String {
     let mut line = String::from("# ");
@@ -373,6 +400,14 @@ fn frontend_row(fe: &FrontendStats, iid: usize) -> Row {
     row.set(Col::ConnRate, c.session_rate.per_second());
     row.set(Col::ConnRateMax, c.session_rate.max());
     row.set(Col::ConnTot, Counters::get(&c.total_sessions));
+    if let Some(tls) = &fe.tls {
+        row.set(Col::SslSess, TlsCounters::get(&tls.sessions));
+        row.set(Col::SslReusedSess, TlsCounters::get(&tls.reused_sessions));
+        row.set(
+            Col::SslFailedHandshake,
+            TlsCounters::get(&tls.failed_handshakes),
+        );
+    }
     row
 }
 
@@ -544,13 +579,37 @@ api_pool,BACKEND,0,0,0,1,999,5,440,985,0,0,,0,0,0,0,UP,1,1,0,,1,2,5,,1,3,0,,5,,1
         }
     }
 
+    /// The statistics modules' columns HAProxy 2.6 appends after its 103 base columns (as
+    /// captured from HAProxy 2.6.12's `show stat`; the row capture above stops before them).
+    const HAPROXY_MODULES: &str = "-,ssl_sess,ssl_reused_sess,ssl_failed_handshake,h2_headers_rcvd,h2_data_rcvd,h2_settings_rcvd,h2_rst_stream_rcvd,h2_goaway_rcvd,h2_detected_conn_protocol_errors,h2_detected_strm_protocol_errors,h2_rst_stream_resp,h2_goaway_resp,h2_open_connections,h2_backend_open_streams,h2_total_connections,h2_backend_total_streams,h1_open_connections,h1_open_streams,h1_total_connections,h1_total_streams,h1_bytes_in,h1_bytes_out,h1_spliced_bytes_in,h1_spliced_bytes_out,";
+
     #[test]
     fn header_is_haproxy_2_6_byte_for_byte() {
+        let base = HAPROXY.lines().next().unwrap();
+        assert_eq!(header(), format!("{base}{HAPROXY_MODULES}\n"));
+        assert_eq!(COLUMNS.len(), 103 + 25);
+    }
+
+    #[test]
+    fn ssl_columns_come_from_a_tls_frontends_counters() {
+        let (mut frontends, snapshot) = fixture::snapshot();
+        let plain = rows(&frontends, &snapshot, fixture::NOW_UNIX, &Filter::default());
+        let cell = |row: &str, col: Col| row.split(',').nth(col as usize).unwrap().to_owned();
         assert_eq!(
-            header(),
-            HAPROXY.lines().next().map(|l| format!("{l}\n")).unwrap()
+            cell(&plain[0], Col::SslSess),
+            "",
+            "no TLS, no SSL statistics"
         );
-        assert_eq!(COLUMNS.len(), 103);
+        let tls = std::sync::Arc::new(TlsCounters::default());
+        Counters::add(&tls.sessions, 7);
+        Counters::add(&tls.reused_sessions, 3);
+        Counters::add(&tls.failed_handshakes, 1);
+        frontends[0].tls = Some(tls);
+        let rows = rows(&frontends, &snapshot, fixture::NOW_UNIX, &Filter::default());
+        assert_eq!(cell(&rows[0], Col::SslSess), "7");
+        assert_eq!(cell(&rows[0], Col::SslReusedSess), "3");
+        assert_eq!(cell(&rows[0], Col::SslFailedHandshake), "1");
+        assert_eq!(cell(&rows[0], Col::H1OpenConnections), "");
     }
 
     #[test]
@@ -566,7 +625,8 @@ api_pool,BACKEND,0,0,0,1,999,5,440,985,0,0,,0,0,0,0,UP,1,1,0,,1,2,5,,1,3,0,,5,,1
             let their_cells: Vec<&str> = their_row.split(',').collect();
             assert_eq!(our_cells.len(), COLUMNS.len() + 1, "{our_row}");
             let svname = their_cells[1];
-            for (i, col) in COLUMNS.iter().enumerate() {
+            // The capture's rows stop before the modules' columns.
+            for (i, col) in COLUMNS.iter().enumerate().take(their_cells.len() - 1) {
                 if differs(col, svname) {
                     continue;
                 }

@@ -101,6 +101,7 @@ pub(crate) fn snapshot() -> (Vec<FrontendStats>, StatsSnapshot) {
     let frontends = vec![FrontendStats {
         name: "veza".to_owned(),
         counters: fe,
+        tls: None,
     }];
     let snapshot = StatsSnapshot {
         uptime: Duration::from_secs(7),

@@ -39,6 +39,10 @@ pub struct ProcessInfo {
     pub stopping: bool,
     /// `TotalBytesOut`: bytes sent to clients.
     pub total_bytes_out: u64,
+    /// `CurrSslConns`: TLS connections open now.
+    pub current_tls_connections: u64,
+    /// `CumSslConns`: TLS handshakes completed.
+    pub total_tls_connections: u64,
 }
 
 impl ProcessInfo {
@@ -46,7 +50,7 @@ impl ProcessInfo {
     #[must_use]
     pub fn render(&self) -> String {
         let up = self.uptime.as_secs();
-        let lines: [(&str, String); 21] = [
+        let lines: [(&str, String); 23] = [
             ("Name", "veza-lb".to_owned()),
             ("Version", self.version.clone()),
             ("Release_date", self.release_date.clone()),
@@ -68,6 +72,8 @@ impl ProcessInfo {
             ("CurrConns", self.current_connections.to_string()),
             ("CumConns", self.total_connections.to_string()),
             ("CumReq", self.total_requests.to_string()),
+            ("CurrSslConns", self.current_tls_connections.to_string()),
+            ("CumSslConns", self.total_tls_connections.to_string()),
             ("ConnRate", self.connection_rate.to_string()),
             ("MaxConnRate", self.max_connection_rate.to_string()),
             ("SessRate", self.connection_rate.to_string()),
@@ -110,11 +116,15 @@ mod tests {
             node: "vm".to_owned(),
             stopping: false,
             total_bytes_out: 4662,
+            current_tls_connections: 2,
+            total_tls_connections: 11,
         };
         let text = info.render();
         assert!(text.starts_with("Name: veza-lb\nVersion: 0.1.0\nRelease_date: 2026/01/02\n"));
         assert!(text.contains("\nPid: 4242\nUptime: 1d 1h01m01s\nUptime_sec: 90061\n"));
-        assert!(text.contains("\nCurrConns: 3\nCumConns: 38\nCumReq: 7\n"));
+        assert!(text.contains(
+            "\nCurrConns: 3\nCumConns: 38\nCumReq: 7\nCurrSslConns: 2\nCumSslConns: 11\n"
+        ));
         assert!(text.contains("\nIdle_pct: 99\nnode: vm\nStopping: 0\n"));
         assert!(text.ends_with("Start_time_sec: 1795710121\n\n"));
         // HAProxy's order: every key we print appears in the same order in HAProxy 2.6's.
@@ -132,6 +142,9 @@ mod tests {
             "CurrConns",
             "CumConns",
             "CumReq",
+            "MaxSslConns",
+            "CurrSslConns",
+            "CumSslConns",
             "ConnRate",
             "MaxConnRate",
             "SessRate",

@@ -99,4 +99,6 @@ pub struct FrontendStats {
     pub name: String,
     /// Counters.
     pub counters: Arc<Counters>,
+    /// TLS handshake counters, for frontends with HTTPS listeners.
+    pub tls: Option<Arc<crate::tls::TlsCounters>>,
 }
