@@ -4,20 +4,18 @@
 //! directory is provisioned. Needs root and /usr/sbin/sshd; skipped otherwise.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{binaries, workspace};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
 fn usable() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        println!("SKIPPED: needs root (sshd, useradd --prefix, chown)");
+    if !support::running_as_root("sshd, useradd --prefix, chown") {
         return false;
     }
     if !Path::new(SSHD).is_file() {
@@ -25,29 +23,6 @@ fn usable() -> bool {
         return false;
     }
     true
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Builds the debug binaries deploy pushes and copies them out of `target/`, so concurrent
-/// builds cannot change them between two deploys of one test.
-fn binaries(dir: &Path) -> PathBuf {
-    let packages = ["veza-lb", "veza-demo-backend", "veza-provision"];
-    let mut build = Command::new(env!("CARGO"));
-    build.arg("build").arg("--quiet").current_dir(workspace());
-    for p in packages {
-        build.args(["--package", p]);
-    }
-    assert!(build.status().unwrap().success(), "cargo build failed");
-    let built = Path::new(env!("CARGO_BIN_EXE_xtask")).parent().unwrap();
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for p in packages {
-        std::fs::copy(built.join(p), bin.join(p)).unwrap();
-    }
-    bin
 }
 
 fn free_port() -> u16 {
