@@ -377,8 +377,11 @@ async fn attempt(
     }
     let killed = upstream.sessions();
     let sent = tokio::select! {
-        r = tokio::time::timeout(timeouts.server, sender.try_send_request(req)) => r,
+        // A shutdown also breaks the request's connection, which readies the send with an
+        // error in the same instant: checking the kill first names the real cause.
+        biased;
         () = killed.cancelled() => return Err(AttemptError::Killed),
+        r = tokio::time::timeout(timeouts.server, sender.try_send_request(req)) => r,
     };
     match sent {
         Err(_) => Err(AttemptError::Timeout),
