@@ -369,8 +369,11 @@ impl ControlTask {
                 },
                 Some(event) = self.checks.recv() => self.on_check(event.key, event.result),
                 () = sleep_until(next_rebuild) => {
+                    // Every active pool, not only those still ramping: a ramp that has
+                    // just ended needs its final, full-weight snapshot too. This runs at
+                    // most once per slow-start step.
                     let now = Instant::now();
-                    for pool in self.pools.iter().filter(|p| p.state.next_rebuild(now.into_std()).is_some() || p.active) {
+                    for pool in self.pools.iter().filter(|p| p.active) {
                         pool.publish(now);
                     }
                 }
