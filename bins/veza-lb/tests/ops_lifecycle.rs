@@ -329,6 +329,18 @@ servers = [
     assert!(flaky.iter().any(|l| l.retries == 1), "{flaky:#?}");
     assert!(flaky.iter().all(|l| l.retries <= 1), "{flaky:#?}");
 
+    // A request the frontend refuses (here a target over 8 KiB): `veza/<NOSRV>`, `PR`.
+    let long = format!("/{}", "u".repeat(9_000));
+    let resp = get(addr, &long).await.expect("request");
+    assert_eq!(resp.status, 414);
+    let refused = lb.wait_access(&format!("GET {long} HTTP/1.1")).await;
+    assert_eq!(
+        (refused.pool.as_str(), refused.server.as_str()),
+        ("veza", "<NOSRV>")
+    );
+    assert_eq!((refused.status, refused.termination.as_str()), (414, "PR"));
+    assert_eq!(refused.bytes, resp.body.len() as u64);
+
     lb.signal(Sig::SIGTERM);
     assert!(lb.wait_exit().await.success());
 }

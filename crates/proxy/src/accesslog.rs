@@ -40,7 +40,7 @@ pub(crate) struct AccessLog {
     pub(crate) request: RequestLine,
     pub(crate) completed: bool,
     /// Counter sets whose `ttime` average this request feeds.
-    pub(crate) timed: [Arc<Counters>; 2],
+    pub(crate) timed: [Option<Arc<Counters>>; 2],
     pub(crate) conns: [u64; 4],
     /// Counts the request as in flight for a graceful stop until its line is written: a
     /// tunnel outlives the client connection that opened it, and a stop must still wait
@@ -97,7 +97,7 @@ impl AccessLog {
     /// Writes the line and records the total time.
     pub(crate) fn finish(&mut self) {
         let total = self.started.elapsed();
-        for c in &self.timed {
+        for c in self.timed.iter().flatten() {
             c.total_time.add(total);
         }
         if tracing::enabled!(target: "access", tracing::Level::INFO) {
@@ -149,7 +149,7 @@ mod tests {
             retries: 1,
             request: RequestLine::of(&http::Request::get("/x").body(()).expect("request")),
             completed: true,
-            timed: [Arc::default(), Arc::default()],
+            timed: [None, None],
             conns: [1, 1, 0, 0],
             in_flight: None,
         };

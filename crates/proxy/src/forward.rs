@@ -93,8 +93,34 @@ pub(crate) async fn handle(
     {
         Counters::add(&fe_counters.req_errors, 1);
         fe_counters.response(status.as_u16());
-        tracing::info!(target: "access", "{} {} <rejected> {} \"{}\": {why}", ctx.peer, frontend.name, status.as_u16(), request_line);
-        return Ok(error_response(status, why));
+        let resp = error_response(status, why);
+        // As HAProxy logs a request its frontend refused: `frontend/<NOSRV>`, `PR`.
+        AccessLog {
+            client: ctx.peer,
+            frontend: frontend.name.clone(),
+            pool: frontend.name.clone(),
+            server: None,
+            started,
+            connect_ms: None,
+            response_ms: None,
+            status: status.as_u16(),
+            bytes: resp.body().size_hint().exact().unwrap_or(0),
+            termination: *b"PR",
+            cookie: *b"--",
+            retries: 0,
+            request: request_line,
+            completed: true,
+            timed: [None, None],
+            conns: [
+                Counters::get(&ctx.process.cur_sessions),
+                Counters::get(&fe_counters.cur_sessions),
+                0,
+                0,
+            ],
+            in_flight: None,
+        }
+        .finish();
+        return Ok(resp);
     }
 
     let pool = frontend.route(req.uri().path()).clone();
@@ -167,7 +193,7 @@ pub(crate) async fn handle(
         retries: 0,
         request: request_line,
         completed: false,
-        timed: [fe_counters.clone(), pool.counters.clone()],
+        timed: [Some(fe_counters.clone()), Some(pool.counters.clone())],
         conns: [0; 4],
         in_flight: Some(ctx.tracker.token()),
     });
