@@ -1,0 +1,128 @@
+//! A pool's `servers`: names, addresses, weights, and the warnings a server list can earn.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::Ctx;
+use super::fields::{Section, Value};
+use crate::config::ServerConfig;
+use crate::config::values::{describe_char, first_invalid, is_cookie_octet};
+
+const SERVER_KEYS: &[&str] = &["name", "addr", "weight", "check"];
+
+impl Ctx<'_> {
+    pub(super) fn read_servers(&mut self, s: &Section<'_, '_>) -> Option<Vec<ServerConfig>> {
+        let hint = "write them as servers = [{ name = \"app-1\", addr = \"10.0.0.1:8080\" }]";
+        let Some(value) = s.get("servers") else {
+            self.error(
+                s.start,
+                format!("{} has no servers; add `servers`: {hint}", s.what),
+            );
+            return None;
+        };
+        let tables = self.tables(value, "servers", hint)?;
+        if tables.is_empty() {
+            self.error(
+                value.span().start,
+                format!("{} has no servers; add at least one: {hint}", s.what),
+            );
+            return None;
+        }
+        let mut names = HashMap::new();
+        let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
+        let mut servers = Some(Vec::new());
+        for table in tables {
+            let server = self.read_server(table, &mut names);
+            if let Some((server, at)) = &server {
+                if let Some(first) = addrs.get(&server.addr) {
+                    let message = format!(
+                        "servers `{first}` and `{}` have the same address, {}",
+                        server.name, server.addr
+                    );
+                    self.warn(*at, message);
+                } else {
+                    addrs.insert(server.addr, server.name.clone());
+                }
+            }
+            match (&mut servers, server) {
+                (Some(all), Some((server, _))) => all.push(server),
+                _ => servers = None,
+            }
+        }
+        if let Some(all) = &servers
+            && all.iter().all(|server| server.weight == 0)
+        {
+            self.warn(
+                value.span().start,
+                format!(
+                    "every server of {} has weight 0, so it only serves sticky clients",
+                    s.what
+                ),
+            );
+        }
+        servers
+    }
+
+    fn read_server(
+        &mut self,
+        value: &Value<'_>,
+        names: &mut HashMap<String, usize>,
+    ) -> Option<(ServerConfig, usize)> {
+        let s = self.section(value, "servers", "this server".to_owned(), SERVER_KEYS)?;
+        let name = self.string(&s, "name");
+        let name = self.required(&s, "name", "add `name = \"...\"`, unique in the pool", name);
+        let name = name.filter(|&(name, at)| {
+            if name.is_empty() {
+                self.error(
+                    at,
+                    "the server name is empty; give it a name such as \"app-1\"",
+                );
+                return false;
+            }
+            if let Some(c) = first_invalid(name, is_cookie_octet) {
+                self.error(
+                    at,
+                    format!(
+                        "the server name `{name}` contains {}; server names are sticky-cookie \
+                         values, so they cannot contain spaces, quotes, `,`, `;`, `\\` or \
+                         non-ASCII characters",
+                        describe_char(c)
+                    ),
+                );
+                return false;
+            }
+            true
+        });
+        if let Some((name, at)) = name {
+            self.check_unique(names, "server", name, at);
+        }
+        let addr = self.string(&s, "addr");
+        let addr = self.required(&s, "addr", "add `addr = \"IP:PORT\"`", addr);
+        let addr = addr.and_then(|(text, at)| {
+            let addr = self.address("addr", text, at)?;
+            if addr.port() == 0 {
+                self.error(at, "a server's port cannot be 0; write the port it listens on");
+                return None;
+            }
+            if addr.ip().is_unspecified() {
+                self.error(
+                    at,
+                    format!("`{}` is not a server's address; write the IP it can be reached at, such as 127.0.0.1", addr.ip()),
+                );
+                return None;
+            }
+            Some(addr)
+        });
+        let weight = self.integer(&s, "weight", 0..=256, "");
+        let check = self.boolean(&s, "check");
+        Some((
+            ServerConfig {
+                name: name?.0.to_owned(),
+                addr: addr?,
+                weight: weight.ok()?.map_or(Some(1), |w| u16::try_from(w).ok())?,
+                check: check.ok()?.unwrap_or(true),
+            },
+            s.start,
+        ))
+    }
+}
