@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::ProxyBody;
+use crate::client_io::{ClientIo, HeadTimeout};
 use crate::control::ControlHandle;
 use crate::counters::{Counters, SessionGuard};
 use crate::forward::{self, ClientContext};
@@ -102,7 +103,9 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
         tracker: ctx.tracker.clone(),
     });
     let Some(tls) = &ctx.tls else {
-        return serve_http1(TokioIo::new(stream), client, &ctx).await;
+        let head_timeout = HeadTimeout::default();
+        let io = ClientIo::new(stream, &head_timeout);
+        return serve_http1(TokioIo::new(io), client, &ctx, Some(&head_timeout)).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let handshake = tokio::time::timeout(ctx.client_timeout, acceptor.accept(stream));
@@ -124,7 +127,8 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         serve_http2(TokioIo::new(stream), client, &ctx).await;
     } else {
-        serve_http1(TokioIo::new(stream), client, &ctx).await;
+        // Under TLS a canned plain-text 408 cannot be written: a stalled head just closes.
+        serve_http1(TokioIo::new(stream), client, &ctx, None).await;
     }
 }
 
@@ -217,8 +221,12 @@ where
 }
 
 /// Serves HTTP/1.1 on one client connection until it closes or a stop asks it to.
-pub(crate) async fn serve_http1<I>(io: I, client: Arc<ClientContext>, ctx: &ListenerContext)
-where
+pub(crate) async fn serve_http1<I>(
+    io: I,
+    client: Arc<ClientContext>,
+    ctx: &ListenerContext,
+    head_timeout: Option<&HeadTimeout>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -234,6 +242,10 @@ where
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
+                if e.is_timeout() && let Some(flag) = head_timeout {
+                    // The socket answers 408 when `conn` drops it, if a request was half read.
+                    flag.fire();
+                }
                 tracing::debug!("client connection: {e}");
             }
         }

@@ -27,6 +27,7 @@
 
 mod accesslog;
 mod body;
+mod client_io;
 pub mod config;
 mod control;
 pub mod counters;

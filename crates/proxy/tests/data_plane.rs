@@ -435,3 +435,42 @@ async fn a_client_stalling_mid_upload_gets_408() {
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     assert_eq!(get(lb.addr, "/", None).await.status, 200, "still serving");
 }
+
+#[tokio::test]
+async fn a_stalled_request_head_gets_408_and_an_idle_keep_alive_closes_silently() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = backend("api-1", Kind::Api).await;
+    let lb = Lb::start(config(&[&a], &[], "timeout_client = \"300ms\"")).await;
+    let read_all = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("closed within the timeout")
+            .expect("read");
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+
+    // Half a head, then nothing.
+    let mut s = tokio::net::TcpStream::connect(lb.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let answer = read_all(s).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+
+    // A complete exchange, then an idle keep-alive connection: closed without a word.
+    let mut s = tokio::net::TcpStream::connect(lb.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_all(s).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+    assert!(
+        !answer.contains("408"),
+        "an idle connection gets no 408: {answer:?}"
+    );
+}
