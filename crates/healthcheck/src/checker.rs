@@ -264,42 +264,17 @@ async fn check_periodically<K: TargetKey>(
     }
 }
 
-/// The delay before a target's first check: stable for a key (FNV-1a then a 64-bit
-/// finalizer, never `DefaultHasher`), anywhere in `[0, interval)`.
+/// The delay before a target's first check: stable for a key (lb-core's specified key hash,
+/// never `DefaultHasher`), anywhere in `[0, interval)`.
 pub(crate) fn first_delay<K: Hash>(key: &K, interval: Duration, first: FirstProbe) -> Duration {
     match first {
         FirstProbe::Immediate => Duration::ZERO,
         FirstProbe::Spread => {
-            let mut hasher = Fnv1a::default();
+            let mut hasher = lb_core::hash::KeyHasher::default();
             key.hash(&mut hasher);
             let span = u64::try_from(interval.max(MIN_INTERVAL).as_nanos()).unwrap_or(u64::MAX);
             Duration::from_nanos(hasher.finish() % span)
         }
-    }
-}
-
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        // FNV's low bits barely depend on the high input bits; keys that differ only in a
-        // last character must still land far apart in the interval.
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 

@@ -13,17 +13,53 @@
 //! (`fmix64`) gives it the avalanche that FNV lacks on keys differing only in their last
 //! bytes (`/stream/1`, `/stream/2`, ...), which jump hash needs to spread keys evenly.
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 /// FNV-1a, 64-bit.
 #[must_use]
 pub const fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut hash = FNV_OFFSET;
     let mut i = 0;
     while i < bytes.len() {
         hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        hash = hash.wrapping_mul(FNV_PRIME);
         i += 1;
     }
     hash
+}
+
+/// The same stable hash as a [`std::hash::Hasher`], for keys that are not plain bytes (a
+/// health-check target's key, say): FNV-1a over whatever the key's `Hash` writes, then
+/// `fmix64`. Stable across processes, unlike `DefaultHasher`. Note that `Hash` for `str`
+/// writes a terminator byte too, so hashing a `&str` this way differs from
+/// [`key_hash`] of its bytes.
+///
+/// ```
+/// use std::hash::{Hash, Hasher};
+/// let mut h = lb_core::hash::KeyHasher::default();
+/// h.write(b"/stream/42");
+/// assert_eq!(h.finish(), lb_core::key_hash(b"/stream/42"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self(FNV_OFFSET)
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        fmix64(self.0)
+    }
 }
 
 /// MurmurHash3's 64-bit finaliser: a bijection that makes every input bit affect every
