@@ -19,6 +19,7 @@ mod demo;
 mod deploy;
 mod http;
 mod lab;
+mod lbconfig;
 mod smoke;
 mod topology;
 mod transport;

@@ -16,16 +16,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::build::Binaries;
 use crate::{Error, Result, fail};
 
-/// The API pool, as the seed's HAProxy config names it.
-pub const API_POOL: &str = "api_pool";
-/// The stream pool.
-pub const STREAM_POOL: &str = "stream_pool";
+pub use crate::lbconfig::{API_POOL, COOKIE, STREAM_POOL};
+use crate::lbconfig::{SeedTopology, ServerList};
+
 /// The API servers, in configuration order.
 pub const API_SERVERS: [&str; 2] = ["backend-api-1", "backend-api-2"];
 /// The stream servers, in configuration order.
 pub const STREAM_SERVERS: [&str; 2] = ["stream-server-1", "stream-server-2"];
-/// The sticky cookie.
-pub const COOKIE: &str = "SERVERID";
 
 /// How long a started process may take to be ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -461,60 +458,31 @@ fn render_config(
     backends: &[Backend],
     settings: &Settings,
 ) -> String {
-    let servers = |kind: Kind| {
-        backends
+    let servers = |kind: Kind| ServerList {
+        servers: backends
             .iter()
             .filter(|b| b.kind == kind)
-            .map(|b| format!("  {{ name = \"{}\", addr = \"{}\" }},\n", b.name, b.addr))
-            .collect::<String>()
+            .map(|b| (b.name.to_owned(), b.addr.to_string()))
+            .collect(),
+        comment: None,
     };
-    let interval = duration(settings.interval);
-    let timeout = duration(settings.interval.min(Duration::from_secs(2)));
-    let (fall, rise) = (settings.fall, settings.rise);
-    format!(
-        r#"# Written by `cargo xtask`: the seed's HAProxy setup on loopback.
-[global]
-stats_socket = "{stats}"
-shutdown_grace = "2s"
-threads = {threads}
-
-[defaults]
-timeout_connect = "2s"
-timeout_client = "30s"
-timeout_server = "30s"
-timeout_tunnel = "1h"
-retries = 3
-redispatch = true
-
-[[frontend]]
-name = "veza"
-bind = ["{lb}"]
-default_pool = "{API_POOL}"
-[[frontend.route]]
-path_prefix = "/stream/"
-pool = "{STREAM_POOL}"
-
-[pool.{API_POOL}]
-balance = "roundrobin"
-cookie = {{ name = "{COOKIE}", insert = true, indirect = true, nocache = true }}
-health = {{ path = "/api/v1/health", interval = "{interval}", timeout = "{timeout}", fall = {fall}, rise = {rise}, expect_status = [200] }}
-slowstart = "{slowstart}"
-on_marked_down = "shutdown-sessions"
-servers = [
-{api}]
-
-[pool.{STREAM_POOL}]
-balance = "jump-hash"
-hash_key = {{ source = "path", depth = 2 }}
-health = {{ path = "/health", interval = "{interval}", timeout = "{timeout}", fall = {fall}, rise = {rise} }}
-servers = [
-{stream}]
-"#,
-        threads = settings.threads,
-        slowstart = duration(settings.slowstart),
-        api = servers(Kind::Api),
-        stream = servers(Kind::Stream),
-    )
+    SeedTopology {
+        header: "Written by `cargo xtask`: the seed's HAProxy setup on loopback.".into(),
+        binds: vec![lb.to_string()],
+        stats_socket: stats.to_string(),
+        metrics_listen: None,
+        threads: Some(settings.threads),
+        shutdown_grace: "2s".into(),
+        timeout_connect: "2s".into(),
+        interval: duration(settings.interval),
+        timeout: duration(settings.interval.min(Duration::from_secs(2))),
+        fall: settings.fall,
+        rise: settings.rise,
+        slowstart: duration(settings.slowstart),
+        api: servers(Kind::Api),
+        stream: servers(Kind::Stream),
+    }
+    .render()
 }
 
 /// A client of veza-lb's (or HAProxy's) runtime API: `host:port` or `unix:/path`.

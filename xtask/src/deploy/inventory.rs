@@ -20,11 +20,11 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::lbconfig::{SeedTopology, ServerList};
 use crate::transport::{Host, Transport};
 use crate::{Result, fail, parse_duration};
 
@@ -294,87 +294,47 @@ impl Inventory {
     /// veza-lb's configuration, rendered from the groups: the seed's haproxy.cfg in TOML.
     pub fn render_lb_config(&self) -> String {
         let lb = &self.lb;
-        let list = |servers: &[Server]| {
-            servers.iter().fold(String::new(), |mut out, s| {
-                let _ = writeln!(
-                    out,
-                    "  {{ name = {}, addr = {} }},",
-                    toml_str(&s.name),
-                    toml_str(&s.addr)
-                );
-                out
-            })
-        };
-        let (api, api_fallback) = self.servers(GroupKind::BackendApi);
-        let (stream, stream_fallback) = self.servers(GroupKind::StreamServer);
-        let source = |fallback: bool, group: GroupKind| {
-            if fallback {
-                format!(
-                    "# {} is not in the inventory: static fallback list.\n",
-                    group.name()
-                )
-            } else {
-                format!("# From the inventory group {}.\n", group.name())
+        let list = |group: GroupKind| {
+            let (servers, fallback) = self.servers(group);
+            ServerList {
+                servers: servers
+                    .iter()
+                    .map(|s| (s.name.clone(), s.addr.clone()))
+                    .collect(),
+                comment: Some(if fallback {
+                    format!(
+                        "{} is not in the inventory: static fallback list.",
+                        group.name()
+                    )
+                } else {
+                    format!("From the inventory group {}.", group.name())
+                }),
             }
         };
-        let interval = &lb.health_interval;
-        let timeout = parse_duration(interval)
+        let timeout = parse_duration(&lb.health_interval)
             .map(|d| d.min(std::time::Duration::from_secs(2)))
             .map(|d| format!("{}ms", d.as_millis()))
             .unwrap_or_else(|_| "2s".to_owned());
-        let metrics = if lb.metrics_listen.is_empty() {
-            String::new()
-        } else {
-            format!("metrics_listen = {}\n", toml_str(&lb.metrics_listen))
-        };
-        let binds: Vec<String> = lb.bind.iter().map(|b| toml_str(b)).collect();
-        format!(
-            r#"# Rendered by `cargo xtask deploy` from {inventory}; edits here are overwritten.
-[global]
-stats_socket = {stats}
-{metrics}shutdown_grace = "30s"
-
-[defaults]
-timeout_connect = "5s"
-timeout_client = "30s"
-timeout_server = "30s"
-timeout_tunnel = "1h"
-retries = 3
-redispatch = true
-
-[[frontend]]
-name = "veza"
-bind = [{binds}]
-default_pool = "api_pool"
-[[frontend.route]]
-path_prefix = "/stream/"
-pool = "stream_pool"
-
-[pool.api_pool]
-balance = "roundrobin"
-cookie = {{ name = "SERVERID", insert = true, indirect = true, nocache = true }}
-health = {{ path = "/api/v1/health", interval = "{interval}", timeout = "{timeout}", fall = 3, rise = 2, expect_status = [200] }}
-slowstart = "{slowstart}"
-on_marked_down = "shutdown-sessions"
-{api_source}servers = [
-{api}]
-
-[pool.stream_pool]
-balance = "jump-hash"
-hash_key = {{ source = "path", depth = 2 }}
-health = {{ path = "/health", interval = "{interval}", timeout = "{timeout}", fall = 3, rise = 2 }}
-{stream_source}servers = [
-{stream}]
-"#,
-            inventory = self.path.display(),
-            stats = toml_str(&lb.stats_socket),
-            binds = binds.join(", "),
-            slowstart = lb.slowstart,
-            api_source = source(api_fallback, GroupKind::BackendApi),
-            api = list(&api),
-            stream_source = source(stream_fallback, GroupKind::StreamServer),
-            stream = list(&stream),
-        )
+        SeedTopology {
+            header: format!(
+                "Rendered by `cargo xtask deploy` from {}; edits here are overwritten.",
+                self.path.display()
+            ),
+            binds: lb.bind.clone(),
+            stats_socket: lb.stats_socket.clone(),
+            metrics_listen: (!lb.metrics_listen.is_empty()).then(|| lb.metrics_listen.clone()),
+            threads: None,
+            shutdown_grace: "30s".into(),
+            timeout_connect: "5s".into(),
+            interval: lb.health_interval.clone(),
+            timeout,
+            fall: 3,
+            rise: 2,
+            slowstart: lb.slowstart.clone(),
+            api: list(GroupKind::BackendApi),
+            stream: list(GroupKind::StreamServer),
+        }
+        .render()
     }
 
     /// Moves every address veza-lb and the backends listen on to a new port (`port(old)`),
@@ -530,11 +490,6 @@ pub fn render_role(template: &str, name: &str, addr: Option<&str>) -> Result<Str
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// A TOML basic string.
-fn toml_str(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// 1-based line and column of a byte offset.
