@@ -12,6 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod top;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "veza-lb",
@@ -41,7 +43,8 @@ enum Command {
         /// Runtime API address: `host:port` or `unix:/path`.
         #[arg(long, default_value = "127.0.0.1:9100", value_name = "ADDR")]
         socket: String,
-        /// The command, e.g. `show stat` or `set server api_pool/backend-api-1 state drain`.
+        /// The command, e.g. `show stat` or `set server api_pool/backend-api-1 state drain`;
+        /// `top [--once]` shows `show stat` as a live table, refreshed every second.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
@@ -96,6 +99,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { config }) => check(&config),
+        Some(Command::Ctl { socket, command }) if command.first().is_some_and(|c| c == "top") => {
+            top(&socket, &command[1..])
+        }
         Some(Command::Ctl { socket, command }) => ctl(&socket, &command.join(" ")),
         Some(Command::Run(args)) => run(&args),
         None => run(&cli.run),
@@ -136,14 +142,41 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn ctl(socket: &str, command: &str) -> ExitCode {
-    let answer = match socket.strip_prefix("unix:") {
+fn ask(socket: &str, command: &str) -> std::io::Result<String> {
+    match socket.strip_prefix("unix:") {
         Some(path) => {
             std::os::unix::net::UnixStream::connect(path).and_then(|s| exchange(s, command))
         }
         None => std::net::TcpStream::connect(socket).and_then(|s| exchange(s, command)),
+    }
+}
+
+fn top(socket: &str, args: &[String]) -> ExitCode {
+    let once = match args {
+        [] => false,
+        [flag] if flag == "--once" => true,
+        _ => {
+            eprintln!(
+                "veza-lb ctl top: unexpected arguments {args:?}; usage: veza-lb ctl top [--once]"
+            );
+            return ExitCode::from(2);
+        }
     };
-    match answer {
+    let fetch = || {
+        ask(socket, "show stat")
+            .map_err(|e| format!("cannot talk to the runtime API at {socket}: {e}"))
+    };
+    match top::run(fetch, once, std::time::Duration::from_secs(1)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("veza-lb ctl top: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ctl(socket: &str, command: &str) -> ExitCode {
+    match ask(socket, command) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
