@@ -11,7 +11,7 @@ use lb_core::{Router, ServerId};
 
 use crate::config;
 use crate::counters::Counters;
-use crate::upstream::Upstream;
+use crate::data::upstream::Upstream;
 
 /// A pool for the life of the process (it survives reloads): its current view and counters.
 #[derive(Debug)]

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 
-use crate::accesslog::AccessLog;
 use crate::counters::Counters;
-use crate::idle::{BodyError, Idle, Side};
-use crate::upstream::{Upstream, UpstreamBody};
+use crate::data::accesslog::AccessLog;
+use crate::data::timeout::{BodyError, Idle, Side};
+use crate::data::upstream::{Upstream, UpstreamBody};
 
 /// A response body: the server's, streamed through, or one the proxy made itself.
 pub struct ProxyBody {

@@ -14,9 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::accesslog::AccessLog;
 use crate::counters::{Counters, SessionGuard};
-use crate::upstream::Upstream;
+use crate::data::accesslog::AccessLog;
+use crate::data::upstream::Upstream;
 
 /// Everything a tunnel needs once both sides have switched protocols.
 pub(crate) struct Tunnel {

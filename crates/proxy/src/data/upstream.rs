@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
-use crate::idle::Idle;
+use crate::data::timeout::Idle;
 
 /// The body of a request sent to a server: the client's body as it streams in, or nothing
 /// (bodiless requests, and retries of them).

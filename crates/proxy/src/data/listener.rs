@@ -1,6 +1,6 @@
 //! Listeners: accept connections, terminate TLS on HTTPS ones, and serve HTTP/1.1 (or HTTP/2
 //! when a TLS client negotiates `h2`) on them with hyper, each request going through
-//! [`crate::forward`].
+//! [`crate::data::forward`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,31 +17,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::ProxyBody;
-use crate::client_io::{ClientIo, HeadTimeout};
 use crate::control::ControlHandle;
 use crate::counters::{Counters, SessionGuard};
-use crate::forward::{self, ClientContext};
+use crate::data::body::ProxyBody;
+use crate::data::client_io::{ClientIo, HeadTimeout};
+use crate::data::forward::{self, ClientContext};
 use crate::routing::FrontendView;
 use crate::tls::{HttpsPolicy, TlsFrontend};
 
 /// Largest request head accepted (431 beyond).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
-
-/// Binds a listening socket the way a proxy wants it: `SO_REUSEADDR` (restart while old
-/// connections linger in TIME_WAIT) and a deep backlog.
-pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
-}
 
 /// What a listener's connections share.
 #[derive(Clone, Debug)]
@@ -97,7 +82,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
         control: ctx.control.clone(),
         peer,
         tls: ctx.tls.is_some(),
-        forwarding: crate::headers::Forwarding::new(peer, ctx.tls.is_some()),
+        forwarding: crate::data::headers::Forwarding::new(peer, ctx.tls.is_some()),
         hard_stop: ctx.hard_stop.clone(),
         process: ctx.process.clone(),
         tracker: ctx.tracker.clone(),

@@ -16,15 +16,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accesslog::{AccessLog, RequestLine};
-use crate::body::ProxyBody;
 use crate::control::{Control, ControlHandle};
 use crate::counters::{Counters, SessionGuard};
-use crate::headers;
-use crate::idle::{BodyError, Idle, Side};
+use crate::data::accesslog::{AccessLog, RequestLine};
+use crate::data::body::ProxyBody;
+use crate::data::headers;
+use crate::data::timeout::{BodyError, Idle, Side};
+use crate::data::tunnel;
+use crate::data::upstream::{Conn, ConnectError, Upstream, UpstreamBody};
 use crate::routing::{FrontendView, PoolSlot};
-use crate::tunnel;
-use crate::upstream::{Conn, ConnectError, Upstream, UpstreamBody};
 
 /// Longest request target accepted (414 beyond).
 pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
@@ -89,7 +89,8 @@ pub(crate) async fn handle(
     Counters::add(&fe_counters.requests, 1);
     let request_line = RequestLine::of(&req);
 
-    if let Err((status, why)) = headers::check_request(&req, MAX_URI_LEN, crate::frontend::MAX_HEAD)
+    if let Err((status, why)) =
+        headers::check_request(&req, MAX_URI_LEN, crate::data::listener::MAX_HEAD)
     {
         Counters::add(&fe_counters.req_errors, 1);
         fe_counters.response(status.as_u16());

@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{Config, ConfigError, Diagnostic, Diagnostics, StatsSocket};
-use crate::notify::Notifier;
+use crate::config::{Config, ConfigError, Diagnostic, Diagnostics};
+use crate::listen;
+use crate::process::notify::Notifier;
 use crate::{Error, Proxy, ProxyHandle};
 
 /// How to run.
@@ -161,25 +162,14 @@ fn spawn_watchdog(notifier: Arc<Notifier>, handle: ProxyHandle) {
 /// Tries every listening address of `config` (port 0 aside) before anything starts, so that
 /// every address already in use is reported at once, at its place in the file.
 fn check_ports(config: &Config, path: &Path) -> Result<(), Error> {
-    let mut wanted: Vec<(String, SocketAddr)> = Vec::new();
-    for fe in &config.frontends {
-        let tls = fe.tls.iter().flat_map(|t| t.bind.iter());
-        for &addr in fe.bind.iter().chain(tls) {
-            wanted.push((format!("frontend `{}`", fe.name), addr));
-        }
-    }
-    if let Some(StatsSocket::Tcp(addr)) = &config.global.stats_socket {
-        wanted.push(("the runtime API (`stats_socket`)".to_owned(), *addr));
-    }
-    if let Some(addr) = config.global.metrics_listen {
-        wanted.push(("the metrics endpoint (`metrics_listen`)".to_owned(), addr));
-    }
-    let failures: Vec<(String, SocketAddr, std::io::Error)> = wanted
+    let failures: Vec<(String, SocketAddr, std::io::Error)> = listen::all(config)
         .into_iter()
         .filter(|(_, addr)| addr.port() != 0)
         .filter_map(|(what, addr)| {
             // Same socket options as the real listeners, so TIME_WAIT leftovers do not count.
-            crate::frontend::bind(addr).err().map(|e| (what, addr, e))
+            listen::bind(addr)
+                .err()
+                .map(|e| (what.config_key(), addr, e))
         })
         .collect();
     if failures.is_empty() {

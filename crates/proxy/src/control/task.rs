@@ -13,17 +13,18 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use lb_core::{
-    AdminState, CheckResult, DownReason, PoolSpec, PoolState, ServerId, ServerSpec, SlowStart,
-    StickyCookie, Transition,
+    CheckResult, DownReason, PoolSpec, PoolState, ServerId, ServerSpec, SlowStart, StickyCookie,
+    Transition,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::admin::{AdminCommand, AdminError, WeightChange};
 use crate::config::{self, Config, OnMarkedDown};
 use crate::counters::Counters;
+use crate::data::upstream::Upstream;
+use crate::observe::stats::{PoolStats, ServerStats, StatsSnapshot};
 use crate::routing::{PoolSlot, PoolView};
-use crate::stats::{PoolStats, ServerStats, StatsSnapshot};
-use crate::upstream::Upstream;
 
 /// Messages to the control task.
 #[derive(Debug)]
@@ -49,55 +50,6 @@ pub(crate) enum Control {
         config: Arc<Config>,
         reply: oneshot::Sender<Vec<Arc<PoolSlot>>>,
     },
-}
-
-/// A runtime API command that changes a server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminCommand {
-    /// `set server P/S state ready|drain|maint`, `enable server`, `disable server`.
-    SetState {
-        /// Pool name.
-        pool: String,
-        /// Server name.
-        server: String,
-        /// New admin state.
-        state: AdminState,
-    },
-    /// `set weight P/S N` or `N%`.
-    SetWeight {
-        /// Pool name.
-        pool: String,
-        /// Server name.
-        server: String,
-        /// New weight.
-        weight: WeightChange,
-    },
-}
-
-/// A weight given absolutely or relative to the configured weight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightChange {
-    /// `N`.
-    Absolute(u32),
-    /// `N%` of the configured weight.
-    Percent(u32),
-}
-
-/// Why an operator command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdminError {
-    /// No such pool.
-    #[error("No such backend.")]
-    NoSuchPool,
-    /// No such server in the pool.
-    #[error("No such server.")]
-    NoSuchServer,
-    /// Out-of-range weight.
-    #[error("{0}")]
-    Invalid(String),
-    /// The proxy is stopping.
-    #[error("The proxy is shutting down.")]
-    Stopped,
 }
 
 struct PoolControl {

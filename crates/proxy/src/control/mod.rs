@@ -1,0 +1,14 @@
+//! The control plane: the one task that owns every pool's `lb_core::PoolState`.
+//!
+//! Health check results, passive observations from the data plane, operator commands and
+//! reloads arrive as messages; each is fed to lb-core, whatever it decides is acted on, and a
+//! new routing snapshot is published for the data plane.
+//!
+//! - `admin`: operator commands (`set server`, `set weight`) and their errors;
+//! - `task`: the tokio task and the handle the rest of the proxy reaches it through.
+
+mod admin;
+mod task;
+
+pub use admin::{AdminCommand, AdminError, WeightChange};
+pub(crate) use task::{Control, ControlHandle, ControlTask};

@@ -1,0 +1,145 @@
+//! The one place that knows which TCP addresses a configuration listens on, and how a
+//! listening socket is opened.
+//!
+//! The supervisor binds frontends from it, the observability services bind the stats socket
+//! and metrics listener from it, and the daemon tries every address before starting so that
+//! all the ports in use are reported at once.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::Error;
+use crate::config::{self, Config, StatsSocket};
+
+/// What listens on an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose<'a> {
+    /// A frontend's plain HTTP listener (`bind`).
+    Http(&'a str),
+    /// A frontend's HTTPS listener (`tls.bind`).
+    Https(&'a str),
+    /// The runtime API (`stats_socket` on TCP).
+    StatsSocket,
+    /// The Prometheus endpoint (`metrics_listen`).
+    Metrics,
+}
+
+impl Purpose<'_> {
+    /// As error messages name it.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Self::Http(fe) | Self::Https(fe) => format!("frontend {fe}"),
+            Self::StatsSocket => "stats socket".to_owned(),
+            Self::Metrics => "metrics listener".to_owned(),
+        }
+    }
+
+    /// As the daemon names it next to the configuration line that asked for it.
+    pub(crate) fn config_key(self) -> String {
+        match self {
+            Self::Http(fe) | Self::Https(fe) => format!("frontend `{fe}`"),
+            Self::StatsSocket => "the runtime API (`stats_socket`)".to_owned(),
+            Self::Metrics => "the metrics endpoint (`metrics_listen`)".to_owned(),
+        }
+    }
+}
+
+/// A frontend's listening addresses: plain ones, then HTTPS ones (`true`).
+pub(crate) fn frontend(fe: &config::Frontend) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
+    let tls = fe
+        .tls
+        .iter()
+        .flat_map(|t| t.bind.iter().map(|&a| (a, true)));
+    fe.bind.iter().map(|&a| (a, false)).chain(tls)
+}
+
+/// Every TCP address `config` listens on, frontends first, in file order.
+pub(crate) fn all(config: &Config) -> Vec<(Purpose<'_>, SocketAddr)> {
+    let mut wanted: Vec<(Purpose<'_>, SocketAddr)> = config
+        .frontends
+        .iter()
+        .flat_map(|fe| {
+            frontend(fe).map(|(addr, tls)| {
+                let purpose = if tls {
+                    Purpose::Https(&fe.name)
+                } else {
+                    Purpose::Http(&fe.name)
+                };
+                (purpose, addr)
+            })
+        })
+        .collect();
+    if let Some(StatsSocket::Tcp(addr)) = &config.global.stats_socket {
+        wanted.push((Purpose::StatsSocket, *addr));
+    }
+    if let Some(addr) = config.global.metrics_listen {
+        wanted.push((Purpose::Metrics, addr));
+    }
+    wanted
+}
+
+/// Binds a listening socket the way a proxy wants it: `SO_REUSEADDR` (restart while old
+/// connections linger in TIME_WAIT) and a deep backlog.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// [`bind`], with the error naming what wanted the address.
+pub(crate) fn bind_for(purpose: Purpose<'_>, addr: SocketAddr) -> Result<TcpListener, Error> {
+    bind(addr).map_err(|source| Error::Bind {
+        what: purpose.describe(),
+        addr,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_address_is_listed_once_with_its_purpose() {
+        let config = Config::parse(
+            r#"
+[global]
+stats_socket = "127.0.0.1:9100"
+metrics_listen = "127.0.0.1:9101"
+
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:8080"]
+default_pool = "api"
+
+[pool.api]
+servers = [{ name = "a", addr = "127.0.0.1:9000" }]
+"#,
+            "test.toml",
+        )
+        .expect("valid");
+        let all = all(&config);
+        let port = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        assert_eq!(
+            all,
+            vec![
+                (Purpose::Http("veza"), port(8080)),
+                (Purpose::StatsSocket, port(9100)),
+                (Purpose::Metrics, port(9101)),
+            ]
+        );
+        assert_eq!(all[0].0.describe(), "frontend veza");
+        assert_eq!(
+            all[2].0.config_key(),
+            "the metrics endpoint (`metrics_listen`)"
+        );
+    }
+}

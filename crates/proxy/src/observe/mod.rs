@@ -1,0 +1,100 @@
+//! Observability: HAProxy's statistics and the ways operators read them.
+//!
+//! - [`crate::counters`] are the lock-free counters the data plane bumps;
+//! - `stats` renders them (`show stat` CSV, `show info`, `show servers state`, Prometheus),
+//!   pure functions tested against captured HAProxy 2.6 output;
+//! - `source` takes consistent readings and turns totals into rates once a second;
+//! - `runtime_api` (HAProxy's stats socket) and `metrics` (`/metrics`, `/stats;csv`) serve
+//!   them.
+//!
+//! Nothing here is on the request path, and the data plane imports nothing from here.
+
+pub(crate) mod metrics;
+pub(crate) mod runtime_api;
+pub(crate) mod source;
+pub mod stats;
+
+use std::net::SocketAddr;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Global, StatsSocket};
+use crate::listen::{self, Purpose};
+use crate::observe::runtime_api::{StatsListener, UnixSocket};
+use crate::observe::source::StatsSource;
+use crate::{Error, ProxyHandle};
+
+/// The observability services of a running proxy: stats socket, metrics listener, rate
+/// ticker. They stop when the proxy's drain token is cancelled.
+#[derive(Debug, Default)]
+pub(crate) struct Services {
+    stats_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Services {
+    /// Binds what `global` asks for (all or nothing) and starts serving it. The listeners
+    /// run on `tracker`, so a graceful stop waits for the unix socket to be removed.
+    pub(crate) fn start(
+        global: &Global,
+        handle: &ProxyHandle,
+        stop: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Self, Error> {
+        let stats = match &global.stats_socket {
+            None => None,
+            Some(StatsSocket::Tcp(addr)) => Some(StatsListener::Tcp(listen::bind_for(
+                Purpose::StatsSocket,
+                *addr,
+            )?)),
+            Some(StatsSocket::Unix(path)) => Some(StatsListener::Unix(
+                UnixSocket::bind(path, global.stats_socket_mode).map_err(|source| {
+                    Error::BindPath {
+                        what: "stats socket".to_owned(),
+                        path: path.clone(),
+                        source,
+                    }
+                })?,
+            )),
+        };
+        let metrics = match global.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let listener = listen::bind_for(Purpose::Metrics, addr)?;
+                let bound = listener.local_addr().unwrap_or(addr);
+                Some((listener, bound))
+            }
+        };
+        let source = StatsSource::start(handle, stop);
+        let mut services = Services::default();
+        if let Some(listener) = stats {
+            if let StatsListener::Tcp(l) = &listener {
+                services.stats_addr = l.local_addr().ok();
+            }
+            tracing::info!("runtime API listening on {}", listener.describe());
+            tracker.spawn(runtime_api::serve(listener, source.clone(), stop.clone()));
+        }
+        if let Some(listener) = metrics {
+            let (listener, addr) = listener;
+            services.metrics_addr = Some(addr);
+            tracing::info!("metrics listening on {addr}");
+            tracker.spawn(crate::observe::metrics::serve(
+                listener,
+                source,
+                stop.clone(),
+            ));
+        }
+        Ok(services)
+    }
+
+    /// The TCP address of the stats socket, with the real port when configured as 0.
+    pub(crate) fn stats_addr(&self) -> Option<SocketAddr> {
+        self.stats_addr
+    }
+
+    /// The address of the metrics listener, with the real port when configured as 0.
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+}

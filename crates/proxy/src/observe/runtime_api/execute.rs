@@ -1,0 +1,91 @@
+//! Running a parsed command against the proxy and writing HAProxy's answer.
+
+use crate::control::{AdminCommand, AdminError, WeightChange};
+use crate::observe::source::StatsSource;
+use crate::observe::stats::{StatsSnapshot, csv, servers_state};
+
+use super::command::{Command, help, reply, unknown};
+
+const STOPPING: &str = "The proxy is shutting down.";
+
+/// Runs one command and returns its answer, empty line included.
+pub(crate) async fn execute(command: Command, source: &StatsSource) -> String {
+    match command {
+        Command::Help(words) => help(&words),
+        Command::Unknown(words) => unknown(&words),
+        Command::Reply(text) => reply(text),
+        Command::Quit => String::new(),
+        Command::ShowInfo => match source.report().await {
+            Some(report) => source.process_info(&report).render(),
+            None => reply(STOPPING),
+        },
+        Command::ShowStat(filter) => match source.report().await {
+            Some(r) => csv::render(&r.frontends, &r.snapshot, r.now_unix, &filter),
+            None => reply(STOPPING),
+        },
+        Command::ShowServersState(backend) => match source.report().await {
+            Some(r) => servers_state::render(r.frontends.len(), &r.snapshot, backend.as_deref()),
+            None => reply(STOPPING),
+        },
+        Command::GetWeight { pool, server } => match source.report().await {
+            Some(r) => match weights(&r.snapshot, &pool, &server) {
+                Ok((current, initial)) => reply(format!("{current} (initial {initial})")),
+                Err(e) => reply(e),
+            },
+            None => reply(STOPPING),
+        },
+        Command::SetState(admin) => match source.handle.admin(admin).await {
+            Ok(()) => "\n".to_owned(),
+            Err(e) => reply(e),
+        },
+        Command::SetWeight {
+            pool,
+            server,
+            weight,
+        } => {
+            // HAProxy's relative weights are a share of the initial weight, capped at 256.
+            let absolute = match weight {
+                WeightChange::Absolute(w) => Ok(w),
+                WeightChange::Percent(pct) => match source.report().await {
+                    Some(r) => weights(&r.snapshot, &pool, &server).map(|(_, initial)| {
+                        (u32::from(initial) * pct / 100).min(u32::from(lb_core::MAX_WEIGHT))
+                    }),
+                    None => Err(AdminError::Stopped),
+                },
+            };
+            let done = match absolute {
+                Ok(w) => {
+                    source
+                        .handle
+                        .admin(AdminCommand::SetWeight {
+                            pool,
+                            server,
+                            weight: WeightChange::Absolute(w),
+                        })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => "\n".to_owned(),
+                Err(e) => reply(e),
+            }
+        }
+    }
+}
+
+/// A server's current and initial (configured) weight.
+fn weights(snapshot: &StatsSnapshot, pool: &str, server: &str) -> Result<(u16, u16), AdminError> {
+    let p = snapshot
+        .pools
+        .iter()
+        .find(|p| p.name == pool)
+        .ok_or(AdminError::NoSuchPool)?;
+    let s = p
+        .servers
+        .iter()
+        .find(|s| s.name == server)
+        .ok_or(AdminError::NoSuchServer)?;
+    let initial = p.settings.server(server).map_or(s.weight, |c| c.weight);
+    Ok((s.weight, initial))
+}

@@ -1,0 +1,143 @@
+//! The runtime API's listener: TCP or unix socket, one task per client, one line of
+//! commands per connection.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::command::{Command, parse};
+use super::execute::execute;
+use super::protocol::{read_line, split_commands};
+use super::{IDLE_TIMEOUT, MAX_LINE};
+use crate::observe::source::StatsSource;
+
+pub(crate) enum StatsListener {
+    Tcp(TcpListener),
+    Unix(UnixSocket),
+}
+
+impl StatsListener {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp".to_owned(), |a| a.to_string()),
+            Self::Unix(u) => format!("unix:{}", u.path.display()),
+        }
+    }
+}
+
+/// A unix stats socket, created with its final permissions under a temporary name and renamed
+/// into place, so it replaces a previous instance's socket atomically and is never reachable
+/// with looser permissions at its real path.
+pub(crate) struct UnixSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    /// Device and inode of the socket file, to remove it at exit only if it is still ours.
+    identity: (u64, u64),
+}
+
+impl UnixSocket {
+    pub(crate) fn bind(path: &Path, mode: u32) -> io::Result<Self> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let mut tmp_name = name.to_os_string();
+        tmp_name.push(format!(".{}.tmp", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let _ = fs::remove_file(&tmp);
+        let std_listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+        let placed = fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+            .and_then(|()| fs::rename(&tmp, path));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std_listener.set_nonblocking(true)?;
+        let meta = fs::metadata(path)?;
+        Ok(Self {
+            listener: UnixListener::from_std(std_listener)?,
+            path: path.to_owned(),
+            identity: (meta.dev(), meta.ino()),
+        })
+    }
+
+    fn remove(&self) {
+        // A newer instance may have replaced the socket: leave its file alone.
+        if fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+pub(crate) async fn serve(
+    listener: StatsListener,
+    source: Arc<StatsSource>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = accept(&listener) => r,
+            () = stop.cancelled() => break,
+        };
+        match accepted {
+            Ok(Client::Tcp(stream)) => {
+                let source = source.clone();
+                tokio::spawn(async move { serve_client(stream, &source).await });
+            }
+            Ok(Client::Unix(stream)) => {
+                let source = source.clone();
+                tokio::spawn(async move { serve_client(stream, &source).await });
+            }
+            Err(e) => {
+                tracing::warn!("runtime API accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    if let StatsListener::Unix(socket) = &listener {
+        socket.remove();
+    }
+}
+
+enum Client {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &StatsListener) -> io::Result<Client> {
+    match listener {
+        StatsListener::Tcp(l) => Ok(Client::Tcp(l.accept().await?.0)),
+        StatsListener::Unix(u) => Ok(Client::Unix(u.listener.accept().await?.0)),
+    }
+}
+
+async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, source: &StatsSource) {
+    let line = match read_line(&mut stream, MAX_LINE, IDLE_TIMEOUT).await {
+        Ok(line) => line,
+        Err(why) => {
+            tracing::debug!("runtime API client dropped: {why:?}");
+            return;
+        }
+    };
+    for command in split_commands(&line) {
+        let command = parse(&command);
+        if command == Command::Quit {
+            break;
+        }
+        let answer = execute(command, source).await;
+        let written = timeout(IDLE_TIMEOUT, stream.write_all(answer.as_bytes())).await;
+        if !matches!(written, Ok(Ok(()))) {
+            return;
+        }
+    }
+    let _ = timeout(IDLE_TIMEOUT, stream.shutdown()).await;
+}

@@ -1,0 +1,416 @@
+//! The running proxy: binds every frontend's listeners, hands them the routing snapshots,
+//! reloads a new configuration whole or not at all, and stops gracefully.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config};
+use crate::control::{AdminCommand, AdminError};
+use crate::control::{ControlHandle, ControlTask};
+use crate::counters::Counters;
+use crate::data::listener::ListenerContext;
+use crate::listen::{self, Purpose};
+use crate::observe::Services;
+use crate::observe::stats::{FrontendStats, StatsSnapshot};
+use crate::routing::{FrontendView, PoolSlot};
+use crate::tls::{self, TlsCounters};
+use crate::{Error, data};
+
+struct Listener {
+    addr: SocketAddr,
+    /// The address as configured (port 0 stays 0), to recognise it on reload.
+    configured: SocketAddr,
+    /// An HTTPS listener (`tls.bind`).
+    tls: bool,
+    stop: CancellationToken,
+}
+
+struct RunningFrontend {
+    view: Arc<ArcSwap<FrontendView>>,
+    listeners: Vec<Listener>,
+    /// Certificates and server settings, when the frontend has HTTPS listeners.
+    tls: Option<Arc<tls::TlsFrontend>>,
+    https: Arc<ArcSwap<tls::HttpsPolicy>>,
+}
+
+/// Every frontend's certificates, read and checked before anything changes.
+fn load_certificates(config: &Config) -> Result<HashMap<String, tls::CertSet>, Error> {
+    config
+        .frontends
+        .iter()
+        .filter_map(|fe| Some((fe, fe.tls.as_ref()?)))
+        .map(|(fe, t)| Ok((fe.name.clone(), tls::CertSet::load(&fe.name, t)?)))
+        .collect()
+}
+
+/// A running `veza-lb`: listeners bound, health checks scheduled, control task running.
+pub struct Proxy {
+    control: ControlHandle,
+    frontends: HashMap<String, RunningFrontend>,
+    handle: ProxyHandle,
+    process: Arc<Counters>,
+    drain: CancellationToken,
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+    services: Services,
+}
+
+/// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
+/// commands.
+#[derive(Clone, Debug)]
+pub struct ProxyHandle {
+    control: ControlHandle,
+    frontends: Arc<ArcSwap<Vec<FrontendStats>>>,
+    /// Process-wide counters (`CurrConns`, `CumConns`...).
+    pub process: Arc<Counters>,
+    /// When the proxy started.
+    pub started: SystemTime,
+}
+
+impl ProxyHandle {
+    /// A consistent snapshot of every pool, plus the frontends' counters.
+    pub async fn stats(&self) -> Option<(Vec<FrontendStats>, StatsSnapshot)> {
+        let pools = self.control.stats().await?;
+        Some((self.frontends.load().as_ref().clone(), pools))
+    }
+
+    /// Applies an operator command (`set server`, `set weight`...).
+    ///
+    /// # Errors
+    /// Unknown pool or server, out-of-range value, or the proxy stopping.
+    pub async fn admin(&self, command: AdminCommand) -> Result<(), AdminError> {
+        self.control.admin(command).await
+    }
+}
+
+fn frontend_view(
+    fe: &config::Frontend,
+    pools: &HashMap<&str, Arc<PoolSlot>>,
+    counters: Arc<Counters>,
+) -> Option<FrontendView> {
+    let mut routes: Vec<(String, Arc<PoolSlot>)> = fe
+        .routes
+        .iter()
+        .map(|r| Some((r.path_prefix.clone(), pools.get(r.pool.as_str())?.clone())))
+        .collect::<Option<_>>()?;
+    // Longest prefix first, so `/stream/live/` wins over `/stream/`.
+    routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+    Some(FrontendView {
+        name: fe.name.as_str().into(),
+        routes,
+        default_pool: pools.get(fe.default_pool.as_str())?.clone(),
+        counters,
+    })
+}
+
+fn client_timeout(config: &Config, fe: &config::Frontend) -> Duration {
+    config
+        .pool(&fe.default_pool)
+        .map_or(Duration::from_secs(30), |p| p.timeouts.client)
+}
+
+impl Proxy {
+    /// Starts the proxy: binds every frontend (all or nothing), schedules health checks and
+    /// starts serving. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// A listener cannot be bound.
+    pub async fn start(config: Config) -> Result<Self, Error> {
+        let certs = load_certificates(&config)?;
+        let (task, control, slots) = ControlTask::new(&config);
+        tokio::spawn(task.run());
+        let process = Arc::new(Counters::default());
+        let mut proxy = Proxy {
+            control: control.clone(),
+            frontends: HashMap::new(),
+            handle: ProxyHandle {
+                control,
+                frontends: Arc::new(ArcSwap::from_pointee(Vec::new())),
+                process: process.clone(),
+                started: SystemTime::now(),
+            },
+            process,
+            drain: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            grace: config.global.shutdown_grace,
+            services: Services::default(),
+        };
+        proxy.apply_frontends(&config, &slots, certs)?;
+        // The stats socket and metrics listener; a reload keeps them as they are.
+        match Services::start(&config.global, &proxy.handle, &proxy.drain, &proxy.tracker) {
+            Ok(services) => proxy.services = services,
+            Err(e) => {
+                proxy.abort();
+                return Err(e);
+            }
+        }
+        Ok(proxy)
+    }
+
+    /// Binds new listeners first, then swaps routing and closes listeners no longer wanted,
+    /// so a reload never refuses a connection on an address that stays.
+    fn apply_frontends(
+        &mut self,
+        config: &Config,
+        slots: &[Arc<PoolSlot>],
+        mut certs: HashMap<String, tls::CertSet>,
+    ) -> Result<(), Error> {
+        let pools: HashMap<&str, Arc<PoolSlot>> =
+            slots.iter().map(|s| (&*s.name, s.clone())).collect();
+        // Bind everything new before changing anything: all or nothing.
+        let mut bound = HashMap::new();
+        for fe in &config.frontends {
+            let existing = self.frontends.get(&fe.name);
+            for (addr, tls) in listen::frontend(fe) {
+                if existing.is_some_and(|r| {
+                    r.listeners
+                        .iter()
+                        .any(|l| l.configured == addr && l.tls == tls)
+                }) {
+                    continue;
+                }
+                let purpose = if tls {
+                    Purpose::Https(&fe.name)
+                } else {
+                    Purpose::Http(&fe.name)
+                };
+                let listener = listen::bind_for(purpose, addr)?;
+                bound.insert((fe.name.clone(), addr, tls), listener);
+            }
+        }
+        // Certificates of frontends that already serve HTTPS are swapped in place; new ones
+        // get their server settings built here, before anything is changed.
+        let mut new_tls = HashMap::new();
+        for fe in &config.frontends {
+            let Some(set) = certs.remove(&fe.name) else {
+                continue;
+            };
+            match self.frontends.get(&fe.name).and_then(|r| r.tls.clone()) {
+                Some(running) => {
+                    new_tls.insert(fe.name.clone(), (running, Some(set)));
+                }
+                None => {
+                    let created = Arc::new(tls::TlsFrontend::new(&fe.name, set)?);
+                    new_tls.insert(fe.name.clone(), (created, None));
+                }
+            }
+        }
+        let mut next = HashMap::new();
+        for fe in &config.frontends {
+            let previous = self.frontends.remove(&fe.name);
+            let counters = previous
+                .as_ref()
+                .map_or_else(Arc::default, |r| r.view.load().counters.clone());
+            let Some(view) = frontend_view(fe, &pools, counters) else {
+                continue; // validation guarantees every pool exists
+            };
+            let (view, mut listeners, https) = match previous {
+                Some(r) => {
+                    r.view.store(Arc::new(view));
+                    (r.view, r.listeners, r.https)
+                }
+                None => (
+                    Arc::new(ArcSwap::from_pointee(view)),
+                    Vec::new(),
+                    Arc::default(),
+                ),
+            };
+            let tls_state = new_tls.remove(&fe.name).map(|(state, set)| {
+                if let Some(set) = set {
+                    state.resolver.replace(set);
+                }
+                state
+            });
+            listeners.retain(|l| {
+                let keep = listen::frontend(fe).any(|b| b == (l.configured, l.tls));
+                if !keep {
+                    l.stop.cancel();
+                }
+                keep
+            });
+            let ctx = ListenerContext {
+                view: view.clone(),
+                control: self.control.clone(),
+                client_timeout: client_timeout(config, fe),
+                process: self.process.clone(),
+                tls: None,
+                https: https.clone(),
+                drain: self.drain.clone(),
+                hard_stop: self.hard_stop.clone(),
+                tracker: self.tracker.clone(),
+            };
+            for (addr, tls) in listen::frontend(fe) {
+                let Some(listener) = bound.remove(&(fe.name.clone(), addr, tls)) else {
+                    continue;
+                };
+                let configured = addr;
+                let addr = listener.local_addr().unwrap_or(addr);
+                let scheme = if tls { "https" } else { "http" };
+                tracing::info!("frontend {} listening on {scheme}://{addr}", fe.name);
+                let stop = CancellationToken::new();
+                let mut ctx = ctx.clone();
+                if tls {
+                    ctx.tls = tls_state.clone();
+                }
+                tokio::spawn(data::listener::accept_loop(listener, ctx, stop.clone()));
+                listeners.push(Listener {
+                    addr,
+                    configured,
+                    tls,
+                    stop,
+                });
+            }
+            let tls_port = listeners.iter().find(|l| l.tls).map(|l| l.addr.port());
+            https.store(Arc::new(tls::HttpsPolicy::of(fe, tls_port)));
+            next.insert(
+                fe.name.clone(),
+                RunningFrontend {
+                    view,
+                    listeners,
+                    tls: tls_state,
+                    https,
+                },
+            );
+        }
+        for (name, removed) in self.frontends.drain() {
+            tracing::info!("frontend {name} removed");
+            for l in removed.listeners {
+                l.stop.cancel();
+            }
+        }
+        self.frontends = next;
+        let stats = config
+            .frontends
+            .iter()
+            .filter_map(|fe| {
+                let r = self.frontends.get(&fe.name)?;
+                Some(FrontendStats {
+                    name: fe.name.clone(),
+                    counters: r.view.load().counters.clone(),
+                    tls: r.tls.as_ref().map(|t| t.counters.clone()),
+                })
+            })
+            .collect();
+        self.handle.frontends.store(Arc::new(stats));
+        Ok(())
+    }
+
+    /// The plain HTTP addresses a frontend is listening on (with the real port when
+    /// configured as 0).
+    #[must_use]
+    pub fn frontend_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        self.listener_addrs(name, false)
+    }
+
+    /// The HTTPS addresses a frontend is listening on (`tls.bind`, with the real port when
+    /// configured as 0).
+    #[must_use]
+    pub fn tls_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        self.listener_addrs(name, true)
+    }
+
+    /// A frontend's TLS counters (`ssl_sess`, `ssl_reused_sess`, `ssl_failed_handshake`,
+    /// `CurrSslConns`); `None` when it has no HTTPS listener.
+    #[must_use]
+    pub fn tls_counters(&self, name: &str) -> Option<Arc<TlsCounters>> {
+        Some(self.frontends.get(name)?.tls.as_ref()?.counters.clone())
+    }
+
+    fn listener_addrs(&self, name: &str, tls: bool) -> Vec<SocketAddr> {
+        self.frontends
+            .get(name)
+            .map(|r| {
+                r.listeners
+                    .iter()
+                    .filter(|l| l.tls == tls)
+                    .map(|l| l.addr)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The runtime API's TCP address (with the real port when configured as 0); `None`
+    /// without a `stats_socket` or with a unix one.
+    #[must_use]
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.services.stats_addr()
+    }
+
+    /// The metrics listener's address (with the real port when configured as 0).
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.services.metrics_addr()
+    }
+
+    /// The handle for statistics and operator commands.
+    #[must_use]
+    pub fn handle(&self) -> ProxyHandle {
+        self.handle.clone()
+    }
+
+    /// Applies a new, validated configuration: pools keep their servers' state, counters
+    /// and connections; listeners that stay keep their sockets.
+    ///
+    /// Certificates are read again: new handshakes get the new ones, established connections
+    /// keep theirs.
+    ///
+    /// # Errors
+    /// A new listener cannot be bound, or a certificate or key cannot be used: nothing is
+    /// changed then.
+    pub async fn reload(&mut self, config: Config) -> Result<(), Error> {
+        let certs = load_certificates(&config)?;
+        // Bind-check first, so a failing bind leaves the running configuration untouched.
+        for fe in &config.frontends {
+            for (addr, _) in listen::frontend(fe) {
+                let held = self
+                    .frontends
+                    .values()
+                    .any(|r| r.listeners.iter().any(|l| l.addr == addr));
+                if !held && addr.port() != 0 {
+                    drop(listen::bind_for(Purpose::Http(&fe.name), addr)?);
+                }
+            }
+        }
+        let config = Arc::new(config);
+        let slots = self
+            .control
+            .reload(config.clone())
+            .await
+            .ok_or(Error::Stopped)?;
+        self.grace = config.global.shutdown_grace;
+        self.apply_frontends(&config, &slots, certs)
+    }
+
+    /// Graceful stop: stop accepting, let in-flight requests finish and close idle
+    /// connections, then close tunnels and whatever is left once `shutdown_grace` has passed.
+    pub async fn shutdown(self) {
+        self.drain.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace of {:?} elapsed: closing remaining connections",
+                self.grace
+            );
+        }
+        self.hard_stop.cancel();
+        // Give tasks a moment to observe the hard stop and write their logs.
+        let _ = tokio::time::timeout(Duration::from_millis(100), self.tracker.wait()).await;
+    }
+
+    /// Stops at once: every connection and tunnel is closed.
+    pub fn abort(&self) {
+        self.drain.cancel();
+        self.hard_stop.cancel();
+    }
+}
