@@ -7,8 +7,9 @@
 //! - `data`: the data plane, one request's path from listener to server and back;
 //! - `control`: the task that owns every pool's `lb_core::PoolState`, fed by health checks,
 //!   passive observations and operator commands, publishing routing snapshots;
-//! - `routing`: the immutable snapshots, the one contract between control and data;
-//! - `observe`: statistics ([`counters`], [`stats`]), the runtime API and Prometheus metrics;
+//! - [`counters`] and [`stats`]: HAProxy's statistics, counted lock-free and rendered by pure
+//!   functions;
+//! - `observe`: the runtime API and Prometheus metrics that serve them;
 //! - `tls`: certificates and TLS settings of HTTPS listeners;
 //! - `process`: the process around it all ([`daemon`]: runtime, signals, reload, `sd_notify`);
 //! - `supervisor`: [`Proxy`], which binds, reloads and stops the frontends.
@@ -30,16 +31,16 @@ mod data;
 mod listen;
 mod observe;
 mod process;
-mod routing;
+pub mod stats;
 mod supervisor;
 mod tls;
 
 use std::net::SocketAddr;
 
 pub use control::{AdminCommand, AdminError, WeightChange};
-pub use observe::stats;
+pub use observe::ProxyHandle;
 pub use process::{daemon, notify};
-pub use supervisor::{Proxy, ProxyHandle};
+pub use supervisor::Proxy;
 pub use tls::TlsCounters;
 
 /// Errors starting or reloading the proxy.

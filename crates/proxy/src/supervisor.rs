@@ -11,14 +11,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
-use crate::control::{AdminCommand, AdminError};
 use crate::control::{ControlHandle, ControlTask};
 use crate::counters::Counters;
 use crate::data::listener::ListenerContext;
+use crate::data::passive::PassiveReports;
+use crate::data::routing::{FrontendView, PoolSlot};
 use crate::listen::{self, Purpose};
+use crate::observe::ProxyHandle;
 use crate::observe::Services;
-use crate::observe::stats::{FrontendStats, StatsSnapshot};
-use crate::routing::{FrontendView, PoolSlot};
+use crate::stats::FrontendStats;
 use crate::tls::{self, TlsCounters};
 use crate::{Error, data};
 
@@ -52,6 +53,7 @@ fn load_certificates(config: &Config) -> Result<HashMap<String, tls::CertSet>, E
 /// A running `veza-lb`: listeners bound, health checks scheduled, control task running.
 pub struct Proxy {
     control: ControlHandle,
+    passive: PassiveReports,
     frontends: HashMap<String, RunningFrontend>,
     handle: ProxyHandle,
     process: Arc<Counters>,
@@ -60,34 +62,6 @@ pub struct Proxy {
     tracker: TaskTracker,
     grace: Duration,
     services: Services,
-}
-
-/// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
-/// commands.
-#[derive(Clone, Debug)]
-pub struct ProxyHandle {
-    control: ControlHandle,
-    frontends: Arc<ArcSwap<Vec<FrontendStats>>>,
-    /// Process-wide counters (`CurrConns`, `CumConns`...).
-    pub process: Arc<Counters>,
-    /// When the proxy started.
-    pub started: SystemTime,
-}
-
-impl ProxyHandle {
-    /// A consistent snapshot of every pool, plus the frontends' counters.
-    pub async fn stats(&self) -> Option<(Vec<FrontendStats>, StatsSnapshot)> {
-        let pools = self.control.stats().await?;
-        Some((self.frontends.load().as_ref().clone(), pools))
-    }
-
-    /// Applies an operator command (`set server`, `set weight`...).
-    ///
-    /// # Errors
-    /// Unknown pool or server, out-of-range value, or the proxy stopping.
-    pub async fn admin(&self, command: AdminCommand) -> Result<(), AdminError> {
-        self.control.admin(command).await
-    }
 }
 
 fn frontend_view(
@@ -124,11 +98,12 @@ impl Proxy {
     /// A listener cannot be bound.
     pub async fn start(config: Config) -> Result<Self, Error> {
         let certs = load_certificates(&config)?;
-        let (task, control, slots) = ControlTask::new(&config);
+        let (task, control, passive, slots) = ControlTask::new(&config);
         tokio::spawn(task.run());
         let process = Arc::new(Counters::default());
         let mut proxy = Proxy {
             control: control.clone(),
+            passive,
             frontends: HashMap::new(),
             handle: ProxyHandle {
                 control,
@@ -238,7 +213,7 @@ impl Proxy {
             });
             let ctx = ListenerContext {
                 view: view.clone(),
-                control: self.control.clone(),
+                passive: self.passive.clone(),
                 client_timeout: client_timeout(config, fe),
                 process: self.process.clone(),
                 tls: None,

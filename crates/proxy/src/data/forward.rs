@@ -16,15 +16,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::{Control, ControlHandle};
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::{AccessLog, RequestLine};
 use crate::data::body::ProxyBody;
 use crate::data::headers;
+use crate::data::passive::{PassiveReports, TrafficReport};
+use crate::data::routing::{FrontendView, PoolSlot};
 use crate::data::timeout::{BodyError, Idle, Side};
 use crate::data::tunnel;
 use crate::data::upstream::{Conn, ConnectError, Upstream, UpstreamBody};
-use crate::routing::{FrontendView, PoolSlot};
 
 /// Longest request target accepted (414 beyond).
 pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
@@ -33,7 +33,7 @@ pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
 #[derive(Debug)]
 pub(crate) struct ClientContext {
     pub(crate) frontend: Arc<ArcSwap<FrontendView>>,
-    pub(crate) control: ControlHandle,
+    pub(crate) passive: PassiveReports,
     pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
     /// `X-Forwarded-For` and `Forwarded` values for this client, built once.
@@ -259,7 +259,7 @@ pub(crate) async fn handle(
                 log.termination = *b"--";
                 log.conns = conns(&ctx, &fe_counters, &pool, Some(&upstream));
                 if fresh_only || !tried.is_empty() {
-                    report_traffic(&ctx.control, &pool, pick.server, true);
+                    report_traffic(&ctx.passive, &pool, pick.server, true);
                 }
                 let waited = started.elapsed();
                 log.response_ms = Some(waited.as_millis() as u64);
@@ -294,7 +294,7 @@ pub(crate) async fn handle(
                         tracing::debug!(server = %upstream.name, "{e}");
                         Counters::add(&upstream.counters.conn_errors, 1);
                         Counters::add(&pool.counters.conn_errors, 1);
-                        report_traffic(&ctx.control, &pool, pick.server, false);
+                        report_traffic(&ctx.passive, &pool, pick.server, false);
                         log.termination = *b"SC";
                         (true, true)
                     }
@@ -506,8 +506,8 @@ fn conns(
     ]
 }
 
-fn report_traffic(control: &ControlHandle, pool: &PoolSlot, server: ServerId, connected: bool) {
-    control.send(Control::Traffic {
+fn report_traffic(passive: &PassiveReports, pool: &PoolSlot, server: ServerId, connected: bool) {
+    passive.report(TrafficReport {
         pool: pool.id,
         server,
         connected,

@@ -17,12 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::ControlHandle;
 use crate::counters::{Counters, SessionGuard};
 use crate::data::body::ProxyBody;
 use crate::data::client_io::{ClientIo, HeadTimeout};
 use crate::data::forward::{self, ClientContext};
-use crate::routing::FrontendView;
+use crate::data::passive::PassiveReports;
+use crate::data::routing::FrontendView;
 use crate::tls::{HttpsPolicy, TlsFrontend};
 
 /// Largest request head accepted (431 beyond).
@@ -32,7 +32,7 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 #[derive(Clone, Debug)]
 pub(crate) struct ListenerContext {
     pub(crate) view: Arc<ArcSwap<FrontendView>>,
-    pub(crate) control: ControlHandle,
+    pub(crate) passive: PassiveReports,
     pub(crate) client_timeout: Duration,
     pub(crate) process: Arc<Counters>,
     /// Set on HTTPS listeners: the frontend's TLS settings and certificates.
@@ -79,7 +79,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
     drop(view);
     let client = Arc::new(ClientContext {
         frontend: ctx.view.clone(),
-        control: ctx.control.clone(),
+        passive: ctx.passive.clone(),
         peer,
         tls: ctx.tls.is_some(),
         forwarding: crate::data::headers::Forwarding::new(peer, ctx.tls.is_some()),

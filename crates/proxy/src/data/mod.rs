@@ -1,8 +1,10 @@
 //! The data plane: one client connection and its requests, from the listener to a server
-//! and back. It reads routing snapshots ([`crate::routing`]) and bumps counters
-//! ([`crate::counters`]); it tells the control plane about failed connections through
-//! [`crate::control::ControlHandle`] and nothing else. No lock is taken per request.
+//! and back. It reads the routing snapshots the control plane publishes (`routing`), bumps
+//! counters ([`crate::counters`]) and reports what live traffic shows about servers
+//! (`passive`); it imports nothing from the control plane. No lock is taken per request.
 //!
+//! - `routing`: the immutable snapshots of frontends and pools, read without a lock;
+//! - `passive`: the channel of passive health observations to the control plane;
 //! - `listener`: accept loops, TLS termination, HTTP/1.1 and HTTP/2 serving (hyper);
 //! - `client_io`: the client socket wrapper that answers 408 to a stalled request head;
 //! - `forward`: one request, in HAProxy's stream steps (check, route, pick, connect, send,
@@ -22,6 +24,8 @@ pub(crate) mod client_io;
 pub(crate) mod forward;
 pub(crate) mod headers;
 pub(crate) mod listener;
+pub(crate) mod passive;
+pub(crate) mod routing;
 pub(crate) mod timeout;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;

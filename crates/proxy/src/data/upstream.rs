@@ -1,16 +1,20 @@
 //! Connections to one server: connecting, the keep-alive idle pool, and the kill switch that
 //! `shutdown-sessions` pulls when the server is marked DOWN.
+//!
+//! Both are lock-free: the idle pool is a bounded MPMC queue, the kill switch an atomically
+//! swapped token, so requests on every thread share a server without contending on a lock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -68,8 +72,8 @@ pub(crate) struct Upstream {
     pub(crate) name: Arc<str>,
     pub(crate) addr: SocketAddr,
     pub(crate) counters: Arc<Counters>,
-    idle: Mutex<Vec<Parked>>,
-    sessions: Mutex<CancellationToken>,
+    idle: ArrayQueue<Parked>,
+    sessions: ArcSwap<CancellationToken>,
 }
 
 impl Upstream {
@@ -78,34 +82,34 @@ impl Upstream {
             name: name.into(),
             addr,
             counters: Arc::default(),
-            idle: Mutex::new(Vec::new()),
-            sessions: Mutex::new(CancellationToken::new()),
+            idle: ArrayQueue::new(MAX_IDLE),
+            sessions: ArcSwap::from_pointee(CancellationToken::new()),
         }
     }
 
     /// A token cancelled when this server's sessions are shut down. Every connection and
     /// tunnel to the server watches the token current when it started.
     pub(crate) fn sessions(&self) -> CancellationToken {
-        self.sessions.lock().clone()
+        CancellationToken::clone(&self.sessions.load())
     }
 
     /// Closes every connection, in-flight request and tunnel to this server
     /// (`on-marked-down shutdown-sessions`); connections made afterwards are unaffected.
     pub(crate) fn shutdown_sessions(&self) {
-        let old = std::mem::replace(&mut *self.sessions.lock(), CancellationToken::new());
+        let old = self.sessions.swap(Arc::new(CancellationToken::new()));
         old.cancel();
-        self.idle.lock().clear();
+        self.close_idle();
     }
 
     /// Closes idle connections only (graceful stop, removed servers).
     pub(crate) fn close_idle(&self) {
-        self.idle.lock().clear();
+        while self.idle.pop().is_some() {}
     }
 
     /// An idle connection that is still open, if any.
     pub(crate) async fn checkout(&self) -> Option<Conn> {
         loop {
-            let idle = self.idle.lock().pop()?;
+            let idle = self.idle.pop()?;
             if idle.since.elapsed() > MAX_IDLE_AGE || idle.sender.is_closed() {
                 continue;
             }
@@ -125,13 +129,11 @@ impl Upstream {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock();
-        if idle.len() < MAX_IDLE {
-            idle.push(Parked {
-                sender,
-                since: Instant::now(),
-            });
-        }
+        // A full pool drops (closes) the connection.
+        let _ = self.idle.push(Parked {
+            sender,
+            since: Instant::now(),
+        });
     }
 
     /// Opens a new connection, within `timeout`. The connection's task ends when the

@@ -1,5 +1,5 @@
 //! The metrics listener (`metrics_listen`): HTTP/1.1 via hyper, serving `GET /metrics`
-//! (Prometheus text format, see [`crate::observe::stats::prometheus`]) and `GET /stats;csv` (the same
+//! (Prometheus text format, see [`crate::stats::prometheus`]) and `GET /stats;csv` (the same
 //! CSV as the runtime API's `show stat`).
 
 use std::convert::Infallible;
@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::observe::source::StatsSource;
-use crate::observe::stats::csv::{self, Filter};
-use crate::observe::stats::prometheus;
+use crate::stats::csv::{self, Filter};
+use crate::stats::prometheus;
 
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,29 +1,29 @@
 //! Observability: HAProxy's statistics and the ways operators read them.
 //!
-//! - [`crate::counters`] are the lock-free counters the data plane bumps;
-//! - `stats` renders them (`show stat` CSV, `show info`, `show servers state`, Prometheus),
-//!   pure functions tested against captured HAProxy 2.6 output;
+//! - `handle`: [`ProxyHandle`], what observers read the proxy through;
 //! - `source` takes consistent readings and turns totals into rates once a second;
 //! - `runtime_api` (HAProxy's stats socket) and `metrics` (`/metrics`, `/stats;csv`) serve
 //!   them.
 //!
 //! Nothing here is on the request path, and the data plane imports nothing from here.
 
+mod handle;
 pub(crate) mod metrics;
 pub(crate) mod runtime_api;
 pub(crate) mod source;
-pub mod stats;
 
 use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::Error;
 use crate::config::{Global, StatsSocket};
 use crate::listen::{self, Purpose};
 use crate::observe::runtime_api::{StatsListener, UnixSocket};
 use crate::observe::source::StatsSource;
-use crate::{Error, ProxyHandle};
+
+pub use handle::ProxyHandle;
 
 /// The observability services of a running proxy: stats socket, metrics listener, rate
 /// ticker. They stop when the proxy's drain token is cancelled.

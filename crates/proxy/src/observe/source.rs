@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ProxyHandle;
 use crate::counters::Counters;
-use crate::observe::stats::info::ProcessInfo;
-use crate::observe::stats::{FrontendStats, StatsSnapshot};
+use crate::stats::info::ProcessInfo;
+use crate::stats::{FrontendStats, StatsSnapshot};
 use crate::tls::TlsCounters;
 
 /// What the runtime API and metrics read: the proxy's handle, plus what the ticker measures.

@@ -4,7 +4,7 @@
 use lb_core::AdminState;
 
 use crate::control::{AdminCommand, WeightChange};
-use crate::observe::stats::csv::Filter;
+use crate::stats::csv::Filter;
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]

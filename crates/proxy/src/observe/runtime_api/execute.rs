@@ -2,7 +2,7 @@
 
 use crate::control::{AdminCommand, AdminError, WeightChange};
 use crate::observe::source::StatsSource;
-use crate::observe::stats::{StatsSnapshot, csv, servers_state};
+use crate::stats::{StatsSnapshot, csv, servers_state};
 
 use super::command::{Command, help, reply, unknown};
 

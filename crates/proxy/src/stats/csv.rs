@@ -550,7 +550,7 @@ pub fn check_status_number(status: CheckStatus) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::stats::fixture;
+    use crate::stats::fixture;
 
     /// `show stat` of HAProxy 2.6.12 (`/usr/sbin/haproxy`) in the fixture's state, cut after
     /// `agg_check_status` (the SSL/H1/H2 module columns follow in HAProxy's output).

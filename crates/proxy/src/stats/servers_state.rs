@@ -89,7 +89,7 @@ pub fn render(frontends: usize, snapshot: &StatsSnapshot, backend: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::stats::fixture;
+    use crate::stats::fixture;
 
     /// HAProxy 2.6.12's answer in the fixture's state, except `be_id` (HAProxy counts its
     /// internal proxies: 3 there, 2 here).

@@ -658,7 +658,7 @@ fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::stats::fixture;
+    use crate::stats::fixture;
 
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()

@@ -1,0 +1,39 @@
+//! [`ProxyHandle`]: what the runtime API, metrics and the daemon's watchdog read the proxy
+//! through.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use crate::control::{AdminCommand, AdminError, ControlHandle};
+use crate::counters::Counters;
+use crate::stats::{FrontendStats, StatsSnapshot};
+
+/// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
+/// commands.
+#[derive(Clone, Debug)]
+pub struct ProxyHandle {
+    pub(crate) control: ControlHandle,
+    pub(crate) frontends: Arc<ArcSwap<Vec<FrontendStats>>>,
+    /// Process-wide counters (`CurrConns`, `CumConns`...).
+    pub process: Arc<Counters>,
+    /// When the proxy started.
+    pub started: SystemTime,
+}
+
+impl ProxyHandle {
+    /// A consistent snapshot of every pool, plus the frontends' counters.
+    pub async fn stats(&self) -> Option<(Vec<FrontendStats>, StatsSnapshot)> {
+        let pools = self.control.stats().await?;
+        Some((self.frontends.load().as_ref().clone(), pools))
+    }
+
+    /// Applies an operator command (`set server`, `set weight`...).
+    ///
+    /// # Errors
+    /// Unknown pool or server, out-of-range value, or the proxy stopping.
+    pub async fn admin(&self, command: AdminCommand) -> Result<(), AdminError> {
+        self.control.admin(command).await
+    }
+}
