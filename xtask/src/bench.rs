@@ -5,6 +5,9 @@
 //! round-robins over the same two backend ports; `/ws` goes to a `veza-demo-backend` (nginx
 //! cannot greet a WebSocket). Rounds alternate between proxies and medians are reported,
 //! because this machine is shared and noisy.
+//!
+//! tidy: long file: the peers' configurations, the load runs and the report, kept in one
+//! place so a benchmark is read as one script.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;

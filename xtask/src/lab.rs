@@ -8,6 +8,9 @@
 //! with its hardening in force (`systemctl show`, the kernel's view of the main process,
 //! `systemd-analyze security`), that a second deploy changes and restarts nothing, then runs
 //! the smoke steps against the real services, killing backend-api-1 with `systemctl kill`.
+//!
+//! tidy: long file: the container's life cycle (make, boot, enter, stop) and the checks run
+//! inside it, read as one script.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! `cargo xtask smoke`: the seed's `test_backend_failover.sh`, steps 0 to 5, plus the WebSocket
 //! sticky/failover check, a steady request loop across the failover, HLS locality and
 //! shutdown-sessions; every check printed as it ends, a summary table at the end.
+//!
+//! tidy: long file: the seed's steps in order, as one script; each step is its own function.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;

@@ -1,4 +1,7 @@
 //! Running a [`Plan`] against a host (or a `--root` tree), step by step.
+//!
+//! tidy: long file: one step runner per kind of step (user, directory, env file, unit,
+//! systemctl) and their idempotence rules read best side by side; about half is tests.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, Permissions};

@@ -6,6 +6,9 @@
 //! single-path directives take the whole rest of the line verbatim. Each type here validates
 //! what it can represent for *every* directive it is used in and renders itself accordingly,
 //! so a rendered unit never parses into something other than the model.
+//!
+//! tidy: long file: one type per value kind with its quoting rule and its tests; the rules
+//! differ in small ways that are easiest to review together.
 
 use std::fmt;
 use std::net::IpAddr;

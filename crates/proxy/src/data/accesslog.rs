@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::counters::Counters;
+use crate::data::termination::Termination;
 
 /// One request's log record, completed as the request progresses and written on drop of its
 /// response body (or right away when there is no body to stream).
@@ -34,7 +35,7 @@ pub(crate) struct AccessLog {
     pub(crate) response_ms: Option<u64>,
     pub(crate) status: u16,
     pub(crate) bytes: u64,
-    pub(crate) termination: [u8; 2],
+    pub(crate) termination: Termination,
     pub(crate) cookie: [u8; 2],
     pub(crate) retries: u32,
     pub(crate) request: RequestLine,
@@ -120,7 +121,7 @@ impl AccessLog {
             total_ms,
             self.status,
             self.bytes,
-            String::from_utf8_lossy(&self.termination),
+            self.termination,
             String::from_utf8_lossy(&self.cookie),
             self.retries,
             self.request,
@@ -144,7 +145,7 @@ mod tests {
             response_ms: Some(2),
             status: 200,
             bytes: 118,
-            termination: *b"--",
+            termination: Termination::NORMAL,
             cookie: *b"NI",
             retries: 1,
             request: RequestLine::of(&http::Request::get("/x").body(()).expect("request")),

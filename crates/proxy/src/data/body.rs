@@ -10,6 +10,7 @@ use hyper::client::conn::http1::SendRequest;
 
 use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
+use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
 use crate::data::upstream::{Upstream, UpstreamBody};
 
@@ -125,9 +126,9 @@ impl Body for ProxyBody {
                 if let Some(log) = &mut this.log {
                     // Lower case: the server timed out rather than failed (HAProxy's `sD`).
                     log.termination = if BodyError::is_idle(e, Side::Server) {
-                        *b"sD"
+                        Termination::SERVER_TIMEOUT_DATA
                     } else {
-                        *b"SD"
+                        Termination::SERVER_ABORT_DATA
                     };
                 }
                 for c in this.counters.iter().flatten() {
@@ -166,9 +167,9 @@ impl Drop for ProxyBody {
             return;
         };
         let ended = log.completed || self.is_end_stream();
-        if !ended && log.termination == *b"--" {
+        if !ended && log.termination.is_normal() {
             // The client went away before the body was sent in full.
-            log.termination = *b"CD";
+            log.termination = Termination::CLIENT_ABORT_DATA;
             for c in self.counters.iter().flatten() {
                 Counters::add(&c.client_aborts, 1);
             }

@@ -1,4 +1,6 @@
-//! The request path: route, pick, connect, retry, forward, and stream the answer back.
+//! One request, in the steps of HAProxy's stream: check the request, route it to a pool, pick
+//! a server, try it (connect, send, await the head; `attempt`), retry or redispatch on
+//! failure, respond (headers rewritten, body streamed back or a tunnel opened), and log.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,23 +13,24 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body, Incoming};
-use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId};
+use hyper::client::conn::http1::SendRequest;
+use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId, StickyCookie};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config;
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::{AccessLog, RequestLine};
+use crate::data::attempt::{AttemptError, attempt};
 use crate::data::body::ProxyBody;
 use crate::data::headers;
 use crate::data::passive::{PassiveReports, TrafficReport};
 use crate::data::routing::{FrontendView, PoolSlot};
+use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
 use crate::data::tunnel;
-use crate::data::upstream::{Conn, ConnectError, Upstream, UpstreamBody};
-
-/// Longest request target accepted (414 beyond).
-pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
+use crate::data::upstream::{Upstream, UpstreamBody};
 
 /// What every request on one client connection shares.
 #[derive(Debug)]
@@ -44,6 +47,66 @@ pub(crate) struct ClientContext {
     pub(crate) process: Arc<Counters>,
     /// What a graceful stop waits for.
     pub(crate) tracker: TaskTracker,
+}
+
+/// Handles one request from a client.
+pub(crate) async fn handle(
+    ctx: Arc<ClientContext>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let frontend = ctx.frontend.load_full();
+    Counters::add(&frontend.counters.requests, 1);
+    let request_line = RequestLine::of(&req);
+    if let Err((status, why)) =
+        headers::check_request(&req, headers::MAX_URI_LEN, headers::MAX_HEAD)
+    {
+        return Ok(refuse(&ctx, &frontend, started, request_line, status, why));
+    }
+    let stream = Stream::route(&ctx, frontend, req, started, request_line);
+    Ok(stream.run(&ctx).await)
+}
+
+/// A request the frontend refuses before routing (bad framing, URI too long...), logged as
+/// HAProxy logs it: `frontend/<NOSRV>`, `PR`.
+fn refuse(
+    ctx: &ClientContext,
+    frontend: &FrontendView,
+    started: Instant,
+    request: RequestLine,
+    status: StatusCode,
+    why: &'static str,
+) -> Response<ProxyBody> {
+    let counters = &frontend.counters;
+    Counters::add(&counters.req_errors, 1);
+    counters.response(status.as_u16());
+    let resp = error_response(status, why);
+    AccessLog {
+        client: ctx.peer,
+        frontend: frontend.name.clone(),
+        pool: frontend.name.clone(),
+        server: None,
+        started,
+        connect_ms: None,
+        response_ms: None,
+        status: status.as_u16(),
+        bytes: resp.body().size_hint().exact().unwrap_or(0),
+        termination: Termination::REFUSED,
+        cookie: *b"--",
+        retries: 0,
+        request,
+        completed: true,
+        timed: [None, None],
+        conns: [
+            Counters::get(&ctx.process.cur_sessions),
+            Counters::get(&counters.cur_sessions),
+            0,
+            0,
+        ],
+        in_flight: None,
+    }
+    .finish();
+    resp
 }
 
 /// The sticky cookie as the request carried it, owned so it outlives header rewriting.
@@ -63,173 +126,183 @@ impl RequestCookie {
     }
 }
 
-/// Why an attempt on a server failed.
-enum AttemptError {
-    /// Connection could not be made: always retryable.
-    Connect(ConnectError),
-    /// A pooled connection turned out closed before the request was written: retry
-    /// for free, on a fresh connection.
-    StaleReused(Box<Request<UpstreamBody>>),
-    /// The request was (maybe) sent, no response came: retryable if idempotent.
-    NoResponse(hyper::Error),
-    /// The server's sessions were shut down while waiting for the response.
-    Killed,
-    /// `timeout_server` elapsed before the response headers.
-    Timeout,
+/// The server a try goes to.
+struct Target {
+    id: ServerId,
+    upstream: Arc<Upstream>,
+    set_cookie: bool,
 }
 
-/// Handles one request from a client.
-pub(crate) async fn handle(
-    ctx: Arc<ClientContext>,
-    mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Instant::now();
-    let frontend = ctx.frontend.load_full();
-    let fe_counters = frontend.counters.clone();
-    Counters::add(&fe_counters.requests, 1);
-    let request_line = RequestLine::of(&req);
+/// What failing on a server leads to.
+enum Next {
+    /// Try again (the same server, or another with redispatch).
+    Retry,
+    /// Give up and answer this status, with this explanation.
+    GiveUp(StatusCode, &'static str),
+}
 
-    if let Err((status, why)) =
-        headers::check_request(&req, MAX_URI_LEN, crate::data::listener::MAX_HEAD)
-    {
-        Counters::add(&fe_counters.req_errors, 1);
-        fe_counters.response(status.as_u16());
-        let resp = error_response(status, why);
-        // As HAProxy logs a request its frontend refused: `frontend/<NOSRV>`, `PR`.
-        AccessLog {
+/// One routed request on its way through its pool: HAProxy's stream.
+struct Stream {
+    frontend: Arc<Counters>,
+    pool: Arc<PoolSlot>,
+    settings: Arc<config::Pool>,
+    sticky: Option<StickyCookie>,
+    cookie: RequestCookie,
+    key: Option<Vec<u8>>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The request, until a try consumes it.
+    request: Option<Request<UpstreamBody>>,
+    /// Kept only when a retry may need to resend a request the server already received.
+    spare: Option<Parts>,
+    log: Box<AccessLog>,
+    /// Servers already failed on (excluded from redispatch).
+    tried: Vec<ServerId>,
+    retries_left: u32,
+    /// A pooled connection turned out stale: the next try opens a fresh one.
+    fresh_only: bool,
+}
+
+impl Stream {
+    /// Routes `req` to a pool, takes what routing needs from it (cookie, hash key) before the
+    /// headers are rewritten, and prepares the request for the server.
+    fn route(
+        ctx: &ClientContext,
+        frontend: Arc<FrontendView>,
+        mut req: Request<Incoming>,
+        started: Instant,
+        request_line: RequestLine,
+    ) -> Self {
+        let pool = frontend.route(req.uri().path()).clone();
+        let view = pool.view.load_full();
+        let settings = view.settings.clone();
+        let sticky = view.router.sticky().cloned();
+        let cookie = request_cookie(sticky.as_ref(), &req);
+        let key: Option<Vec<u8>> = view.router.hash_key().and_then(|rule| {
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            rule.extract(pq, |name| {
+                req.headers().get(name).map(HeaderValue::as_bytes)
+            })
+            .map(<[u8]>::to_vec)
+        });
+        drop(view);
+
+        let upgrade = headers::upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        headers::prepare_upstream_request(&mut parts, &ctx.forwarding, upgrade.as_ref());
+        if let Some(s) = sticky.as_ref().filter(|s| s.indirect) {
+            headers::strip_cookie(&mut parts.headers, s);
+        }
+        // HTTP/1.1 to every server, in origin form.
+        parts.version = Version::HTTP_11;
+        if let Some(pq) = parts.uri.path_and_query().cloned() {
+            parts.uri = pq.into();
+        }
+        let bodiless = body.is_end_stream();
+        let retryable = settings.retry_idempotent && bodiless && is_idempotent(&parts.method);
+        let spare = retryable.then(|| clone_parts(&parts));
+        let body = if bodiless {
+            Either::Right(Empty::new())
+        } else {
+            Either::Left(Idle::new(body, Side::Client, settings.timeouts.client))
+        };
+        let log = Box::new(AccessLog {
             client: ctx.peer,
             frontend: frontend.name.clone(),
-            pool: frontend.name.clone(),
+            pool: pool.name.clone(),
             server: None,
             started,
             connect_ms: None,
             response_ms: None,
-            status: status.as_u16(),
-            bytes: resp.body().size_hint().exact().unwrap_or(0),
-            termination: *b"PR",
-            cookie: *b"--",
+            status: 0,
+            bytes: 0,
+            termination: Termination::NORMAL,
+            cookie: [b'-', b'-'],
             retries: 0,
             request: request_line,
-            completed: true,
-            timed: [None, None],
-            conns: [
-                Counters::get(&ctx.process.cur_sessions),
-                Counters::get(&fe_counters.cur_sessions),
-                0,
-                0,
-            ],
-            in_flight: None,
-        }
-        .finish();
-        return Ok(resp);
-    }
-
-    let pool = frontend.route(req.uri().path()).clone();
-    let view = pool.view.load_full();
-    let settings = view.settings.clone();
-    let sticky = view.router.sticky().cloned();
-
-    // Routing inputs, owned: the headers they come from are rewritten below.
-    let cookie = match &sticky {
-        None => RequestCookie::Absent,
-        Some(s) => match s.find(
-            req.headers()
-                .get_all(header::COOKIE)
-                .iter()
-                .map(HeaderValue::as_bytes),
-        ) {
-            ClientCookie::Absent => RequestCookie::Absent,
-            ClientCookie::Invalid => RequestCookie::Invalid,
-            ClientCookie::Value(v) => RequestCookie::Value(v.to_owned()),
-        },
-    };
-    let key: Option<Vec<u8>> = view.router.hash_key().and_then(|rule| {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        rule.extract(pq, |name| {
-            req.headers().get(name).map(HeaderValue::as_bytes)
-        })
-        .map(<[u8]>::to_vec)
-    });
-    drop(view);
-
-    let upgrade = headers::upgrade_protocol(req.headers());
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-
-    let (mut parts, body) = req.into_parts();
-    headers::prepare_upstream_request(&mut parts, &ctx.forwarding, upgrade.as_ref());
-    if let Some(s) = sticky.as_ref().filter(|s| s.indirect) {
-        headers::strip_cookie(&mut parts.headers, s);
-    }
-    // HTTP/1.1 to every server, in origin form.
-    parts.version = Version::HTTP_11;
-    if let Some(pq) = parts.uri.path_and_query().cloned() {
-        parts.uri = pq.into();
-    }
-
-    let bodiless = body.is_end_stream();
-    let retryable = settings.retry_idempotent && bodiless && is_idempotent(&parts.method);
-    // Kept only when a retry may need to resend a request the server already received.
-    let spare = retryable.then(|| clone_parts(&parts));
-    let mut request = Some(Request::from_parts(
-        parts,
-        if bodiless {
-            Either::Right(Empty::new())
-        } else {
-            Either::Left(Idle::new(body, Side::Client, settings.timeouts.client))
-        },
-    ));
-
-    let mut log = Box::new(AccessLog {
-        client: ctx.peer,
-        frontend: frontend.name.clone(),
-        pool: pool.name.clone(),
-        server: None,
-        started,
-        connect_ms: None,
-        response_ms: None,
-        status: 0,
-        bytes: 0,
-        termination: *b"--",
-        cookie: [b'-', b'-'],
-        retries: 0,
-        request: request_line,
-        completed: false,
-        timed: [Some(fe_counters.clone()), Some(pool.counters.clone())],
-        conns: [0; 4],
-        in_flight: Some(ctx.tracker.token()),
-    });
-    Counters::add(&pool.counters.requests, 1);
-
-    let mut tried: Vec<ServerId> = Vec::new();
-    let mut retries_left = settings.retries;
-    let mut fresh_only = false;
-    loop {
-        let view = pool.view.load_full();
-        let exclude: &[ServerId] = if settings.redispatch { &tried } else { &[] };
-        let pick = view.router.pick(&PickRequest {
-            key: key.as_deref(),
-            cookie: cookie.as_client(),
-            exclude,
+            completed: false,
+            timed: [Some(frontend.counters.clone()), Some(pool.counters.clone())],
+            conns: [0; 4],
+            in_flight: Some(ctx.tracker.token()),
         });
-        let Some(pick) = pick else {
-            log.termination = *b"SC";
-            log.conns = conns(&ctx, &fe_counters, &pool, None);
-            return Ok(local_error(
-                &pool,
-                &fe_counters,
-                log,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "No server is available to handle this request.",
-            ));
+        Counters::add(&pool.counters.requests, 1);
+        Stream {
+            frontend: frontend.counters.clone(),
+            retries_left: settings.retries,
+            pool,
+            settings,
+            sticky,
+            cookie,
+            key,
+            client_upgrade,
+            request: Some(Request::from_parts(parts, body)),
+            spare,
+            log,
+            tried: Vec::new(),
+            fresh_only: false,
+        }
+    }
+
+    /// Picks, tries, and retries until a server answers or there is nothing left to try.
+    async fn run(mut self, ctx: &ClientContext) -> Response<ProxyBody> {
+        loop {
+            let Some(target) = self.pick() else {
+                self.log.termination = Termination::NO_SERVER;
+                self.log.conns = self.conns(ctx, None);
+                return self.local_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "No server is available to handle this request.",
+                );
+            };
+            let counters = [target.upstream.counters.clone(), self.pool.counters.clone()];
+            let session = SessionGuard::start(counters);
+            Counters::add(&target.upstream.counters.requests, 1);
+            let Some(req) = self.request.take() else {
+                // Only reachable if a retry lost the request, which `spare` prevents.
+                return self
+                    .local_error(StatusCode::BAD_GATEWAY, "The request could not be retried.");
+            };
+            let timeouts = &self.settings.timeouts;
+            let tried = attempt(
+                &target.upstream,
+                req,
+                timeouts,
+                self.fresh_only,
+                &mut self.log,
+            );
+            match tried.await {
+                Ok((resp, sender)) => return self.respond(ctx, target, resp, sender, session),
+                Err(error) => {
+                    drop(session);
+                    if let Next::GiveUp(status, why) = self.on_failure(ctx, &target, error) {
+                        return self.local_error(status, why);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the pool's current snapshot for a server, and records the pick.
+    fn pick(&mut self) -> Option<Target> {
+        let view = self.pool.view.load_full();
+        let exclude: &[ServerId] = if self.settings.redispatch {
+            &self.tried
+        } else {
+            &[]
         };
+        let pick = view.router.pick(&PickRequest {
+            key: self.key.as_deref(),
+            cookie: self.cookie.as_client(),
+            exclude,
+        })?;
         if pick.reason == PickReason::Redispatched {
-            Counters::add(&pool.counters.redispatches, 1);
+            Counters::add(&self.pool.counters.redispatches, 1);
         }
         let upstream = view.upstream(pick.server).clone();
         Counters::add(&upstream.counters.lb_selected, 1);
-        Counters::add(&pool.counters.lb_selected, 1);
-        log.server = Some(upstream.name.clone());
-        log.cookie = [
+        Counters::add(&self.pool.counters.lb_selected, 1);
+        self.log.server = Some(upstream.name.clone());
+        self.log.cookie = [
             pick.cookie.flag() as u8,
             if pick.set_cookie {
                 b'I'
@@ -239,271 +312,199 @@ pub(crate) async fn handle(
                 b'N'
             },
         ];
-        let session = SessionGuard::start([upstream.counters.clone(), pool.counters.clone()]);
-        Counters::add(&upstream.counters.requests, 1);
+        Some(Target {
+            id: pick.server,
+            upstream,
+            set_cookie: pick.set_cookie,
+        })
+    }
 
-        let Some(req) = request.take() else {
-            // Only reachable if a retry lost the request, which `spare` prevents.
-            return Ok(local_error(
-                &pool,
-                &fe_counters,
-                log,
-                StatusCode::BAD_GATEWAY,
-                "The request could not be retried.",
-            ));
+    /// Counts and logs a failed try, and says whether to try again.
+    fn on_failure(&mut self, ctx: &ClientContext, target: &Target, error: AttemptError) -> Next {
+        let upstream = &target.upstream;
+        let pool = &self.pool.counters;
+        let retryable = match error {
+            AttemptError::StaleReused(req) => {
+                // Free: nothing reached the server. Not counted as a retry.
+                self.request = Some(*req);
+                self.fresh_only = true;
+                return Next::Retry;
+            }
+            AttemptError::Connect(e) => {
+                tracing::debug!(server = %upstream.name, "{e}");
+                Counters::add(&upstream.counters.conn_errors, 1);
+                Counters::add(&pool.conn_errors, 1);
+                report_traffic(&ctx.passive, &self.pool, target.id, false);
+                self.log.termination = Termination::NO_SERVER;
+                true
+            }
+            AttemptError::NoResponse(e) if BodyError::is_idle(&e, Side::Client) => {
+                // The client stopped sending its body: not the server's fault.
+                Counters::add(&self.frontend.req_errors, 1);
+                self.log.termination = Termination::CLIENT_TIMEOUT_DATA;
+                return Next::GiveUp(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The client took too long to send its request.",
+                );
+            }
+            AttemptError::NoResponse(e) => {
+                tracing::debug!(server = %upstream.name, "no response: {e}");
+                Counters::add(&upstream.counters.resp_errors, 1);
+                Counters::add(&pool.resp_errors, 1);
+                self.log.termination = Termination::SERVER_NO_HEADERS;
+                self.spare.is_some()
+            }
+            AttemptError::Killed => {
+                self.log.termination = Termination::DOWN_HEADERS;
+                self.spare.is_some()
+            }
+            AttemptError::Timeout => {
+                Counters::add(&upstream.counters.resp_errors, 1);
+                Counters::add(&pool.resp_errors, 1);
+                self.log.termination = Termination::SERVER_TIMEOUT_HEADERS;
+                self.log.conns = self.conns(ctx, Some(upstream));
+                return Next::GiveUp(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The server didn't respond in time.",
+                );
+            }
         };
-        let attempt = attempt(&upstream, req, &settings.timeouts, fresh_only, &mut log).await;
-        match attempt {
-            Ok((resp, sender)) => {
-                // A retry that succeeded ends normally, whatever the failed attempts set.
-                log.termination = *b"--";
-                log.conns = conns(&ctx, &fe_counters, &pool, Some(&upstream));
-                if fresh_only || !tried.is_empty() {
-                    report_traffic(&ctx.passive, &pool, pick.server, true);
-                }
-                let waited = started.elapsed();
-                log.response_ms = Some(waited.as_millis() as u64);
-                for c in [&pool.counters, &upstream.counters] {
-                    c.response_time.add(waited);
-                    c.response_latency.observe(waited);
-                }
-                return Ok(respond(
-                    &ctx,
-                    resp,
-                    sender,
-                    upstream,
-                    &pool,
-                    &fe_counters,
-                    log,
-                    pick.set_cookie,
-                    sticky.as_ref(),
-                    client_upgrade,
-                    session,
-                    &settings.timeouts,
-                ));
+        if !retryable || self.retries_left == 0 {
+            self.log.conns = self.conns(ctx, Some(upstream));
+            return self.give_up();
+        }
+        self.retries_left -= 1;
+        self.log.retries += 1;
+        Counters::add(&upstream.counters.retries, 1);
+        Counters::add(&pool.retries, 1);
+        self.tried.push(target.id);
+        if self.request.is_none() {
+            self.request = self
+                .spare
+                .as_ref()
+                .map(|p| Request::from_parts(clone_parts(p), Either::Right(Empty::new())));
+        }
+        Next::Retry
+    }
+
+    /// The answer once retries are exhausted, by how the last try failed.
+    fn give_up(&self) -> Next {
+        if self.log.termination == Termination::NO_SERVER {
+            Next::GiveUp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "No server is available to handle this request.",
+            )
+        } else {
+            Next::GiveUp(
+                StatusCode::BAD_GATEWAY,
+                "The server returned an invalid or incomplete response.",
+            )
+        }
+    }
+
+    /// A server answered: count and log it, rewrite its headers, and stream its body back
+    /// (or open a tunnel when it switched protocols).
+    fn respond(
+        mut self,
+        ctx: &ClientContext,
+        target: Target,
+        mut resp: Response<Incoming>,
+        sender: SendRequest<UpstreamBody>,
+        session: SessionGuard<2>,
+    ) -> Response<ProxyBody> {
+        let upstream = target.upstream;
+        // A retry that succeeded ends normally, whatever the failed tries set.
+        self.log.termination = Termination::NORMAL;
+        self.log.conns = self.conns(ctx, Some(&upstream));
+        if self.fresh_only || !self.tried.is_empty() {
+            report_traffic(&ctx.passive, &self.pool, target.id, true);
+        }
+        let waited = self.log.started.elapsed();
+        self.log.response_ms = Some(waited.as_millis() as u64);
+        for c in [&self.pool.counters, &upstream.counters] {
+            c.response_time.add(waited);
+            c.response_latency.observe(waited);
+        }
+        let status = resp.status();
+        self.log.status = status.as_u16();
+        let counters = [
+            self.frontend.clone(),
+            self.pool.counters.clone(),
+            upstream.counters.clone(),
+        ];
+        for c in &counters {
+            c.response(status.as_u16());
+        }
+        let upgraded = status == StatusCode::SWITCHING_PROTOCOLS && self.client_upgrade.is_some();
+        headers::prepare_client_response(resp.headers_mut(), upgraded);
+        if let (true, Some(sticky)) = (target.set_cookie, &self.sticky) {
+            if let Ok(v) = HeaderValue::from_str(&sticky.set_cookie(&upstream.name)) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
             }
-            Err(error) => {
-                drop(session);
-                let (again, counted) = match error {
-                    AttemptError::StaleReused(req) => {
-                        request = Some(*req);
-                        fresh_only = true;
-                        (true, false)
-                    }
-                    AttemptError::Connect(e) => {
-                        tracing::debug!(server = %upstream.name, "{e}");
-                        Counters::add(&upstream.counters.conn_errors, 1);
-                        Counters::add(&pool.counters.conn_errors, 1);
-                        report_traffic(&ctx.passive, &pool, pick.server, false);
-                        log.termination = *b"SC";
-                        (true, true)
-                    }
-                    AttemptError::NoResponse(e) if BodyError::is_idle(&e, Side::Client) => {
-                        // The client stopped sending its body: not the server's fault.
-                        Counters::add(&fe_counters.req_errors, 1);
-                        log.termination = *b"cD";
-                        return Ok(local_error(
-                            &pool,
-                            &fe_counters,
-                            log,
-                            StatusCode::REQUEST_TIMEOUT,
-                            "The client took too long to send its request.",
-                        ));
-                    }
-                    AttemptError::NoResponse(e) => {
-                        tracing::debug!(server = %upstream.name, "no response: {e}");
-                        Counters::add(&upstream.counters.resp_errors, 1);
-                        Counters::add(&pool.counters.resp_errors, 1);
-                        log.termination = *b"SH";
-                        (spare.is_some(), true)
-                    }
-                    AttemptError::Killed => {
-                        log.termination = *b"DH";
-                        (spare.is_some(), true)
-                    }
-                    AttemptError::Timeout => {
-                        Counters::add(&upstream.counters.resp_errors, 1);
-                        Counters::add(&pool.counters.resp_errors, 1);
-                        log.termination = *b"sH";
-                        log.conns = conns(&ctx, &fe_counters, &pool, Some(&upstream));
-                        return Ok(local_error(
-                            &pool,
-                            &fe_counters,
-                            log,
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "The server didn't respond in time.",
-                        ));
-                    }
-                };
-                if counted {
-                    if !again || retries_left == 0 {
-                        log.conns = conns(&ctx, &fe_counters, &pool, Some(&upstream));
-                        let (status, why) = match log.termination {
-                            [b'S', b'C'] => (
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "No server is available to handle this request.",
-                            ),
-                            _ => (
-                                StatusCode::BAD_GATEWAY,
-                                "The server returned an invalid or incomplete response.",
-                            ),
-                        };
-                        return Ok(local_error(&pool, &fe_counters, log, status, why));
-                    }
-                    retries_left -= 1;
-                    log.retries += 1;
-                    Counters::add(&upstream.counters.retries, 1);
-                    Counters::add(&pool.counters.retries, 1);
-                    tried.push(pick.server);
-                    if request.is_none() {
-                        request = spare.as_ref().map(|p| {
-                            Request::from_parts(clone_parts(p), Either::Right(Empty::new()))
-                        });
-                    }
-                }
+            if sticky.nocache {
+                headers::mark_private(resp.headers_mut());
             }
         }
-    }
-}
-
-/// One try on one server: a connection (pooled unless `fresh_only`), the request, the
-/// response head.
-async fn attempt(
-    upstream: &Arc<Upstream>,
-    req: Request<UpstreamBody>,
-    timeouts: &crate::config::Timeouts,
-    fresh_only: bool,
-    log: &mut AccessLog,
-) -> Result<
-    (
-        Response<Incoming>,
-        hyper::client::conn::http1::SendRequest<UpstreamBody>,
-    ),
-    AttemptError,
-> {
-    let pooled = if fresh_only {
-        None
-    } else {
-        upstream.checkout().await
-    };
-    let Conn { mut sender, reused } = match pooled {
-        Some(conn) => conn,
-        None => {
-            let t = Instant::now();
-            let conn = upstream
-                .connect(timeouts.connect)
-                .await
-                .map_err(AttemptError::Connect)?;
-            upstream.counters.connect_time.add(t.elapsed());
-            log.connect_ms = Some(t.elapsed().as_millis() as u64);
-            conn
-        }
-    };
-    if log.connect_ms.is_none() {
-        log.connect_ms = Some(0);
-    }
-    let killed = upstream.sessions();
-    let sent = tokio::select! {
-        // A shutdown also breaks the request's connection, which readies the send with an
-        // error in the same instant: checking the kill first names the real cause.
-        biased;
-        () = killed.cancelled() => return Err(AttemptError::Killed),
-        r = tokio::time::timeout(timeouts.server, sender.try_send_request(req)) => r,
-    };
-    match sent {
-        Err(_) => Err(AttemptError::Timeout),
-        Ok(Ok(resp)) => Ok((resp, sender)),
-        Ok(Err(mut e)) => match e.take_message() {
-            Some(req) if reused => Err(AttemptError::StaleReused(Box::new(req))),
-            // Nothing was written: as safe to retry as a failed connect.
-            Some(_) => Err(AttemptError::Connect(ConnectError::Handshake(
-                e.into_error(),
-            ))),
-            None => Err(AttemptError::NoResponse(e.into_error())),
-        },
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn respond(
-    ctx: &ClientContext,
-    mut resp: Response<Incoming>,
-    sender: hyper::client::conn::http1::SendRequest<UpstreamBody>,
-    upstream: Arc<Upstream>,
-    pool: &PoolSlot,
-    fe_counters: &Arc<Counters>,
-    mut log: Box<AccessLog>,
-    set_cookie: bool,
-    sticky: Option<&lb_core::StickyCookie>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    session: SessionGuard<2>,
-    timeouts: &crate::config::Timeouts,
-) -> Response<ProxyBody> {
-    let status = resp.status();
-    log.status = status.as_u16();
-    for c in [fe_counters, &pool.counters, &upstream.counters] {
-        c.response(status.as_u16());
-    }
-    let upgraded = status == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_some();
-    headers::prepare_client_response(resp.headers_mut(), upgraded);
-    if let (true, Some(sticky)) = (set_cookie, sticky) {
-        if let Ok(v) = HeaderValue::from_str(&sticky.set_cookie(&upstream.name)) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
-        if sticky.nocache {
-            headers::mark_private(resp.headers_mut());
-        }
-    }
-    if upgraded {
-        log.request = log.request.detached();
-        let server_upgrade = hyper::upgrade::on(&mut resp);
-        let (parts, _) = resp.into_parts();
-        if let Some(client_upgrade) = client_upgrade {
+        if let (true, Some(client)) = (upgraded, self.client_upgrade.take()) {
+            self.log.request = self.log.request.detached();
+            let server = hyper::upgrade::on(&mut resp);
             tunnel::spawn(tunnel::Tunnel {
-                client: client_upgrade,
-                server: server_upgrade,
-                upstream: upstream.clone(),
-                counters: [
-                    fe_counters.clone(),
-                    pool.counters.clone(),
-                    upstream.counters.clone(),
-                ],
-                idle_timeout: timeouts.tunnel,
+                client,
+                server,
+                upstream,
+                counters,
+                idle_timeout: self.settings.timeouts.tunnel,
                 hard_stop: ctx.hard_stop.clone(),
                 session,
-                log,
+                log: self.log,
             });
+            return Response::from_parts(resp.into_parts().0, ProxyBody::empty());
         }
-        return Response::from_parts(parts, ProxyBody::empty());
+        drop(session);
+        let (parts, body) = resp.into_parts();
+        let body = Idle::new(body, Side::Server, self.settings.timeouts.server);
+        let body =
+            ProxyBody::upstream(body, sender, upstream).with_accounting(counters, Some(self.log));
+        Response::from_parts(parts, body)
     }
-    drop(session);
-    let (parts, body) = resp.into_parts();
-    let body = Idle::new(body, Side::Server, timeouts.server);
-    let body = ProxyBody::upstream(body, sender, upstream.clone()).with_accounting(
+
+    /// The access log's `actconn/feconn/beconn/srv_conn`: client connections to the process
+    /// and to the frontend, requests in flight in the pool and on the server (this one
+    /// included).
+    fn conns(&self, ctx: &ClientContext, server: Option<&Upstream>) -> [u64; 4] {
         [
-            fe_counters.clone(),
-            pool.counters.clone(),
-            upstream.counters.clone(),
-        ],
-        Some(log),
-    );
-    Response::from_parts(parts, body)
+            Counters::get(&ctx.process.cur_sessions),
+            Counters::get(&self.frontend.cur_sessions),
+            Counters::get(&self.pool.counters.cur_sessions),
+            server.map_or(0, |s| Counters::get(&s.counters.cur_sessions)),
+        ]
+    }
+
+    /// An answer made by the proxy itself (no server answered), logged right away.
+    fn local_error(mut self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
+        let log = &mut self.log;
+        log.status = status.as_u16();
+        self.frontend.response(status.as_u16());
+        self.pool.counters.response(status.as_u16());
+        let resp = error_response(status, why);
+        log.bytes = resp.body().size_hint().exact().unwrap_or(0);
+        log.completed = true;
+        log.finish();
+        resp
+    }
 }
 
-/// The access log's `actconn/feconn/beconn/srv_conn`: client connections to the process and
-/// to the frontend, requests in flight in the pool and on the server (this one included).
-fn conns(
-    ctx: &ClientContext,
-    frontend: &Counters,
-    pool: &PoolSlot,
-    server: Option<&Upstream>,
-) -> [u64; 4] {
-    [
-        Counters::get(&ctx.process.cur_sessions),
-        Counters::get(&frontend.cur_sessions),
-        Counters::get(&pool.counters.cur_sessions),
-        server.map_or(0, |s| Counters::get(&s.counters.cur_sessions)),
-    ]
+/// The sticky cookie a request carries, if the pool has one.
+fn request_cookie(sticky: Option<&StickyCookie>, req: &Request<Incoming>) -> RequestCookie {
+    let Some(sticky) = sticky else {
+        return RequestCookie::Absent;
+    };
+    let values = req.headers().get_all(header::COOKIE);
+    match sticky.find(values.iter().map(HeaderValue::as_bytes)) {
+        ClientCookie::Absent => RequestCookie::Absent,
+        ClientCookie::Invalid => RequestCookie::Invalid,
+        ClientCookie::Value(v) => RequestCookie::Value(v.to_owned()),
+    }
 }
 
 fn report_traffic(passive: &PassiveReports, pool: &PoolSlot, server: ServerId, connected: bool) {
@@ -512,24 +513,6 @@ fn report_traffic(passive: &PassiveReports, pool: &PoolSlot, server: ServerId, c
         server,
         connected,
     });
-}
-
-/// An answer made by the proxy itself (no server answered), logged right away.
-fn local_error(
-    pool: &PoolSlot,
-    fe_counters: &Counters,
-    mut log: Box<AccessLog>,
-    status: StatusCode,
-    why: &'static str,
-) -> Response<ProxyBody> {
-    log.status = status.as_u16();
-    fe_counters.response(status.as_u16());
-    pool.counters.response(status.as_u16());
-    let resp = error_response(status, why);
-    log.bytes = resp.body().size_hint().exact().unwrap_or(0);
-    log.completed = true;
-    log.finish();
-    resp
 }
 
 /// A short HTML error page, as HAProxy sends them.

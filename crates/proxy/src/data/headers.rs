@@ -6,6 +6,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode, Version};
 
+/// Largest request head accepted (431 beyond).
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Longest request target accepted (414 beyond).
+pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
+
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), plus the historical ones proxies strip.
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,

@@ -21,12 +21,10 @@ use crate::counters::{Counters, SessionGuard};
 use crate::data::body::ProxyBody;
 use crate::data::client_io::{ClientIo, HeadTimeout};
 use crate::data::forward::{self, ClientContext};
+use crate::data::headers;
 use crate::data::passive::PassiveReports;
 use crate::data::routing::FrontendView;
 use crate::tls::{HttpsPolicy, TlsFrontend};
-
-/// Largest request head accepted (431 beyond).
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
 /// What a listener's connections share.
 #[derive(Clone, Debug)]
@@ -82,7 +80,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
         passive: ctx.passive.clone(),
         peer,
         tls: ctx.tls.is_some(),
-        forwarding: crate::data::headers::Forwarding::new(peer, ctx.tls.is_some()),
+        forwarding: headers::Forwarding::new(peer, ctx.tls.is_some()),
         hard_stop: ctx.hard_stop.clone(),
         process: ctx.process.clone(),
         tracker: ctx.tracker.clone(),
@@ -182,7 +180,7 @@ where
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(MAX_HEAD as u32)
+        .max_header_list_size(headers::MAX_HEAD as u32)
         // Pings find clients that vanished without closing.
         .keep_alive_interval(ctx.client_timeout)
         .keep_alive_timeout(ctx.client_timeout);
@@ -219,7 +217,7 @@ pub(crate) async fn serve_http1<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(ctx.client_timeout)
         .keep_alive(true)
-        .max_buf_size(MAX_HEAD);
+        .max_buf_size(headers::MAX_HEAD);
     let conn = builder
         .serve_connection(io, service(client, ctx.https.clone()))
         .with_upgrades();

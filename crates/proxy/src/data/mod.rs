@@ -19,6 +19,7 @@
 //! - `accesslog`: HAProxy's HTTP log line.
 
 pub(crate) mod accesslog;
+pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod client_io;
 pub(crate) mod forward;
@@ -26,6 +27,7 @@ pub(crate) mod headers;
 pub(crate) mod listener;
 pub(crate) mod passive;
 pub(crate) mod routing;
+pub(crate) mod termination;
 pub(crate) mod timeout;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::AccessLog;
+use crate::data::termination::Termination;
 use crate::data::upstream::Upstream;
 
 /// Everything a tunnel needs once both sides have switched protocols.
@@ -43,7 +44,7 @@ async fn run(mut t: Tunnel) {
         Ok(pair) => pair,
         Err(e) => {
             tracing::debug!("upgrade failed: {e}");
-            t.log.termination = *b"SD";
+            t.log.termination = Termination::SERVER_ABORT_DATA;
             t.log.finish();
             return;
         }
@@ -64,14 +65,14 @@ async fn run(mut t: Tunnel) {
                     Counters::add(&c.bytes_out, down);
                 }
                 t.log.bytes += down;
-                *b"--"
+                Termination::NORMAL
             }
-            Err(_) => *b"SD",
+            Err(_) => Termination::SERVER_ABORT_DATA,
         },
         // HAProxy's 'D': killed because the server went DOWN (shutdown-sessions).
-        () = killed.cancelled() => *b"DD",
-        () = idle => *b"cD",
-        () = t.hard_stop.cancelled() => *b"KD",
+        () = killed.cancelled() => Termination::DOWN_DATA,
+        () = idle => Termination::CLIENT_TIMEOUT_DATA,
+        () = t.hard_stop.cancelled() => Termination::KILLED_DATA,
     };
     t.log.termination = outcome;
     t.log.completed = true;

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::ProxyHandle;
 use crate::counters::Counters;
+use crate::observe::ProxyHandle;
 use crate::stats::info::ProcessInfo;
 use crate::stats::{FrontendStats, StatsSnapshot};
 use crate::tls::TlsCounters;

@@ -17,10 +17,12 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::Error;
 use crate::config::{Config, ConfigError, Diagnostic, Diagnostics};
 use crate::listen;
+use crate::observe::ProxyHandle;
 use crate::process::notify::Notifier;
-use crate::{Error, Proxy, ProxyHandle};
+use crate::supervisor::Proxy;
 
 /// How to run.
 #[derive(Debug, Clone)]
