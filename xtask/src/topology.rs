@@ -13,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
+pub use proxy::stats::StatTable;
+
 use crate::build::Binaries;
 use crate::{Error, Result, fail};
 
@@ -529,91 +531,13 @@ impl StatsSocket {
     /// `show stat`, parsed.
     pub async fn show_stat(&self) -> Result<StatTable> {
         StatTable::parse(&self.command("show stat").await?)
-    }
-}
-
-/// `show stat` CSV, looked up by column name (HAProxy's header line, `# pxname,svname,...`).
-#[derive(Debug, Clone)]
-pub struct StatTable {
-    columns: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl StatTable {
-    /// Parses the CSV answer.
-    pub fn parse(text: &str) -> Result<StatTable> {
-        let Some(header) = text.lines().find_map(|l| l.strip_prefix("# ")) else {
-            return fail(format!(
-                "`show stat` answer has no `# pxname,svname,...` header: {:?}",
-                text.chars().take(200).collect::<String>()
-            ));
-        };
-        let columns: Vec<String> = header
-            .trim_end_matches(',')
-            .split(',')
-            .map(str::to_owned)
-            .collect();
-        let body: String = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(body.as_bytes());
-        let rows = reader
-            .records()
-            .map(|r| {
-                r.map(|r| r.iter().map(str::to_owned).collect())
-                    .map_err(|e| Error::Message(format!("bad `show stat` line: {e}")))
-            })
-            .collect::<Result<Vec<Vec<String>>>>()?;
-        Ok(StatTable { columns, rows })
-    }
-
-    /// The value of `column` in the row `pxname`/`svname`.
-    pub fn get(&self, pxname: &str, svname: &str, column: &str) -> Option<&str> {
-        let index = |name: &str| self.columns.iter().position(|c| c == name);
-        let (px, sv, col) = (index("pxname")?, index("svname")?, index(column)?);
-        self.rows
-            .iter()
-            .find(|r| {
-                r.get(px).map(String::as_str) == Some(pxname)
-                    && r.get(sv).map(String::as_str) == Some(svname)
-            })
-            .and_then(|r| r.get(col))
-            .map(String::as_str)
-    }
-
-    /// A server's `status` (`UP`, `DOWN`, `UP 1/3`...).
-    pub fn status(&self, pool: &str, server: &str) -> Option<&str> {
-        self.get(pool, server, "status")
+            .map_err(|e| Error::Message(format!("runtime API at {}: {e}", self.addr)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn looks_stat_columns_up_by_name() {
-        let text = "# pxname,svname,qcur,status,throttle,\n\
-                    veza,FRONTEND,,OPEN,,\n\
-                    api_pool,backend-api-1,0,UP,12,\n\
-                    api_pool,backend-api-2,0,DOWN 1/2,,\n\
-                    api_pool,BACKEND,0,UP,,\n\n";
-        let table = StatTable::parse(text).unwrap();
-        assert_eq!(table.status("api_pool", "backend-api-1"), Some("UP"));
-        assert_eq!(table.status("api_pool", "backend-api-2"), Some("DOWN 1/2"));
-        assert_eq!(
-            table.get("api_pool", "backend-api-1", "throttle"),
-            Some("12")
-        );
-        assert_eq!(table.get("api_pool", "backend-api-2", "throttle"), Some(""));
-        assert_eq!(table.status("api_pool", "nope"), None);
-        assert!(StatTable::parse("Unknown command\n").is_err());
-    }
 
     #[test]
     fn free_ports_are_distinct() {

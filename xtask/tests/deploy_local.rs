@@ -47,7 +47,7 @@ fn deploys_the_lab_into_local_trees_then_changes_nothing() {
     if !running_as_root() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = testkit::temp_dir();
     let trees = tmp.path().join("target/lab-local");
     let bin = binaries(tmp.path());
 

@@ -3,7 +3,7 @@
 //! directory trees on this machine (`root = ...`), so nothing outside the temporary
 //! directory is provisioned. Needs root and /usr/sbin/sshd; skipped otherwise.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,14 +23,6 @@ fn usable() -> bool {
         return false;
     }
     true
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// sshd, killed when dropped.
@@ -131,9 +123,9 @@ fn deploys_over_ssh_and_names_the_host_when_ssh_fails() {
     if !usable() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = testkit::temp_dir();
     let dir = tmp.path();
-    let port = free_port();
+    let port = testkit::free_port();
     let _sshd = start_sshd(dir, port);
     let bin = binaries(dir);
     let path = dir.join("inventory.toml");
@@ -166,7 +158,7 @@ fn deploys_over_ssh_and_names_the_host_when_ssh_fails() {
     assert_eq!(summary.matches("changed=0 ").count(), 2, "{summary}");
 
     // Nothing listens there: the error names the host, the transport and the command.
-    let closed = free_port();
+    let closed = testkit::free_port();
     std::fs::write(&path, inventory(dir, closed)).unwrap();
     let (ok, stdout) = deploy(&path, &bin);
     assert!(!ok, "a deploy to a closed port succeeded");

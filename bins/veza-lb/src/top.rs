@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
+use proxy::stats::StatTable;
+
 /// The columns shown, as `(title, show stat column)`.
 const COLUMNS: [(&str, &str); 12] = [
     ("STATUS", "status"),
@@ -25,27 +27,20 @@ const COLUMNS: [(&str, &str); 12] = [
 /// Renders `show stat`'s CSV as the `top` table. Columns are found by name in the header,
 /// so the view does not depend on their positions.
 pub(crate) fn table(csv: &str) -> Result<String, String> {
-    let mut lines = csv.lines().filter(|l| !l.is_empty());
-    let header = lines
-        .next()
-        .and_then(|h| h.strip_prefix("# "))
-        .ok_or("the runtime API did not answer `show stat` with a CSV header")?;
-    let names: Vec<&str> = header.split(',').collect();
-    let index = |name: &str| names.iter().position(|n| *n == name);
+    let stats = StatTable::parse(csv).map_err(|e| e.to_string())?;
     let (px, sv) = (
-        index("pxname").ok_or("no pxname column")?,
-        index("svname").ok_or("no svname column")?,
+        stats.column("pxname").ok_or("no pxname column")?,
+        stats.column("svname").ok_or("no svname column")?,
     );
-    let picks: Vec<Option<usize>> = COLUMNS.iter().map(|(_, c)| index(c)).collect();
+    let picks: Vec<Option<usize>> = COLUMNS.iter().map(|(_, c)| stats.column(c)).collect();
 
     let mut rows: Vec<Vec<String>> = vec![
         std::iter::once("NAME".to_owned())
             .chain(COLUMNS.iter().map(|(t, _)| (*t).to_owned()))
             .collect(),
     ];
-    for line in lines {
-        let cells: Vec<&str> = line.split(',').collect();
-        let cell = |i: Option<usize>| i.and_then(|i| cells.get(i)).copied().unwrap_or("");
+    for cells in stats.rows() {
+        let cell = |i: Option<usize>| i.and_then(|i| cells.get(i)).map_or("", String::as_str);
         let (proxy, server) = (cell(Some(px)), cell(Some(sv)));
         let name = match server {
             "FRONTEND" | "BACKEND" => format!("{proxy} ({})", server.to_lowercase()),

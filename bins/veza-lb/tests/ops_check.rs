@@ -81,7 +81,7 @@ fn every_error_is_reported_with_file_line_column_and_the_line() {
 
 #[test]
 fn a_missing_file_is_one_readable_line() {
-    let dir = support::TempDir::new();
+    let dir = support::temp_dir();
     let out = std::process::Command::new(support::binary())
         .args(["check", "-c", "nowhere.toml"])
         .current_dir(dir.path())

@@ -8,7 +8,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use support::{HeldBackend, Lb, Sig, TempDir, get, parse_response};
+use support::{HeldBackend, Lb, Sig, get, parse_response, temp_dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use veza_demo_backend::{BackendConfig, spawn};
@@ -159,7 +159,7 @@ async fn systemd_gets_ready_reloading_watchdog_and_stopping() {
     )
     .await
     .expect("backend");
-    let dir = TempDir::new();
+    let dir = temp_dir();
     let path = dir.path().join("notify.sock");
     let socket =
         NotifySocket::bind(&std::os::unix::net::SocketAddr::from_pathname(&path).expect("path"));

@@ -43,7 +43,7 @@ fn recap(out: &Output) -> String {
 #[test]
 fn bad_role_files_are_refused_with_a_position_before_anything_changes() {
     let root = fresh_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::temp_dir();
     let good = fs::read_to_string(example("backend-api")).unwrap();
     let cases = [
         (

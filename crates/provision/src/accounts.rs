@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn tree_lookups_read_the_tree_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = testkit::temp_dir();
         fs::create_dir(dir.path().join("etc")).unwrap();
         fs::write(
             dir.path().join("etc/passwd"),
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn root_resolves_without_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = testkit::temp_dir();
         let accounts = Accounts::Tree(dir.path().to_owned());
         assert_eq!(accounts.uid("root").unwrap(), Some(0));
         assert_eq!(accounts.gid("root").unwrap(), Some(0));

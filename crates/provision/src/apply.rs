@@ -794,7 +794,7 @@ mod tests {
 
     #[test]
     fn atomic_write_sets_mode_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = testkit::temp_dir();
         let path = dir.path().join("unit.service");
         fs::write(&path, "old").unwrap();
         write_atomically(&path, b"new", Mode::new(0o644).unwrap(), 0, 0).unwrap();

@@ -265,7 +265,7 @@ fn restart_happens_only_when_the_unit_or_env_changed() {
         return;
     }
     let root = fresh_root();
-    let stub_dir = tempfile::tempdir().unwrap();
+    let stub_dir = testkit::temp_dir();
     let (stub, log) = systemctl_stub(stub_dir.path());
     let plan = Plan::load(&example("stream-server")).unwrap();
     let opts = Options {
@@ -355,7 +355,7 @@ fn a_symlinked_directory_is_refused_not_followed() {
         return;
     }
     let root = fresh_root();
-    let outside = tempfile::tempdir().unwrap();
+    let outside = testkit::temp_dir();
     fs::create_dir_all(root.path().join("var/log")).unwrap();
     std::os::unix::fs::symlink(outside.path(), root.path().join("var/log/veza")).unwrap();
     let before = support::mode_owner(outside.path());

@@ -40,7 +40,7 @@ async fn round_robin_alternates_and_sticky_cookie_pins_and_is_stripped() {
         "round-robin alternates"
     );
     assert_eq!(
-        first.sticky().as_deref(),
+        first.set_cookie("SERVERID").as_deref(),
         Some(first.served_by()),
         "the cookie names the server"
     );
@@ -55,7 +55,11 @@ async fn round_robin_alternates_and_sticky_cookie_pins_and_is_stripped() {
     for _ in 0..6 {
         let r = get(lb.addr, "/y", Some(&cookie)).await;
         assert_eq!(r.served_by(), pinned);
-        assert_eq!(r.sticky(), None, "a valid cookie is not re-sent (indirect)");
+        assert_eq!(
+            r.set_cookie("SERVERID"),
+            None,
+            "a valid cookie is not re-sent (indirect)"
+        );
         assert!(
             r.text().contains("cookies=lang=fr; theme=dark\n"),
             "indirect strips SERVERID before the server: {}",
@@ -75,13 +79,13 @@ async fn cookie_naming_down_maint_or_unknown_server_is_rebalanced_and_reset() {
     let r = get(lb.addr, "/", Some("SERVERID=nonexistent")).await;
     assert_eq!(r.status, 200);
     assert_eq!(
-        r.sticky().as_deref(),
+        r.set_cookie("SERVERID").as_deref(),
         Some(r.served_by()),
         "unknown server: re-set"
     );
     let r = get(lb.addr, "/", Some("SERVERID=\"bad value\"")).await;
     assert_eq!(
-        r.sticky().as_deref(),
+        r.set_cookie("SERVERID").as_deref(),
         Some(r.served_by()),
         "garbage cookie: re-set"
     );
@@ -91,7 +95,7 @@ async fn cookie_naming_down_maint_or_unknown_server_is_rebalanced_and_reset() {
     for _ in 0..3 {
         let r = get(lb.addr, "/", Some("SERVERID=api-1")).await;
         assert_eq!(
-            (r.served_by(), r.sticky().as_deref()),
+            (r.served_by(), r.set_cookie("SERVERID").as_deref()),
             ("api-2", Some("api-2"))
         );
     }
@@ -108,7 +112,7 @@ async fn cookie_naming_down_maint_or_unknown_server_is_rebalanced_and_reset() {
     assert_eq!(lb.status("api", "api-1").await, "MAINT");
     let r = get(lb.addr, "/", Some("SERVERID=api-1")).await;
     assert_eq!(
-        (r.served_by(), r.sticky().as_deref()),
+        (r.served_by(), r.set_cookie("SERVERID").as_deref()),
         ("api-2", Some("api-2"))
     );
 }

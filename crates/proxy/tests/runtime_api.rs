@@ -2,16 +2,18 @@
 //! backends on loopback: `show stat` read with a CSV reader, by HAProxy's column positions.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proxy::Proxy;
 use proxy::config::Config;
+use proxy::stats::StatTable;
+use testkit::runtime_api::{self, ctl};
+use testkit::{backend, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use veza_demo_backend::{BackendConfig, RunningBackend};
+use veza_demo_backend::{Kind, RunningBackend};
 
 /// The `show stat` header of HAProxy 2.6.12 (`/usr/sbin/haproxy`, `stats socket`), captured
 /// from a throwaway instance. The columns after `agg_check_status` (from `-` on) come from
@@ -68,15 +70,6 @@ struct Lab {
     stats: SocketAddr,
 }
 
-async fn backend(name: &str) -> RunningBackend {
-    veza_demo_backend::spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new(name),
-    )
-    .await
-    .expect("demo backend starts")
-}
-
 fn config(api: &[&RunningBackend], global: &str) -> Config {
     let servers: Vec<String> = api
         .iter()
@@ -109,8 +102,8 @@ servers = [{}]
 
 impl Lab {
     async fn start() -> Lab {
-        let api1 = backend("api-1").await;
-        let api2 = backend("api-2").await;
+        let api1 = backend("api-1", Kind::Api).await;
+        let api2 = backend("api-2", Kind::Api).await;
         let config = config(
             &[&api1, &api2],
             "stats_socket = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"",
@@ -139,11 +132,11 @@ impl Lab {
         ctl(self.stats, command).await
     }
 
-    async fn stat(&self) -> Vec<Vec<String>> {
-        parse_csv(&self.ctl("show stat").await)
+    async fn stat(&self) -> StatTable {
+        StatTable::parse(&self.ctl("show stat").await).expect("show stat is a table")
     }
 
-    async fn wait_for(&self, what: &str, ok: impl Fn(&[Vec<String>]) -> bool) -> Vec<Vec<String>> {
+    async fn wait_for(&self, what: &str, ok: impl Fn(&StatTable) -> bool) -> StatTable {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let rows = self.stat().await;
@@ -152,45 +145,18 @@ impl Lab {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last show stat: {rows:?}"
+                "timed out waiting for {what}; last show stat: {:?}",
+                rows.rows()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
-/// Sends one runtime API line and reads the whole answer (the server closes).
-async fn ctl(addr: SocketAddr, command: &str) -> String {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .expect("stats socket accepts");
-    stream
-        .write_all(format!("{command}\n").as_bytes())
-        .await
-        .expect("send command");
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
-        .await
-        .expect("answer within 5s")
-        .expect("read answer");
-    answer
-}
-
-/// Every record of a `show stat` answer, the header line included (first field `# pxname`).
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(text.as_bytes());
-    reader
-        .records()
-        .map(|r| r.expect("valid CSV").iter().map(str::to_owned).collect())
-        .collect()
-}
-
-fn row<'a>(rows: &'a [Vec<String>], pxname: &str, svname: &str) -> &'a Vec<String> {
-    rows.iter()
-        .find(|r| r[0] == pxname && r[1] == svname)
-        .unwrap_or_else(|| panic!("no row {pxname}/{svname} in {rows:?}"))
+fn row<'a>(table: &'a StatTable, pxname: &str, svname: &str) -> &'a [String] {
+    table
+        .row(pxname, svname)
+        .unwrap_or_else(|| panic!("no row {pxname}/{svname} in {:?}", table.rows()))
 }
 
 fn num(row: &[String], col: usize) -> u64 {
@@ -201,33 +167,10 @@ fn num(row: &[String], col: usize) -> u64 {
 
 /// A GET over a fresh connection: status, `X-Served-By`, body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+    let r = http::get(addr, path)
         .await
-        .expect("send request");
-    let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut raw))
-        .await
-        .expect("response within 5s")
-        .expect("read response");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let served_by = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("x-served-by: ")
-                .or(l.strip_prefix("X-Served-By: "))
-        })
-        .unwrap_or("")
-        .to_owned();
-    (status, served_by, body.to_owned())
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (r.status, r.served_by().to_owned(), r.text())
 }
 
 #[tokio::test]
@@ -240,8 +183,9 @@ async fn header_is_haproxy_s_and_rows_are_typed() {
         "header differs from HAProxy 2.6's"
     );
     assert!(answer.ends_with(",\n\n"), "answer ends with an empty line");
-    let rows = parse_csv(&answer);
-    let kinds: Vec<(&str, &str, &str)> = rows[1..]
+    let rows = StatTable::parse(&answer).expect("show stat is a table");
+    let kinds: Vec<(&str, &str, &str)> = rows
+        .rows()
         .iter()
         .map(|r| (r[0].as_str(), r[1].as_str(), r[TYPE].as_str()))
         .collect();
@@ -426,7 +370,7 @@ async fn stats_socket_answers_under_load() {
         let answer = tokio::time::timeout(Duration::from_secs(2), lab.ctl("show stat"))
             .await
             .expect("show stat answers within 2s under load");
-        let rows = parse_csv(&answer);
+        let rows = StatTable::parse(&answer).expect("show stat is a table");
         busy_seen |= num(row(&rows, "veza", "FRONTEND"), SCUR) > 0;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
@@ -468,10 +412,14 @@ async fn metrics_and_stats_csv_over_http() {
 
     let (status, _, csv_page) = get(metrics, "/stats;csv").await;
     assert_eq!(status, 200);
-    let over_http = parse_csv(&csv_page);
+    let over_http = StatTable::parse(&csv_page).expect("a table over HTTP");
     let over_socket = lab.stat().await;
-    assert_eq!(over_http[0], over_socket[0], "same header");
-    assert_eq!(over_http.len(), over_socket.len(), "same rows");
+    assert_eq!(over_http.columns(), over_socket.columns(), "same header");
+    assert_eq!(
+        over_http.rows().len(),
+        over_socket.rows().len(),
+        "same rows"
+    );
 
     assert_eq!(get(metrics, "/nope").await.0, 404);
     lab.proxy.shutdown().await;
@@ -479,11 +427,11 @@ async fn metrics_and_stats_csv_over_http() {
 
 #[tokio::test]
 async fn unix_socket_is_private_and_replaces_a_stale_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = testkit::temp_dir();
     let path = dir.path().join("admin.sock");
     // A previous instance's socket, left behind.
     drop(std::os::unix::net::UnixListener::bind(&path).expect("stale socket"));
-    let api1 = backend("api-1").await;
+    let api1 = backend("api-1", Kind::Api).await;
     let global = format!(
         "stats_socket = \"unix:{}\"\nstats_socket_mode = \"0640\"",
         path.display()
@@ -498,29 +446,18 @@ async fn unix_socket_is_private_and_replaces_a_stale_one() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o640);
-    let answer = unix_ctl(&path, "show servers state").await;
+    let answer = runtime_api::command_unix(&path, "show servers state")
+        .await
+        .expect("unix socket answers");
     assert!(answer.contains(" api-1 "), "{answer}");
     proxy.shutdown().await;
     assert!(!path.exists(), "the socket is removed on shutdown");
 }
 
-async fn unix_ctl(path: &Path, command: &str) -> String {
-    let mut stream = tokio::net::UnixStream::connect(path)
-        .await
-        .expect("unix socket accepts");
-    stream
-        .write_all(format!("{command}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
-}
-
 #[tokio::test]
 async fn taken_stats_address_is_a_bind_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api1 = backend("api-1").await;
+    let api1 = backend("api-1", Kind::Api).await;
     let global = format!("stats_socket = \"{}\"", taken.local_addr().unwrap());
     match Proxy::start(config(&[&api1], &global)).await {
         Err(proxy::Error::Bind { what, .. }) => assert_eq!(what, "stats socket"),

@@ -31,7 +31,7 @@ use tokio_rustls::client::TlsStream;
 /// A test certificate authority, trusted by the test clients.
 struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
-    dir: tempfile::TempDir,
+    dir: testkit::TempDir,
 }
 
 /// A leaf certificate as written to disk.
@@ -57,7 +57,7 @@ impl Pki {
         let key = KeyPair::generate().expect("CA key");
         Pki {
             ca: CertifiedIssuer::self_signed(params, key).expect("CA"),
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: testkit::temp_dir(),
         }
     }
 

@@ -204,7 +204,7 @@ fn debian_haproxy_unit_scores_far_worse() {
     if !systemd_analyze_present() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::temp_dir();
     let file = dir.path().join("haproxy.service");
     // The stock Debian bookworm haproxy.service, trimmed to the directives security reads.
     fs::write(

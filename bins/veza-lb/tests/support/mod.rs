@@ -4,13 +4,14 @@
 //!   directory, with its stderr (the logs) captured line by line; signals, log waits, the
 //!   port a frontend bound, and a config rewrite for reloads.
 //! - [`check`]: runs `veza-lb check -c FILE` and returns the exit code and output.
-//! - [`get`] / [`request`]: a tiny HTTP/1.1 client (one request per connection).
 //! - [`HeldBackend`]: a backend that reports each request it receives and holds `/hold`
 //!   requests until the test releases them, for "while a request is in flight" tests.
 //! - [`AccessLine`]: one access-log line, parsed.
 //!
-//! Use it from a test file with `mod support;`. Waits are bounded by [`WAIT`] so a broken
-//! build fails instead of hanging; no test asserts on how fast anything is.
+//! The HTTP client, free ports and temporary directories come from the workspace's test kit
+//! (re-exported here). Use it from a test file with `mod support;`. Waits are bounded by
+//! [`WAIT`] so a broken build fails instead of hanging; no test asserts on how fast anything
+//! is.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader};
@@ -26,51 +27,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use testkit::http::{Response as HttpResponse, get, parse as parse_response, request};
+#[allow(unused_imports)]
+pub use testkit::{TempDir, WAIT, free_port, temp_dir};
+
 /// Signals to send with [`Lb::signal`].
 #[allow(unused_imports)] // not every test binary sends signals
 pub use nix::sys::signal::Signal as Sig;
 
-/// The longest any single wait may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(15);
-
 /// Path of the `veza-lb` binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_veza-lb")
-}
-
-/// A directory under the system temp dir, removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates a fresh, uniquely named directory.
-    pub fn new() -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("veza-lb-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port that was free a moment ago, for configurations that need a fixed port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// What `veza-lb check` answered.
@@ -88,7 +56,7 @@ pub struct CheckOutput {
 /// `veza-lb check -c veza-lb.toml` from that directory (so messages start with
 /// `veza-lb.toml:`).
 pub fn check(config: &str) -> CheckOutput {
-    let dir = TempDir::new();
+    let dir = temp_dir();
     std::fs::write(dir.path().join("veza-lb.toml"), config).expect("write config");
     let out = Command::new(binary())
         .args(["check", "-c", "veza-lb.toml"])
@@ -118,7 +86,7 @@ impl Lb {
 
     /// Starts `veza-lb` on `config` with extra environment variables (`NOTIFY_SOCKET`...).
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Lb {
-        let dir = TempDir::new();
+        let dir = temp_dir();
         let path = dir.path().join("veza-lb.toml");
         std::fs::write(&path, config).expect("write config");
         let mut command = Command::new(binary());
@@ -267,130 +235,6 @@ impl Drop for Lb {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// An HTTP response as the tiny client read it.
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Header fields in order, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The body (de-chunked).
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// `GET path` on a fresh connection.
-pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<HttpResponse> {
-    request(addr, "GET", path, &[]).await
-}
-
-/// One request on a fresh connection (`Connection: close`), with extra header lines; the
-/// answer is read to the end. Fails on any I/O error, an unparsable answer, or no answer
-/// within [`WAIT`].
-pub async fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<HttpResponse> {
-    tokio::time::timeout(WAIT, exchange(addr, method, path, headers))
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer to {method} {path} within {WAIT:?}"),
-            ))
-        })
-}
-
-async fn exchange(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if matches!(method, "POST" | "PUT") {
-        head.push_str("Content-Length: 0\r\n");
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    parse_response(&raw)
-}
-
-/// Parses a complete HTTP/1.1 response.
-pub fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
-    let bad = |why: &str| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{why}: {:?}", String::from_utf8_lossy(raw)),
-        )
-    };
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of head"))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
-    }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&raw[..eol]).ok()?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..)?;
     }
 }
 

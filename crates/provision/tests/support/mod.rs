@@ -25,8 +25,8 @@ pub fn running_as_root() -> bool {
 }
 
 /// An empty `--root` tree with the minimal account database useradd expects.
-pub fn fresh_root() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+pub fn fresh_root() -> testkit::TempDir {
+    let dir = testkit::temp_dir();
     fs::create_dir(dir.path().join("etc")).unwrap();
     fs::write(
         dir.path().join("etc/passwd"),

@@ -16,6 +16,9 @@ mod fixture;
 pub mod info;
 pub mod prometheus;
 pub mod servers_state;
+mod table;
+
+pub use table::{StatTable, TableError};
 
 /// Every active pool, in configuration order.
 #[derive(Debug, Clone)]
