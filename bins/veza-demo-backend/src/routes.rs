@@ -9,7 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::{self, BoxFuture, Either, Ready};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper::header::{CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{
+    CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, SEC_WEBSOCKET_VERSION,
+};
 use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
@@ -67,7 +69,45 @@ impl Backend {
     }
 
     /// A response carrying only `X-Served-By`, for answers that are not plain text.
-    pub(crate) fn bare(&self, status: StatusCode, body: Bytes) -> Response<Body> {
+    /// `/ws`: answers the handshake and, when it succeeds, starts the session on its own
+    /// task, which ends with the client or when `stop` fires.
+    fn websocket(
+        &self,
+        request: &mut Request<Incoming>,
+        stop: &watch::Receiver<()>,
+    ) -> Response<Body> {
+        match websocket::handshake(request) {
+            websocket::Handshake::WrongVersion => {
+                let mut refusal = self.bare(
+                    StatusCode::UPGRADE_REQUIRED,
+                    Bytes::from_static(b"WebSocket version 13 only\n"),
+                );
+                refusal
+                    .headers_mut()
+                    .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                refusal
+            }
+            websocket::Handshake::MissingKey => self.bare(
+                StatusCode::BAD_REQUEST,
+                Bytes::from_static(b"missing Sec-WebSocket-Key\n"),
+            ),
+            websocket::Handshake::Accept {
+                accept_key,
+                on_upgrade,
+            } => {
+                let mut switching = self.bare(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+                websocket::switching(&mut switching, accept_key);
+                tokio::spawn(websocket::session(
+                    on_upgrade,
+                    self.hello.clone(),
+                    stop.clone(),
+                ));
+                switching
+            }
+        }
+    }
+
+    fn bare(&self, status: StatusCode, body: Bytes) -> Response<Body> {
         let mut response = Response::new(Full::new(body));
         *response.status_mut() = status;
         response
@@ -249,11 +289,7 @@ impl hyper::service::Service<Request<Incoming>> for Exchange {
             Route::Health => now(backend.health_check()),
             Route::HealthReport => now(backend.health_report()),
             Route::SwitchHealth => now(backend.switch_health(request.uri())),
-            Route::WebSocket => now(websocket::accept(
-                &mut request,
-                Arc::clone(backend),
-                self.stop.clone(),
-            )),
+            Route::WebSocket => now(backend.websocket(&mut request, &self.stop)),
             Route::Stream => now(backend.stream(request.uri().path())),
             Route::BadRequest(hint) => now(backend.text(StatusCode::BAD_REQUEST, hint)),
             Route::Echo { status, delay } => {
