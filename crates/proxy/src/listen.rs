@@ -25,7 +25,16 @@ pub(crate) enum Purpose<'a> {
     Metrics,
 }
 
-impl Purpose<'_> {
+impl<'a> Purpose<'a> {
+    /// Frontend `name`'s listener, HTTPS or not.
+    pub(crate) fn frontend(name: &'a str, tls: bool) -> Self {
+        if tls {
+            Self::Https(name)
+        } else {
+            Self::Http(name)
+        }
+    }
+
     /// As error messages name it.
     pub(crate) fn describe(self) -> String {
         match self {
@@ -59,16 +68,7 @@ pub(crate) fn all(config: &Config) -> Vec<(Purpose<'_>, SocketAddr)> {
     let mut wanted: Vec<(Purpose<'_>, SocketAddr)> = config
         .frontends
         .iter()
-        .flat_map(|fe| {
-            frontend(fe).map(|(addr, tls)| {
-                let purpose = if tls {
-                    Purpose::Https(&fe.name)
-                } else {
-                    Purpose::Http(&fe.name)
-                };
-                (purpose, addr)
-            })
-        })
+        .flat_map(|fe| frontend(fe).map(|(addr, tls)| (Purpose::frontend(&fe.name, tls), addr)))
         .collect();
     if let Some(StatsSocket::Tcp(addr)) = &config.global.stats_socket {
         wanted.push((Purpose::StatsSocket, *addr));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,6 +49,30 @@ fn load_certificates(config: &Config) -> Result<HashMap<String, tls::CertSet>, E
         .filter_map(|fe| Some((fe, fe.tls.as_ref()?)))
         .map(|(fe, t)| Ok((fe.name.clone(), tls::CertSet::load(&fe.name, t)?)))
         .collect()
+}
+
+/// Listeners bound for a reload and not yet started, by frontend, address and HTTPS.
+type Bound = HashMap<(String, SocketAddr, bool), TcpListener>;
+
+/// Starts accepting on `listener` for frontend `name`.
+fn start_listener(
+    name: &str,
+    listener: TcpListener,
+    configured: SocketAddr,
+    tls: bool,
+    ctx: ListenerContext,
+) -> Listener {
+    let addr = listener.local_addr().unwrap_or(configured);
+    let scheme = if tls { "https" } else { "http" };
+    tracing::info!("frontend {name} listening on {scheme}://{addr}");
+    let stop = CancellationToken::new();
+    tokio::spawn(data::listener::accept_loop(listener, ctx, stop.clone()));
+    Listener {
+        addr,
+        configured,
+        tls,
+        stop,
+    }
 }
 
 /// A running `veza-lb`: listeners bound, health checks scheduled, control task running.
@@ -136,124 +161,22 @@ impl Proxy {
         &mut self,
         config: &Config,
         slots: &[Arc<PoolSlot>],
-        mut certs: HashMap<String, tls::CertSet>,
+        certs: HashMap<String, tls::CertSet>,
     ) -> Result<(), Error> {
         let pools: HashMap<&str, Arc<PoolSlot>> =
             slots.iter().map(|s| (&*s.name, s.clone())).collect();
-        // Bind everything new before changing anything: all or nothing.
-        let mut bound = HashMap::new();
-        for fe in &config.frontends {
-            let existing = self.frontends.get(&fe.name);
-            for (addr, tls) in listen::frontend(fe) {
-                if existing.is_some_and(|r| {
-                    r.listeners
-                        .iter()
-                        .any(|l| l.configured == addr && l.tls == tls)
-                }) {
-                    continue;
-                }
-                let purpose = if tls {
-                    Purpose::Https(&fe.name)
-                } else {
-                    Purpose::Http(&fe.name)
-                };
-                let listener = listen::bind_for(purpose, addr)?;
-                bound.insert((fe.name.clone(), addr, tls), listener);
-            }
-        }
-        // Certificates of frontends that already serve HTTPS are swapped in place; new ones
-        // get their server settings built here, before anything is changed.
-        let mut new_tls = HashMap::new();
-        for fe in &config.frontends {
-            let Some(set) = certs.remove(&fe.name) else {
-                continue;
-            };
-            match self.frontends.get(&fe.name).and_then(|r| r.tls.clone()) {
-                Some(running) => {
-                    new_tls.insert(fe.name.clone(), (running, Some(set)));
-                }
-                None => {
-                    let created = Arc::new(tls::TlsFrontend::new(&fe.name, set)?);
-                    new_tls.insert(fe.name.clone(), (created, None));
-                }
-            }
-        }
+        // Everything that can fail happens before anything changes: all or nothing.
+        let mut bound = self.bind_new_listeners(config)?;
+        let mut tls_states = self.prepare_tls(config, certs)?;
         let mut next = HashMap::new();
         for fe in &config.frontends {
             let previous = self.frontends.remove(&fe.name);
-            let counters = previous
-                .as_ref()
-                .map_or_else(Arc::default, |r| r.view.load().counters.clone());
-            let Some(view) = frontend_view(fe, &pools, counters) else {
-                continue; // validation guarantees every pool exists
-            };
-            let (view, mut listeners, https) = match previous {
-                Some(r) => {
-                    r.view.store(Arc::new(view));
-                    (r.view, r.listeners, r.https)
-                }
-                None => (
-                    Arc::new(ArcSwap::from_pointee(view)),
-                    Vec::new(),
-                    Arc::default(),
-                ),
-            };
-            let tls_state = new_tls.remove(&fe.name).map(|(state, set)| {
-                if let Some(set) = set {
-                    state.resolver.replace(set);
-                }
-                state
-            });
-            listeners.retain(|l| {
-                let keep = listen::frontend(fe).any(|b| b == (l.configured, l.tls));
-                if !keep {
-                    l.stop.cancel();
-                }
-                keep
-            });
-            let ctx = ListenerContext {
-                view: view.clone(),
-                passive: self.passive.clone(),
-                client_timeout: client_timeout(config, fe),
-                process: self.process.clone(),
-                tls: None,
-                https: https.clone(),
-                drain: self.drain.clone(),
-                hard_stop: self.hard_stop.clone(),
-                tracker: self.tracker.clone(),
-            };
-            for (addr, tls) in listen::frontend(fe) {
-                let Some(listener) = bound.remove(&(fe.name.clone(), addr, tls)) else {
-                    continue;
-                };
-                let configured = addr;
-                let addr = listener.local_addr().unwrap_or(addr);
-                let scheme = if tls { "https" } else { "http" };
-                tracing::info!("frontend {} listening on {scheme}://{addr}", fe.name);
-                let stop = CancellationToken::new();
-                let mut ctx = ctx.clone();
-                if tls {
-                    ctx.tls = tls_state.clone();
-                }
-                tokio::spawn(data::listener::accept_loop(listener, ctx, stop.clone()));
-                listeners.push(Listener {
-                    addr,
-                    configured,
-                    tls,
-                    stop,
-                });
+            let tls_state = tls_states.remove(&fe.name);
+            if let Some(running) =
+                self.apply_frontend(config, fe, previous, &pools, &mut bound, tls_state)
+            {
+                next.insert(fe.name.clone(), running);
             }
-            let tls_port = listeners.iter().find(|l| l.tls).map(|l| l.addr.port());
-            https.store(Arc::new(tls::HttpsPolicy::of(fe, tls_port)));
-            next.insert(
-                fe.name.clone(),
-                RunningFrontend {
-                    view,
-                    listeners,
-                    tls: tls_state,
-                    https,
-                },
-            );
         }
         for (name, removed) in self.frontends.drain() {
             tracing::info!("frontend {name} removed");
@@ -262,6 +185,126 @@ impl Proxy {
             }
         }
         self.frontends = next;
+        self.publish_frontend_stats(config);
+        Ok(())
+    }
+
+    /// Binds every listening address of `config` no running listener holds yet.
+    fn bind_new_listeners(&self, config: &Config) -> Result<Bound, Error> {
+        let mut bound = HashMap::new();
+        for fe in &config.frontends {
+            let existing = self.frontends.get(&fe.name);
+            for (addr, tls) in listen::frontend(fe) {
+                let held = existing.is_some_and(|r| {
+                    r.listeners
+                        .iter()
+                        .any(|l| l.configured == addr && l.tls == tls)
+                });
+                if !held {
+                    let listener = listen::bind_for(Purpose::frontend(&fe.name, tls), addr)?;
+                    bound.insert((fe.name.clone(), addr, tls), listener);
+                }
+            }
+        }
+        Ok(bound)
+    }
+
+    /// The TLS state of every frontend with certificates: a running one has its
+    /// certificates swapped in place (when applied); a new one gets its server settings
+    /// built now, before anything is changed.
+    fn prepare_tls(
+        &self,
+        config: &Config,
+        mut certs: HashMap<String, tls::CertSet>,
+    ) -> Result<HashMap<String, Arc<tls::TlsFrontend>>, Error> {
+        let mut states = HashMap::new();
+        let mut swaps = Vec::new();
+        for fe in &config.frontends {
+            let Some(set) = certs.remove(&fe.name) else {
+                continue;
+            };
+            let state = match self.frontends.get(&fe.name).and_then(|r| r.tls.clone()) {
+                Some(running) => {
+                    swaps.push((running.clone(), set));
+                    running
+                }
+                None => Arc::new(tls::TlsFrontend::new(&fe.name, set)?),
+            };
+            states.insert(fe.name.clone(), state);
+        }
+        // Nothing can fail any more: new handshakes get the new certificates.
+        for (state, set) in swaps {
+            state.resolver.replace(set);
+        }
+        Ok(states)
+    }
+
+    /// One frontend of the new configuration: its routing view swapped in, listeners it no
+    /// longer has closed, new ones started.
+    fn apply_frontend(
+        &self,
+        config: &Config,
+        fe: &config::Frontend,
+        previous: Option<RunningFrontend>,
+        pools: &HashMap<&str, Arc<PoolSlot>>,
+        bound: &mut Bound,
+        tls_state: Option<Arc<tls::TlsFrontend>>,
+    ) -> Option<RunningFrontend> {
+        let counters = previous
+            .as_ref()
+            .map_or_else(Arc::default, |r| r.view.load().counters.clone());
+        // Validation guarantees every pool exists.
+        let view = frontend_view(fe, pools, counters)?;
+        let (view, mut listeners, https) = match previous {
+            Some(r) => {
+                r.view.store(Arc::new(view));
+                (r.view, r.listeners, r.https)
+            }
+            None => (
+                Arc::new(ArcSwap::from_pointee(view)),
+                Vec::new(),
+                Arc::default(),
+            ),
+        };
+        listeners.retain(|l| {
+            let keep = listen::frontend(fe).any(|b| b == (l.configured, l.tls));
+            if !keep {
+                l.stop.cancel();
+            }
+            keep
+        });
+        let ctx = ListenerContext {
+            view: view.clone(),
+            passive: self.passive.clone(),
+            client_timeout: client_timeout(config, fe),
+            process: self.process.clone(),
+            tls: None,
+            https: https.clone(),
+            drain: self.drain.clone(),
+            hard_stop: self.hard_stop.clone(),
+            tracker: self.tracker.clone(),
+        };
+        for (addr, tls) in listen::frontend(fe) {
+            if let Some(listener) = bound.remove(&(fe.name.clone(), addr, tls)) {
+                let mut ctx = ctx.clone();
+                if tls {
+                    ctx.tls = tls_state.clone();
+                }
+                listeners.push(start_listener(&fe.name, listener, addr, tls, ctx));
+            }
+        }
+        let tls_port = listeners.iter().find(|l| l.tls).map(|l| l.addr.port());
+        https.store(Arc::new(tls::HttpsPolicy::of(fe, tls_port)));
+        Some(RunningFrontend {
+            view,
+            listeners,
+            tls: tls_state,
+            https,
+        })
+    }
+
+    /// What `show stat` lists as frontends, in configuration order.
+    fn publish_frontend_stats(&self, config: &Config) {
         let stats = config
             .frontends
             .iter()
@@ -275,7 +318,6 @@ impl Proxy {
             })
             .collect();
         self.handle.frontends.store(Arc::new(stats));
-        Ok(())
     }
 
     /// The plain HTTP addresses a frontend is listening on (with the real port when
@@ -350,7 +392,7 @@ impl Proxy {
                     .values()
                     .any(|r| r.listeners.iter().any(|l| l.addr == addr));
                 if !held && addr.port() != 0 {
-                    drop(listen::bind_for(Purpose::Http(&fe.name), addr)?);
+                    drop(listen::bind_for(Purpose::frontend(&fe.name, false), addr)?);
                 }
             }
         }
