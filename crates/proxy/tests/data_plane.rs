@@ -312,6 +312,10 @@ async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
         "a".repeat(70_000)
     );
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(9_000));
+    let one_line_20k = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("garbage request line", b"HELLO THERE\r\n\r\n".to_vec(), 400),
         (
@@ -333,6 +337,35 @@ async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
             400,
         ),
         ("missing Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
+        ("one 20 KB header line", one_line_20k.into_bytes(), 431),
+        (
+            "chunked twice in one field",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            "chunked twice in two fields",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            "Content-Length with a sign",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd".to_vec(),
+            400,
+        ),
+        (
+            "absolute form naming another authority than Host",
+            b"GET http://other.example/ HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "invalid chunk size",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
         (
             "CONNECT",
             b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(),

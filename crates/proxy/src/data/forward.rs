@@ -28,7 +28,7 @@ use crate::data::headers;
 use crate::data::passive::{PassiveReports, TrafficReport};
 use crate::data::routing::{FrontendView, PoolSlot};
 use crate::data::termination::Termination;
-use crate::data::timeout::{BodyError, Idle, Side};
+use crate::data::timeout::{BodyError, ClientBodyFailure, Idle, Side};
 use crate::data::tunnel;
 use crate::data::upstream::{Upstream, UpstreamBody};
 
@@ -337,6 +337,27 @@ impl Stream {
                 report_traffic(&ctx.passive, &self.pool, target.id, false);
                 self.log.termination = Termination::NO_SERVER;
                 true
+            }
+            AttemptError::NoResponse(e) if BodyError::client_failure(&e).is_some() => {
+                // The client's body broke: not the server's fault, and nothing to retry.
+                Counters::add(&self.frontend.req_errors, 1);
+                return match BodyError::client_failure(&e) {
+                    Some(ClientBodyFailure::Malformed) => {
+                        self.log.termination = Termination::REFUSED_BODY;
+                        Next::GiveUp(
+                            StatusCode::BAD_REQUEST,
+                            "The request body's framing is invalid.",
+                        )
+                    }
+                    _ => {
+                        self.log.termination = Termination::CLIENT_ABORT_DATA;
+                        Counters::add(&self.frontend.client_aborts, 1);
+                        Next::GiveUp(
+                            StatusCode::BAD_REQUEST,
+                            "The client closed before the end of its request.",
+                        )
+                    }
+                };
             }
             AttemptError::NoResponse(e) if BodyError::is_idle(&e, Side::Client) => {
                 // The client stopped sending its body: not the server's fault.

@@ -6,8 +6,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode, Version};
 
-/// Largest request head accepted (431 beyond).
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Largest request head accepted (431 beyond): HAProxy's default `tune.bufsize`.
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// Longest request target accepted (414 beyond).
 pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
 
@@ -50,10 +50,32 @@ pub(crate) fn check_request<B>(
             "The request header fields are too large.",
         ));
     }
-    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+    if req.version() <= Version::HTTP_11 {
+        // The codec's framing rules: chunked twice or not last, a length with a sign or
+        // several different lengths, a length with chunked, chunked in HTTP/1.0.
+        let minor = u8::from(req.version() == Version::HTTP_11);
+        let te = h
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let cl = h
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        if let Err(e) = h1::framing::request(minor, te, cl) {
+            return Err((StatusCode::BAD_REQUEST, framing_reason(e)));
+        }
+    }
+    // RFC 9112 section 3.2.2: an absolute-form target's authority wins over Host; a Host
+    // that differs is a request two parsers would route differently.
+    if let (Some(authority), Some(host)) = (req.uri().authority(), h.get(header::HOST))
+        && !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
         return Err((
             StatusCode::BAD_REQUEST,
-            "Content-Length and Transfer-Encoding together make the request length ambiguous.",
+            "The request target's authority differs from its Host header.",
         ));
     }
     if req.version() == Version::HTTP_11 {
@@ -79,6 +101,23 @@ pub(crate) fn check_request<B>(
         return Err((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
     }
     Ok(())
+}
+
+fn framing_reason(e: h1::FramingError) -> &'static str {
+    use h1::FramingError as F;
+    match e {
+        F::BadContentLength => "The request has an invalid Content-Length.",
+        F::ConflictingContentLength => "The request has several different Content-Length values.",
+        F::ChunkedNotLast | F::UnknownLength => {
+            "The request's last transfer coding is not chunked: its length is unknown."
+        }
+        F::ChunkedTwice => "The request applies the chunked coding twice.",
+        F::EmptyTransferEncoding => "The request has an empty Transfer-Encoding.",
+        F::LengthAndChunked => {
+            "Content-Length and Transfer-Encoding together make the request length ambiguous."
+        }
+        F::TransferEncodingInHttp10 => "HTTP/1.0 requests cannot use Transfer-Encoding.",
+    }
 }
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade: X`).

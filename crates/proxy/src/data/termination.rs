@@ -52,6 +52,8 @@ impl Termination {
     pub(crate) const NORMAL: Self = Self::new(Cause::Normal, Phase::Done);
     /// `PR`: the proxy refused the request.
     pub(crate) const REFUSED: Self = Self::new(Cause::Proxy, Phase::Request);
+    /// `PD`: the proxy refused the request's body (malformed framing).
+    pub(crate) const REFUSED_BODY: Self = Self::new(Cause::Proxy, Phase::Data);
     /// `SC`: no server could be connected to (or none was available).
     pub(crate) const NO_SERVER: Self = Self::new(Cause::ServerAbort, Phase::Connect);
     /// `SH`: the server closed or failed before its response headers.
@@ -121,6 +123,7 @@ mod tests {
         let cases = [
             (Termination::NORMAL, "--"),
             (Termination::REFUSED, "PR"),
+            (Termination::REFUSED_BODY, "PD"),
             (Termination::NO_SERVER, "SC"),
             (Termination::SERVER_NO_HEADERS, "SH"),
             (Termination::SERVER_TIMEOUT_HEADERS, "sH"),

@@ -28,12 +28,51 @@ pub enum BodyError {
     /// No data for longer than the side's timeout.
     #[error("the {0:?} sent nothing for longer than its timeout")]
     Idle(Side),
-    /// The underlying body failed.
-    #[error(transparent)]
-    Inner(Box<dyn std::error::Error + Send + Sync>),
+    /// The underlying body failed: the side closed early, or sent malformed framing.
+    #[error("the {0:?}'s body failed: {1}")]
+    Inner(Side, #[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How a client's request body failed, when it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBodyFailure {
+    /// Malformed framing (a bad chunk size, extension or line ending): answered 400.
+    Malformed,
+    /// The client closed or reset before the end of its body.
+    Aborted,
 }
 
 impl BodyError {
+    /// Whether `error`, or any error it wraps, is the client's request body failing (other
+    /// than by its idle timeout), and how.
+    pub fn client_failure(error: &(dyn std::error::Error + 'static)) -> Option<ClientBodyFailure> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(BodyError::Inner(Side::Client, inner)) = e.downcast_ref::<BodyError>() {
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+                while let Some(c) = cause {
+                    let invalid = c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                        // hyper's chunked decoder says InvalidInput or InvalidData.
+                        matches!(
+                            io.kind(),
+                            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                        )
+                    });
+                    let parse = c
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_parse);
+                    if invalid || parse {
+                        return Some(ClientBodyFailure::Malformed);
+                    }
+                    cause = c.source();
+                }
+                return Some(ClientBodyFailure::Aborted);
+            }
+            next = e.source();
+        }
+        None
+    }
+
     /// Whether `error`, or any error it wraps, is an idle timeout on `side`.
     pub fn is_idle(error: &(dyn std::error::Error + 'static), side: Side) -> bool {
         let mut next = Some(error);
@@ -90,7 +129,9 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Inner(e.into())))),
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(BodyError::Inner(this.side, e.into()))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let timeout = this.timeout;
