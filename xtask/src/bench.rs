@@ -41,6 +41,11 @@ pub struct Args {
     /// Idle WebSockets opened through each proxy for the memory measurement (0 skips it).
     #[arg(long = "ws", value_name = "N", default_value_t = 10_000)]
     websockets: usize,
+    /// Worker threads of each proxy (veza-lb `threads`, HAProxy `nbthread`; nginx stays at
+    /// one worker process).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
     /// Also write the results as JSON to FILE, for tracking.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -85,6 +90,10 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// Requests completed in the run.
+    requests: u64,
+    /// CPU time (user + system) the proxy's processes spent per request, in microseconds.
+    cpu_us_per_req: Option<f64>,
 }
 
 /// Everything measured for one proxy.
@@ -198,7 +207,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     {
         let listen = addr(3);
         let config = dir.join("veza-lb.toml");
-        write(&config, &veza_lb_conf(listen, &http_backends, ws_backend))?;
+        write(
+            &config,
+            &veza_lb_conf(listen, &http_backends, ws_backend, args.threads),
+        )?;
         let mut command = Command::new(&binaries.veza_lb);
         command.arg("-c").arg(&config).args(["--log-level", "warn"]);
         let mut process = Process::spawn("veza-lb", command, &dir.join("veza-lb.log"))?;
@@ -214,7 +226,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let config = dir.join("haproxy.cfg");
         write(
             &config,
-            &haproxy_conf(listen, &http_backends, ws_backend, maxconn),
+            &haproxy_conf(listen, &http_backends, ws_backend, maxconn, args.threads),
         )?;
         let mut command = Command::new(haproxy);
         command.arg("-db").arg("-f").arg(&config);
@@ -288,25 +300,28 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 duration: Duration::from_secs(1),
                 ..load.clone()
             };
-            warm.drive(proxy.addr, false).await?;
+            warm.drive(proxy.addr, false, None).await?;
         }
         let n = proxies.len();
         for round in 0..args.rounds as usize {
             for k in 0..n {
                 let i = (round + k) % n;
                 let proxy = &proxies[i];
-                let keep_alive = load.drive(proxy.addr, false).await?;
-                let new_conn = load.drive(proxy.addr, true).await?;
+                let pid = proxy.process.pid();
+                let keep_alive = load.drive(proxy.addr, false, pid).await?;
+                let new_conn = load.drive(proxy.addr, true, pid).await?;
                 println!(
-                    "  round {} {:<8} keep-alive {:>9.0} req/s p50 {} p99 {}{} | new-conn \
-                     {:>8.0} req/s{}",
+                    "  round {} {:<8} keep-alive {:>9.0} req/s p50 {} p99 {} cpu {}/req{} | \
+                     new-conn {:>8.0} req/s cpu {}/req{}",
                     round + 1,
                     proxy.peer.name(),
                     keep_alive.requests_per_sec,
                     ms(keep_alive.p50_ms),
                     ms(keep_alive.p99_ms),
+                    or_dash(keep_alive.cpu_us_per_req.map(us)),
                     errors(keep_alive.errors),
                     new_conn.requests_per_sec,
+                    or_dash(new_conn.cpu_us_per_req.map(us)),
                     errors(new_conn.errors),
                 );
                 samples[i].keep_alive.push(keep_alive);
@@ -331,7 +346,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .collect();
     println!(
         "\n{}",
-        table(&rows, args.rounds, args.connections, websockets)
+        table(&rows, &args, websockets)
     );
     if let Some(path) = &args.json {
         let json = json(&rows, &args, websockets, backend_kind, tool.as_ref());
@@ -440,9 +455,10 @@ fn haproxy_conf(
     backends: &[SocketAddr; 2],
     ws: SocketAddr,
     maxconn: usize,
+    threads: u32,
 ) -> String {
     format!(
-        "global\n  nbthread 1\n  maxconn {maxconn}\n\n\
+        "global\n  nbthread {threads}\n  maxconn {maxconn}\n\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n\
          \x20 timeout server 30s\n  timeout tunnel 1h\n\n\
          frontend bench\n  bind {listen}\n  use_backend ws if {{ path_beg /ws }}\n\
@@ -453,11 +469,16 @@ fn haproxy_conf(
     )
 }
 
-fn veza_lb_conf(listen: SocketAddr, backends: &[SocketAddr; 2], ws: SocketAddr) -> String {
+fn veza_lb_conf(
+    listen: SocketAddr,
+    backends: &[SocketAddr; 2],
+    ws: SocketAddr,
+    threads: u32,
+) -> String {
     format!(
-        r#"# Written by `cargo xtask bench`: one worker thread, like HAProxy's nbthread 1.
+        r#"# Written by `cargo xtask bench`: worker threads as HAProxy's nbthread.
 [global]
-threads = 1
+threads = {threads}
 shutdown_grace = "1s"
 
 [defaults]
@@ -487,6 +508,30 @@ servers = [{{ name = "ws", addr = "{ws}" }}]
 "#,
         backends[0], backends[1]
     )
+}
+
+/// User plus system CPU time, in clock ticks, of process `pid` and its direct children (an
+/// nginx master's worker), from /proc.
+fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let ticks = |stat: &str| -> Option<(u32, u64)> {
+        // Fields after the command name, which may contain spaces and parentheses.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = fields.get(1)?.parse().ok()?;
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((ppid, utime + stime))
+    };
+    let own = ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?.1;
+    let children: u64 = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| ticks(&stat))
+        .filter(|(ppid, _)| *ppid == pid)
+        .map(|(_, t)| t)
+        .sum();
+    Some(own + children)
 }
 
 /// RSS in KiB of a process (`VmRSS` in /proc/PID/status).
@@ -559,7 +604,19 @@ impl Load {
 
     /// One run against `addr`; `close` sends `Connection: close` (a new connection each
     /// request).
-    async fn drive(&self, addr: SocketAddr, close: bool) -> Result<Run> {
+    async fn drive(&self, addr: SocketAddr, close: bool, pid: Option<u32>) -> Result<Run> {
+        let before = pid.and_then(tree_cpu_ticks);
+        let mut run = self.drive_tool(addr, close).await?;
+        let after = pid.and_then(tree_cpu_ticks);
+        if let (Some(before), Some(after), true) = (before, after, run.requests > 0) {
+            // Linux reports CPU time in USER_HZ, 100 per second.
+            let seconds = after.saturating_sub(before) as f64 / 100.0;
+            run.cpu_us_per_req = Some(seconds * 1e6 / run.requests as f64);
+        }
+        Ok(run)
+    }
+
+    async fn drive_tool(&self, addr: SocketAddr, close: bool) -> Result<Run> {
         let url = format!("http://{addr}/");
         let seconds = self.duration.as_secs().max(1);
         let mut command = match &self.tool {
@@ -648,11 +705,18 @@ fn parse_wrk(text: &str) -> Result<Run> {
                 .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
                 .sum::<u64>();
         }
+        let requests = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in "))
+            .and_then(|(n, _)| n.trim().parse().ok())
+            .unwrap_or(0);
         Some(Run {
             requests_per_sec,
             p50_ms,
             p99_ms,
             errors,
+            requests,
+            cpu_us_per_req: None,
         })
     })();
     parsed.ok_or_else(|| Error::Message(format!("cannot read wrk's output:\n{text}")))
@@ -671,6 +735,8 @@ fn parse_oha(text: &str) -> Result<Run> {
             p50_ms: percentiles["p50"].as_f64()? * 1000.0,
             p99_ms: percentiles["p99"].as_f64()? * 1000.0,
             errors: ((1.0 - success) * total).round() as u64,
+            requests: total as u64,
+            cpu_us_per_req: None,
         })
     })();
     parsed.ok_or_else(|| Error::Message("oha's JSON lacks summary or latencyPercentiles".into()))
@@ -698,6 +764,8 @@ struct Row {
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
     new_conn_rps: Option<f64>,
+    cpu_us_per_req: Option<f64>,
+    new_conn_cpu_us_per_req: Option<f64>,
     errors: u64,
     rss_idle_kib: Option<u64>,
     rss_per_ws_bytes: Option<f64>,
@@ -711,6 +779,8 @@ impl Row {
             p50_ms: median(s.keep_alive.iter().map(|r| r.p50_ms)),
             p99_ms: median(s.keep_alive.iter().map(|r| r.p99_ms)),
             new_conn_rps: median(s.new_conn.iter().map(|r| r.requests_per_sec)),
+            cpu_us_per_req: median(s.keep_alive.iter().filter_map(|r| r.cpu_us_per_req)),
+            new_conn_cpu_us_per_req: median(s.new_conn.iter().filter_map(|r| r.cpu_us_per_req)),
             errors: s
                 .keep_alive
                 .iter()
@@ -729,6 +799,10 @@ fn ms(value: f64) -> String {
     } else {
         format!("{value:.2}ms")
     }
+}
+
+fn us(value: f64) -> String {
+    format!("{value:.1}us")
 }
 
 fn kib(bytes: f64) -> String {
@@ -758,31 +832,37 @@ fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".into())
 }
 
-fn table(rows: &[Row], rounds: u32, connections: u32, websockets: usize) -> String {
+fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "medians of {rounds} rounds, {connections} connections, 1 worker thread per proxy; \
-         memory with {websockets} idle WebSockets"
+        "medians of {} rounds, {} connections, {} worker thread(s) per proxy; memory with \
+         {websockets} idle WebSockets; cpu/req: user+system time of the proxy's processes per \
+         request",
+        args.rounds, args.connections, args.threads
     );
     let header = [
         "proxy",
         "keep-alive req/s",
         "p50",
         "p99",
+        "cpu/req",
         "new-conn req/s",
+        "new-conn cpu/req",
         "RSS idle",
         "RSS/idle WS",
         "errors",
     ];
-    let mut lines: Vec<[String; 8]> = vec![header.map(String::from)];
+    let mut lines: Vec<[String; 10]> = vec![header.map(String::from)];
     for row in rows {
         lines.push([
             row.peer.name().into(),
             or_dash(row.keep_alive_rps.map(|v| format!("{v:.0}"))),
             or_dash(row.p50_ms.map(ms)),
             or_dash(row.p99_ms.map(ms)),
+            or_dash(row.cpu_us_per_req.map(us)),
             or_dash(row.new_conn_rps.map(|v| format!("{v:.0}"))),
+            or_dash(row.new_conn_cpu_us_per_req.map(us)),
             or_dash(row.rss_idle_kib.map(|v| kib(v as f64 * 1024.0))),
             or_dash(row.rss_per_ws_bytes.map(kib)),
             row.errors.to_string(),
@@ -796,7 +876,9 @@ fn table(rows: &[Row], rounds: u32, connections: u32, websockets: usize) -> Stri
             ratio(veza.keep_alive_rps, other.keep_alive_rps),
             ratio(veza.p50_ms, other.p50_ms),
             ratio(veza.p99_ms, other.p99_ms),
+            ratio(veza.cpu_us_per_req, other.cpu_us_per_req),
             ratio(veza.new_conn_rps, other.new_conn_rps),
+            ratio(veza.new_conn_cpu_us_per_req, other.new_conn_cpu_us_per_req),
             ratio(
                 veza.rss_idle_kib.map(|v| v as f64),
                 other.rss_idle_kib.map(|v| v as f64),
@@ -805,7 +887,7 @@ fn table(rows: &[Row], rounds: u32, connections: u32, websockets: usize) -> Stri
             String::new(),
         ]);
     }
-    let mut widths = [0; 8];
+    let mut widths = [0; 10];
     for line in &lines {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.len());
@@ -827,10 +909,11 @@ fn table(rows: &[Row], rounds: u32, connections: u32, websockets: usize) -> Stri
         let both = |a: Option<f64>, b: Option<f64>| a.zip(b);
         let _ = writeln!(
             out,
-            "target vs HAProxy (same threads): keep-alive req/s >= HAProxy: {}; p99 <= \
-             HAProxy: {}; less memory per idle WebSocket: {}",
-            verdict(both(veza.keep_alive_rps, haproxy.keep_alive_rps).map(|(v, h)| v >= h)),
+            "target vs HAProxy (same threads): keep-alive req/s >= 1.2x HAProxy: {}; p99 <= \
+             HAProxy: {}; cpu/req <= 0.8x HAProxy: {}; less memory per idle WebSocket: {}",
+            verdict(both(veza.keep_alive_rps, haproxy.keep_alive_rps).map(|(v, h)| v >= 1.2 * h)),
             verdict(both(veza.p99_ms, haproxy.p99_ms).map(|(v, h)| v <= h)),
+            verdict(both(veza.cpu_us_per_req, haproxy.cpu_us_per_req).map(|(v, h)| v <= 0.8 * h)),
             verdict(both(veza.rss_per_ws_bytes, haproxy.rss_per_ws_bytes).map(|(v, h)| v < h)),
         );
     }
@@ -853,6 +936,8 @@ fn json(
                 "p50_ms": r.p50_ms,
                 "p99_ms": r.p99_ms,
                 "new_conn_rps": r.new_conn_rps,
+                "cpu_us_per_req": r.cpu_us_per_req,
+                "new_conn_cpu_us_per_req": r.new_conn_cpu_us_per_req,
                 "errors": r.errors,
                 "rss_idle_kib": r.rss_idle_kib,
                 "rss_per_idle_ws_bytes": r.rss_per_ws_bytes,
@@ -869,7 +954,7 @@ fn json(
             LoadTool::Wrk(_) => "wrk",
             LoadTool::Oha(_) => "oha",
         }),
-        "threads_per_proxy": 1,
+        "threads_per_proxy": args.threads,
         "proxies": proxies,
     })
 }
@@ -902,6 +987,7 @@ Transfer/sec:      6.00MB
         assert!((run.p50_ms - 0.98).abs() < 1e-9);
         assert!((run.p99_ms - 2.05).abs() < 1e-9);
         assert_eq!(run.errors, 7);
+        assert_eq!(run.requests, 312_345);
         assert!(parse_wrk("nothing").is_err());
         assert_eq!(wrk_ms("2.00s"), Some(2000.0));
     }
@@ -914,6 +1000,7 @@ Transfer/sec:      6.00MB
         assert_eq!(run.requests_per_sec, 1000.5);
         assert!((run.p99_ms - 4.0).abs() < 1e-9);
         assert_eq!(run.errors, 0);
+        assert_eq!(run.requests, 5);
     }
 
     #[test]
