@@ -344,10 +344,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .zip(&samples)
         .map(|(p, s)| Row::of(p.peer, s))
         .collect();
-    println!(
-        "\n{}",
-        table(&rows, &args, websockets)
-    );
+    println!("\n{}", table(&rows, &args, websockets));
     if let Some(path) = &args.json {
         let json = json(&rows, &args, websockets, backend_kind, tool.as_ref());
         let text = serde_json::to_string_pretty(&json)

@@ -96,6 +96,12 @@ impl Span {
             .unwrap_or_default()
     }
 
+    /// Its place in the buffer.
+    #[must_use]
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
     /// Its length.
     #[must_use]
     pub fn len(self) -> usize {

@@ -1,48 +1,90 @@
-//! One try of a request on one server: a connection (pooled, or fresh when a pooled one
-//! turned out stale), the request written, the response head awaited within
+//! One try of a request on one server, on a connection the request owns: a pooled one (or a
+//! fresh one when a pooled one turned out stale), the head written with the `h1` codec, the
+//! body streamed with its framing, and the response head read and parsed in place, within
 //! `timeout_server`, unless the server's sessions are shut meanwhile.
 
 use std::sync::Arc;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use bytes::Bytes;
+use h1::{Framing, HeadError, Limits, Parse, ResponseHead, encode};
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::config::Timeouts;
 use crate::data::accesslog::AccessLog;
-use crate::data::upstream::{Conn, ConnectError, Upstream, UpstreamBody};
+use crate::data::timeout::BodyError;
+use crate::data::upstream::{ConnectError, ServerConn, Upstream, UpstreamBody};
+
+/// Limits on a server's response head: larger than a client's (servers set big cookies),
+/// still bounded.
+const RESPONSE_LIMITS: Limits = Limits {
+    max_head: 64 * 1024,
+    max_uri: 0,
+    max_fields: 100,
+};
 
 /// Why an attempt on a server failed.
+#[derive(Debug)]
 pub(crate) enum AttemptError {
     /// Connection could not be made: always retryable.
     Connect(ConnectError),
-    /// A pooled connection turned out closed before the request was written: retry
-    /// for free, on a fresh connection.
-    StaleReused(Box<Request<UpstreamBody>>),
-    /// The request was (maybe) sent, no response came: retryable if idempotent.
-    NoResponse(hyper::Error),
+    /// A pooled connection failed before anything of the request was written: retry for
+    /// free, on a fresh connection.
+    StaleReused,
+    /// The request was (maybe) received, no valid response came: retryable if idempotent.
+    NoResponse(NoResponse),
     /// The server's sessions were shut down while waiting for the response.
     Killed,
     /// `timeout_server` elapsed before the response headers.
     Timeout,
 }
 
+/// What went wrong between sending and the response head.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NoResponse {
+    /// The connection failed or closed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The server's head is malformed or ambiguous.
+    #[error("invalid response: {}", .0.reason())]
+    Invalid(HeadError),
+    /// The client's body failed while it was being sent.
+    #[error(transparent)]
+    ClientBody(BodyError),
+}
+
+/// A response head received on a connection, with the connection (its read buffer holds
+/// whatever body bytes came with the head).
+pub(crate) struct Answer {
+    pub(crate) response: Response<()>,
+    pub(crate) conn: ServerConn,
+    pub(crate) framing: Framing,
+    pub(crate) keep_alive: bool,
+}
+
 /// One try on one server: a connection (pooled unless `fresh_only`), the request, the
-/// response head.
+/// response head. `body` is taken only once its first byte is about to be sent, so a try
+/// that fails before leaves it for the next.
 pub(crate) async fn attempt(
     upstream: &Arc<Upstream>,
-    req: Request<UpstreamBody>,
+    parts: &Parts,
+    body: &mut Option<UpstreamBody>,
     timeouts: &Timeouts,
     fresh_only: bool,
     log: &mut AccessLog,
-) -> Result<(Response<Incoming>, SendRequest<UpstreamBody>), AttemptError> {
+) -> Result<Answer, AttemptError> {
     let pooled = if fresh_only {
         None
     } else {
-        upstream.checkout().await
+        upstream.checkout()
     };
-    let Conn { mut sender, reused } = match pooled {
+    let reused = pooled.is_some();
+    let mut conn = match pooled {
         Some(conn) => conn,
         None => {
             let t = Instant::now();
@@ -59,23 +101,145 @@ pub(crate) async fn attempt(
         log.connect_ms = Some(0);
     }
     let killed = upstream.sessions();
-    let sent = tokio::select! {
-        // A shutdown also breaks the request's connection, which readies the send with an
-        // error in the same instant: checking the kill first names the real cause.
+    let head_request = parts.method == Method::HEAD;
+    let exchange = async {
+        write_head(&mut conn, parts, body.as_ref())
+            .await
+            .map_err(|e| {
+                if reused {
+                    AttemptError::StaleReused
+                } else {
+                    AttemptError::Connect(ConnectError::Io(e))
+                }
+            })?;
+        if let Some(body) = body.take() {
+            send_body(&mut conn, body, sends_chunked(parts))
+                .await
+                .map_err(AttemptError::NoResponse)?;
+        }
+        read_head(&mut conn, head_request)
+            .await
+            .map_err(AttemptError::NoResponse)
+    };
+    let head = tokio::select! {
+        // A shutdown also breaks the request's connection: checking the kill first names
+        // the real cause.
         biased;
         () = killed.cancelled() => return Err(AttemptError::Killed),
-        r = tokio::time::timeout(timeouts.server, sender.try_send_request(req)) => r,
-    };
-    match sent {
-        Err(_) => Err(AttemptError::Timeout),
-        Ok(Ok(resp)) => Ok((resp, sender)),
-        Ok(Err(mut e)) => match e.take_message() {
-            Some(req) if reused => Err(AttemptError::StaleReused(Box::new(req))),
-            // Nothing was written: as safe to retry as a failed connect.
-            Some(_) => Err(AttemptError::Connect(ConnectError::Handshake(
-                e.into_error(),
-            ))),
-            None => Err(AttemptError::NoResponse(e.into_error())),
+        r = tokio::time::timeout(timeouts.server, exchange) => match r {
+            Err(_) => return Err(AttemptError::Timeout),
+            Ok(r) => r?,
         },
+    };
+    Ok(answer(conn, &head))
+}
+
+/// Whether the request's body goes chunked: it has no Content-Length to frame it (the
+/// client's own `Transfer-Encoding` was removed with the other hop-by-hop fields).
+fn sends_chunked(parts: &Parts) -> bool {
+    !parts.headers.contains_key(header::CONTENT_LENGTH)
+}
+
+/// Writes the request head: request line, the (already rewritten) fields, and the framing
+/// field the body needs.
+async fn write_head(
+    conn: &mut ServerConn,
+    parts: &Parts,
+    body: Option<&UpstreamBody>,
+) -> std::io::Result<()> {
+    let out = &mut conn.write;
+    out.clear();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    encode::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
+    for (name, value) in &parts.headers {
+        encode::field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if body.is_some_and(|b| !b.is_end_stream()) && sends_chunked(parts) {
+        encode::field(out, b"transfer-encoding", b"chunked");
+    }
+    encode::end_head(out);
+    conn.stream.write_all(&conn.write).await
+}
+
+/// Streams the client's body to the server, chunk-framed when it has no length.
+async fn send_body(
+    conn: &mut ServerConn,
+    mut body: UpstreamBody,
+    chunked: bool,
+) -> Result<(), NoResponse> {
+    let mut line = [0_u8; 18];
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(NoResponse::ClientBody)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            // One write per chunk: its size line, data and CRLF together.
+            let out = &mut conn.write;
+            out.clear();
+            out.extend_from_slice(encode::chunk_size_line(data.len() as u64, &mut line));
+            out.extend_from_slice(&data);
+            out.extend_from_slice(encode::CRLF);
+            conn.stream.write_all(&conn.write).await?;
+        } else {
+            conn.stream.write_all(&data).await?;
+        }
+    }
+    if chunked {
+        conn.stream.write_all(encode::LAST_CHUNK).await?;
+    }
+    Ok(())
+}
+
+/// Reads until a final response head is complete (interim 1xx answers are skipped).
+async fn read_head(conn: &mut ServerConn, head_request: bool) -> Result<ResponseHead, NoResponse> {
+    let mut head = ResponseHead::default();
+    loop {
+        if !conn.read.is_empty() {
+            match head.parse(&conn.read, head_request, &RESPONSE_LIMITS) {
+                Ok(Parse::Complete) if head.is_interim() => {
+                    let _ = conn.read.split_to(head.len);
+                    continue;
+                }
+                Ok(Parse::Complete) => return Ok(head),
+                Ok(Parse::Partial) => {}
+                Err(e) => return Err(NoResponse::Invalid(e)),
+            }
+        }
+        conn.reserve();
+        if conn.stream.read_buf(&mut conn.read).await? == 0 {
+            return Err(NoResponse::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+}
+
+/// The parsed head as an `http::Response`: values share the head's bytes, no copy.
+fn answer(mut conn: ServerConn, head: &ResponseHead) -> Answer {
+    let bytes: Bytes = conn.read.split_to(head.len).freeze();
+    let mut headers = HeaderMap::with_capacity(head.fields.len());
+    for f in &head.fields {
+        let name = f.name.of(&bytes);
+        if head.drop_content_length && name.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            continue;
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(f.value.range())) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = headers;
+    Answer {
+        response,
+        conn,
+        framing: head.framing,
+        keep_alive: head.connection.keep_alive,
     }
 }

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
+use h1::{Decoder, Framing};
+use hyper::body::{Body, Frame, SizeHint};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
-use crate::data::upstream::{Upstream, UpstreamBody};
+use crate::data::upstream::{ServerConn, Upstream};
 
 /// A response body: the server's, streamed through, or one the proxy made itself.
 pub struct ProxyBody {
@@ -24,12 +25,7 @@ pub struct ProxyBody {
 
 enum Kind {
     Full(Option<Bytes>),
-    Upstream {
-        body: Idle<Incoming>,
-        /// Returned to the server's idle pool once the body has been read to its end.
-        sender: Option<SendRequest<UpstreamBody>>,
-        upstream: Arc<Upstream>,
-    },
+    Upstream(Idle<ServerBody>),
 }
 
 impl ProxyBody {
@@ -48,17 +44,9 @@ impl ProxyBody {
     }
 
     /// A server's body, streamed through.
-    pub(crate) fn upstream(
-        body: Idle<Incoming>,
-        sender: SendRequest<UpstreamBody>,
-        upstream: Arc<Upstream>,
-    ) -> Self {
+    pub(crate) fn upstream(body: Idle<ServerBody>) -> Self {
         Self {
-            kind: Kind::Upstream {
-                body,
-                sender: Some(sender),
-                upstream,
-            },
+            kind: Kind::Upstream(body),
             counters: None,
             log: None,
         }
@@ -73,18 +61,6 @@ impl ProxyBody {
         self.counters = Some(counters);
         self.log = log;
         self
-    }
-
-    /// Returns the server connection to its idle pool: only once the body was read to its
-    /// end, when the connection is ready for the next request.
-    fn release_connection(&mut self) {
-        if let Kind::Upstream {
-            sender, upstream, ..
-        } = &mut self.kind
-            && let Some(sender) = sender.take()
-        {
-            upstream.checkin(sender);
-        }
     }
 
     fn count(&mut self, n: usize) {
@@ -113,7 +89,7 @@ impl Body for ProxyBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            Kind::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -136,7 +112,6 @@ impl Body for ProxyBody {
                 }
             }
             Poll::Ready(None) => {
-                this.release_connection();
                 if let Some(log) = &mut this.log {
                     log.completed = true;
                 }
@@ -149,14 +124,14 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream(body) => body.size_hint(),
         }
     }
 }
@@ -174,9 +149,6 @@ impl Drop for ProxyBody {
                 Counters::add(&c.client_aborts, 1);
             }
         }
-        if ended {
-            self.release_connection();
-        }
         log.finish();
     }
 }
@@ -184,5 +156,151 @@ impl Drop for ProxyBody {
 impl std::fmt::Debug for ProxyBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyBody").finish_non_exhaustive()
+    }
+}
+
+/// A server's response body, read from the connection the request owns and decoded with the
+/// `h1` codec. At its end the connection goes back to the server's idle pool (when the server
+/// keeps it alive and nothing was left over); a body dropped early closes it.
+pub(crate) struct ServerBody {
+    conn: Option<ServerConn>,
+    decoder: Decoder,
+    framing: Framing,
+    keep_alive: bool,
+    upstream: Arc<Upstream>,
+    killed: CancellationToken,
+    /// Set up the first time the body has to wait, so an answer that came with its head costs
+    /// no allocation for it.
+    kill_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl ServerBody {
+    pub(crate) fn new(
+        conn: ServerConn,
+        framing: Framing,
+        keep_alive: bool,
+        upstream: Arc<Upstream>,
+    ) -> Self {
+        let killed = upstream.sessions();
+        Self {
+            conn: Some(conn),
+            decoder: Decoder::new(framing),
+            framing,
+            keep_alive,
+            upstream,
+            killed,
+            kill_wait: None,
+        }
+    }
+
+    /// Parks the connection if the body is complete and the server keeps it alive.
+    fn release(&mut self) {
+        if self.decoder.is_done()
+            && self.keep_alive
+            && let Some(conn) = self.conn.take()
+        {
+            self.upstream.checkin(conn);
+        }
+    }
+
+    fn killed(&mut self, cx: &mut Context<'_>) -> bool {
+        let token = &self.killed;
+        let wait = self
+            .kill_wait
+            .get_or_insert_with(|| Box::pin(token.clone().cancelled_owned()));
+        wait.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn shut() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the server's sessions were shut down",
+    )
+}
+
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.killed.is_cancelled() {
+                this.conn = None;
+                return Poll::Ready(Some(Err(shut())));
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if this.decoder.is_done() {
+                this.release();
+                return Poll::Ready(None);
+            }
+            if !conn.read.is_empty() {
+                let step = this.decoder.decode(&conn.read).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.reason())
+                })?;
+                let taken = conn.read.split_to(step.consumed);
+                if step.done {
+                    this.release();
+                }
+                if !step.data.is_empty() {
+                    let data = taken.freeze().slice(step.data);
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                if step.done {
+                    return Poll::Ready(None);
+                }
+                continue;
+            }
+            conn.reserve();
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.read) {
+                Poll::Ready(Ok(0)) => {
+                    this.conn = None;
+                    return match this.decoder.finish() {
+                        Ok(()) => Poll::Ready(None),
+                        Err(e) => Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            e.reason(),
+                        )))),
+                    };
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => {
+                    if this.killed(cx) {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(shut())));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Empty => SizeHint::with_exact(0),
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Chunked | Framing::UntilClose => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for ServerBody {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended: park the connection here then.
+        self.release();
     }
 }

@@ -11,9 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{Either, Empty};
 use hyper::body::{Body, Incoming};
-use hyper::client::conn::http1::SendRequest;
 use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId, StickyCookie};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +20,8 @@ use tokio_util::task::TaskTracker;
 use crate::config;
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::{AccessLog, RequestLine};
-use crate::data::attempt::{AttemptError, attempt};
-use crate::data::body::ProxyBody;
+use crate::data::attempt::{Answer, AttemptError, NoResponse, attempt};
+use crate::data::body::{ProxyBody, ServerBody};
 use crate::data::headers;
 use crate::data::passive::{PassiveReports, TrafficReport};
 use crate::data::routing::{FrontendView, PoolSlot};
@@ -150,10 +148,13 @@ struct Stream {
     cookie: RequestCookie,
     key: Option<Vec<u8>>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    /// The request, until a try consumes it.
-    request: Option<Request<UpstreamBody>>,
-    /// Kept only when a retry may need to resend a request the server already received.
-    spare: Option<Parts>,
+    /// The request head as the servers get it.
+    parts: Parts,
+    /// The client's body, until a try starts sending it.
+    body: Option<UpstreamBody>,
+    /// A request the server may already have received can be sent again (idempotent and
+    /// bodiless, with `retry_idempotent`).
+    resendable: bool,
     log: Box<AccessLog>,
     /// Servers already failed on (excluded from redispatch).
     tried: Vec<ServerId>,
@@ -199,13 +200,8 @@ impl Stream {
             parts.uri = pq.into();
         }
         let bodiless = body.is_end_stream();
-        let retryable = settings.retry_idempotent && bodiless && is_idempotent(&parts.method);
-        let spare = retryable.then(|| clone_parts(&parts));
-        let body = if bodiless {
-            Either::Right(Empty::new())
-        } else {
-            Either::Left(Idle::new(body, Side::Client, settings.timeouts.client))
-        };
+        let resendable = settings.retry_idempotent && bodiless && is_idempotent(&parts.method);
+        let body = (!bodiless).then(|| Idle::new(body, Side::Client, settings.timeouts.client));
         let log = Box::new(AccessLog {
             client: ctx.peer,
             frontend: frontend.name.clone(),
@@ -235,8 +231,9 @@ impl Stream {
             cookie,
             key,
             client_upgrade,
-            request: Some(Request::from_parts(parts, body)),
-            spare,
+            parts,
+            body,
+            resendable,
             log,
             tried: Vec::new(),
             fresh_only: false,
@@ -257,21 +254,16 @@ impl Stream {
             let counters = [target.upstream.counters.clone(), self.pool.counters.clone()];
             let session = SessionGuard::start(counters);
             Counters::add(&target.upstream.counters.requests, 1);
-            let Some(req) = self.request.take() else {
-                // Only reachable if a retry lost the request, which `spare` prevents.
-                return self
-                    .local_error(StatusCode::BAD_GATEWAY, "The request could not be retried.");
-            };
-            let timeouts = &self.settings.timeouts;
             let tried = attempt(
                 &target.upstream,
-                req,
-                timeouts,
+                &self.parts,
+                &mut self.body,
+                &self.settings.timeouts,
                 self.fresh_only,
                 &mut self.log,
             );
             match tried.await {
-                Ok((resp, sender)) => return self.respond(ctx, target, resp, sender, session),
+                Ok(answer) => return self.respond(ctx, target, answer, session),
                 Err(error) => {
                     drop(session);
                     if let Next::GiveUp(status, why) = self.on_failure(ctx, &target, error) {
@@ -324,9 +316,8 @@ impl Stream {
         let upstream = &target.upstream;
         let pool = &self.pool.counters;
         let retryable = match error {
-            AttemptError::StaleReused(req) => {
+            AttemptError::StaleReused => {
                 // Free: nothing reached the server. Not counted as a retry.
-                self.request = Some(*req);
                 self.fresh_only = true;
                 return Next::Retry;
             }
@@ -338,46 +329,19 @@ impl Stream {
                 self.log.termination = Termination::NO_SERVER;
                 true
             }
-            AttemptError::NoResponse(e) if BodyError::client_failure(&e).is_some() => {
-                // The client's body broke: not the server's fault, and nothing to retry.
-                Counters::add(&self.frontend.req_errors, 1);
-                return match BodyError::client_failure(&e) {
-                    Some(ClientBodyFailure::Malformed) => {
-                        self.log.termination = Termination::REFUSED_BODY;
-                        Next::GiveUp(
-                            StatusCode::BAD_REQUEST,
-                            "The request body's framing is invalid.",
-                        )
-                    }
-                    _ => {
-                        self.log.termination = Termination::CLIENT_ABORT_DATA;
-                        Counters::add(&self.frontend.client_aborts, 1);
-                        Next::GiveUp(
-                            StatusCode::BAD_REQUEST,
-                            "The client closed before the end of its request.",
-                        )
-                    }
-                };
-            }
-            AttemptError::NoResponse(e) if BodyError::is_idle(&e, Side::Client) => {
-                // The client stopped sending its body: not the server's fault.
-                Counters::add(&self.frontend.req_errors, 1);
-                self.log.termination = Termination::CLIENT_TIMEOUT_DATA;
-                return Next::GiveUp(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "The client took too long to send its request.",
-                );
+            AttemptError::NoResponse(NoResponse::ClientBody(e)) => {
+                return self.client_body_failed(&e);
             }
             AttemptError::NoResponse(e) => {
                 tracing::debug!(server = %upstream.name, "no response: {e}");
                 Counters::add(&upstream.counters.resp_errors, 1);
                 Counters::add(&pool.resp_errors, 1);
                 self.log.termination = Termination::SERVER_NO_HEADERS;
-                self.spare.is_some()
+                self.resendable
             }
             AttemptError::Killed => {
                 self.log.termination = Termination::DOWN_HEADERS;
-                self.spare.is_some()
+                self.resendable
             }
             AttemptError::Timeout => {
                 Counters::add(&upstream.counters.resp_errors, 1);
@@ -399,13 +363,33 @@ impl Stream {
         Counters::add(&upstream.counters.retries, 1);
         Counters::add(&pool.retries, 1);
         self.tried.push(target.id);
-        if self.request.is_none() {
-            self.request = self
-                .spare
-                .as_ref()
-                .map(|p| Request::from_parts(clone_parts(p), Either::Right(Empty::new())));
-        }
         Next::Retry
+    }
+
+    /// The client's body broke while it was being sent: not the server's fault, and
+    /// nothing to retry.
+    fn client_body_failed(&mut self, error: &BodyError) -> Next {
+        Counters::add(&self.frontend.req_errors, 1);
+        if BodyError::is_idle(error, Side::Client) {
+            self.log.termination = Termination::CLIENT_TIMEOUT_DATA;
+            return Next::GiveUp(
+                StatusCode::REQUEST_TIMEOUT,
+                "The client took too long to send its request.",
+            );
+        }
+        if BodyError::client_failure(error) == Some(ClientBodyFailure::Malformed) {
+            self.log.termination = Termination::REFUSED_BODY;
+            return Next::GiveUp(
+                StatusCode::BAD_REQUEST,
+                "The request body's framing is invalid.",
+            );
+        }
+        self.log.termination = Termination::CLIENT_ABORT_DATA;
+        Counters::add(&self.frontend.client_aborts, 1);
+        Next::GiveUp(
+            StatusCode::BAD_REQUEST,
+            "The client closed before the end of its request.",
+        )
     }
 
     /// The answer once retries are exhausted, by how the last try failed.
@@ -429,10 +413,15 @@ impl Stream {
         mut self,
         ctx: &ClientContext,
         target: Target,
-        mut resp: Response<Incoming>,
-        sender: SendRequest<UpstreamBody>,
+        answer: Answer,
         session: SessionGuard<2>,
     ) -> Response<ProxyBody> {
+        let Answer {
+            response: mut resp,
+            conn,
+            framing,
+            keep_alive,
+        } = answer;
         let upstream = target.upstream;
         // A retry that succeeded ends normally, whatever the failed tries set.
         self.log.termination = Termination::NORMAL;
@@ -468,10 +457,9 @@ impl Stream {
         }
         if let (true, Some(client)) = (upgraded, self.client_upgrade.take()) {
             self.log.request = self.log.request.detached();
-            let server = hyper::upgrade::on(&mut resp);
             tunnel::spawn(tunnel::Tunnel {
                 client,
-                server,
+                server: conn,
                 upstream,
                 counters,
                 idle_timeout: self.settings.timeouts.tunnel,
@@ -482,10 +470,10 @@ impl Stream {
             return Response::from_parts(resp.into_parts().0, ProxyBody::empty());
         }
         drop(session);
-        let (parts, body) = resp.into_parts();
+        let (parts, ()) = resp.into_parts();
+        let body = ServerBody::new(conn, framing, keep_alive, upstream);
         let body = Idle::new(body, Side::Server, self.settings.timeouts.server);
-        let body =
-            ProxyBody::upstream(body, sender, upstream).with_accounting(counters, Some(self.log));
+        let body = ProxyBody::upstream(body).with_accounting(counters, Some(self.log));
         Response::from_parts(parts, body)
     }
 
@@ -560,13 +548,4 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
-}
-
-fn clone_parts(parts: &Parts) -> Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    req.into_parts().0
 }

@@ -17,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::AccessLog;
 use crate::data::termination::Termination;
-use crate::data::upstream::Upstream;
+use crate::data::upstream::{ServerConn, Upstream};
 
 /// Everything a tunnel needs once both sides have switched protocols.
 pub(crate) struct Tunnel {
     pub(crate) client: OnUpgrade,
-    pub(crate) server: OnUpgrade,
+    /// The server's connection, switched; its read buffer holds whatever the server sent
+    /// after its `101` head.
+    pub(crate) server: ServerConn,
     pub(crate) upstream: Arc<Upstream>,
     /// Frontend, pool and server counters.
     pub(crate) counters: [Arc<Counters>; 3],
@@ -40,19 +42,38 @@ pub(crate) fn spawn(t: Tunnel) {
 
 async fn run(mut t: Tunnel) {
     let killed = t.upstream.sessions();
-    let (client, server) = match tokio::try_join!(t.client, t.server) {
-        Ok(pair) => pair,
+    let client = match t.client.await {
+        Ok(client) => client,
         Err(e) => {
-            tracing::debug!("upgrade failed: {e}");
-            t.log.termination = Termination::SERVER_ABORT_DATA;
+            tracing::debug!("client upgrade failed: {e}");
+            t.log.termination = Termination::CLIENT_ABORT_DATA;
             t.log.finish();
             return;
         }
     };
+    let mut client = TokioIo::new(client);
+    let ServerConn {
+        stream: server,
+        read: early,
+        ..
+    } = t.server;
+    // What the server sent right after its 101 (a WebSocket greeting) goes first.
+    if !early.is_empty() {
+        if client.write_all(&early).await.is_err() {
+            t.log.termination = Termination::CLIENT_ABORT_DATA;
+            t.log.finish();
+            return;
+        }
+        t.log.bytes += early.len() as u64;
+        for c in &t.counters {
+            Counters::add(&c.bytes_out, early.len() as u64);
+        }
+    }
+    drop(early);
     let epoch = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
-    let client = Activity::new(TokioIo::new(client), epoch, last.clone());
-    let server = Activity::new(TokioIo::new(server), epoch, last.clone());
+    let client = Activity::new(client, epoch, last.clone());
+    let server = Activity::new(server, epoch, last.clone());
     let (client_rx, client_tx) = tokio::io::split(client);
     let (server_rx, server_tx) = tokio::io::split(server);
     let copy = async { tokio::try_join!(pump(client_rx, server_tx), pump(server_rx, client_tx)) };

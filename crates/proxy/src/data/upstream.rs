@@ -1,20 +1,19 @@
 //! Connections to one server: connecting, the keep-alive idle pool, and the kill switch that
 //! `shutdown-sessions` pulls when the server is marked DOWN.
 //!
-//! Both are lock-free: the idle pool is a bounded MPMC queue, the kill switch an atomically
-//! swapped token, so requests on every thread share a server without contending on a lock.
+//! A connection ([`ServerConn`]) is owned by the request using it, from checkout to the end
+//! of its response body, then parked again: no task per connection, no channel between the
+//! request and the socket. Both the pool and the kill switch are lock-free: the idle pool is
+//! a bounded MPMC queue, the kill switch an atomically swapped token, so requests on every
+//! thread share a server without contending on a lock.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
-use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::counters::Counters;
 use crate::data::timeout::Idle;
 
-/// The body of a request sent to a server: the client's body as it streams in, or nothing
-/// (bodiless requests, and retries of them).
-pub(crate) type UpstreamBody = Either<Idle<Incoming>, Empty<Bytes>>;
+/// The body of a request sent to a server: the client's body as it streams in.
+pub(crate) type UpstreamBody = Idle<hyper::body::Incoming>;
 
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 128;
@@ -32,6 +30,8 @@ const MAX_IDLE: usize = 128;
 /// keep-alive connections on their own schedule, and reusing one they are closing costs a
 /// retry.
 const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
+/// What a connection's read buffer starts with: a response head and a small body fit.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Why a connection could not be established.
 #[derive(Debug)]
@@ -40,8 +40,6 @@ pub(crate) enum ConnectError {
     Timeout,
     /// Refused, reset, unreachable.
     Io(std::io::Error),
-    /// The HTTP/1.1 handshake failed.
-    Handshake(hyper::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -49,20 +47,49 @@ impl std::fmt::Display for ConnectError {
         match self {
             Self::Timeout => f.write_str("connect timeout"),
             Self::Io(e) => write!(f, "connect failed: {e}"),
-            Self::Handshake(e) => write!(f, "handshake failed: {e}"),
         }
     }
 }
 
-/// A connection ready to carry one request.
-pub(crate) struct Conn {
-    pub(crate) sender: SendRequest<UpstreamBody>,
-    /// Whether it came from the idle pool (a failure on it is retried without counting).
-    pub(crate) reused: bool,
+/// One HTTP/1.1 connection to a server, with its buffers.
+#[derive(Debug)]
+pub(crate) struct ServerConn {
+    pub(crate) stream: TcpStream,
+    /// Bytes read from the server and not consumed yet.
+    pub(crate) read: BytesMut,
+    /// The request head being written; kept so its allocation serves every request.
+    pub(crate) write: Vec<u8>,
+}
+
+impl ServerConn {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            read: BytesMut::with_capacity(READ_BUFFER),
+            write: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Whether the server has not closed it meanwhile: nothing to read (one non-blocking
+    /// `read`, no wait). Data or end of stream on an idle connection both mean it is unusable.
+    fn is_open(&self) -> bool {
+        let mut probe = [0_u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
+    /// Makes sure the read buffer has room for a read.
+    pub(crate) fn reserve(&mut self) {
+        if self.read.capacity() - self.read.len() < 1024 {
+            self.read.reserve(READ_BUFFER);
+        }
+    }
 }
 
 struct Parked {
-    sender: SendRequest<UpstreamBody>,
+    conn: ServerConn,
     since: Instant,
 }
 
@@ -107,38 +134,33 @@ impl Upstream {
     }
 
     /// An idle connection that is still open, if any.
-    pub(crate) async fn checkout(&self) -> Option<Conn> {
+    pub(crate) fn checkout(&self) -> Option<ServerConn> {
         loop {
             let idle = self.idle.pop()?;
-            if idle.since.elapsed() > MAX_IDLE_AGE || idle.sender.is_closed() {
-                continue;
-            }
-            let mut sender = idle.sender;
-            // Ready right away unless the connection is closing.
-            if sender.ready().await.is_ok() {
-                return Some(Conn {
-                    sender,
-                    reused: true,
-                });
+            if idle.since.elapsed() <= MAX_IDLE_AGE && idle.conn.is_open() {
+                return Some(idle.conn);
             }
         }
     }
 
-    /// Puts a connection whose response was read completely back in the idle pool.
-    pub(crate) fn checkin(&self, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
+    /// Parks a connection whose response was read completely, with nothing left over.
+    pub(crate) fn checkin(&self, mut conn: ServerConn) {
+        if !conn.read.is_empty() {
             return;
+        }
+        // Keep one buffer's worth: a response that grew it does not pin the memory.
+        if conn.read.capacity() > 4 * READ_BUFFER {
+            conn.read = BytesMut::with_capacity(READ_BUFFER);
         }
         // A full pool drops (closes) the connection.
         let _ = self.idle.push(Parked {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
 
-    /// Opens a new connection, within `timeout`. The connection's task ends when the
-    /// connection closes or the server's sessions are shut down.
-    pub(crate) async fn connect(&self, timeout: Duration) -> Result<Conn, ConnectError> {
+    /// Opens a new connection, within `timeout`.
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<ServerConn, ConnectError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Err(_) => return Err(ConnectError::Timeout),
             Ok(Err(e)) => return Err(ConnectError::Io(e)),
@@ -146,22 +168,7 @@ impl Upstream {
         };
         // Small writes (headers) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Handshake)?;
-        let killed = self.sessions();
-        tokio::spawn(async move {
-            tokio::select! {
-                // Errors here surface to the request through its SendRequest.
-                _ = connection.with_upgrades() => {}
-                () = killed.cancelled() => {}
-            }
-        });
-        Ok(Conn {
-            sender,
-            reused: false,
-        })
+        Ok(ServerConn::new(stream))
     }
 }
 
@@ -171,5 +178,56 @@ impl std::fmt::Debug for Upstream {
             .field("name", &self.name)
             .field("addr", &self.addr)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn pair(upstream: &Upstream) -> (ServerConn, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connecting = TcpStream::connect(addr);
+        let (client, accepted) = tokio::join!(connecting, listener.accept());
+        let _ = upstream;
+        (ServerConn::new(client.unwrap()), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn checkout_skips_connections_the_server_closed_or_wrote_to() {
+        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap());
+        let (open, _server_a) = pair(&up).await;
+        let (closed, server_b) = pair(&up).await;
+        let (chatty, mut server_c) = pair(&up).await;
+        drop(server_b);
+        server_c.write_all(b"unexpected").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        up.checkin(closed);
+        up.checkin(chatty);
+        up.checkin(open);
+        let got = up.checkout().expect("the open one");
+        assert!(got.is_open());
+        assert!(up.checkout().is_none(), "the others were dropped");
+    }
+
+    #[tokio::test]
+    async fn leftovers_and_shutdown_empty_the_pool() {
+        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap());
+        let (mut dirty, _a) = pair(&up).await;
+        dirty.read.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        up.checkin(dirty);
+        assert!(
+            up.checkout().is_none(),
+            "a connection with unread bytes is not parked"
+        );
+        let (clean, _b) = pair(&up).await;
+        up.checkin(clean);
+        let token = up.sessions();
+        up.shutdown_sessions();
+        assert!(token.is_cancelled());
+        assert!(!up.sessions().is_cancelled());
+        assert!(up.checkout().is_none());
     }
 }
