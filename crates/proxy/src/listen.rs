@@ -80,18 +80,54 @@ pub(crate) fn all(config: &Config) -> Vec<(Purpose<'_>, SocketAddr)> {
 }
 
 /// Binds a listening socket the way a proxy wants it: `SO_REUSEADDR` (restart while old
-/// connections linger in TIME_WAIT) and a deep backlog.
+/// connections linger in TIME_WAIT) and a deep backlog. Registered with the current runtime.
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr, false)?)
+}
+
+/// The same socket, not yet registered with a runtime; with `reuse_port`, one of a group of
+/// sockets on the same address among which the kernel spreads new connections
+/// (`SO_REUSEPORT`: one accepting socket per event loop, as nginx's `reuseport` and
+/// HAProxy's per-thread listeners do).
+pub(crate) fn bind_std(
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// `loops` sockets on `addr` for as many event loops (one plain socket when `loops` is 1);
+/// a port 0 is resolved by the first and shared by the others.
+pub(crate) fn bind_group(
+    purpose: Purpose<'_>,
+    addr: SocketAddr,
+    loops: usize,
+) -> Result<Vec<std::net::TcpListener>, Error> {
+    let fail = |source| Error::Bind {
+        what: purpose.describe(),
+        addr,
+        source,
+    };
+    let reuse_port = loops > 1;
+    let first = bind_std(addr, reuse_port).map_err(fail)?;
+    let actual = first.local_addr().unwrap_or(addr);
+    let mut group = vec![first];
+    for _ in 1..loops {
+        group.push(bind_std(actual, true).map_err(fail)?);
+    }
+    Ok(group)
 }
 
 /// [`bind`], with the error naming what wanted the address.
@@ -106,6 +142,18 @@ pub(crate) fn bind_for(purpose: Purpose<'_>, addr: SocketAddr) -> Result<TcpList
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_shares_one_port_and_spreads_connections() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let group = bind_group(Purpose::Metrics, any, 3).expect("bind");
+        let port = group[0].local_addr().unwrap().port();
+        assert!(group.iter().all(|l| l.local_addr().unwrap().port() == port));
+        let single = bind_group(Purpose::Metrics, any, 1).expect("bind");
+        assert_eq!(single.len(), 1);
+        // A plain (non-reuseport) socket cannot join the group's port.
+        assert!(bind_std(SocketAddr::from(([127, 0, 0, 1], port)), false).is_err());
+    }
 
     #[test]
     fn every_address_is_listed_once_with_its_purpose() {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,21 +53,38 @@ fn load_certificates(config: &Config) -> Result<HashMap<String, tls::CertSet>, E
 }
 
 /// Listeners bound for a reload and not yet started, by frontend, address and HTTPS.
-type Bound = HashMap<(String, SocketAddr, bool), TcpListener>;
+type Bound = HashMap<(String, SocketAddr, bool), Vec<std::net::TcpListener>>;
 
-/// Starts accepting on `listener` for frontend `name`.
+/// Starts accepting on `group` for frontend `name`: its first socket on this event loop,
+/// each other one on its own worker event loop, so a connection is served from accept to
+/// close on the loop whose socket accepted it.
 fn start_listener(
     name: &str,
-    listener: TcpListener,
+    group: Vec<std::net::TcpListener>,
+    workers: &[Handle],
     configured: SocketAddr,
     tls: bool,
-    ctx: ListenerContext,
+    ctx: &ListenerContext,
 ) -> Listener {
-    let addr = listener.local_addr().unwrap_or(configured);
+    let addr = group
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(configured);
     let scheme = if tls { "https" } else { "http" };
-    tracing::info!("frontend {name} listening on {scheme}://{addr}");
+    let loops = group.len();
+    tracing::info!("frontend {name} listening on {scheme}://{addr} ({loops} event loop(s))");
     let stop = CancellationToken::new();
-    tokio::spawn(data::listener::accept_loop(listener, ctx, stop.clone()));
+    let here = tokio::runtime::Handle::current();
+    for (socket, handle) in group.into_iter().zip(std::iter::once(&here).chain(workers)) {
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        handle.spawn(async move {
+            // Registered with the reactor of the loop that accepts on it.
+            match TcpListener::from_std(socket) {
+                Ok(listener) => data::listener::accept_loop(listener, ctx, stop).await,
+                Err(e) => tracing::error!("cannot register a listening socket: {e}"),
+            }
+        });
+    }
     Listener {
         addr,
         configured,
@@ -87,6 +105,8 @@ pub struct Proxy {
     tracker: TaskTracker,
     grace: Duration,
     services: Services,
+    /// Event loops besides the current one that accept and serve connections.
+    workers: Vec<Handle>,
 }
 
 fn frontend_view(
@@ -122,6 +142,16 @@ impl Proxy {
     /// # Errors
     /// A listener cannot be bound.
     pub async fn start(config: Config) -> Result<Self, Error> {
+        Self::start_on(config, Vec::new()).await
+    }
+
+    /// [`Proxy::start`], with connections also accepted and served on each of `workers`
+    /// (current-thread runtimes on threads of their own): every listening address gets one
+    /// `SO_REUSEPORT` socket per event loop.
+    ///
+    /// # Errors
+    /// A listener cannot be bound.
+    pub async fn start_on(config: Config, workers: Vec<Handle>) -> Result<Self, Error> {
         let certs = load_certificates(&config)?;
         let (task, control, passive, slots) = ControlTask::new(&config);
         tokio::spawn(task.run());
@@ -142,10 +172,18 @@ impl Proxy {
             tracker: TaskTracker::new(),
             grace: config.global.shutdown_grace,
             services: Services::default(),
+            workers,
         };
         proxy.apply_frontends(&config, &slots, certs)?;
         // The stats socket and metrics listener; a reload keeps them as they are.
-        match Services::start(&config.global, &proxy.handle, &proxy.drain, &proxy.tracker) {
+        let loops = 1 + proxy.workers.len();
+        match Services::start(
+            &config.global,
+            &proxy.handle,
+            &proxy.drain,
+            &proxy.tracker,
+            loops,
+        ) {
             Ok(services) => proxy.services = services,
             Err(e) => {
                 proxy.abort();
@@ -201,8 +239,9 @@ impl Proxy {
                         .any(|l| l.configured == addr && l.tls == tls)
                 });
                 if !held {
-                    let listener = listen::bind_for(Purpose::frontend(&fe.name, tls), addr)?;
-                    bound.insert((fe.name.clone(), addr, tls), listener);
+                    let purpose = Purpose::frontend(&fe.name, tls);
+                    let group = listen::bind_group(purpose, addr, 1 + self.workers.len())?;
+                    bound.insert((fe.name.clone(), addr, tls), group);
                 }
             }
         }
@@ -285,12 +324,19 @@ impl Proxy {
             tracker: self.tracker.clone(),
         };
         for (addr, tls) in listen::frontend(fe) {
-            if let Some(listener) = bound.remove(&(fe.name.clone(), addr, tls)) {
+            if let Some(group) = bound.remove(&(fe.name.clone(), addr, tls)) {
                 let mut ctx = ctx.clone();
                 if tls {
                     ctx.tls = tls_state.clone();
                 }
-                listeners.push(start_listener(&fe.name, listener, addr, tls, ctx));
+                listeners.push(start_listener(
+                    &fe.name,
+                    group,
+                    &self.workers,
+                    addr,
+                    tls,
+                    &ctx,
+                ));
             }
         }
         let tls_port = listeners.iter().find(|l| l.tls).map(|l| l.addr.port());

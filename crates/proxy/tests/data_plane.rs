@@ -511,3 +511,30 @@ async fn a_stalled_request_head_gets_408_and_an_idle_keep_alive_closes_silently(
         "an idle connection gets no 408: {answer:?}"
     );
 }
+
+/// With a second event loop, every address has a socket per loop and the kernel spreads
+/// connections over them: all are answered, whichever loop accepted them.
+#[tokio::test]
+async fn connections_accepted_on_a_worker_loop_are_served() {
+    let a = backend("api-1", Kind::Api).await;
+    let worker = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handle = worker.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        worker.block_on(async {
+            let _ = stopped.await;
+        });
+    });
+    let proxy = proxy::Proxy::start_on(config(&[&a], &[], ""), vec![handle])
+        .await
+        .expect("proxy starts");
+    let addr = proxy.frontend_addrs("veza")[0];
+    let answers = futures_util::future::join_all((0..64).map(|_| get(addr, "/", None))).await;
+    assert!(answers.iter().all(|r| r.status == 200));
+    proxy.shutdown().await;
+    let _ = stop.send(());
+    thread.join().expect("worker thread");
+}

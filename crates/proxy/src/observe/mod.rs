@@ -41,6 +41,7 @@ impl Services {
         handle: &ProxyHandle,
         stop: &CancellationToken,
         tracker: &TaskTracker,
+        loops: usize,
     ) -> Result<Self, Error> {
         let stats = match &global.stats_socket {
             None => None,
@@ -66,7 +67,7 @@ impl Services {
                 Some((listener, bound))
             }
         };
-        let source = StatsSource::start(handle, stop);
+        let source = StatsSource::start(handle, stop, loops);
         let mut services = Services::default();
         if let Some(listener) = stats {
             if let StatsListener::Tcp(l) = &listener {

@@ -32,13 +32,14 @@ pub(crate) struct Report {
 }
 
 impl StatsSource {
-    /// The source for `handle`, with its once-a-second ticker running until `stop`.
-    pub(crate) fn start(handle: &ProxyHandle, stop: &CancellationToken) -> Arc<Self> {
+    /// The source for `handle`, with its once-a-second ticker running until `stop`; `loops`
+    /// event loops serve traffic (the capacity `Idle_pct` is measured against).
+    pub(crate) fn start(handle: &ProxyHandle, stop: &CancellationToken, loops: usize) -> Arc<Self> {
         let source = Arc::new(StatsSource {
             handle: handle.clone(),
             stopping: stop.clone(),
             idle_pct: AtomicU8::new(100),
-            threads: tokio::runtime::Handle::current().metrics().num_workers(),
+            threads: loops,
         });
         tokio::spawn(tick(source.clone(), stop.clone()));
         source

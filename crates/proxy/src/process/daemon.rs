@@ -22,7 +22,9 @@ use crate::config::{Config, ConfigError, Diagnostic, Diagnostics};
 use crate::listen;
 use crate::observe::ProxyHandle;
 use crate::process::notify::Notifier;
+use crate::process::workers::Workers;
 use crate::supervisor::Proxy;
+use tokio::runtime::Handle;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -41,32 +43,30 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    // One thread means one event loop, as HAProxy's `nbthread 1`: the current-thread scheduler
-    // does without the work-stealing machinery (and its cross-thread wake-ups) that a pool of
-    // one worker would still pay for.
-    let mut runtime = match config.global.threads.map(std::num::NonZeroUsize::get) {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let runtime = runtime
+    // N event loops, as HAProxy's `nbthread`: this thread's, and N-1 workers. Each is a
+    // current-thread runtime, without the work-stealing machinery (and its cross-thread
+    // wake-ups) of a multi-thread pool.
+    let loops = config
+        .global
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get);
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("veza-lb-worker")
         .build()
         .map_err(|source| Error::Runtime { source })?;
-    runtime.block_on(serve(config, &options.config_path))
+    let workers = Workers::start(loops - 1).map_err(|source| Error::Runtime { source })?;
+    let served = runtime.block_on(serve(config, &options.config_path, workers.handles()));
+    drop(workers);
+    served
 }
 
-async fn serve(config: Config, path: &Path) -> Result<(), Error> {
+async fn serve(config: Config, path: &Path, workers: Vec<Handle>) -> Result<(), Error> {
     let notifier = Arc::new(Notifier::from_env());
     let mut signals = Signals::install()?;
     check_ports(&config, path)?;
     let status = serving_status(&config);
-    let mut proxy = Proxy::start(config).await?;
+    let mut proxy = Proxy::start_on(config, workers).await?;
     tracing::info!(
         "veza-lb {} started, pid {}",
         env!("CARGO_PKG_VERSION"),

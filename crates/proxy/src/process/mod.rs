@@ -1,5 +1,6 @@
 //! The process around the proxy: the runtime, signals, reload and graceful stop (`daemon`),
-//! and the only code that talks to systemd (`notify`).
+//! the only code that talks to systemd (`notify`), and the extra event loops (`workers`).
 
 pub mod daemon;
 pub mod notify;
+mod workers;
