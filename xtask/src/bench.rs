@@ -46,6 +46,9 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     threads: u32,
+    /// Skip counting veza-lb's heap allocations per request (a second, instrumented build).
+    #[arg(long)]
+    no_allocs: bool,
     /// Also write the results as JSON to FILE, for tracking.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -329,6 +332,34 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
+    let allocs = match (&tool, args.no_allocs) {
+        (Some(tool), false) => {
+            let load = Load {
+                tool: tool.clone(),
+                connections: args.connections,
+                duration: args.duration,
+            };
+            let listen = SocketAddr::from(([127, 0, 0, 1], topology::free_ports(1)?[0]));
+            let config = veza_lb_conf(listen, &http_backends, ws_backend, args.threads);
+            match allocations_per_request(&load, dir, listen, &config).await {
+                Ok(per_request) => {
+                    println!(
+                        "
+heap allocations per keep-alive request (veza-lb, dhat): {per_request:.2}"
+                    );
+                    Some(per_request)
+                }
+                Err(e) => {
+                    println!(
+                        "
+allocations not measured: {e}"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     for proxy in &mut proxies {
         if let Some(status) = proxy.process.exited() {
             println!(
@@ -346,7 +377,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .collect();
     println!("\n{}", table(&rows, &args, websockets));
     if let Some(path) = &args.json {
-        let json = json(&rows, &args, websockets, backend_kind, tool.as_ref());
+        let mut json = json(&rows, &args, websockets, backend_kind, tool.as_ref());
+        json["veza_lb_allocations_per_request"] = serde_json::json!(allocs);
         let text = serde_json::to_string_pretty(&json)
             .map_err(|e| Error::Message(format!("cannot render JSON: {e}")))?;
         write(path, &(text + "\n"))?;
@@ -505,6 +537,76 @@ servers = [{{ name = "ws", addr = "{ws}" }}]
 "#,
         backends[0], backends[1]
     )
+}
+
+/// Heap allocations veza-lb makes per keep-alive request: an instrumented build (feature
+/// `dhat-heap`) runs two loads of different lengths; the difference in allocated blocks over
+/// the difference in requests cancels start-up and per-connection allocations.
+async fn allocations_per_request(
+    load: &Load,
+    dir: &Path,
+    listen: SocketAddr,
+    config: &str,
+) -> Result<f64> {
+    let target = build::workspace_root().join("target").join("dhat");
+    println!(
+        "
+building veza-lb with dhat-heap (allocation counting) in {}...",
+        target.display()
+    );
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(build::workspace_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "veza-lb",
+            "--features",
+            "veza-lb/dhat-heap",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .await
+        .map_err(Error::io("cannot run cargo build"))?;
+    if !status.success() {
+        return fail(format!("the dhat-heap build failed ({status})"));
+    }
+    let binary = target.join("release").join("veza-lb");
+    let path = dir.join("veza-lb-dhat.toml");
+    write(&path, config)?;
+    let mut runs = Vec::new();
+    for seconds in [1, 3] {
+        let log = dir.join(format!("veza-lb-dhat-{seconds}.log"));
+        let mut command = Command::new(&binary);
+        command.arg("-c").arg(&path).args(["--log-level", "warn"]);
+        let mut process = Process::spawn("veza-lb (dhat)", command, &log)?;
+        process.wait_listening(listen, "frontend").await?;
+        let run = Load {
+            duration: Duration::from_secs(seconds),
+            ..load.clone()
+        }
+        .drive(listen, false, None)
+        .await?;
+        process.stop(Duration::from_secs(10)).await;
+        let text = std::fs::read_to_string(&log).map_err(Error::io("cannot read the dhat log"))?;
+        let blocks = dhat_blocks(&text)
+            .ok_or_else(|| Error::Message(format!("no dhat totals in {}", log.display())))?;
+        runs.push((run.requests, blocks));
+    }
+    let (r1, b1) = runs[0];
+    let (r2, b2) = runs[1];
+    if r2 <= r1 {
+        return fail("the longer run served no more requests than the shorter one");
+    }
+    Ok(b2.saturating_sub(b1) as f64 / (r2 - r1) as f64)
+}
+
+/// `M` of dhat's `dhat: Total: N bytes in M blocks` (digits may be grouped with commas).
+fn dhat_blocks(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.contains("dhat: Total:"))?;
+    let blocks = line.split(" in ").nth(1)?.split_whitespace().next()?;
+    blocks.replace(',', "").parse().ok()
 }
 
 /// User plus system CPU time, in clock ticks, of process `pid` and its direct children (an
@@ -998,6 +1100,13 @@ Transfer/sec:      6.00MB
         assert!((run.p99_ms - 4.0).abs() < 1e-9);
         assert_eq!(run.errors, 0);
         assert_eq!(run.requests, 5);
+    }
+
+    #[test]
+    fn reads_dhat_totals() {
+        let log = "dhat: Total:     1,234,567 bytes in 8,901 blocks\ndhat: At t-gmax: 10 bytes in 1 blocks\n";
+        assert_eq!(dhat_blocks(log), Some(8901));
+        assert_eq!(dhat_blocks("nothing"), None);
     }
 
     #[test]

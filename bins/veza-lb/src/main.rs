@@ -95,7 +95,17 @@ fn init_logs(args: &RunArgs) {
     }
 }
 
+/// Heap profiling for `cargo xtask bench` (feature `dhat-heap`): every allocation counted.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    // Prints `dhat: Total: N bytes in M blocks` to stderr when `main` returns.
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::builder()
+        .file_name(std::env::temp_dir().join(format!("veza-lb-dhat-{}.json", std::process::id())))
+        .build();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { config }) => check(&config),
