@@ -121,7 +121,7 @@ pub(crate) async fn attempt(
             .await
             .map_err(AttemptError::NoResponse)
     };
-    let head = tokio::select! {
+    let mut head = tokio::select! {
         // A shutdown also breaks the request's connection: checking the kill first names
         // the real cause.
         biased;
@@ -131,7 +131,15 @@ pub(crate) async fn attempt(
             Ok(r) => r?,
         },
     };
-    Ok(answer(conn, &head))
+    let parsed = answer(&mut conn, &head);
+    head.fields.clear();
+    conn.head = head;
+    Ok(Answer {
+        response: parsed.response,
+        conn,
+        framing: parsed.framing,
+        keep_alive: parsed.keep_alive,
+    })
 }
 
 /// Whether the request's body goes chunked: it has no Content-Length to frame it (the
@@ -196,7 +204,7 @@ async fn send_body(
 
 /// Reads until a final response head is complete (interim 1xx answers are skipped).
 async fn read_head(conn: &mut ServerConn, head_request: bool) -> Result<ResponseHead, NoResponse> {
-    let mut head = ResponseHead::default();
+    let mut head = std::mem::take(&mut conn.head);
     loop {
         if !conn.read.is_empty() {
             match head.parse(&conn.read, head_request, &RESPONSE_LIMITS) {
@@ -217,7 +225,7 @@ async fn read_head(conn: &mut ServerConn, head_request: bool) -> Result<Response
 }
 
 /// The parsed head as an `http::Response`: values share the head's bytes, no copy.
-fn answer(mut conn: ServerConn, head: &ResponseHead) -> Answer {
+fn answer(conn: &mut ServerConn, head: &ResponseHead) -> Parsed {
     let bytes: Bytes = conn.read.split_to(head.len).freeze();
     let mut headers = HeaderMap::with_capacity(head.fields.len());
     for f in &head.fields {
@@ -236,10 +244,16 @@ fn answer(mut conn: ServerConn, head: &ResponseHead) -> Answer {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = headers;
-    Answer {
+    Parsed {
         response,
-        conn,
         framing: head.framing,
         keep_alive: head.connection.keep_alive,
     }
+}
+
+/// What [`answer`] makes of a head, before the connection joins it.
+struct Parsed {
+    response: Response<()>,
+    framing: Framing,
+    keep_alive: bool,
 }

@@ -23,6 +23,9 @@ pub struct ProxyBody {
     log: Option<Box<AccessLog>>,
 }
 
+// One per response, moved once into hyper: boxing the large variant would cost an allocation
+// per request to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Idle<ServerBody>),

@@ -12,6 +12,11 @@ pub(crate) const MAX_HEAD: usize = 16 * 1024;
 pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), plus the historical ones proxies strip.
+/// `X-Forwarded-For` and `X-Forwarded-Proto`, named once: a name built from a string for
+/// each request would be allocated each time.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -139,13 +144,30 @@ fn tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
+    // `Connection: keep-alive`, `close` or `upgrade` nominate nothing beyond the fixed list:
+    // the common case costs no allocation.
+    let nominates_others = h
         .get_all(header::CONNECTION)
         .iter()
         .flat_map(tokens)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        .any(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|n| t.eq_ignore_ascii_case(n.as_str()))
+        });
+    if nominates_others {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(tokens)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            h.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
         h.remove(name);
     }
 }
@@ -201,7 +223,7 @@ pub(crate) fn prepare_upstream_request(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, proto.clone());
     }
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => {
             let ip = forwarding.client_ip.to_str().unwrap_or("unknown");
             HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
@@ -209,10 +231,10 @@ pub(crate) fn prepare_upstream_request(
         None => Some(forwarding.client_ip.clone()),
     };
     if let Some(v) = xff {
-        h.insert("x-forwarded-for", v);
+        h.insert(X_FORWARDED_FOR, v);
     }
     // Clients cannot be trusted to tell a server how they reached us.
-    h.insert("x-forwarded-proto", forwarding.proto.clone());
+    h.insert(X_FORWARDED_PROTO, forwarding.proto.clone());
     h.append(header::FORWARDED, forwarding.forwarded.clone());
 }
 

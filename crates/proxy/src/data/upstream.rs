@@ -59,6 +59,8 @@ pub(crate) struct ServerConn {
     pub(crate) read: BytesMut,
     /// The request head being written; kept so its allocation serves every request.
     pub(crate) write: Vec<u8>,
+    /// The last response head parsed; kept so its field list serves every response.
+    pub(crate) head: h1::ResponseHead,
 }
 
 impl ServerConn {
@@ -67,6 +69,7 @@ impl ServerConn {
             stream,
             read: BytesMut::with_capacity(READ_BUFFER),
             write: Vec::with_capacity(1024),
+            head: h1::ResponseHead::default(),
         }
     }
 
