@@ -187,6 +187,20 @@ fn map_error(e: httparse::Error) -> HeadError {
     }
 }
 
+/// A head's length once httparse has it all, `None` while more may come; over
+/// [`Limits::max_head`] either way is an error.
+fn complete(
+    parsed: httparse::Result<usize>,
+    buffered: usize,
+    limits: &Limits,
+) -> Result<Option<usize>, HeadError> {
+    match parsed.map_err(map_error)? {
+        httparse::Status::Complete(len) if len <= limits.max_head => Ok(Some(len)),
+        httparse::Status::Partial if buffered <= limits.max_head => Ok(None),
+        _ => Err(HeadError::TooLarge),
+    }
+}
+
 /// Space for httparse's field slices: on the stack, sized for [`Limits::max_fields`] up to
 /// this bound.
 const MAX_FIELDS: usize = 128;
@@ -223,19 +237,9 @@ impl RequestHead {
         let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let max = limits.max_fields.clamp(1, MAX_FIELDS);
         let mut req = httparse::Request::new(&mut storage[..max]);
-        let status = req.parse(buf).map_err(map_error);
-        let len = match status? {
-            httparse::Status::Complete(len) => len,
-            httparse::Status::Partial => {
-                if buf.len() > limits.max_head {
-                    return Err(HeadError::TooLarge);
-                }
-                return Ok(Parse::Partial);
-            }
+        let Some(len) = complete(req.parse(buf), buf.len(), limits)? else {
+            return Ok(Parse::Partial);
         };
-        if len > limits.max_head {
-            return Err(HeadError::TooLarge);
-        }
         let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
             return Err(HeadError::Invalid("incomplete request line"));
         };
@@ -376,18 +380,9 @@ impl ResponseHead {
         let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let max = limits.max_fields.clamp(1, MAX_FIELDS);
         let mut resp = httparse::Response::new(&mut storage[..max]);
-        let len = match resp.parse(buf).map_err(map_error)? {
-            httparse::Status::Complete(len) => len,
-            httparse::Status::Partial => {
-                if buf.len() > limits.max_head {
-                    return Err(HeadError::TooLarge);
-                }
-                return Ok(Parse::Partial);
-            }
+        let Some(len) = complete(resp.parse(buf), buf.len(), limits)? else {
+            return Ok(Parse::Partial);
         };
-        if len > limits.max_head {
-            return Err(HeadError::TooLarge);
-        }
         let (Some(status), Some(minor)) = (resp.code, resp.version) else {
             return Err(HeadError::Invalid("incomplete status line"));
         };
