@@ -76,7 +76,58 @@ impl Peer {
 struct Proxy {
     peer: Peer,
     addr: SocketAddr,
+    /// Its HTTPS listener (HTTP/2 by ALPN), when a certificate could be made.
+    tls_addr: Option<SocketAddr>,
     process: Process,
+}
+
+/// A throwaway certificate for the HTTPS listeners.
+struct Cert {
+    cert: PathBuf,
+    key: PathBuf,
+    /// Certificate and key in one file, as HAProxy's `crt` wants them.
+    combined: PathBuf,
+}
+
+/// Makes a self-signed certificate for `localhost` with openssl; `None` (and a note) when
+/// openssl is missing or fails.
+async fn make_cert(dir: &Path) -> Option<Cert> {
+    let openssl = find_program("openssl")?;
+    let (cert, key, combined) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("combined.pem"),
+    );
+    let status = Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-subj", "/CN=localhost", "-days", "1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .ok()?;
+    if !status.success() {
+        println!("openssl could not make a certificate: HTTP/2 over TLS skipped");
+        return None;
+    }
+    let both = std::fs::read_to_string(&cert).ok()? + &std::fs::read_to_string(&key).ok()?;
+    std::fs::write(&combined, both).ok()?;
+    Some(Cert {
+        cert,
+        key,
+        combined,
+    })
 }
 
 /// The load generator found on this machine.
@@ -104,6 +155,8 @@ struct Run {
 struct Samples {
     keep_alive: Vec<Run>,
     new_conn: Vec<Run>,
+    /// HTTP/2 over TLS (h2load).
+    h2: Vec<Run>,
     rss_idle_kib: Option<u64>,
     rss_per_ws_bytes: Option<f64>,
     note: Option<String>,
@@ -179,7 +232,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let dir = dir.path();
 
     // Backends: two HTTP ports and one WebSocket server.
-    let ports = topology::free_ports(6)?;
+    let ports = topology::free_ports(9)?;
     let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
     let (http_backends, ws_backend) = ([addr(0), addr(1)], addr(2));
     let mut backends = Vec::new();
@@ -206,14 +259,31 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 
     // Proxies.
     let maxconn = websockets + 1024;
+    let h2load = find_program("h2load");
+    let cert = match &h2load {
+        Some(_) => make_cert(dir).await,
+        None => {
+            println!("h2load not found: HTTP/2 over TLS skipped (apt-get install nghttp2-client)");
+            None
+        }
+    };
+    let tls = |i: usize| cert.as_ref().map(|_| addr(i));
     let mut proxies = Vec::new();
     {
         let listen = addr(3);
         let config = dir.join("veza-lb.toml");
-        write(
-            &config,
-            &veza_lb_conf(listen, &http_backends, ws_backend, args.threads),
-        )?;
+        let mut text = veza_lb_conf(listen, &http_backends, ws_backend, args.threads);
+        if let (Some(cert), Some(tls)) = (&cert, tls(6)) {
+            text = text.replace(
+                "default_pool = \"http\"\n",
+                &format!(
+                    "default_pool = \"http\"\ntls = {{ bind = [\"{tls}\"], cert = \"{}\", key = \"{}\" }}\n",
+                    cert.cert.display(),
+                    cert.key.display()
+                ),
+            );
+        }
+        write(&config, &text)?;
         let mut command = Command::new(&binaries.veza_lb);
         command.arg("-c").arg(&config).args(["--log-level", "warn"]);
         let mut process = Process::spawn("veza-lb", command, &dir.join("veza-lb.log"))?;
@@ -221,6 +291,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         proxies.push(Proxy {
             peer: Peer::VezaLb,
             addr: listen,
+            tls_addr: tls(6),
             process,
         });
     }
@@ -229,7 +300,16 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         let config = dir.join("haproxy.cfg");
         write(
             &config,
-            &haproxy_conf(listen, &http_backends, ws_backend, maxconn, args.threads),
+            &haproxy_conf(listen, &http_backends, ws_backend, maxconn, args.threads).replace(
+                "frontend bench\n",
+                &match (&cert, tls(7)) {
+                    (Some(cert), Some(tls)) => format!(
+                        "frontend bench\n  bind {tls} ssl crt {} alpn h2,http/1.1\n",
+                        cert.combined.display()
+                    ),
+                    _ => "frontend bench\n".to_owned(),
+                },
+            ),
         )?;
         let mut command = Command::new(haproxy);
         command.arg("-db").arg("-f").arg(&config);
@@ -238,16 +318,29 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         proxies.push(Proxy {
             peer: Peer::Haproxy,
             addr: listen,
+            tls_addr: tls(7),
             process,
         });
     }
     if let Some(nginx) = &nginx {
         let listen = addr(5);
-        let conf = nginx_proxy_conf(dir, listen, &http_backends, ws_backend, maxconn, limit);
+        let mut conf = nginx_proxy_conf(dir, listen, &http_backends, ws_backend, maxconn, limit);
+        if let (Some(cert), Some(tls)) = (&cert, tls(8)) {
+            conf = conf.replacen(
+                &format!("    listen {listen};\n"),
+                &format!(
+                    "    listen {listen};\n    listen {tls} ssl http2;\n    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                    cert.cert.display(),
+                    cert.key.display()
+                ),
+                1,
+            );
+        }
         let process = start_nginx(nginx, dir, "nginx-proxy", &conf, &[listen]).await?;
         proxies.push(Proxy {
             peer: Peer::Nginx,
             addr: listen,
+            tls_addr: tls(8),
             process,
         });
     }
@@ -332,6 +425,38 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
+    if let Some(h2load) = &h2load {
+        println!(
+            "\nHTTP/2 over TLS: h2load with {} connections x 10 streams, {:?} per run",
+            args.connections, args.duration
+        );
+        let n = proxies.len();
+        for round in 0..args.rounds as usize {
+            for k in 0..n {
+                let i = (round + k) % n;
+                let proxy = &proxies[i];
+                let Some(tls) = proxy.tls_addr else { continue };
+                let run = drive_h2(
+                    h2load,
+                    tls,
+                    args.connections,
+                    args.duration,
+                    proxy.process.pid(),
+                )
+                .await?;
+                println!(
+                    "  round {} {:<8} h2 {:>9.0} req/s cpu {}/req{}",
+                    round + 1,
+                    proxy.peer.name(),
+                    run.requests_per_sec,
+                    or_dash(run.cpu_us_per_req.map(us)),
+                    errors(run.errors),
+                );
+                samples[i].h2.push(run);
+            }
+        }
+    }
+
     let allocs = match (&tool, args.no_allocs) {
         (Some(tool), false) => {
             let load = Load {
@@ -537,6 +662,72 @@ servers = [{{ name = "ws", addr = "{ws}" }}]
 "#,
         backends[0], backends[1]
     )
+}
+
+/// One h2load run against an HTTPS listener, with the proxy's CPU time per request.
+async fn drive_h2(
+    h2load: &Path,
+    addr: SocketAddr,
+    connections: u32,
+    duration: Duration,
+    pid: Option<u32>,
+) -> Result<Run> {
+    let before = pid.and_then(tree_cpu_ticks);
+    let output = Command::new(h2load)
+        .arg(format!("-c{connections}"))
+        .args(["-m10", "-t1"])
+        .arg(format!("-D{}", duration.as_secs().max(1)))
+        .arg(format!("https://{addr}/"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(Error::io("cannot run h2load"))?;
+    let after = pid.and_then(tree_cpu_ticks);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut run = parse_h2load(&text)?;
+    if let (Some(before), Some(after), true) = (before, after, run.requests > 0) {
+        run.cpu_us_per_req =
+            Some(after.saturating_sub(before) as f64 / 100.0 * 1e6 / run.requests as f64);
+    }
+    Ok(run)
+}
+
+/// h2load's summary: `finished in 5.00s, 38421.40 req/s, ...` and
+/// `requests: N total, N started, N done, N succeeded, F failed, E errored, T timeout`.
+fn parse_h2load(text: &str) -> Result<Run> {
+    let parsed = (|| {
+        let finished = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("finished in "))?;
+        let requests_per_sec = finished
+            .split(", ")
+            .nth(1)?
+            .strip_suffix(" req/s")?
+            .parse()
+            .ok()?;
+        let counts = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("requests: "))?;
+        let count = |what: &str| -> Option<u64> {
+            counts
+                .split(", ")
+                .find_map(|part| part.strip_suffix(what))?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let succeeded = count(" succeeded")?;
+        let errors = count(" failed")? + count(" errored")? + count(" timeout")?;
+        Some(Run {
+            requests_per_sec,
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            errors,
+            requests: succeeded,
+            cpu_us_per_req: None,
+        })
+    })();
+    parsed.ok_or_else(|| Error::Message(format!("cannot read h2load's output:\n{text}")))
 }
 
 /// Heap allocations veza-lb makes per keep-alive request: an instrumented build (feature
@@ -865,6 +1056,8 @@ struct Row {
     new_conn_rps: Option<f64>,
     cpu_us_per_req: Option<f64>,
     new_conn_cpu_us_per_req: Option<f64>,
+    h2_rps: Option<f64>,
+    h2_cpu_us_per_req: Option<f64>,
     errors: u64,
     rss_idle_kib: Option<u64>,
     rss_per_ws_bytes: Option<f64>,
@@ -880,10 +1073,13 @@ impl Row {
             new_conn_rps: median(s.new_conn.iter().map(|r| r.requests_per_sec)),
             cpu_us_per_req: median(s.keep_alive.iter().filter_map(|r| r.cpu_us_per_req)),
             new_conn_cpu_us_per_req: median(s.new_conn.iter().filter_map(|r| r.cpu_us_per_req)),
+            h2_rps: median(s.h2.iter().map(|r| r.requests_per_sec)),
+            h2_cpu_us_per_req: median(s.h2.iter().filter_map(|r| r.cpu_us_per_req)),
             errors: s
                 .keep_alive
                 .iter()
                 .chain(&s.new_conn)
+                .chain(&s.h2)
                 .map(|r| r.errors)
                 .sum(),
             rss_idle_kib: s.rss_idle_kib,
@@ -948,11 +1144,13 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
         "cpu/req",
         "new-conn req/s",
         "new-conn cpu/req",
+        "h2 req/s",
+        "h2 cpu/req",
         "RSS idle",
         "RSS/idle WS",
         "errors",
     ];
-    let mut lines: Vec<[String; 10]> = vec![header.map(String::from)];
+    let mut lines: Vec<[String; 12]> = vec![header.map(String::from)];
     for row in rows {
         lines.push([
             row.peer.name().into(),
@@ -962,6 +1160,8 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
             or_dash(row.cpu_us_per_req.map(us)),
             or_dash(row.new_conn_rps.map(|v| format!("{v:.0}"))),
             or_dash(row.new_conn_cpu_us_per_req.map(us)),
+            or_dash(row.h2_rps.map(|v| format!("{v:.0}"))),
+            or_dash(row.h2_cpu_us_per_req.map(us)),
             or_dash(row.rss_idle_kib.map(|v| kib(v as f64 * 1024.0))),
             or_dash(row.rss_per_ws_bytes.map(kib)),
             row.errors.to_string(),
@@ -978,6 +1178,8 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
             ratio(veza.cpu_us_per_req, other.cpu_us_per_req),
             ratio(veza.new_conn_rps, other.new_conn_rps),
             ratio(veza.new_conn_cpu_us_per_req, other.new_conn_cpu_us_per_req),
+            ratio(veza.h2_rps, other.h2_rps),
+            ratio(veza.h2_cpu_us_per_req, other.h2_cpu_us_per_req),
             ratio(
                 veza.rss_idle_kib.map(|v| v as f64),
                 other.rss_idle_kib.map(|v| v as f64),
@@ -986,7 +1188,7 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
             String::new(),
         ]);
     }
-    let mut widths = [0; 10];
+    let mut widths = [0; 12];
     for line in &lines {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.len());
@@ -1037,6 +1239,8 @@ fn json(
                 "new_conn_rps": r.new_conn_rps,
                 "cpu_us_per_req": r.cpu_us_per_req,
                 "new_conn_cpu_us_per_req": r.new_conn_cpu_us_per_req,
+                "h2_rps": r.h2_rps,
+                "h2_cpu_us_per_req": r.h2_cpu_us_per_req,
                 "errors": r.errors,
                 "rss_idle_kib": r.rss_idle_kib,
                 "rss_per_idle_ws_bytes": r.rss_per_ws_bytes,
@@ -1100,6 +1304,15 @@ Transfer/sec:      6.00MB
         assert!((run.p99_ms - 4.0).abs() < 1e-9);
         assert_eq!(run.errors, 0);
         assert_eq!(run.requests, 5);
+    }
+
+    #[test]
+    fn reads_h2load_output() {
+        let text = "finished in 5.00s, 38421.40 req/s, 1.23MB/s\nrequests: 192107 total, 192171 started, 192107 done, 192100 succeeded, 5 failed, 2 errored, 0 timeout\n";
+        let run = parse_h2load(text).unwrap();
+        assert_eq!(run.requests_per_sec, 38421.40);
+        assert_eq!((run.requests, run.errors), (192_100, 7));
+        assert!(parse_h2load("nothing").is_err());
     }
 
     #[test]
