@@ -281,6 +281,15 @@ impl RequestHead {
         if target.first() == Some(&b'/') || target == b"*" {
             return Ok(());
         }
+        if self.method.of(buf) == b"CONNECT" {
+            // Authority form (`host:port`), CONNECT's only form: whether to tunnel is the
+            // caller's decision.
+            return if target.is_empty() || target.contains(&b'/') || target.contains(&b'@') {
+                Err(HeadError::Invalid("invalid CONNECT target"))
+            } else {
+                Ok(())
+            };
+        }
         // Absolute form: `scheme://authority[/path][?query]`.
         let Some(rest) = strip_scheme(target) else {
             return Err(HeadError::Invalid("invalid request target"));

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, Config};
 use crate::control::{ControlHandle, ControlTask};
 use crate::counters::Counters;
-use crate::data::listener::ListenerContext;
+use crate::data::frontend::ListenerContext;
 use crate::data::passive::PassiveReports;
 use crate::data::routing::{FrontendView, PoolSlot};
 use crate::listen::{self, Purpose};
@@ -129,10 +129,14 @@ fn frontend_view(
     })
 }
 
-fn client_timeout(config: &Config, fe: &config::Frontend) -> Duration {
+/// A frontend's client timeouts: inactivity, and the request head's
+/// (`timeout_http_request`), from its default pool.
+fn client_timeouts(config: &Config, fe: &config::Frontend) -> (Duration, Duration) {
     config
         .pool(&fe.default_pool)
-        .map_or(Duration::from_secs(30), |p| p.timeouts.client)
+        .map_or((Duration::from_secs(30), Duration::from_secs(30)), |p| {
+            (p.timeouts.client, p.timeouts.http_request)
+        })
 }
 
 impl Proxy {
@@ -312,10 +316,12 @@ impl Proxy {
             }
             keep
         });
+        let (client_timeout, head_timeout) = client_timeouts(config, fe);
         let ctx = ListenerContext {
             view: view.clone(),
             passive: self.passive.clone(),
-            client_timeout: client_timeout(config, fe),
+            client_timeout,
+            head_timeout,
             process: self.process.clone(),
             tls: None,
             https: https.clone(),

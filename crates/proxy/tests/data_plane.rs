@@ -376,19 +376,20 @@ async fn bad_input_gets_4xx_and_the_proxy_keeps_serving() {
         let r = raw(lb.addr, &request).await;
         assert_eq!(r.status, want, "{what}");
     }
-    // Content-Length with Transfer-Encoding: hyper applies RFC 9112 section 6.3 before we see
-    // the request (chunked wins, Content-Length is dropped, the connection closes after the
-    // answer), so the server only ever sees one framing: the 4 bytes Content-Length claims
-    // are never read as a body, and the smuggled request after them is never parsed.
+    // Content-Length with Transfer-Encoding: refused (RFC 9112 section 6.1 allows it; the
+    // alternative, dropping the length, still leaves two parsers' views to reconcile), and
+    // what follows on the connection is never read as a request.
     let smuggle = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     let r = raw(lb.addr, smuggle).await;
-    assert_eq!(r.status, 200);
-    assert!(r.text().contains("body-bytes=0"), "{}", r.text());
+    assert_eq!(r.status, 400);
     assert!(
         !r.text().contains("/smuggled"),
         "a second request must not be read"
     );
     assert_eq!(r.header("connection"), Some("close"));
+    // A NUL in a chunk extension: the codec refuses it (hyper let it through).
+    let nul_ext = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\0\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(raw(lb.addr, nul_ext).await.status, 400);
 
     let hostile_cookie = format!("SERVERID={}; é=;;;=;SERVERID, ==\\", "\"".repeat(3000));
     let r = get(lb.addr, "/", Some(&hostile_cookie)).await;

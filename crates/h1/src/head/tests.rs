@@ -194,3 +194,19 @@ fn response_framing_and_persistence() {
     ));
     assert!(response(b"HTTP/1.1 abc OK\r\n\r\n", false).is_err());
 }
+
+#[test]
+fn authority_form_is_only_for_connect() {
+    assert_eq!(
+        status_of(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+        200
+    );
+    assert_eq!(
+        status_of(b"GET example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+        400
+    );
+    assert_eq!(
+        status_of(b"CONNECT example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+        400
+    );
+}

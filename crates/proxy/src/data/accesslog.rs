@@ -52,15 +52,19 @@ pub(crate) struct AccessLog {
 /// The request line, kept as cheap clones of the parsed parts and formatted only when a
 /// log line is actually written.
 #[derive(Debug, Clone)]
-pub(crate) struct RequestLine {
-    pub(crate) method: http::Method,
-    pub(crate) target: Option<http::uri::PathAndQuery>,
-    pub(crate) version: http::Version,
+pub(crate) enum RequestLine {
+    Parsed {
+        method: http::Method,
+        target: Option<http::uri::PathAndQuery>,
+        version: http::Version,
+    },
+    /// A request head that could not be parsed: HAProxy's `<BADREQ>`.
+    Bad,
 }
 
 impl RequestLine {
     pub(crate) fn of<B>(req: &http::Request<B>) -> Self {
-        Self {
+        Self::Parsed {
             method: req.method().clone(),
             target: req.uri().path_and_query().cloned(),
             version: req.version(),
@@ -73,24 +77,41 @@ impl RequestLine {
     /// buffer, so a record that lives as long as a tunnel would otherwise keep that whole
     /// buffer (8 KiB and more) alive for hours.
     pub(crate) fn detached(&self) -> Self {
-        let target = self.target.as_ref().and_then(|t| {
+        let Self::Parsed {
+            method,
+            target,
+            version,
+        } = self
+        else {
+            return Self::Bad;
+        };
+        let target = target.as_ref().and_then(|t| {
             http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(
                 t.as_str().as_bytes(),
             ))
             .ok()
         });
-        Self {
-            method: self.method.clone(),
+        Self::Parsed {
+            method: method.clone(),
             target,
-            version: self.version,
+            version: *version,
         }
     }
 }
 
 impl std::fmt::Display for RequestLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let target = self.target.as_ref().map_or("/", |t| t.as_str());
-        write!(f, "{} {target} {:?}", self.method, self.version)
+        match self {
+            Self::Parsed {
+                method,
+                target,
+                version,
+            } => {
+                let target = target.as_ref().map_or("/", |t| t.as_str());
+                write!(f, "{method} {target} {version:?}")
+            }
+            Self::Bad => f.write_str("<BADREQ>"),
+        }
     }
 }
 

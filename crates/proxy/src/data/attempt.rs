@@ -73,7 +73,7 @@ pub(crate) struct Answer {
 pub(crate) async fn attempt(
     upstream: &Arc<Upstream>,
     parts: &Parts,
-    body: &mut Option<UpstreamBody>,
+    body: &mut Option<UpstreamBody<'_>>,
     timeouts: &Timeouts,
     fresh_only: bool,
     log: &mut AccessLog,
@@ -103,7 +103,8 @@ pub(crate) async fn attempt(
     let killed = upstream.sessions();
     let head_request = parts.method == Method::HEAD;
     let exchange = async {
-        write_head(&mut conn, parts, body.as_ref())
+        let streams_body = body.as_ref().is_some_and(|b| !b.is_end_stream());
+        write_head(&mut conn, parts, streams_body)
             .await
             .map_err(|e| {
                 if reused {
@@ -153,7 +154,7 @@ fn sends_chunked(parts: &Parts) -> bool {
 async fn write_head(
     conn: &mut ServerConn,
     parts: &Parts,
-    body: Option<&UpstreamBody>,
+    streams_body: bool,
 ) -> std::io::Result<()> {
     let out = &mut conn.write;
     out.clear();
@@ -162,7 +163,7 @@ async fn write_head(
     for (name, value) in &parts.headers {
         encode::field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if body.is_some_and(|b| !b.is_end_stream()) && sends_chunked(parts) {
+    if streams_body && sends_chunked(parts) {
         encode::field(out, b"transfer-encoding", b"chunked");
     }
     encode::end_head(out);
@@ -172,7 +173,7 @@ async fn write_head(
 /// Streams the client's body to the server, chunk-framed when it has no length.
 async fn send_body(
     conn: &mut ServerConn,
-    mut body: UpstreamBody,
+    mut body: UpstreamBody<'_>,
     chunked: bool,
 ) -> Result<(), NoResponse> {
     let mut line = [0_u8; 18];

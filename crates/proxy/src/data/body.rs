@@ -13,6 +13,7 @@ use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
+use crate::data::tunnel::Tunnel;
 use crate::data::upstream::{ServerConn, Upstream};
 
 /// A response body: the server's, streamed through, or one the proxy made itself.
@@ -29,6 +30,9 @@ pub struct ProxyBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Idle<ServerBody>),
+    /// The server switched protocols: no body, a tunnel for the session to run once the
+    /// `101` head is written.
+    Tunnel(Option<Box<Tunnel>>),
 }
 
 impl ProxyBody {
@@ -52,6 +56,23 @@ impl ProxyBody {
             kind: Kind::Upstream(body),
             counters: None,
             log: None,
+        }
+    }
+
+    /// The answer to an upgrade: the tunnel the client's connection becomes.
+    pub(crate) fn tunnel(tunnel: Box<Tunnel>) -> Self {
+        Self {
+            kind: Kind::Tunnel(Some(tunnel)),
+            counters: None,
+            log: None,
+        }
+    }
+
+    /// The tunnel this body stands for, if it answers an upgrade.
+    pub(crate) fn take_tunnel(&mut self) -> Option<Box<Tunnel>> {
+        match &mut self.kind {
+            Kind::Tunnel(t) => t.take(),
+            _ => None,
         }
     }
 
@@ -93,6 +114,7 @@ impl Body for ProxyBody {
                     .map(|b| Ok(Frame::data(b))),
             ),
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Tunnel(_) => Poll::Ready(None),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -128,6 +150,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
             Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Tunnel(_) => true,
         }
     }
 
@@ -135,12 +158,18 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Upstream(body) => body.size_hint(),
+            Kind::Tunnel(_) => SizeHint::with_exact(0),
         }
     }
 }
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        if let Some(mut tunnel) = self.take_tunnel() {
+            // The 101 never reached the client.
+            tunnel.log.termination = Termination::CLIENT_ABORT_DATA;
+            tunnel.log.finish();
+        }
         let Some(mut log) = self.log.take() else {
             return;
         };

@@ -2,7 +2,6 @@
 //! a server, try it (connect, send, await the head; `attempt`), retry or redispatch on
 //! failure, respond (headers rewritten, body streamed back or a tunnel opened), and log.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId, StickyCookie};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use crate::data::attempt::{Answer, AttemptError, NoResponse, attempt};
 use crate::data::body::{ProxyBody, ServerBody};
 use crate::data::headers;
 use crate::data::passive::{PassiveReports, TrafficReport};
+use crate::data::request_body::RequestBody;
 use crate::data::routing::{FrontendView, PoolSlot};
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, ClientBodyFailure, Idle, Side};
@@ -47,27 +47,30 @@ pub(crate) struct ClientContext {
     pub(crate) tracker: TaskTracker,
 }
 
-/// Handles one request from a client.
+/// Handles one request from a client. An HTTP/1 request's head was already checked by the
+/// `h1` codec when it was parsed; an HTTP/2 request's is checked here.
 pub(crate) async fn handle(
-    ctx: Arc<ClientContext>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+    ctx: &ClientContext,
+    req: Request<RequestBody<'_>>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let frontend = ctx.frontend.load_full();
     Counters::add(&frontend.counters.requests, 1);
     let request_line = RequestLine::of(&req);
-    if let Err((status, why)) =
-        headers::check_request(&req, headers::MAX_URI_LEN, headers::MAX_HEAD)
-    {
-        return Ok(refuse(&ctx, &frontend, started, request_line, status, why));
+    let checked = match req.body() {
+        RequestBody::H1(_) => headers::check_method(req.method()),
+        RequestBody::H2(_) => headers::check_request(&req, headers::MAX_URI_LEN, headers::MAX_HEAD),
+    };
+    if let Err((status, why)) = checked {
+        return refuse(ctx, &frontend, started, request_line, status, why);
     }
-    let stream = Stream::route(&ctx, frontend, req, started, request_line);
-    Ok(stream.run(&ctx).await)
+    let stream = Stream::route(ctx, frontend, req, started, request_line);
+    stream.run(ctx).await
 }
 
 /// A request the frontend refuses before routing (bad framing, URI too long...), logged as
-/// HAProxy logs it: `frontend/<NOSRV>`, `PR`.
-fn refuse(
+/// HAProxy logs it: `frontend/<NOSRV>`, `PR` (`cR` for a request head that timed out).
+pub(crate) fn refuse(
     ctx: &ClientContext,
     frontend: &FrontendView,
     started: Instant,
@@ -89,7 +92,11 @@ fn refuse(
         response_ms: None,
         status: status.as_u16(),
         bytes: resp.body().size_hint().exact().unwrap_or(0),
-        termination: Termination::REFUSED,
+        termination: if status == StatusCode::REQUEST_TIMEOUT {
+            Termination::CLIENT_TIMEOUT_REQUEST
+        } else {
+            Termination::REFUSED
+        },
         cookie: *b"--",
         retries: 0,
         request,
@@ -139,19 +146,21 @@ enum Next {
     GiveUp(StatusCode, &'static str),
 }
 
-/// One routed request on its way through its pool: HAProxy's stream.
-struct Stream {
+/// One routed request on its way through its pool: HAProxy's stream. `'c` is the client
+/// connection an HTTP/1 request body is read from.
+struct Stream<'c> {
     frontend: Arc<Counters>,
     pool: Arc<PoolSlot>,
     settings: Arc<config::Pool>,
     sticky: Option<StickyCookie>,
     cookie: RequestCookie,
     key: Option<Vec<u8>>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The client asked to switch protocols (HTTP/1.1 `Upgrade`).
+    client_upgrade: bool,
     /// The request head as the servers get it.
     parts: Parts,
     /// The client's body, until a try starts sending it.
-    body: Option<UpstreamBody>,
+    body: Option<UpstreamBody<'c>>,
     /// A request the server may already have received can be sent again (idempotent and
     /// bodiless, with `retry_idempotent`).
     resendable: bool,
@@ -163,13 +172,13 @@ struct Stream {
     fresh_only: bool,
 }
 
-impl Stream {
+impl<'c> Stream<'c> {
     /// Routes `req` to a pool, takes what routing needs from it (cookie, hash key) before the
     /// headers are rewritten, and prepares the request for the server.
     fn route(
         ctx: &ClientContext,
         frontend: Arc<FrontendView>,
-        mut req: Request<Incoming>,
+        req: Request<RequestBody<'c>>,
         started: Instant,
         request_line: RequestLine,
     ) -> Self {
@@ -188,7 +197,7 @@ impl Stream {
         drop(view);
 
         let upgrade = headers::upgrade_protocol(req.headers());
-        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = upgrade.is_some() && matches!(req.body(), RequestBody::H1(_));
         let (mut parts, body) = req.into_parts();
         headers::prepare_upstream_request(&mut parts, &ctx.forwarding, upgrade.as_ref());
         if let Some(s) = sticky.as_ref().filter(|s| s.indirect) {
@@ -445,7 +454,7 @@ impl Stream {
         for c in &counters {
             c.response(status.as_u16());
         }
-        let upgraded = status == StatusCode::SWITCHING_PROTOCOLS && self.client_upgrade.is_some();
+        let upgraded = status == StatusCode::SWITCHING_PROTOCOLS && self.client_upgrade;
         headers::prepare_client_response(resp.headers_mut(), upgraded);
         if let (true, Some(sticky)) = (target.set_cookie, &self.sticky) {
             if let Ok(v) = HeaderValue::from_str(&sticky.set_cookie(&upstream.name)) {
@@ -455,10 +464,9 @@ impl Stream {
                 headers::mark_private(resp.headers_mut());
             }
         }
-        if let (true, Some(client)) = (upgraded, self.client_upgrade.take()) {
+        if upgraded {
             self.log.request = self.log.request.detached();
-            tunnel::spawn(tunnel::Tunnel {
-                client,
+            let tunnel = Box::new(tunnel::Tunnel {
                 server: conn,
                 upstream,
                 counters,
@@ -467,7 +475,8 @@ impl Stream {
                 session,
                 log: self.log,
             });
-            return Response::from_parts(resp.into_parts().0, ProxyBody::empty());
+            // The session writes the 101 head, then runs the tunnel on its connection.
+            return Response::from_parts(resp.into_parts().0, ProxyBody::tunnel(tunnel));
         }
         drop(session);
         let (parts, ()) = resp.into_parts();
@@ -504,7 +513,7 @@ impl Stream {
 }
 
 /// The sticky cookie a request carries, if the pool has one.
-fn request_cookie(sticky: Option<&StickyCookie>, req: &Request<Incoming>) -> RequestCookie {
+fn request_cookie<B>(sticky: Option<&StickyCookie>, req: &Request<B>) -> RequestCookie {
     let Some(sticky) = sticky else {
         return RequestCookie::Absent;
     };

@@ -102,7 +102,15 @@ pub(crate) fn check_request<B>(
             }
         }
     }
-    if req.method() == Method::CONNECT {
+    check_method(req.method())
+}
+
+/// The one check the `h1` codec leaves to the proxy: methods it does not forward.
+///
+/// # Errors
+/// `405` for `CONNECT` (veza-lb is not a forward proxy).
+pub(crate) fn check_method(method: &Method) -> Result<(), (StatusCode, &'static str)> {
+    if method == Method::CONNECT {
         return Err((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported."));
     }
     Ok(())

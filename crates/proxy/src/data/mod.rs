@@ -5,8 +5,12 @@
 //!
 //! - `routing`: the immutable snapshots of frontends and pools, read without a lock;
 //! - `passive`: the channel of passive health observations to the control plane;
-//! - `listener`: accept loops, TLS termination, HTTP/1.1 and HTTP/2 serving (hyper);
-//! - `client_io`: the client socket wrapper that answers 408 to a stalled request head;
+//! - `listener`: accept loops, TLS termination, and the protocol each connection speaks;
+//! - `session`: an HTTP/1.1 client connection on the `h1` codec (heads parsed in place,
+//!   answers written with their framing, 408 for a stalled head, keep-alive, upgrades);
+//!   HTTP/2 is served by hyper;
+//! - `request_body`: a request's body, read from the client connection the session lends;
+//! - `frontend`: what a frontend's connections share, and its HTTPS policy around forwarding;
 //! - `forward`: one request, in HAProxy's stream steps (check, route, pick, connect, send,
 //!   respond, log), with `attempt` for one try on one server and `termination` for the
 //!   two-letter termination state it ends with;
@@ -21,12 +25,14 @@
 pub(crate) mod accesslog;
 pub(crate) mod attempt;
 pub(crate) mod body;
-pub(crate) mod client_io;
 pub(crate) mod forward;
+pub(crate) mod frontend;
 pub(crate) mod headers;
 pub(crate) mod listener;
 pub(crate) mod passive;
+pub(crate) mod request_body;
 pub(crate) mod routing;
+pub(crate) mod session;
 pub(crate) mod termination;
 pub(crate) mod timeout;
 pub(crate) mod tunnel;

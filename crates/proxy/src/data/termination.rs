@@ -52,6 +52,8 @@ impl Termination {
     pub(crate) const NORMAL: Self = Self::new(Cause::Normal, Phase::Done);
     /// `PR`: the proxy refused the request.
     pub(crate) const REFUSED: Self = Self::new(Cause::Proxy, Phase::Request);
+    /// `cR`: the client did not send a complete request head within `timeout_client`.
+    pub(crate) const CLIENT_TIMEOUT_REQUEST: Self = Self::new(Cause::ClientTimeout, Phase::Request);
     /// `PD`: the proxy refused the request's body (malformed framing).
     pub(crate) const REFUSED_BODY: Self = Self::new(Cause::Proxy, Phase::Data);
     /// `SC`: no server could be connected to (or none was available).

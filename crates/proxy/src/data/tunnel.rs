@@ -8,8 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +19,6 @@ use crate::data::upstream::{ServerConn, Upstream};
 
 /// Everything a tunnel needs once both sides have switched protocols.
 pub(crate) struct Tunnel {
-    pub(crate) client: OnUpgrade,
     /// The server's connection, switched; its read buffer holds whatever the server sent
     /// after its `101` head.
     pub(crate) server: ServerConn,
@@ -35,28 +32,31 @@ pub(crate) struct Tunnel {
     pub(crate) log: Box<AccessLog>,
 }
 
-/// Runs the tunnel in its own task.
-pub(crate) fn spawn(t: Tunnel) {
-    tokio::spawn(run(t));
-}
-
-async fn run(mut t: Tunnel) {
+/// Runs the tunnel on the client's connection, once the `101` head was written to it.
+/// `client_early` is what the client sent after its upgrade request: it goes to the server
+/// first.
+pub(crate) async fn run<C>(t: Box<Tunnel>, client: C, client_early: &[u8])
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut t = *t;
     let killed = t.upstream.sessions();
-    let client = match t.client.await {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::debug!("client upgrade failed: {e}");
-            t.log.termination = Termination::CLIENT_ABORT_DATA;
-            t.log.finish();
-            return;
-        }
-    };
-    let mut client = TokioIo::new(client);
+    let mut client = client;
     let ServerConn {
-        stream: server,
+        stream: mut server,
         read: early,
         ..
     } = t.server;
+    if !client_early.is_empty() {
+        if server.write_all(client_early).await.is_err() {
+            t.log.termination = Termination::SERVER_ABORT_DATA;
+            t.log.finish();
+            return;
+        }
+        for c in &t.counters {
+            Counters::add(&c.bytes_in, client_early.len() as u64);
+        }
+    }
     // What the server sent right after its 101 (a WebSocket greeting) goes first.
     if !early.is_empty() {
         if client.write_all(&early).await.is_err() {

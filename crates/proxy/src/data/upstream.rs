@@ -19,10 +19,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
+use crate::data::request_body::RequestBody;
 use crate::data::timeout::Idle;
 
-/// The body of a request sent to a server: the client's body as it streams in.
-pub(crate) type UpstreamBody = Idle<hyper::body::Incoming>;
+/// The body of a request sent to a server: the client's body as it streams in, read from
+/// the client connection `'c`.
+pub(crate) type UpstreamBody<'c> = Idle<RequestBody<'c>>;
 
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 128;

@@ -1,0 +1,86 @@
+//! What a frontend's connections share ([`ListenerContext`]), and what a frontend answers
+//! around forwarding a request: the HTTPS policy (`redirect_http` for plain requests,
+//! `Strict-Transport-Security` on HTTPS answers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::counters::Counters;
+use crate::data::body::ProxyBody;
+use crate::data::forward::{self, ClientContext};
+use crate::data::passive::PassiveReports;
+use crate::data::request_body::RequestBody;
+use crate::data::routing::FrontendView;
+use crate::tls::{HttpsPolicy, TlsFrontend};
+
+/// What a listener's connections share.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerContext {
+    pub(crate) view: Arc<ArcSwap<FrontendView>>,
+    pub(crate) passive: PassiveReports,
+    /// Inactivity of a client: TLS handshake, writing answers, HTTP/2 pings.
+    pub(crate) client_timeout: Duration,
+    /// Receiving a complete request head (`timeout_http_request`; 408 beyond).
+    pub(crate) head_timeout: Duration,
+    pub(crate) process: Arc<Counters>,
+    /// Set on HTTPS listeners: the frontend's TLS settings and certificates.
+    pub(crate) tls: Option<Arc<TlsFrontend>>,
+    /// Redirect to HTTPS and HSTS, as the frontend's current configuration says.
+    pub(crate) https: Arc<ArcSwap<HttpsPolicy>>,
+    /// Stop accepting and finish in-flight requests.
+    pub(crate) drain: CancellationToken,
+    /// Close everything still open.
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// [`forward::handle`] behind the frontend's HTTPS policy: plain requests are redirected when
+/// `redirect_http` is on, HTTPS responses get `Strict-Transport-Security` when `hsts` is set.
+pub(crate) async fn answer(
+    client: &ClientContext,
+    policy: &HttpsPolicy,
+    req: Request<RequestBody<'_>>,
+) -> Response<ProxyBody> {
+    if !client.tls
+        && let Some(resp) = redirect(client, policy, &req)
+    {
+        return resp;
+    }
+    let mut resp = forward::handle(client, req).await;
+    if let (true, Some(hsts)) = (client.tls, &policy.hsts) {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    resp
+}
+
+/// `redirect_http`: a permanent redirect to the same URL over HTTPS (308 keeps the method
+/// and body, unlike 301). Requests without a host are left to [`forward`] to refuse.
+fn redirect<B>(
+    client: &ClientContext,
+    policy: &HttpsPolicy,
+    req: &Request<B>,
+) -> Option<Response<ProxyBody>> {
+    policy.redirect_port?;
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => req.uri().authority()?.as_str(),
+    };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = policy.location(host, pq)?;
+    let counters = client.frontend.load().counters.clone();
+    Counters::add(&counters.requests, 1);
+    counters.response(StatusCode::PERMANENT_REDIRECT.as_u16());
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    resp.headers_mut().insert(header::LOCATION, location);
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    Some(resp)
+}

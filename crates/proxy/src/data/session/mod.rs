@@ -1,0 +1,289 @@
+//! An HTTP/1.1 client connection, served on the `h1` codec: the request task owns the
+//! socket and its buffers, parses each request head in place, lends the socket to the
+//! request's body while the request is forwarded, then writes the answer
+//! ([`response`]). No task, channel or timer per request beyond the one the head read needs
+//! when the client is slower than the proxy.
+//!
+//! The session is HAProxy's "HTTP/1 mux" for one client: it refuses a head the codec cannot
+//! frame unambiguously before anything is routed (400, 414, 431), answers 408 to a head that
+//! does not arrive within `timeout_http_request` (under TLS too), keeps the connection alive
+//! as the client asks and the exchange allows, stops reading new requests when the frontend
+//! drains, and turns into a tunnel when a server switches protocols.
+
+mod response;
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use h1::{Decoder, HeadError, Limits, Parse, RequestHead};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::data::accesslog::RequestLine;
+use crate::data::forward::{self, ClientContext};
+use crate::data::frontend::{self, ListenerContext};
+use crate::data::headers;
+use crate::data::request_body::{ClientStream, H1Body, RequestBody};
+use crate::data::tunnel::{self, Tunnel};
+
+use response::{Exchange, Outcome};
+
+/// Limits on a client's request head: HAProxy's `tune.bufsize` for the head, and a bound on
+/// the target and the number of fields.
+const REQUEST_LIMITS: Limits = Limits {
+    max_head: headers::MAX_HEAD,
+    max_uri: headers::MAX_URI_LEN,
+    max_fields: 100,
+};
+
+/// What a connection's read buffer grows by when it needs room.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// Serves HTTP/1.1 on one client connection until it closes, times out, the frontend drains
+/// or the proxy stops.
+pub(crate) async fn serve<S: ClientStream>(
+    io: S,
+    client: Arc<ClientContext>,
+    ctx: &ListenerContext,
+) {
+    let mut conn = Conn {
+        io,
+        read: BytesMut::with_capacity(READ_BUFFER),
+        write: Vec::with_capacity(1024),
+        head: RequestHead::default(),
+        decoder: Decoder::new(h1::Framing::Empty),
+    };
+    let end = tokio::select! {
+        end = conn.serve_requests(&client, ctx) => end,
+        () = ctx.hard_stop.cancelled() => return,
+    };
+    match end {
+        End::Close => {
+            let _ = now_or_by(|| Instant::now() + LINGER, conn.io.shutdown()).await;
+        }
+        End::Linger => conn.linger().await,
+        End::Tunnel(tunnel) => {
+            // What the client sent after its upgrade request belongs to the new protocol.
+            tunnel::run(tunnel, &mut conn.io, &conn.read).await;
+        }
+    }
+}
+
+/// How long a closing connection keeps reading what the client still sends, so that the
+/// answer is not destroyed by a reset (a socket closed with unread input sends RST).
+const LINGER: Duration = Duration::from_secs(1);
+/// How much it reads at most meanwhile.
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// How a connection's requests ended.
+enum End {
+    /// Close now.
+    Close,
+    /// The client may still be sending (a refused head, an unread body): stop writing, and
+    /// read and discard until it closes too, within bounds.
+    Linger,
+    /// The server switched protocols: the connection is a tunnel now.
+    Tunnel(Box<Tunnel>),
+}
+
+/// One client connection and the buffers its requests reuse.
+struct Conn<S> {
+    io: S,
+    /// Bytes read from the client and not consumed yet (pipelined requests stay here).
+    read: BytesMut,
+    /// The answer's head (and small bodies) being written.
+    write: Vec<u8>,
+    /// The last request head parsed; its field list serves every request.
+    head: RequestHead,
+    /// The current request's body framing.
+    decoder: Decoder,
+}
+
+/// How waiting for a request head ended.
+enum HeadRead {
+    /// A complete head is parsed in [`Conn::head`].
+    Complete,
+    /// The connection closed, stayed idle past the timeout, or the frontend drains.
+    Closed,
+    /// The head cannot be accepted: answer this and close.
+    Refused(StatusCode, &'static str),
+}
+
+impl<S: ClientStream> Conn<S> {
+    /// Serves requests until the connection ends; returns the tunnel the last answer opened.
+    async fn serve_requests(&mut self, client: &ClientContext, ctx: &ListenerContext) -> End {
+        loop {
+            let exchange = match self.read_head(ctx.head_timeout, &ctx.drain).await {
+                HeadRead::Complete => Exchange::of(&self.head, &self.read),
+                HeadRead::Closed => return End::Close,
+                HeadRead::Refused(status, why) => {
+                    let resp = refuse(client, status, why);
+                    self.respond(resp, Exchange::CLOSE, ctx).await;
+                    return End::Linger;
+                }
+            };
+            let resp = match self.request(exchange.expects_continue) {
+                Ok(req) => {
+                    let policy = ctx.https.load_full();
+                    frontend::answer(client, &policy, req).await
+                }
+                Err(why) => refuse(client, StatusCode::BAD_REQUEST, why),
+            };
+            match self.respond(resp, exchange, ctx).await {
+                Outcome::KeepAlive => {}
+                Outcome::Close if self.read.is_empty() && self.decoder.is_done() => {
+                    return End::Close;
+                }
+                Outcome::Close => return End::Linger,
+                Outcome::Tunnel(tunnel) => return End::Tunnel(tunnel),
+            }
+        }
+    }
+
+    /// Half-closes, then discards what the client still sends until it closes, for at most
+    /// [`LINGER`] and [`LINGER_BYTES`].
+    async fn linger(&mut self) {
+        let deadline = Instant::now() + LINGER;
+        if tokio::time::timeout_at(deadline, self.io.shutdown())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.read.clear();
+            self.read.reserve(READ_BUFFER);
+            match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.read)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads until a request head is complete. The timeout runs from the end of the last
+    /// answer: a head that started and stalled gets 408, an idle keep-alive connection is
+    /// closed without a word (HAProxy's `timeout http-request` and `http-keep-alive`).
+    async fn read_head(&mut self, timeout: Duration, drain: &CancellationToken) -> HeadRead {
+        let mut deadline = None;
+        loop {
+            if !self.read.is_empty() {
+                match self.head.parse(&self.read, &REQUEST_LIMITS) {
+                    Ok(Parse::Complete) => return HeadRead::Complete,
+                    Ok(Parse::Partial) => {}
+                    Err(e) => return HeadRead::Refused(status_of(e), e.reason()),
+                }
+            }
+            if self.read.capacity() - self.read.len() < 1024 {
+                self.read.reserve(READ_BUFFER);
+            }
+            let idle = self.read.is_empty();
+            let by = || *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let read = now_or_by(by, self.io.read_buf(&mut self.read));
+            let read = tokio::select! {
+                r = read => r,
+                // Draining: an idle connection closes; a head under way is still answered.
+                () = drain.cancelled(), if idle => return HeadRead::Closed,
+            };
+            match read {
+                Ok(Ok(0) | Err(_)) => return HeadRead::Closed,
+                Ok(Ok(_)) => {}
+                Err(Elapsed) if idle => return HeadRead::Closed,
+                Err(Elapsed) => {
+                    return HeadRead::Refused(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "The client took too long to send its request.",
+                    );
+                }
+            }
+        }
+    }
+
+    /// The parsed head as an `http::Request` whose fields share the head's bytes, and whose
+    /// body reads from this connection.
+    fn request(
+        &mut self,
+        expects_continue: bool,
+    ) -> Result<Request<RequestBody<'_>>, &'static str> {
+        let head = &self.head;
+        let bytes = self.read.split_to(head.len).freeze();
+        let method = Method::from_bytes(head.method(&bytes)).map_err(|_| "Invalid method.")?;
+        let uri = Uri::from_maybe_shared(bytes.slice_ref(head.target(&bytes)))
+            .map_err(|_| "Invalid request target.")?;
+        let mut fields = HeaderMap::with_capacity(head.fields.len());
+        for f in &head.fields {
+            let name =
+                HeaderName::from_bytes(f.name.of(&bytes)).map_err(|_| "Invalid header name.")?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(f.value.range()))
+                .map_err(|_| "Invalid header value.")?;
+            fields.append(name, value);
+        }
+        self.decoder = Decoder::new(head.framing);
+        let body = H1Body::new(
+            &mut self.io,
+            &mut self.read,
+            &mut self.decoder,
+            expects_continue,
+        );
+        let mut req = Request::new(RequestBody::H1(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = if head.minor == 1 {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        };
+        *req.headers_mut() = fields;
+        Ok(req)
+    }
+}
+
+/// A request head refused before routing, answered and logged by the frontend.
+fn refuse(
+    client: &ClientContext,
+    status: StatusCode,
+    why: &'static str,
+) -> http::Response<crate::data::body::ProxyBody> {
+    let frontend = client.frontend.load();
+    let counters = &frontend.counters;
+    crate::counters::Counters::add(&counters.requests, 1);
+    forward::refuse(
+        client,
+        &frontend,
+        Instant::now(),
+        RequestLine::Bad,
+        status,
+        why,
+    )
+}
+
+fn status_of(e: HeadError) -> StatusCode {
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// A deadline passed.
+#[derive(Debug)]
+struct Elapsed;
+
+/// Runs `f`; a timer (by `deadline`) is armed only if `f` cannot finish at once, so the
+/// common case (the socket is ready) reads no clock and touches no timer wheel.
+async fn now_or_by<F: Future>(
+    deadline: impl FnOnce() -> Instant,
+    f: F,
+) -> Result<F::Output, Elapsed> {
+    let mut f = pin!(f);
+    let first = std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await;
+    if let Poll::Ready(out) = first {
+        return Ok(out);
+    }
+    tokio::time::timeout_at(deadline(), f)
+        .await
+        .map_err(|_| Elapsed)
+}

@@ -1,0 +1,319 @@
+//! Writing an answer to an HTTP/1 client: the head from the response's fields, the framing
+//! the client can read (the server's length, a known length, chunked, or until close for an
+//! HTTP/1.0 client), and the body as it streams in. A head and the body bytes that are
+//! already there leave in one write; a large body frame leaves next to what precedes it in
+//! one vectored write, without a copy.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::Bytes;
+use h1::RequestHead;
+use h1::encode;
+use http::header::{self, HeaderMap};
+use http::{Response, StatusCode};
+use hyper::body::Body;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use super::{Conn, now_or_by};
+use crate::data::body::ProxyBody;
+use crate::data::frontend::ListenerContext;
+use crate::data::request_body::ClientStream;
+use crate::data::tunnel::Tunnel;
+
+/// Body frames up to this size are copied next to the head or chunk line before them;
+/// larger ones are written from where they are.
+const COPY_MAX: usize = 8 * 1024;
+/// Buffered answer bytes are written once they reach this, even if more are ready.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// What the request said about the exchange, kept from its head.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Exchange {
+    /// A `HEAD` request: the answer has no body, whatever its fields say.
+    head_request: bool,
+    /// `1` for an HTTP/1.1 client, `0` for HTTP/1.0.
+    minor: u8,
+    /// The client wants the connection kept.
+    keep_alive: bool,
+    /// `Expect: 100-continue` in HTTP/1.1.
+    pub(super) expects_continue: bool,
+}
+
+impl Exchange {
+    /// For an answer to a head that could not be read: closes after it.
+    pub(super) const CLOSE: Self = Self {
+        head_request: false,
+        minor: 1,
+        keep_alive: false,
+        expects_continue: false,
+    };
+
+    pub(super) fn of(head: &RequestHead, buf: &[u8]) -> Self {
+        let expects_continue = head.minor == 1
+            && head
+                .values(buf, b"expect")
+                .any(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        Self {
+            head_request: head.method(buf) == b"HEAD",
+            minor: head.minor,
+            keep_alive: head.connection.keep_alive,
+            expects_continue,
+        }
+    }
+}
+
+/// What the connection does after an answer.
+pub(super) enum Outcome {
+    /// Read the next request.
+    KeepAlive,
+    Close,
+    /// The server switched protocols: the connection is a tunnel now.
+    Tunnel(Box<Tunnel>),
+}
+
+/// How the answer's body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 1xx, 204, 304, a tunnel's 101).
+    None,
+    /// Bytes as they come: a length in the fields, or the end of the connection.
+    Raw,
+    Chunked,
+}
+
+impl<S: ClientStream> Conn<S> {
+    /// Writes `resp` for `exchange`; says whether the connection can carry another request.
+    pub(super) async fn respond(
+        &mut self,
+        resp: Response<ProxyBody>,
+        exchange: Exchange,
+        ctx: &ListenerContext,
+    ) -> Outcome {
+        let (parts, mut body) = resp.into_parts();
+        let tunnel = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            body.take_tunnel()
+        } else {
+            None
+        };
+        // The connection carries another request only if this one's body was read to its
+        // end and nobody asked to close.
+        let mut close = !exchange.keep_alive
+            || !self.decoder.is_done()
+            || ctx.drain.is_cancelled()
+            || asks_close(&parts.headers);
+        let framing = if tunnel.is_some()
+            || exchange.head_request
+            || parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED
+        {
+            Framing::None
+        } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+            Framing::Raw
+        } else if body.size_hint().exact().is_some() || exchange.minor == 0 {
+            // A known length is written below; an HTTP/1.0 client reads until the close.
+            close |= body.size_hint().exact().is_none();
+            Framing::Raw
+        } else {
+            Framing::Chunked
+        };
+        let close = close && tunnel.is_none();
+        self.write_head(&parts, &body, framing, close, exchange.minor);
+        let written = if framing == Framing::None {
+            let head = std::mem::take(&mut self.write);
+            let r = self.write_all(&head, ctx).await;
+            self.write = head;
+            r.is_ok()
+        } else {
+            self.write_body(&mut body, framing == Framing::Chunked, ctx)
+                .await
+        };
+        // The access log line is written as the body goes.
+        drop(body);
+        match tunnel {
+            Some(t) if written => Outcome::Tunnel(t),
+            _ if written && !close => Outcome::KeepAlive,
+            _ => Outcome::Close,
+        }
+    }
+
+    /// Status line, fields, and the framing and persistence fields this exchange needs.
+    fn write_head(
+        &mut self,
+        parts: &http::response::Parts,
+        body: &ProxyBody,
+        framing: Framing,
+        close: bool,
+        minor: u8,
+    ) {
+        let out = &mut self.write;
+        out.clear();
+        let reason = parts.status.canonical_reason().unwrap_or("");
+        encode::status_line(out, parts.status.as_u16(), reason.as_bytes());
+        for (name, value) in &parts.headers {
+            encode::field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if framing == Framing::Raw
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && let Some(n) = body.size_hint().exact()
+        {
+            let mut digits = [0_u8; 20];
+            encode::field(out, b"content-length", decimal(n, &mut digits));
+        }
+        if framing == Framing::Chunked {
+            encode::field(out, b"transfer-encoding", b"chunked");
+        }
+        if close && !parts.headers.contains_key(header::CONNECTION) {
+            encode::field(out, b"connection", b"close");
+        } else if !close && minor == 0 {
+            encode::field(out, b"connection", b"keep-alive");
+        }
+        encode::end_head(out);
+    }
+
+    /// Streams the body after the head already in the write buffer: frames that are ready
+    /// are gathered, and the buffer is written when the body has to wait, ends, or grows
+    /// large. Returns whether it all reached the client (a server failing mid-body, or a
+    /// client that stops reading, close the connection).
+    async fn write_body(
+        &mut self,
+        body: &mut ProxyBody,
+        chunked: bool,
+        ctx: &ListenerContext,
+    ) -> bool {
+        let mut out = std::mem::take(&mut self.write);
+        let mut line = [0_u8; 18];
+        let ok = loop {
+            let ready = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx)));
+            let frame = match ready.await {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    if self.write_all(&out, ctx).await.is_err() {
+                        break false;
+                    }
+                    out.clear();
+                    std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+                }
+            };
+            let data = match frame {
+                None => {
+                    if chunked {
+                        out.extend_from_slice(encode::LAST_CHUNK);
+                    }
+                    break self.write_all(&out, ctx).await.is_ok();
+                }
+                Some(Err(_)) => {
+                    // What arrived is delivered; the close tells the client the rest never will.
+                    let _ = self.write_all(&out, ctx).await;
+                    break false;
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => data,
+                    _ => continue,
+                },
+            };
+            if chunked {
+                out.extend_from_slice(encode::chunk_size_line(data.len() as u64, &mut line));
+            }
+            if data.len() <= COPY_MAX {
+                out.extend_from_slice(&data);
+            } else {
+                if self.write_pair(&out, &data, ctx).await.is_err() {
+                    break false;
+                }
+                out.clear();
+            }
+            if chunked {
+                out.extend_from_slice(encode::CRLF);
+            }
+            if out.len() >= FLUSH_AT {
+                if self.write_all(&out, ctx).await.is_err() {
+                    break false;
+                }
+                out.clear();
+            }
+        };
+        out.clear();
+        self.write = out;
+        ok
+    }
+
+    /// Writes `buf` whole and flushes (TLS keeps records until then), failing after
+    /// `timeout_client` without progress.
+    async fn write_all(&mut self, mut buf: &[u8], ctx: &ListenerContext) -> std::io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.write_some(&[IoSlice::new(buf)], ctx).await?;
+            buf = &buf[n..];
+        }
+        self.flush(ctx).await
+    }
+
+    async fn flush(&mut self, ctx: &ListenerContext) -> std::io::Result<()> {
+        let timeout = ctx.client_timeout;
+        match now_or_by(|| Instant::now() + timeout, self.io.flush()).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Writes `a` then `b`, vectored.
+    async fn write_pair(
+        &mut self,
+        a: &[u8],
+        b: &Bytes,
+        ctx: &ListenerContext,
+    ) -> std::io::Result<()> {
+        let (mut a, mut b) = (a, &b[..]);
+        while !a.is_empty() || !b.is_empty() {
+            let n = self
+                .write_some(&[IoSlice::new(a), IoSlice::new(b)], ctx)
+                .await?;
+            if n < a.len() {
+                a = &a[n..];
+            } else {
+                b = &b[n - a.len()..];
+                a = &[];
+            }
+        }
+        self.flush(ctx).await
+    }
+
+    /// One write; a timer is armed only when the socket cannot take bytes at once.
+    async fn write_some(
+        &mut self,
+        bufs: &[IoSlice<'_>],
+        ctx: &ListenerContext,
+    ) -> std::io::Result<usize> {
+        let timeout = ctx.client_timeout;
+        let by = || Instant::now() + timeout;
+        match now_or_by(by, self.io.write_vectored(bufs)).await {
+            Ok(Ok(0)) => Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+/// Whether the answer's own fields close the connection (the proxy's error pages do).
+fn asks_close(h: &HeaderMap) -> bool {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
+/// `n` in decimal, without allocating.
+fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
