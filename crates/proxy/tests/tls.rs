@@ -773,3 +773,54 @@ async fn sessions_resume_from_the_server_cache_without_stateless_tickets() {
     assert_eq!(col("ssl_failed_handshake"), "0");
     lb.proxy.abort();
 }
+
+/// HAProxy's `timeout http-request` under TLS: a head that starts and stalls gets a 408
+/// through the TLS session (hyper could only close), an idle connection is closed silently.
+#[tokio::test]
+async fn a_stalled_request_head_gets_408_over_tls_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
+    let text = format!(
+        r#"
+[[frontend]]
+name = "web"
+bind = ["127.0.0.1:0"]
+default_pool = "app"
+tls = {{ bind = ["127.0.0.1:0"], cert = "{}", key = "{}" }}
+
+[pool.app]
+timeout_http_request = "300ms"
+servers = [{{ name = "app-1", addr = "{}" }}]
+"#,
+        leaf.cert.display(),
+        leaf.key.display(),
+        echo_server().await,
+    );
+    let lb = start(Config::parse(&text, "veza-lb.toml").expect("valid config")).await;
+    let roots = pki.roots();
+    let client = Client {
+        roots: &roots,
+        alpn: &[b"http/1.1"],
+        suites: None,
+    };
+    let read_all = |mut s: TlsStream<TcpStream>| async move {
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("closed within the timeout");
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+
+    let mut s = client.connect(lb.tls, "lb.test").await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: lb.test\r\n")
+        .await
+        .expect("write");
+    s.flush().await.expect("flush");
+    let answer = read_all(s).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+
+    let s = client.connect(lb.tls, "lb.test").await;
+    assert_eq!(read_all(s).await, "", "an idle connection gets no 408");
+    lb.proxy.abort();
+}
