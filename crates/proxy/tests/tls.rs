@@ -1,6 +1,10 @@
 //! HTTPS frontends: Mozilla Intermediate handshakes (rustls and `openssl s_client` clients),
 //! ALPN `h2` proxied to HTTP/1.1 servers, SNI selection, certificate reload without dropping
-//! connections, `redirect_http`, HSTS, and the startup errors for unusable certificates.
+//! connections, `redirect_http`, HSTS, the request-head timeout under TLS, and the startup
+//! errors for unusable certificates.
+//!
+//! tidy: long file: every case shares the test CA, the echo server and the client setup
+//! above them; split, each file would carry its own copy.
 //!
 //! Certificates come from a test CA made with rcgen at test time; the server is a tiny
 //! HTTP/1.1 echo that reports what it received.

@@ -63,11 +63,11 @@ pub(crate) enum RequestLine {
 }
 
 impl RequestLine {
-    pub(crate) fn of<B>(req: &http::Request<B>) -> Self {
+    pub(crate) fn of(req: &http::request::Parts) -> Self {
         Self::Parsed {
-            method: req.method().clone(),
-            target: req.uri().path_and_query().cloned(),
-            version: req.version(),
+            method: req.method.clone(),
+            target: req.uri.path_and_query().cloned(),
+            version: req.version,
         }
     }
 }
@@ -169,7 +169,13 @@ mod tests {
             termination: Termination::NORMAL,
             cookie: *b"NI",
             retries: 1,
-            request: RequestLine::of(&http::Request::get("/x").body(()).expect("request")),
+            request: RequestLine::of(
+                &http::Request::get("/x")
+                    .body(())
+                    .expect("request")
+                    .into_parts()
+                    .0,
+            ),
             completed: true,
             timed: [None, None],
             conns: [1, 1, 0, 0],

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use h1::{Framing, HeadError, Limits, Parse, ResponseHead, encode};
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +27,9 @@ const RESPONSE_LIMITS: Limits = Limits {
     max_uri: 0,
     max_fields: 100,
 };
+
+/// Fields the proxy may add to a server's answer.
+const ADDED_FIELDS: usize = 3;
 
 /// Why an attempt on a server failed.
 #[derive(Debug)]
@@ -228,7 +231,11 @@ async fn read_head(conn: &mut ServerConn, head_request: bool) -> Result<Response
 /// The parsed head as an `http::Response`: values share the head's bytes, no copy.
 fn answer(conn: &mut ServerConn, head: &ResponseHead) -> Parsed {
     let bytes: Bytes = conn.read.split_to(head.len).freeze();
-    let mut headers = HeaderMap::with_capacity(head.fields.len());
+    // Room for what the proxy adds (`Set-Cookie`, `Cache-Control`, HSTS): a map that grew
+    // would cost two more allocations.
+    let mut headers = std::mem::take(&mut conn.fields);
+    headers.clear();
+    headers.reserve(head.fields.len() + ADDED_FIELDS);
     for f in &head.fields {
         let name = f.name.of(&bytes);
         if head.drop_content_length && name.eq_ignore_ascii_case(b"content-length") {

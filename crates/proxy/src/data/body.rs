@@ -76,6 +76,15 @@ impl ProxyBody {
         }
     }
 
+    /// Gives an answer's field map back to the server connection it was read from, emptied,
+    /// so that the connection's next answer reuses its allocations.
+    pub(crate) fn recycle_fields(&mut self, mut fields: http::HeaderMap) {
+        if let Kind::Upstream(body) = &mut self.kind {
+            fields.clear();
+            body.get_mut().recycle_fields(fields);
+        }
+    }
+
     /// Counts bytes sent into these counter sets, and writes `log` when the body ends.
     pub(crate) fn with_accounting(
         mut self,
@@ -222,6 +231,12 @@ impl ServerBody {
             upstream,
             killed,
             kill_wait: None,
+        }
+    }
+
+    fn recycle_fields(&mut self, fields: http::HeaderMap) {
+        if let Some(conn) = &mut self.conn {
+            conn.fields = fields;
         }
     }
 

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use hyper::body::Body;
 use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId, StickyCookie};
 use tokio::time::Instant;
@@ -47,24 +47,29 @@ pub(crate) struct ClientContext {
     pub(crate) tracker: TaskTracker,
 }
 
-/// Handles one request from a client. An HTTP/1 request's head was already checked by the
-/// `h1` codec when it was parsed; an HTTP/2 request's is checked here.
-pub(crate) async fn handle(
+/// Handles one request from a client: its head (`parts`, rewritten for the server in place:
+/// the caller keeps it, and an HTTP/1 session reuses its allocations for the next request)
+/// and its body. An HTTP/1 request's head was already checked by the `h1` codec when it was
+/// parsed; an HTTP/2 request's is checked here.
+pub(crate) async fn handle<'c>(
     ctx: &ClientContext,
-    req: Request<RequestBody<'_>>,
+    parts: &'c mut Parts,
+    body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let frontend = ctx.frontend.load_full();
     Counters::add(&frontend.counters.requests, 1);
-    let request_line = RequestLine::of(&req);
-    let checked = match req.body() {
-        RequestBody::H1(_) => headers::check_method(req.method()),
-        RequestBody::H2(_) => headers::check_request(&req, headers::MAX_URI_LEN, headers::MAX_HEAD),
+    let request_line = RequestLine::of(parts);
+    let checked = match body {
+        RequestBody::H1(_) => headers::check_method(&parts.method),
+        RequestBody::H2(_) => {
+            headers::check_request(parts, headers::MAX_URI_LEN, headers::MAX_HEAD)
+        }
     };
     if let Err((status, why)) = checked {
         return refuse(ctx, &frontend, started, request_line, status, why);
     }
-    let stream = Stream::route(ctx, frontend, req, started, request_line);
+    let stream = Stream::route(ctx, frontend, parts, body, started, request_line);
     stream.run(ctx).await
 }
 
@@ -158,7 +163,7 @@ struct Stream<'c> {
     /// The client asked to switch protocols (HTTP/1.1 `Upgrade`).
     client_upgrade: bool,
     /// The request head as the servers get it.
-    parts: Parts,
+    parts: &'c mut Parts,
     /// The client's body, until a try starts sending it.
     body: Option<UpstreamBody<'c>>,
     /// A request the server may already have received can be sent again (idempotent and
@@ -178,28 +183,28 @@ impl<'c> Stream<'c> {
     fn route(
         ctx: &ClientContext,
         frontend: Arc<FrontendView>,
-        req: Request<RequestBody<'c>>,
+        parts: &'c mut Parts,
+        body: RequestBody<'c>,
         started: Instant,
         request_line: RequestLine,
     ) -> Self {
-        let pool = frontend.route(req.uri().path()).clone();
+        let pool = frontend.route(parts.uri.path()).clone();
         let view = pool.view.load_full();
         let settings = view.settings.clone();
         let sticky = view.router.sticky().cloned();
-        let cookie = request_cookie(sticky.as_ref(), &req);
+        let cookie = request_cookie(sticky.as_ref(), &parts.headers);
         let key: Option<Vec<u8>> = view.router.hash_key().and_then(|rule| {
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             rule.extract(pq, |name| {
-                req.headers().get(name).map(HeaderValue::as_bytes)
+                parts.headers.get(name).map(HeaderValue::as_bytes)
             })
             .map(<[u8]>::to_vec)
         });
         drop(view);
 
-        let upgrade = headers::upgrade_protocol(req.headers());
-        let client_upgrade = upgrade.is_some() && matches!(req.body(), RequestBody::H1(_));
-        let (mut parts, body) = req.into_parts();
-        headers::prepare_upstream_request(&mut parts, &ctx.forwarding, upgrade.as_ref());
+        let upgrade = headers::upgrade_protocol(&parts.headers);
+        let client_upgrade = upgrade.is_some() && matches!(body, RequestBody::H1(_));
+        headers::prepare_upstream_request(parts, &ctx.forwarding, upgrade.as_ref());
         if let Some(s) = sticky.as_ref().filter(|s| s.indirect) {
             headers::strip_cookie(&mut parts.headers, s);
         }
@@ -265,7 +270,7 @@ impl<'c> Stream<'c> {
             Counters::add(&target.upstream.counters.requests, 1);
             let tried = attempt(
                 &target.upstream,
-                &self.parts,
+                self.parts,
                 &mut self.body,
                 &self.settings.timeouts,
                 self.fresh_only,
@@ -513,11 +518,11 @@ impl<'c> Stream<'c> {
 }
 
 /// The sticky cookie a request carries, if the pool has one.
-fn request_cookie<B>(sticky: Option<&StickyCookie>, req: &Request<B>) -> RequestCookie {
+fn request_cookie(sticky: Option<&StickyCookie>, fields: &http::HeaderMap) -> RequestCookie {
     let Some(sticky) = sticky else {
         return RequestCookie::Absent;
     };
-    let values = req.headers().get_all(header::COOKIE);
+    let values = fields.get_all(header::COOKIE);
     match sticky.find(values.iter().map(HeaderValue::as_bytes)) {
         ClientCookie::Absent => RequestCookie::Absent,
         ClientCookie::Invalid => RequestCookie::Invalid,

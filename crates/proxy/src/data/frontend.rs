@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::request::Parts;
+use http::{Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -42,17 +43,18 @@ pub(crate) struct ListenerContext {
 
 /// [`forward::handle`] behind the frontend's HTTPS policy: plain requests are redirected when
 /// `redirect_http` is on, HTTPS responses get `Strict-Transport-Security` when `hsts` is set.
-pub(crate) async fn answer(
+pub(crate) async fn answer<'c>(
     client: &ClientContext,
     policy: &HttpsPolicy,
-    req: Request<RequestBody<'_>>,
+    parts: &'c mut Parts,
+    body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
     if !client.tls
-        && let Some(resp) = redirect(client, policy, &req)
+        && let Some(resp) = redirect(client, policy, parts)
     {
         return resp;
     }
-    let mut resp = forward::handle(client, req).await;
+    let mut resp = forward::handle(client, parts, body).await;
     if let (true, Some(hsts)) = (client.tls, &policy.hsts) {
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -62,17 +64,17 @@ pub(crate) async fn answer(
 
 /// `redirect_http`: a permanent redirect to the same URL over HTTPS (308 keeps the method
 /// and body, unlike 301). Requests without a host are left to [`forward`] to refuse.
-fn redirect<B>(
+fn redirect(
     client: &ClientContext,
     policy: &HttpsPolicy,
-    req: &Request<B>,
+    req: &Parts,
 ) -> Option<Response<ProxyBody>> {
     policy.redirect_port?;
-    let host = match req.headers().get(header::HOST) {
+    let host = match req.headers.get(header::HOST) {
         Some(h) => h.to_str().ok()?,
-        None => req.uri().authority()?.as_str(),
+        None => req.uri.authority()?.as_str(),
     };
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let location = policy.location(host, pq)?;
     let counters = client.frontend.load().counters.clone();
     Counters::add(&counters.requests, 1);

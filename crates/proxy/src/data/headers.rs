@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
+#[cfg(test)]
+use http::Request;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 
 /// Largest request head accepted (431 beyond): HAProxy's default `tune.bufsize`.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
@@ -36,17 +38,17 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ///
 /// # Errors
 /// The status to answer with and a sentence for the error page.
-pub(crate) fn check_request<B>(
-    req: &Request<B>,
+pub(crate) fn check_request(
+    req: &Parts,
     max_uri: usize,
     max_head: usize,
 ) -> Result<(), (StatusCode, &'static str)> {
-    let target_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
-        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len());
     if target_len > max_uri {
         return Err((StatusCode::URI_TOO_LONG, "The request target is too long."));
     }
-    let h = req.headers();
+    let h = &req.headers;
     // hyper bounds its read buffer, but a head that arrives whole in one read can exceed it.
     let head: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     if head + target_len > max_head {
@@ -55,10 +57,10 @@ pub(crate) fn check_request<B>(
             "The request header fields are too large.",
         ));
     }
-    if req.version() <= Version::HTTP_11 {
+    if req.version <= Version::HTTP_11 {
         // The codec's framing rules: chunked twice or not last, a length with a sign or
         // several different lengths, a length with chunked, chunked in HTTP/1.0.
-        let minor = u8::from(req.version() == Version::HTTP_11);
+        let minor = u8::from(req.version == Version::HTTP_11);
         let te = h
             .get_all(header::TRANSFER_ENCODING)
             .iter()
@@ -73,7 +75,7 @@ pub(crate) fn check_request<B>(
     }
     // RFC 9112 section 3.2.2: an absolute-form target's authority wins over Host; a Host
     // that differs is a request two parsers would route differently.
-    if let (Some(authority), Some(host)) = (req.uri().authority(), h.get(header::HOST))
+    if let (Some(authority), Some(host)) = (req.uri.authority(), h.get(header::HOST))
         && !host
             .as_bytes()
             .eq_ignore_ascii_case(authority.as_str().as_bytes())
@@ -83,11 +85,11 @@ pub(crate) fn check_request<B>(
             "The request target's authority differs from its Host header.",
         ));
     }
-    if req.version() == Version::HTTP_11 {
+    if req.version == Version::HTTP_11 {
         let mut hosts = h.get_all(header::HOST).iter();
         match (hosts.next(), hosts.next()) {
             (Some(_), None) => {}
-            (None, _) if req.uri().authority().is_some() => {}
+            (None, _) if req.uri.authority().is_some() => {}
             (None, _) => {
                 return Err((
                     StatusCode::BAD_REQUEST,
@@ -102,7 +104,7 @@ pub(crate) fn check_request<B>(
             }
         }
     }
-    check_method(req.method())
+    check_method(&req.method)
 }
 
 /// The one check the `h1` codec leaves to the proxy: methods it does not forward.
@@ -331,10 +333,12 @@ pub(crate) fn mark_private(h: &mut HeaderMap) {
 mod tests {
     use super::*;
 
-    fn req(build: impl FnOnce(http::request::Builder) -> http::request::Builder) -> Request<()> {
+    fn req(build: impl FnOnce(http::request::Builder) -> http::request::Builder) -> Parts {
         build(Request::builder().uri("/x").header("host", "lb"))
             .body(())
             .expect("valid request")
+            .into_parts()
+            .0
     }
 
     #[test]
@@ -353,7 +357,12 @@ mod tests {
             check_request(&two_hosts, 8192, 65536).map_err(|e| e.0),
             Err(StatusCode::BAD_REQUEST)
         );
-        let no_host = Request::builder().uri("/x").body(()).expect("valid");
+        let no_host = Request::builder()
+            .uri("/x")
+            .body(())
+            .expect("valid")
+            .into_parts()
+            .0;
         assert_eq!(
             check_request(&no_host, 8192, 65536).map_err(|e| e.0),
             Err(StatusCode::BAD_REQUEST)
@@ -362,7 +371,9 @@ mod tests {
             .uri(format!("/{}", "a".repeat(100)))
             .header("host", "lb")
             .body(())
-            .expect("valid");
+            .expect("valid")
+            .into_parts()
+            .0;
         assert_eq!(
             check_request(&long, 50, 65536).map_err(|e| e.0),
             Err(StatusCode::URI_TOO_LONG)
@@ -378,7 +389,7 @@ mod tests {
                 .header("x-forwarded-for", "10.0.0.1")
                 .header("x-forwarded-proto", "https")
         });
-        let (mut parts, ()) = r.into_parts();
+        let mut parts = r;
         let fwd = Forwarding::new("192.0.2.7:4000".parse().expect("addr"), false);
         prepare_upstream_request(&mut parts, &fwd, None);
         let h = &parts.headers;
@@ -398,12 +409,12 @@ mod tests {
             b.header("connection", "Upgrade")
                 .header("upgrade", "websocket")
         });
-        let proto = upgrade_protocol(r.headers());
+        let proto = upgrade_protocol(&r.headers);
         assert_eq!(
             proto.as_ref().map(|v| v.as_bytes()),
             Some(&b"websocket"[..])
         );
-        let (mut parts, ()) = r.into_parts();
+        let mut parts = r;
         let fwd = Forwarding::new("[::1]:1".parse().expect("addr"), true);
         prepare_upstream_request(&mut parts, &fwd, proto.as_ref());
         assert_eq!(parts.headers["connection"], "upgrade");

@@ -106,8 +106,8 @@ fn service(
         let client = client.clone();
         let policy = https.load_full();
         async move {
-            let req = req.map(RequestBody::H2);
-            Ok(frontend::answer(&client, &policy, req).await)
+            let (mut parts, body) = req.into_parts();
+            Ok(frontend::answer(&client, &policy, &mut parts, RequestBody::H2(body)).await)
         }
     })
 }

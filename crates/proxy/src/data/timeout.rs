@@ -99,6 +99,10 @@ pub(crate) struct Idle<B> {
 }
 
 impl<B> Idle<B> {
+    pub(crate) fn get_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+
     pub(crate) fn new(inner: B, side: Side, timeout: Duration) -> Self {
         Self {
             inner,

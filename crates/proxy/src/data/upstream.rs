@@ -63,6 +63,9 @@ pub(crate) struct ServerConn {
     pub(crate) write: Vec<u8>,
     /// The last response head parsed; kept so its field list serves every response.
     pub(crate) head: h1::ResponseHead,
+    /// The field map answers are given to the client in, handed back empty once written, so
+    /// its allocations serve every response.
+    pub(crate) fields: http::HeaderMap,
 }
 
 impl ServerConn {
@@ -72,6 +75,7 @@ impl ServerConn {
             read: BytesMut::with_capacity(READ_BUFFER),
             write: Vec::with_capacity(1024),
             head: h1::ResponseHead::default(),
+            fields: http::HeaderMap::new(),
         }
     }
 

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use h1::{Decoder, HeadError, Limits, Parse, RequestHead};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{Method, Request, StatusCode, Uri, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -59,6 +60,7 @@ pub(crate) async fn serve<S: ClientStream>(
         write: Vec::with_capacity(1024),
         head: RequestHead::default(),
         decoder: Decoder::new(h1::Framing::Empty),
+        request: Request::new(()).into_parts().0,
     };
     let end = tokio::select! {
         end = conn.serve_requests(&client, ctx) => end,
@@ -104,6 +106,8 @@ struct Conn<S> {
     head: RequestHead,
     /// The current request's body framing.
     decoder: Decoder,
+    /// The current request's head as `http` parts, rewritten in place for the server.
+    request: Parts,
 }
 
 /// How waiting for a request head ended.
@@ -130,13 +134,15 @@ impl<S: ClientStream> Conn<S> {
                 }
             };
             let resp = match self.request(exchange.expects_continue) {
-                Ok(req) => {
+                Ok((parts, body)) => {
                     let policy = ctx.https.load_full();
-                    frontend::answer(client, &policy, req).await
+                    frontend::answer(client, &policy, parts, body).await
                 }
                 Err(why) => refuse(client, StatusCode::BAD_REQUEST, why),
             };
-            match self.respond(resp, exchange, ctx).await {
+            let outcome = self.respond(resp, exchange, ctx).await;
+            self.forget_request();
+            match outcome {
                 Outcome::KeepAlive => {}
                 Outcome::Close if self.read.is_empty() && self.decoder.is_done() => {
                     return End::Close;
@@ -206,24 +212,33 @@ impl<S: ClientStream> Conn<S> {
         }
     }
 
-    /// The parsed head as an `http::Request` whose fields share the head's bytes, and whose
-    /// body reads from this connection.
+    /// The parsed head as the request's `http` parts (reusing the connection's: the field
+    /// map keeps its allocations from one request to the next), whose fields share the head's
+    /// bytes, and a body that reads from this connection.
     fn request(
         &mut self,
         expects_continue: bool,
-    ) -> Result<Request<RequestBody<'_>>, &'static str> {
+    ) -> Result<(&mut Parts, RequestBody<'_>), &'static str> {
         let head = &self.head;
         let bytes = self.read.split_to(head.len).freeze();
-        let method = Method::from_bytes(head.method(&bytes)).map_err(|_| "Invalid method.")?;
-        let uri = Uri::from_maybe_shared(bytes.slice_ref(head.target(&bytes)))
+        let parts = &mut self.request;
+        parts.method = Method::from_bytes(head.method(&bytes)).map_err(|_| "Invalid method.")?;
+        parts.uri = Uri::from_maybe_shared(bytes.slice_ref(head.target(&bytes)))
             .map_err(|_| "Invalid request target.")?;
-        let mut fields = HeaderMap::with_capacity(head.fields.len());
+        parts.version = if head.minor == 1 {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        };
+        // Room for the forwarding fields the proxy adds (`X-Forwarded-For`,
+        // `X-Forwarded-Proto`, `Forwarded`, `Host`): a map that grew would allocate.
+        parts.headers.reserve(head.fields.len() + 4);
         for f in &head.fields {
             let name =
                 HeaderName::from_bytes(f.name.of(&bytes)).map_err(|_| "Invalid header name.")?;
             let value = HeaderValue::from_maybe_shared(bytes.slice(f.value.range()))
                 .map_err(|_| "Invalid header value.")?;
-            fields.append(name, value);
+            parts.headers.append(name, value);
         }
         self.decoder = Decoder::new(head.framing);
         let body = H1Body::new(
@@ -232,16 +247,17 @@ impl<S: ClientStream> Conn<S> {
             &mut self.decoder,
             expects_continue,
         );
-        let mut req = Request::new(RequestBody::H1(body));
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = if head.minor == 1 {
-            Version::HTTP_11
-        } else {
-            Version::HTTP_10
-        };
-        *req.headers_mut() = fields;
-        Ok(req)
+        Ok((parts, RequestBody::H1(body)))
+    }
+
+    /// Forgets the last request's head, keeping the allocations: nothing may keep the read
+    /// buffer's bytes alive once the answer is written, or the next read would need a new
+    /// buffer.
+    fn forget_request(&mut self) {
+        let parts = &mut self.request;
+        parts.headers.clear();
+        parts.uri = Uri::from_static("/");
+        parts.extensions.clear();
     }
 }
 

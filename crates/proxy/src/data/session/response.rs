@@ -122,6 +122,7 @@ impl<S: ClientStream> Conn<S> {
         };
         let close = close && tunnel.is_none();
         self.write_head(&parts, &body, framing, close, exchange.minor);
+        body.recycle_fields(parts.headers);
         let written = if framing == Framing::None {
             let head = std::mem::take(&mut self.write);
             let r = self.write_all(&head, ctx).await;
