@@ -18,6 +18,7 @@ use crate::counters::Counters;
 use crate::data::frontend::ListenerContext;
 use crate::data::passive::PassiveReports;
 use crate::data::routing::{FrontendView, PoolSlot};
+use crate::data::tripwire::Tripwire;
 use crate::listen::{self, Purpose};
 use crate::observe::ProxyHandle;
 use crate::observe::Services;
@@ -31,7 +32,7 @@ struct Listener {
     configured: SocketAddr,
     /// An HTTPS listener (`tls.bind`).
     tls: bool,
-    stop: CancellationToken,
+    stop: Tripwire,
 }
 
 struct RunningFrontend {
@@ -73,7 +74,7 @@ fn start_listener(
     let scheme = if tls { "https" } else { "http" };
     let loops = group.len();
     tracing::info!("frontend {name} listening on {scheme}://{addr} ({loops} event loop(s))");
-    let stop = CancellationToken::new();
+    let stop = Tripwire::new();
     let here = tokio::runtime::Handle::current();
     for (socket, handle) in group.into_iter().zip(std::iter::once(&here).chain(workers)) {
         let (ctx, stop) = (ctx.clone(), stop.clone());
@@ -100,8 +101,11 @@ pub struct Proxy {
     frontends: HashMap<String, RunningFrontend>,
     handle: ProxyHandle,
     process: Arc<Counters>,
+    /// Stops the observability services (stats socket, metrics, rates).
     drain: CancellationToken,
-    hard_stop: CancellationToken,
+    /// The data plane's drain: stop accepting, close idle connections, finish requests.
+    drain_data: Tripwire,
+    hard_stop: Tripwire,
     tracker: TaskTracker,
     grace: Duration,
     services: Services,
@@ -172,7 +176,8 @@ impl Proxy {
             },
             process,
             drain: CancellationToken::new(),
-            hard_stop: CancellationToken::new(),
+            drain_data: Tripwire::new(),
+            hard_stop: Tripwire::new(),
             tracker: TaskTracker::new(),
             grace: config.global.shutdown_grace,
             services: Services::default(),
@@ -223,7 +228,7 @@ impl Proxy {
         for (name, removed) in self.frontends.drain() {
             tracing::info!("frontend {name} removed");
             for l in removed.listeners {
-                l.stop.cancel();
+                l.stop.trip();
             }
         }
         self.frontends = next;
@@ -312,7 +317,7 @@ impl Proxy {
         listeners.retain(|l| {
             let keep = listen::frontend(fe).any(|b| b == (l.configured, l.tls));
             if !keep {
-                l.stop.cancel();
+                l.stop.trip();
             }
             keep
         });
@@ -325,7 +330,7 @@ impl Proxy {
             process: self.process.clone(),
             tls: None,
             https: https.clone(),
-            drain: self.drain.clone(),
+            drain: self.drain_data.clone(),
             hard_stop: self.hard_stop.clone(),
             tracker: self.tracker.clone(),
         };
@@ -462,6 +467,7 @@ impl Proxy {
     /// connections, then close tunnels and whatever is left once `shutdown_grace` has passed.
     pub async fn shutdown(self) {
         self.drain.cancel();
+        self.drain_data.trip();
         self.tracker.close();
         if tokio::time::timeout(self.grace, self.tracker.wait())
             .await
@@ -472,7 +478,7 @@ impl Proxy {
                 self.grace
             );
         }
-        self.hard_stop.cancel();
+        self.hard_stop.trip();
         // Give tasks a moment to observe the hard stop and write their logs.
         let _ = tokio::time::timeout(Duration::from_millis(100), self.tracker.wait()).await;
     }
@@ -480,6 +486,7 @@ impl Proxy {
     /// Stops at once: every connection and tunnel is closed.
     pub fn abort(&self) {
         self.drain.cancel();
-        self.hard_stop.cancel();
+        self.drain_data.trip();
+        self.hard_stop.trip();
     }
 }

@@ -129,7 +129,7 @@ pub(crate) async fn attempt(
         // A shutdown also breaks the request's connection: checking the kill first names
         // the real cause.
         biased;
-        () = killed.cancelled() => return Err(AttemptError::Killed),
+        () = killed.tripped() => return Err(AttemptError::Killed),
         r = tokio::time::timeout(timeouts.server, exchange) => match r {
             Err(_) => return Err(AttemptError::Timeout),
             Ok(r) => r?,

@@ -7,12 +7,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use h1::{Decoder, Framing};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
+use crate::data::tripwire::Tripwire;
 use crate::data::tunnel::Tunnel;
 use crate::data::upstream::{ServerConn, Upstream};
 
@@ -209,10 +209,10 @@ pub(crate) struct ServerBody {
     framing: Framing,
     keep_alive: bool,
     upstream: Arc<Upstream>,
-    killed: CancellationToken,
+    killed: Tripwire,
     /// Set up the first time the body has to wait, so an answer that came with its head costs
     /// no allocation for it.
-    kill_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    kill_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl ServerBody {
@@ -254,7 +254,7 @@ impl ServerBody {
         let token = &self.killed;
         let wait = self
             .kill_wait
-            .get_or_insert_with(|| Box::pin(token.clone().cancelled_owned()));
+            .get_or_insert_with(|| Box::pin(token.clone().tripped_owned()));
         wait.as_mut().poll(cx).is_ready()
     }
 }
@@ -276,7 +276,7 @@ impl Body for ServerBody {
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = &mut *self;
         loop {
-            if this.killed.is_cancelled() {
+            if this.killed.is_tripped() {
                 this.conn = None;
                 return Poll::Ready(Some(Err(shut())));
             }

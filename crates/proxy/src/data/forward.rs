@@ -13,7 +13,6 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::body::Body;
 use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId, StickyCookie};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config;
@@ -27,6 +26,7 @@ use crate::data::request_body::RequestBody;
 use crate::data::routing::{FrontendView, PoolSlot};
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, ClientBodyFailure, Idle, Side};
+use crate::data::tripwire::Tripwire;
 use crate::data::tunnel;
 use crate::data::upstream::{Upstream, UpstreamBody};
 
@@ -40,7 +40,7 @@ pub(crate) struct ClientContext {
     /// `X-Forwarded-For` and `Forwarded` values for this client, built once.
     pub(crate) forwarding: headers::Forwarding,
     /// Cancelled when tunnels must close (graceful stop after `shutdown_grace`).
-    pub(crate) hard_stop: CancellationToken,
+    pub(crate) hard_stop: Tripwire,
     /// Process-wide counters (the access log's `actconn`).
     pub(crate) process: Arc<Counters>,
     /// What a graceful stop waits for.

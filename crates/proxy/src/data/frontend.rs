@@ -9,7 +9,6 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::counters::Counters;
@@ -18,6 +17,7 @@ use crate::data::forward::{self, ClientContext};
 use crate::data::passive::PassiveReports;
 use crate::data::request_body::RequestBody;
 use crate::data::routing::FrontendView;
+use crate::data::tripwire::Tripwire;
 use crate::tls::{HttpsPolicy, TlsFrontend};
 
 /// What a listener's connections share.
@@ -35,9 +35,9 @@ pub(crate) struct ListenerContext {
     /// Redirect to HTTPS and HSTS, as the frontend's current configuration says.
     pub(crate) https: Arc<ArcSwap<HttpsPolicy>>,
     /// Stop accepting and finish in-flight requests.
-    pub(crate) drain: CancellationToken,
+    pub(crate) drain: Tripwire,
     /// Close everything still open.
-    pub(crate) hard_stop: CancellationToken,
+    pub(crate) hard_stop: Tripwire,
     pub(crate) tracker: TaskTracker,
 }
 

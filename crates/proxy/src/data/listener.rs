@@ -12,7 +12,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 
 use crate::counters::SessionGuard;
 use crate::data::body::ProxyBody;
@@ -21,19 +20,16 @@ use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
 use crate::data::request_body::RequestBody;
 use crate::data::session;
+use crate::data::tripwire::Tripwire;
 use crate::tls::HttpsPolicy;
 
 /// Accepts on `listener` until `stop` (this listener closing) or the drain token.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    ctx: ListenerContext,
-    stop: CancellationToken,
-) {
+pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, stop: Tripwire) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            () = stop.cancelled() => return,
-            () = ctx.drain.cancelled() => return,
+            () = stop.tripped() => return,
+            () = ctx.drain.tripped() => return,
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -81,7 +77,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext)
                 return tracing::debug!("TLS handshake with {peer} timed out");
             }
         },
-        () = ctx.drain.cancelled() => return,
+        () = ctx.drain.tripped() => return,
     };
     let _open = tls.counters.handshake(stream.get_ref().1);
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
@@ -134,12 +130,12 @@ where
                 tracing::debug!("HTTP/2 client connection: {e}");
             }
         }
-        () = ctx.drain.cancelled() => {
+        () = ctx.drain.tripped() => {
             // GOAWAY: streams in flight finish, no new ones start.
             conn.as_mut().graceful_shutdown();
             tokio::select! {
                 _ = conn.as_mut() => {}
-                () = ctx.hard_stop.cancelled() => {}
+                () = ctx.hard_stop.tripped() => {}
             }
         }
     }

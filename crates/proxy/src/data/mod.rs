@@ -19,6 +19,8 @@
 //!   writes the access log at its end;
 //! - `tunnel`: WebSocket and other upgraded connections;
 //! - `timeout`: inactivity bounds on streamed bodies;
+//! - `tripwire`: the lock-free one-shot signals requests check (`shutdown-sessions`, drain,
+//!   hard stop);
 //! - `headers`: request hygiene and header rewriting;
 //! - `accesslog`: HAProxy's HTTP log line.
 
@@ -35,5 +37,6 @@ pub(crate) mod routing;
 pub(crate) mod session;
 pub(crate) mod termination;
 pub(crate) mod timeout;
+pub(crate) mod tripwire;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::AccessLog;
 use crate::data::termination::Termination;
+use crate::data::tripwire::Tripwire;
 use crate::data::upstream::{ServerConn, Upstream};
 
 /// Everything a tunnel needs once both sides have switched protocols.
@@ -26,7 +26,7 @@ pub(crate) struct Tunnel {
     /// Frontend, pool and server counters.
     pub(crate) counters: [Arc<Counters>; 3],
     pub(crate) idle_timeout: Duration,
-    pub(crate) hard_stop: CancellationToken,
+    pub(crate) hard_stop: Tripwire,
     /// Keeps the tunnel counted in `scur` of its server and pool.
     pub(crate) session: SessionGuard<2>,
     pub(crate) log: Box<AccessLog>,
@@ -91,9 +91,9 @@ where
             Err(_) => Termination::SERVER_ABORT_DATA,
         },
         // HAProxy's 'D': killed because the server went DOWN (shutdown-sessions).
-        () = killed.cancelled() => Termination::DOWN_DATA,
+        () = killed.tripped() => Termination::DOWN_DATA,
         () = idle => Termination::CLIENT_TIMEOUT_DATA,
-        () = t.hard_stop.cancelled() => Termination::KILLED_DATA,
+        () = t.hard_stop.tripped() => Termination::KILLED_DATA,
     };
     t.log.termination = outcome;
     t.log.completed = true;

@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::data::tripwire::{Tripwire, Wire};
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
 use crate::data::request_body::RequestBody;
@@ -109,7 +109,7 @@ pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
     pub(crate) counters: Arc<Counters>,
     idle: ArrayQueue<Parked>,
-    sessions: ArcSwap<CancellationToken>,
+    sessions: ArcSwap<Wire>,
 }
 
 impl Upstream {
@@ -119,21 +119,21 @@ impl Upstream {
             addr,
             counters: Arc::default(),
             idle: ArrayQueue::new(MAX_IDLE),
-            sessions: ArcSwap::from_pointee(CancellationToken::new()),
+            sessions: ArcSwap::from_pointee(Wire::default()),
         }
     }
 
-    /// A token cancelled when this server's sessions are shut down. Every connection and
-    /// tunnel to the server watches the token current when it started.
-    pub(crate) fn sessions(&self) -> CancellationToken {
-        CancellationToken::clone(&self.sessions.load())
+    /// A tripwire tripped when this server's sessions are shut down. Every connection and
+    /// tunnel to the server watches the one current when it started.
+    pub(crate) fn sessions(&self) -> Tripwire {
+        Tripwire::of(self.sessions.load_full())
     }
 
     /// Closes every connection, in-flight request and tunnel to this server
     /// (`on-marked-down shutdown-sessions`); connections made afterwards are unaffected.
     pub(crate) fn shutdown_sessions(&self) {
-        let old = self.sessions.swap(Arc::new(CancellationToken::new()));
-        old.cancel();
+        let old = self.sessions.swap(Arc::new(Wire::default()));
+        old.trip();
         self.close_idle();
     }
 
@@ -235,8 +235,8 @@ mod tests {
         up.checkin(clean);
         let token = up.sessions();
         up.shutdown_sessions();
-        assert!(token.is_cancelled());
-        assert!(!up.sessions().is_cancelled());
+        assert!(token.is_tripped());
+        assert!(!up.sessions().is_tripped());
         assert!(up.checkout().is_none());
     }
 }

@@ -139,10 +139,10 @@ fn fall_checks_mark_down_and_shut_sessions_rise_checks_bring_it_back() {
     assert_eq!(h.status("a", 5.0), "UP 2/3", "HAProxy counts what is left");
     h.check(A, false, 10.0);
     assert_eq!(h.status("a", 10.0), "UP 1/3");
-    assert!(!session.is_cancelled());
+    assert!(!session.is_tripped());
     h.check(A, false, 15.0);
     assert_eq!(h.status("a", 15.0), "DOWN");
-    assert!(session.is_cancelled(), "on-marked-down shutdown-sessions");
+    assert!(session.is_tripped(), "on-marked-down shutdown-sessions");
     assert_eq!(h.picks(), [0, 64], "a DOWN server gets no new request");
 
     h.check(A, true, 20.0);
@@ -150,7 +150,7 @@ fn fall_checks_mark_down_and_shut_sessions_rise_checks_bring_it_back() {
     h.check(A, true, 25.0);
     assert_eq!(h.status("a", 25.0), "UP");
     // Fresh sessions are not born killed.
-    assert!(!h.core.pools[API].servers[0].sessions().is_cancelled());
+    assert!(!h.core.pools[API].servers[0].sessions().is_tripped());
 }
 
 #[test]
@@ -214,10 +214,10 @@ fn drain_takes_no_new_traffic_and_maint_shuts_sessions() {
     h.core.admin(set(AdminState::Drain), h.at(1.0)).unwrap();
     assert!(h.status("b", 1.0).starts_with("DRAIN"));
     assert_eq!(h.picks(), [64, 0]);
-    assert!(!session.is_cancelled(), "drain lets sessions finish");
+    assert!(!session.is_tripped(), "drain lets sessions finish");
     h.core.admin(set(AdminState::Maint), h.at(2.0)).unwrap();
     assert_eq!(h.status("b", 2.0), "MAINT");
-    assert!(session.is_cancelled(), "maintenance shuts sessions");
+    assert!(session.is_tripped(), "maintenance shuts sessions");
     h.core.admin(set(AdminState::Ready), h.at(3.0)).unwrap();
     let back = h.picks()[1];
     assert!(
@@ -302,9 +302,9 @@ fn a_removed_server_keeps_its_sessions_until_the_grace_is_over() {
     let deadline = h.at(110.0);
     assert_eq!(h.core.poll_timeout(), Some(deadline));
     h.core.handle_timeout(h.at(109.9));
-    assert!(!removed.is_cancelled(), "grace not over");
+    assert!(!removed.is_tripped(), "grace not over");
     h.core.handle_timeout(deadline);
-    assert!(removed.is_cancelled(), "grace over: sessions shut");
+    assert!(removed.is_tripped(), "grace over: sessions shut");
     assert_eq!(h.core.poll_timeout(), None);
 }
 
@@ -318,7 +318,7 @@ fn a_reload_that_brings_a_server_back_cancels_its_retirement() {
     h.core.handle_timeout(h.at(11.0));
     // The server came back under the same name and address: it keeps its runtime, and its
     // retirement is void.
-    assert!(!kept.is_cancelled());
+    assert!(!kept.is_tripped());
     assert!(std::ptr::eq(
         h.core.pools[API].servers[1].as_ref(),
         h.core.pools[API].slot.view.load().servers[1].as_ref()

@@ -25,13 +25,13 @@ use http::request::Parts;
 use http::{Method, Request, StatusCode, Uri, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::data::accesslog::RequestLine;
 use crate::data::forward::{self, ClientContext};
 use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
 use crate::data::request_body::{ClientStream, H1Body, RequestBody};
+use crate::data::tripwire::Tripwire;
 use crate::data::tunnel::{self, Tunnel};
 
 use response::{Exchange, Outcome};
@@ -64,7 +64,7 @@ pub(crate) async fn serve<S: ClientStream>(
     };
     let end = tokio::select! {
         end = conn.serve_requests(&client, ctx) => end,
-        () = ctx.hard_stop.cancelled() => return,
+        () = ctx.hard_stop.tripped() => return,
     };
     match end {
         End::Close => {
@@ -177,7 +177,7 @@ impl<S: ClientStream> Conn<S> {
     /// Reads until a request head is complete. The timeout runs from the end of the last
     /// answer: a head that started and stalled gets 408, an idle keep-alive connection is
     /// closed without a word (HAProxy's `timeout http-request` and `http-keep-alive`).
-    async fn read_head(&mut self, timeout: Duration, drain: &CancellationToken) -> HeadRead {
+    async fn read_head(&mut self, timeout: Duration, drain: &Tripwire) -> HeadRead {
         let mut deadline = None;
         loop {
             if !self.read.is_empty() {
@@ -196,7 +196,7 @@ impl<S: ClientStream> Conn<S> {
             let read = tokio::select! {
                 r = read => r,
                 // Draining: an idle connection closes; a head under way is still answered.
-                () = drain.cancelled(), if idle => return HeadRead::Closed,
+                () = drain.tripped(), if idle => return HeadRead::Closed,
             };
             match read {
                 Ok(Ok(0) | Err(_)) => return HeadRead::Closed,

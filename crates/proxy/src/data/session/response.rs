@@ -102,7 +102,7 @@ impl<S: ClientStream> Conn<S> {
         // end and nobody asked to close.
         let mut close = !exchange.keep_alive
             || !self.decoder.is_done()
-            || ctx.drain.is_cancelled()
+            || ctx.drain.is_tripped()
             || asks_close(&parts.headers);
         let framing = if tunnel.is_some()
             || exchange.head_request
