@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use h1::{Decoder, Limits, Parse, ResponseHead};
-use support::{Lb, backend, config};
+use support::{Lb, backend, config, one_server_config, scripted_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use veza_demo_backend::Kind;
@@ -194,39 +194,11 @@ async fn head_answers_have_no_body_and_keep_the_connection() {
     assert!(get.text().contains("path=/g "), "{}", get.text());
 }
 
-/// A server that answers every request with a body delimited by its close (no length).
-async fn unframed_server() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0_u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil-close").await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn an_unframed_server_answer_is_chunked_for_1_1_and_close_delimited_for_1_0() {
-    let addr = unframed_server().await;
-    let text = format!(
-        r#"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "raw"
-[pool.raw]
-balance = "roundrobin"
-servers = [{{ name = "raw-1", addr = "{addr}" }}]
-"#
-    );
-    let lb = Lb::start(proxy::config::Config::parse(&text, "raw.toml").expect("valid")).await;
+    // A server that answers every request with a body delimited by its close (no length).
+    let addr = scripted_server(b"HTTP/1.1 200 OK\r\n\r\nuntil-close", Duration::ZERO).await;
+    let lb = Lb::start(one_server_config("raw", addr, "")).await;
 
     let mut c = Client::connect(lb.addr).await;
     for _ in 0..2 {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lb_core::AdminState;
 use proxy::AdminCommand;
-use support::{Lb, backend, config, get, raw};
+use support::{Lb, backend, config, get, one_server_config, raw, scripted_server};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use veza_demo_backend::Kind;
 
@@ -413,36 +413,10 @@ async fn no_usable_server_is_503_and_server_timeout_is_504() {
 #[tokio::test]
 async fn a_server_stalling_mid_body_is_cut_after_timeout_server() {
     // A server that sends its head and 5 of the 100 bytes it announced, then goes silent.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0_u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
-                    .await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            });
-        }
-    });
-    let text = format!(
-        r#"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "stall"
-[pool.stall]
-balance = "roundrobin"
-timeout_server = "300ms"
-servers = [{{ name = "stall-1", addr = "{addr}" }}]
-"#
-    );
-    let lb = Lb::start(proxy::config::Config::parse(&text, "stall.toml").expect("valid")).await;
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello";
+    let addr = scripted_server(answer, Duration::from_secs(30)).await;
+    let config = one_server_config("stall", addr, "timeout_server = \"300ms\"");
+    let lb = Lb::start(config).await;
     let started = tokio::time::Instant::now();
     let r = get(lb.addr, "/", None).await;
     assert!(

@@ -146,6 +146,11 @@ async fn echo_server() -> SocketAddr {
 /// A frontend `web` with a plain and an HTTPS listener on port 0 in front of `server`;
 /// `tls_extra` is appended inside the `tls` table.
 fn config(server: SocketAddr, leaf: &Leaf, tls_extra: &str) -> Config {
+    config_with_pool(server, leaf, tls_extra, "")
+}
+
+/// [`config`], with `pool_extra` added to the pool's table.
+fn config_with_pool(server: SocketAddr, leaf: &Leaf, tls_extra: &str, pool_extra: &str) -> Config {
     let text = format!(
         r#"
 [[frontend]]
@@ -155,6 +160,7 @@ default_pool = "app"
 tls = {{ bind = ["127.0.0.1:0"], cert = "{}", key = "{}"{tls_extra} }}
 
 [pool.app]
+{pool_extra}
 servers = [{{ name = "app-1", addr = "{server}" }}]
 "#,
         leaf.cert.display(),
@@ -785,23 +791,14 @@ async fn a_stalled_request_head_gets_408_over_tls_too() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pki = Pki::new();
     let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
-    let text = format!(
-        r#"
-[[frontend]]
-name = "web"
-bind = ["127.0.0.1:0"]
-default_pool = "app"
-tls = {{ bind = ["127.0.0.1:0"], cert = "{}", key = "{}" }}
-
-[pool.app]
-timeout_http_request = "300ms"
-servers = [{{ name = "app-1", addr = "{}" }}]
-"#,
-        leaf.cert.display(),
-        leaf.key.display(),
-        echo_server().await,
-    );
-    let lb = start(Config::parse(&text, "veza-lb.toml").expect("valid config")).await;
+    let server = echo_server().await;
+    let lb = start(config_with_pool(
+        server,
+        &leaf,
+        "",
+        "timeout_http_request = \"300ms\"",
+    ))
+    .await;
     let roots = pki.roots();
     let client = Client {
         roots: &roots,

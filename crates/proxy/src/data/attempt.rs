@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::Timeouts;
 use crate::data::accesslog::AccessLog;
+use crate::data::framed;
 use crate::data::timeout::BodyError;
 use crate::data::upstream::{ConnectError, ServerConn, Upstream, UpstreamBody};
 
@@ -221,7 +222,7 @@ async fn read_head(conn: &mut ServerConn, head_request: bool) -> Result<Response
                 Err(e) => return Err(NoResponse::Invalid(e)),
             }
         }
-        conn.reserve();
+        framed::make_room(&mut conn.read);
         if conn.stream.read_buf(&mut conn.read).await? == 0 {
             return Err(NoResponse::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }

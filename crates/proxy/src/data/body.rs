@@ -10,6 +10,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
+use crate::data::framed::{self, Decoded};
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
 use crate::data::tripwire::Tripwire;
@@ -283,28 +284,20 @@ impl Body for ServerBody {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            if this.decoder.is_done() {
-                this.release();
-                return Poll::Ready(None);
-            }
-            if !conn.read.is_empty() {
-                let step = this.decoder.decode(&conn.read).map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.reason())
-                })?;
-                let taken = conn.read.split_to(step.consumed);
-                if step.done {
-                    this.release();
-                }
-                if !step.data.is_empty() {
-                    let data = taken.freeze().slice(step.data);
+            match framed::decode(&mut this.decoder, &mut conn.read)? {
+                Decoded::Data(data) => {
+                    if this.decoder.is_done() {
+                        this.release();
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                if step.done {
+                Decoded::End => {
+                    this.release();
                     return Poll::Ready(None);
                 }
-                continue;
+                Decoded::More => {}
             }
-            conn.reserve();
+            framed::make_room(&mut conn.read);
             match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.read) {
                 Poll::Ready(Ok(0)) => {
                     this.conn = None;

@@ -67,22 +67,56 @@ pub(crate) async fn handle<'c>(
         }
     };
     if let Err((status, why)) = checked {
-        return refuse(ctx, &frontend, started, request_line, status, why);
+        let refusal = Refusal::refused(status, why);
+        return refuse(ctx, &frontend, started, request_line, refusal);
     }
     let stream = Stream::route(ctx, frontend, parts, body, started, request_line);
     stream.run(ctx).await
 }
 
-/// A request the frontend refuses before routing (bad framing, URI too long...), logged as
-/// HAProxy logs it: `frontend/<NOSRV>`, `PR` (`cR` for a request head that timed out).
+/// Why the frontend refuses a request before routing it, and how it answers and logs that.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    /// The sentence of the error page.
+    pub(crate) why: &'static str,
+    pub(crate) termination: Termination,
+}
+
+impl Refusal {
+    /// A request the proxy will not forward (`PR`).
+    pub(crate) fn refused(status: StatusCode, why: &'static str) -> Self {
+        Self {
+            status,
+            why,
+            termination: Termination::REFUSED,
+        }
+    }
+
+    /// A request head that did not arrive in time (`cR`, 408).
+    pub(crate) fn timed_out() -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            why: "The client took too long to send its request.",
+            termination: Termination::CLIENT_TIMEOUT_REQUEST,
+        }
+    }
+}
+
+/// A request the frontend refuses before routing (bad framing, URI too long, a head that
+/// timed out...), logged as HAProxy logs it: `frontend/<NOSRV>`.
 pub(crate) fn refuse(
     ctx: &ClientContext,
     frontend: &FrontendView,
     started: Instant,
     request: RequestLine,
-    status: StatusCode,
-    why: &'static str,
+    refusal: Refusal,
 ) -> Response<ProxyBody> {
+    let Refusal {
+        status,
+        why,
+        termination,
+    } = refusal;
     let counters = &frontend.counters;
     Counters::add(&counters.req_errors, 1);
     counters.response(status.as_u16());
@@ -97,11 +131,7 @@ pub(crate) fn refuse(
         response_ms: None,
         status: status.as_u16(),
         bytes: resp.body().size_hint().exact().unwrap_or(0),
-        termination: if status == StatusCode::REQUEST_TIMEOUT {
-            Termination::CLIENT_TIMEOUT_REQUEST
-        } else {
-            Termination::REFUSED
-        },
+        termination,
         cookie: *b"--",
         retries: 0,
         request,

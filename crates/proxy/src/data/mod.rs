@@ -9,6 +9,7 @@
 //! - `session`: an HTTP/1.1 client connection on the `h1` codec (heads parsed in place,
 //!   answers written with their framing, 408 for a stalled head, keep-alive, upgrades);
 //!   HTTP/2 is served by hyper;
+//! - `framed`: a connection's read buffer: room for reads, body data decoded out of it;
 //! - `request_body`: a request's body, read from the client connection the session lends;
 //! - `frontend`: what a frontend's connections share, and its HTTPS policy around forwarding;
 //! - `forward`: one request, in HAProxy's stream steps (check, route, pick, connect, send,
@@ -28,6 +29,7 @@ pub(crate) mod accesslog;
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod forward;
+pub(crate) mod framed;
 pub(crate) mod frontend;
 pub(crate) mod headers;
 pub(crate) mod listener;

@@ -10,6 +10,8 @@ use h1::Decoder;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::data::framed::{self, Decoded};
+
 /// What a client connection is: plain TCP or TLS.
 pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
 
@@ -84,11 +86,6 @@ impl<'c> H1Body<'c> {
     }
 }
 
-/// A malformed chunk (classified as the client's fault, answered 400).
-fn malformed(e: h1::BodyError) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e.reason())
-}
-
 impl Body for H1Body<'_> {
     type Data = Bytes;
     type Error = std::io::Error;
@@ -99,24 +96,13 @@ impl Body for H1Body<'_> {
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = &mut *self;
         loop {
-            if this.decoder.is_done() {
-                return Poll::Ready(None);
-            }
-            if !this.read.is_empty() {
-                let step = this.decoder.decode(this.read).map_err(malformed)?;
-                let taken = this.read.split_to(step.consumed);
-                if !step.data.is_empty() {
-                    return Poll::Ready(Some(Ok(Frame::data(taken.freeze().slice(step.data)))));
-                }
-                if step.done {
-                    return Poll::Ready(None);
-                }
-                if step.consumed > 0 {
-                    continue;
-                }
+            match framed::decode(this.decoder, this.read)? {
+                Decoded::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Decoded::End => return Poll::Ready(None),
+                Decoded::More => {}
             }
             std::task::ready!(this.poll_continue(cx))?;
-            this.read.reserve(8 * 1024);
+            framed::make_room(this.read);
             match std::task::ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut *this.io),
                 cx,

@@ -35,13 +35,12 @@ pub(crate) struct Tunnel {
 /// Runs the tunnel on the client's connection, once the `101` head was written to it.
 /// `client_early` is what the client sent after its upgrade request: it goes to the server
 /// first.
-pub(crate) async fn run<C>(t: Box<Tunnel>, client: C, client_early: &[u8])
+pub(crate) async fn run<C>(t: Box<Tunnel>, mut client: C, client_early: &[u8])
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let mut t = *t;
     let killed = t.upstream.sessions();
-    let mut client = client;
     let ServerConn {
         stream: mut server,
         read: early,

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::counters::Counters;
+use crate::data::framed::READ_BUFFER;
 use crate::data::request_body::RequestBody;
 use crate::data::timeout::Idle;
 
@@ -32,8 +33,6 @@ const MAX_IDLE: usize = 128;
 /// keep-alive connections on their own schedule, and reusing one they are closing costs a
 /// retry.
 const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
-/// What a connection's read buffer starts with: a response head and a small body fit.
-const READ_BUFFER: usize = 8 * 1024;
 
 /// Why a connection could not be established.
 #[derive(Debug)]
@@ -87,13 +86,6 @@ impl ServerConn {
             self.stream.try_read(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
         )
-    }
-
-    /// Makes sure the read buffer has room for a read.
-    pub(crate) fn reserve(&mut self) {
-        if self.read.capacity() - self.read.len() < 1024 {
-            self.read.reserve(READ_BUFFER);
-        }
     }
 }
 

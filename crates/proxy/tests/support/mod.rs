@@ -67,6 +67,46 @@ servers = [{}]
         .unwrap_or_else(|e| panic!("test config is valid:\n{e}\n{text}"))
 }
 
+/// A config with one frontend `veza` in front of one round-robin pool `pool` holding one
+/// server at `addr`; `pool_extra` is appended to the pool's table.
+pub fn one_server_config(pool: &str, addr: SocketAddr, pool_extra: &str) -> Config {
+    let text = format!(
+        r#"
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "{pool}"
+[pool.{pool}]
+balance = "roundrobin"
+{pool_extra}
+servers = [{{ name = "{pool}-1", addr = "{addr}" }}]
+"#
+    );
+    Config::parse(&text, "test.toml")
+        .unwrap_or_else(|e| panic!("test config is valid:\n{e}\n{text}"))
+}
+
+/// A server that reads a request, writes `answer` as it is, then keeps the connection open
+/// for `hold` before closing it.
+pub async fn scripted_server(answer: &'static [u8], hold: Duration) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0_u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer).await;
+                tokio::time::sleep(hold).await;
+            });
+        }
+    });
+    addr
+}
+
 /// A running in-process proxy and its address.
 pub struct Lb {
     pub proxy: Proxy,

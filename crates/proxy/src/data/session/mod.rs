@@ -27,7 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::data::accesslog::RequestLine;
-use crate::data::forward::{self, ClientContext};
+use crate::data::forward::{self, ClientContext, Refusal};
+use crate::data::framed::{self, READ_BUFFER};
 use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
 use crate::data::request_body::{ClientStream, H1Body, RequestBody};
@@ -43,9 +44,6 @@ const REQUEST_LIMITS: Limits = Limits {
     max_uri: headers::MAX_URI_LEN,
     max_fields: 100,
 };
-
-/// What a connection's read buffer grows by when it needs room.
-const READ_BUFFER: usize = 8 * 1024;
 
 /// Serves HTTP/1.1 on one client connection until it closes, times out, the frontend drains
 /// or the proxy stops.
@@ -116,8 +114,8 @@ enum HeadRead {
     Complete,
     /// The connection closed, stayed idle past the timeout, or the frontend drains.
     Closed,
-    /// The head cannot be accepted: answer this and close.
-    Refused(StatusCode, &'static str),
+    /// The head cannot be accepted (or did not arrive in time): answer this and close.
+    Refused(Refusal),
 }
 
 impl<S: ClientStream> Conn<S> {
@@ -127,8 +125,8 @@ impl<S: ClientStream> Conn<S> {
             let exchange = match self.read_head(ctx.head_timeout, &ctx.drain).await {
                 HeadRead::Complete => Exchange::of(&self.head, &self.read),
                 HeadRead::Closed => return End::Close,
-                HeadRead::Refused(status, why) => {
-                    let resp = refuse(client, status, why);
+                HeadRead::Refused(refusal) => {
+                    let resp = refuse(client, refusal);
                     self.respond(resp, Exchange::CLOSE, ctx).await;
                     return End::Linger;
                 }
@@ -138,7 +136,7 @@ impl<S: ClientStream> Conn<S> {
                     let policy = ctx.https.load_full();
                     frontend::answer(client, &policy, parts, body).await
                 }
-                Err(why) => refuse(client, StatusCode::BAD_REQUEST, why),
+                Err(why) => refuse(client, Refusal::refused(StatusCode::BAD_REQUEST, why)),
             };
             let outcome = self.respond(resp, exchange, ctx).await;
             self.forget_request();
@@ -184,12 +182,10 @@ impl<S: ClientStream> Conn<S> {
                 match self.head.parse(&self.read, &REQUEST_LIMITS) {
                     Ok(Parse::Complete) => return HeadRead::Complete,
                     Ok(Parse::Partial) => {}
-                    Err(e) => return HeadRead::Refused(status_of(e), e.reason()),
+                    Err(e) => return HeadRead::Refused(Refusal::refused(status_of(e), e.reason())),
                 }
             }
-            if self.read.capacity() - self.read.len() < 1024 {
-                self.read.reserve(READ_BUFFER);
-            }
+            framed::make_room(&mut self.read);
             let idle = self.read.is_empty();
             let by = || *deadline.get_or_insert_with(|| Instant::now() + timeout);
             let read = now_or_by(by, self.io.read_buf(&mut self.read));
@@ -202,12 +198,7 @@ impl<S: ClientStream> Conn<S> {
                 Ok(Ok(0) | Err(_)) => return HeadRead::Closed,
                 Ok(Ok(_)) => {}
                 Err(Elapsed) if idle => return HeadRead::Closed,
-                Err(Elapsed) => {
-                    return HeadRead::Refused(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "The client took too long to send its request.",
-                    );
-                }
+                Err(Elapsed) => return HeadRead::Refused(Refusal::timed_out()),
             }
         }
     }
@@ -264,20 +255,11 @@ impl<S: ClientStream> Conn<S> {
 /// A request head refused before routing, answered and logged by the frontend.
 fn refuse(
     client: &ClientContext,
-    status: StatusCode,
-    why: &'static str,
+    refusal: Refusal,
 ) -> http::Response<crate::data::body::ProxyBody> {
     let frontend = client.frontend.load();
-    let counters = &frontend.counters;
-    crate::counters::Counters::add(&counters.requests, 1);
-    forward::refuse(
-        client,
-        &frontend,
-        Instant::now(),
-        RequestLine::Bad,
-        status,
-        why,
-    )
+    crate::counters::Counters::add(&frontend.counters.requests, 1);
+    forward::refuse(client, &frontend, Instant::now(), RequestLine::Bad, refusal)
 }
 
 fn status_of(e: HeadError) -> StatusCode {

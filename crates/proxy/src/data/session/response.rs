@@ -79,9 +79,41 @@ pub(super) enum Outcome {
 enum Framing {
     /// No body (HEAD, 1xx, 204, 304, a tunnel's 101).
     None,
-    /// Bytes as they come: a length in the fields, or the end of the connection.
-    Raw,
+    /// By the `Content-Length` already in the fields (the server's).
+    Fields,
+    /// By a `Content-Length` the proxy adds: the body's length is known.
+    Length(u64),
     Chunked,
+    /// By the end of the connection (an HTTP/1.0 client, length unknown).
+    UntilClose,
+}
+
+impl Framing {
+    /// How the answer to `exchange` with this status, fields and body is delimited.
+    fn of(
+        exchange: Exchange,
+        parts: &http::response::Parts,
+        body: &ProxyBody,
+        tunnel: bool,
+    ) -> Self {
+        let status = parts.status;
+        if tunnel
+            || exchange.head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            Self::None
+        } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+            Self::Fields
+        } else if let Some(n) = body.size_hint().exact() {
+            Self::Length(n)
+        } else if exchange.minor == 0 {
+            Self::UntilClose
+        } else {
+            Self::Chunked
+        }
+    }
 }
 
 impl<S: ClientStream> Conn<S> {
@@ -98,30 +130,16 @@ impl<S: ClientStream> Conn<S> {
         } else {
             None
         };
+        let framing = Framing::of(exchange, &parts, &body, tunnel.is_some());
         // The connection carries another request only if this one's body was read to its
-        // end and nobody asked to close.
-        let mut close = !exchange.keep_alive
-            || !self.decoder.is_done()
-            || ctx.drain.is_tripped()
-            || asks_close(&parts.headers);
-        let framing = if tunnel.is_some()
-            || exchange.head_request
-            || parts.status.is_informational()
-            || parts.status == StatusCode::NO_CONTENT
-            || parts.status == StatusCode::NOT_MODIFIED
-        {
-            Framing::None
-        } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
-            Framing::Raw
-        } else if body.size_hint().exact().is_some() || exchange.minor == 0 {
-            // A known length is written below; an HTTP/1.0 client reads until the close.
-            close |= body.size_hint().exact().is_none();
-            Framing::Raw
-        } else {
-            Framing::Chunked
-        };
-        let close = close && tunnel.is_none();
-        self.write_head(&parts, &body, framing, close, exchange.minor);
+        // end, the answer's end is not the connection's, and nobody asked to close.
+        let close = tunnel.is_none()
+            && (!exchange.keep_alive
+                || !self.decoder.is_done()
+                || framing == Framing::UntilClose
+                || ctx.drain.is_tripped()
+                || asks_close(&parts.headers));
+        self.write_head(&parts, framing, close, exchange.minor);
         body.recycle_fields(parts.headers);
         let written = if framing == Framing::None {
             let head = std::mem::take(&mut self.write);
@@ -145,7 +163,6 @@ impl<S: ClientStream> Conn<S> {
     fn write_head(
         &mut self,
         parts: &http::response::Parts,
-        body: &ProxyBody,
         framing: Framing,
         close: bool,
         minor: u8,
@@ -157,15 +174,13 @@ impl<S: ClientStream> Conn<S> {
         for (name, value) in &parts.headers {
             encode::field(out, name.as_str().as_bytes(), value.as_bytes());
         }
-        if framing == Framing::Raw
-            && !parts.headers.contains_key(header::CONTENT_LENGTH)
-            && let Some(n) = body.size_hint().exact()
-        {
-            let mut digits = [0_u8; 20];
-            encode::field(out, b"content-length", decimal(n, &mut digits));
-        }
-        if framing == Framing::Chunked {
-            encode::field(out, b"transfer-encoding", b"chunked");
+        match framing {
+            Framing::Length(n) => {
+                let mut digits = [0_u8; 20];
+                encode::field(out, b"content-length", decimal(n, &mut digits));
+            }
+            Framing::Chunked => encode::field(out, b"transfer-encoding", b"chunked"),
+            Framing::None | Framing::Fields | Framing::UntilClose => {}
         }
         if close && !parts.headers.contains_key(header::CONNECTION) {
             encode::field(out, b"connection", b"close");
