@@ -29,6 +29,13 @@ impl Histogram {
         self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
+    fn clear(&self) {
+        for bucket in &self.buckets {
+            bucket.store(0, Relaxed);
+        }
+        self.sum_us.store(0, Relaxed);
+    }
+
     /// Per-bucket (non-cumulative) counts, the last one being +Inf.
     #[must_use]
     pub fn counts(&self) -> Vec<u64> {
@@ -85,6 +92,13 @@ impl Average {
     pub fn max(&self) -> Duration {
         Duration::from_micros(self.max_us.load(Relaxed))
     }
+
+    fn clear(&self, all: bool) {
+        self.max_us.store(0, Relaxed);
+        if all {
+            self.avg_us.store(0, Relaxed);
+        }
+    }
 }
 
 /// An events-per-second rate (`rate`, `req_rate`) and its maximum (`rate_max`...).
@@ -126,6 +140,15 @@ impl RateMeter {
     #[must_use]
     pub fn max(&self) -> u64 {
         self.max.load(Relaxed)
+    }
+
+    /// Forgets the maximum; with `all`, the rate too, and `total` becomes the new baseline.
+    fn clear(&self, all: bool, total: u64) {
+        self.max.store(0, Relaxed);
+        if all {
+            self.per_second.store(0, Relaxed);
+            self.last_total.store(total, Relaxed);
+        }
     }
 }
 
@@ -227,6 +250,49 @@ impl Counters {
         }
         self.request_rate.tick(Self::get(&self.requests), elapsed);
     }
+
+    /// HAProxy's `clear counters`: the maxima (`smax`, `rate_max`, `req_rate_max`,
+    /// `ctime_max`...) start again from now. `smax` restarts at `scur`, which is still true.
+    pub fn clear_maxima(&self) {
+        self.max_sessions
+            .store(Self::get(&self.cur_sessions), Relaxed);
+        self.session_rate.clear(false, 0);
+        self.request_rate.clear(false, 0);
+        for average in [&self.connect_time, &self.response_time, &self.total_time] {
+            average.clear(false);
+        }
+    }
+
+    /// HAProxy's `clear counters all`: every total, average, maximum and the histogram back
+    /// to zero. `scur` is a state, not a counter, and stays.
+    pub fn clear_all(&self) {
+        let totals = [
+            &self.total_sessions,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.req_errors,
+            &self.conn_errors,
+            &self.resp_errors,
+            &self.retries,
+            &self.redispatches,
+            &self.lb_selected,
+            &self.requests,
+            &self.client_aborts,
+            &self.server_aborts,
+            &self.last_session_unix,
+        ];
+        for counter in totals.into_iter().chain(&self.responses) {
+            counter.store(0, Relaxed);
+        }
+        self.max_sessions
+            .store(Self::get(&self.cur_sessions), Relaxed);
+        self.session_rate.clear(true, 0);
+        self.request_rate.clear(true, 0);
+        for average in [&self.connect_time, &self.response_time, &self.total_time] {
+            average.clear(true);
+        }
+        self.response_latency.clear();
+    }
 }
 
 /// Counts a session for as long as it is alive, on several counter sets at once.
@@ -269,6 +335,41 @@ mod tests {
         assert_eq!(Counters::get(&c.cur_sessions), 0);
         assert_eq!(Counters::get(&c.max_sessions), 2);
         assert_eq!(Counters::get(&c.total_sessions), 2);
+    }
+
+    #[test]
+    fn clearing_forgets_maxima_or_everything_but_current_sessions() {
+        let c = std::sync::Arc::new(Counters::default());
+        let open = SessionGuard::start([c.clone()]);
+        drop(SessionGuard::start([c.clone()]));
+        Counters::add(&c.requests, 7);
+        c.response(200);
+        c.connect_time.add(Duration::from_millis(40));
+        c.response_latency.observe(Duration::from_millis(3));
+        c.tick(Duration::from_secs(1), 100);
+
+        c.clear_maxima();
+        assert_eq!(Counters::get(&c.max_sessions), 1, "smax restarts at scur");
+        assert_eq!(c.request_rate.max(), 0);
+        assert_eq!(c.connect_time.max(), Duration::ZERO);
+        assert_eq!(c.connect_time.millis(), 40, "averages stay");
+        assert_eq!(Counters::get(&c.requests), 7, "totals stay");
+
+        c.clear_all();
+        assert_eq!(Counters::get(&c.requests), 0);
+        assert_eq!(Counters::get(&c.total_sessions), 0);
+        assert_eq!(Counters::get(&c.responses[1]), 0);
+        assert_eq!(c.connect_time.millis(), 0);
+        assert_eq!(c.response_latency.counts().iter().sum::<u64>(), 0);
+        assert_eq!(Counters::get(&c.cur_sessions), 1, "scur is a state");
+        Counters::add(&c.requests, 3);
+        c.tick(Duration::from_secs(1), 101);
+        assert_eq!(
+            c.request_rate.per_second(),
+            3,
+            "rates count from the cleared totals"
+        );
+        drop(open);
     }
 
     #[test]

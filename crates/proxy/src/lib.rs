@@ -39,6 +39,7 @@ use std::net::SocketAddr;
 
 pub use control::{AdminCommand, AdminError, WeightChange};
 pub use observe::ProxyHandle;
+pub use observe::runtime_api::required_level;
 pub use process::{daemon, notify};
 pub use supervisor::Proxy;
 pub use tls::TlsCounters;

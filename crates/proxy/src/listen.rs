@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use crate::Error;
-use crate::config::{self, Config, StatsSocket};
+use crate::config::{self, Config, StatsSocketAddr};
 
 /// What listens on an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +70,10 @@ pub(crate) fn all(config: &Config) -> Vec<(Purpose<'_>, SocketAddr)> {
         .iter()
         .flat_map(|fe| frontend(fe).map(|(addr, tls)| (Purpose::frontend(&fe.name, tls), addr)))
         .collect();
-    if let Some(StatsSocket::Tcp(addr)) = &config.global.stats_socket {
-        wanted.push((Purpose::StatsSocket, *addr));
+    for socket in &config.global.stats_sockets {
+        if let StatsSocketAddr::Tcp(addr) = socket.addr {
+            wanted.push((Purpose::StatsSocket, addr));
+        }
     }
     if let Some(addr) = config.global.metrics_listen {
         wanted.push((Purpose::Metrics, addr));

@@ -495,6 +495,46 @@ fn wrong_types() {
 }
 
 #[test]
+fn stats_sockets_with_bad_levels_entries_or_duplicates() {
+    let text = format!(
+        "[global]\nstats_socket_level = \"root\"\nstats_socket = \"127.0.0.1:9100\"\n{BASE}"
+    );
+    assert_error(
+        &text,
+        2,
+        22,
+        "`stats_socket_level` must be \"user\", \"operator\" or \"admin\" (HAProxy's access \
+         levels), not \"root\"",
+    );
+    let text = format!(
+        "[global]\nstats_socket = [\"127.0.0.1:9100\", {{ addr = \"unix:/run/a.sock\", level = \"Admin\" }}]\n{BASE}"
+    );
+    let (line, column, message) = error(&text);
+    assert_eq!((line, column), (2, 72));
+    assert!(message.starts_with("`level` must be"), "{message}");
+    let text = format!("[global]\nstats_socket = [\"127.0.0.1:9100\", 9100]\n{BASE}");
+    assert_error(
+        &text,
+        2,
+        35,
+        "each `stats_socket` must be an address string or a table such as { addr = \
+         \"127.0.0.1:9100\", level = \"operator\" }, not an integer",
+    );
+    let text = format!("[global]\nstats_socket = [{{ level = \"admin\" }}]\n{BASE}");
+    assert_error(
+        &text,
+        2,
+        17,
+        "a `stats_socket` table has no `addr`; write the address as addr = \"127.0.0.1:9100\" or \
+         addr = \"unix:/run/veza-lb/admin.sock\"",
+    );
+    let text = format!(
+        "[global]\nstats_socket = [\"unix:/run/a.sock\", {{ addr = \"unix:/run/a.sock\" }}]\n{BASE}"
+    );
+    assert_error(&text, 2, 37, "this `stats_socket` address is listed twice");
+}
+
+#[test]
 fn toml_syntax_errors_have_positions_too() {
     let text = base_with("default_pool = \"api\"", "default_pool = api");
     let (line, column, message) = error(&text);

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proxy::config::{
-    Balance, Config, CookieConfig, FrontendTls, HashKey, HealthConfig, OnMarkedDown, Route,
-    ServerConfig, SniCert, StatsSocket, Timeouts,
+    AccessLevel, Balance, Config, CookieConfig, FrontendTls, HashKey, HealthConfig, OnMarkedDown,
+    Route, ServerConfig, SniCert, StatsSocket, StatsSocketAddr, Timeouts,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -35,10 +35,14 @@ fn the_brief_example_parses_to_what_it_says() {
 
     let global = &config.global;
     assert_eq!(
-        global.stats_socket,
-        Some(StatsSocket::Tcp(addr("127.0.0.1:9100")))
+        global.stats_sockets,
+        [StatsSocket {
+            addr: StatsSocketAddr::Tcp(addr("127.0.0.1:9100")),
+            level: AccessLevel::Operator,
+            mode: 0o600,
+        }],
+        "a TCP socket is operator unless the configuration says otherwise"
     );
-    assert_eq!(global.stats_socket_mode, 0o600);
     assert_eq!(global.metrics_listen, Some(addr("127.0.0.1:9101")));
     assert_eq!(global.shutdown_grace, secs(30));
     assert_eq!(global.threads, NonZeroUsize::new(2));
@@ -143,10 +147,25 @@ fn every_key_with_non_default_values() {
     let config = Config::load(&path).unwrap();
     let dir = path.parent().unwrap();
     assert_eq!(
-        config.global.stats_socket,
-        Some(StatsSocket::Unix(dir.join("run/admin.sock")))
+        config.global.stats_sockets,
+        [
+            StatsSocket {
+                addr: StatsSocketAddr::Unix(dir.join("run/admin.sock")),
+                level: AccessLevel::Admin,
+                mode: 0o660,
+            },
+            StatsSocket {
+                addr: StatsSocketAddr::Tcp(addr("127.0.0.1:9102")),
+                level: AccessLevel::User,
+                mode: 0o660, // the default; meaningless on TCP
+            },
+            StatsSocket {
+                addr: StatsSocketAddr::Unix(dir.join("run/ops.sock")),
+                level: AccessLevel::Operator,
+                mode: 0o640,
+            },
+        ]
     );
-    assert_eq!(config.global.stats_socket_mode, 0o660);
     assert_eq!(config.global.shutdown_grace, Duration::ZERO);
     assert_eq!(config.global.threads, None);
 
@@ -266,8 +285,8 @@ servers = [{ name = "s", addr = "127.0.0.1:1" }]
     let tls = config.frontends[0].tls.as_ref().unwrap();
     assert_eq!(tls.cert, Path::new("/etc/veza-lb/c.pem"));
     assert_eq!(
-        config.global.stats_socket,
-        Some(StatsSocket::Unix("/etc/veza-lb/admin.sock".into()))
+        config.global.stats_sockets[0].addr,
+        StatsSocketAddr::Unix("/etc/veza-lb/admin.sock".into())
     );
     let config = Config::parse(text, "veza-lb.toml").unwrap();
     assert_eq!(

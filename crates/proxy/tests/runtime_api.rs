@@ -9,7 +9,7 @@ use std::time::Duration;
 use proxy::Proxy;
 use proxy::config::Config;
 use proxy::stats::StatTable;
-use testkit::runtime_api::{self, ctl};
+use testkit::runtime_api::{self, Interactive, ctl};
 use testkit::{backend, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -106,7 +106,8 @@ impl Lab {
         let api2 = backend("api-2", Kind::Api).await;
         let config = config(
             &[&api1, &api2],
-            "stats_socket = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"",
+            "stats_socket = \"127.0.0.1:0\"\nstats_socket_level = \"admin\"\n\
+             metrics_listen = \"127.0.0.1:0\"",
         );
         let proxy = Proxy::start(config).await.expect("proxy starts");
         let front = proxy.frontend_addrs("veza")[0];
@@ -464,4 +465,198 @@ async fn taken_stats_address_is_a_bind_error() {
         Err(e) => panic!("unexpected error: {e}"),
         Ok(_) => panic!("bound an address already in use"),
     }
+}
+
+/// A session as hatop drives one: `prompt`, `set timeout cli`, then commands one at a time,
+/// each answer followed by the `> ` prompt, on one connection, until `quit`.
+#[tokio::test]
+async fn interactive_mode_as_hatop_drives_it() {
+    let lab = Lab::start().await;
+    let mut cli = Interactive::tcp(lab.stats).await.expect("interactive mode");
+    assert_eq!(cli.send("set timeout cli 60").await.unwrap(), "");
+    let info = cli.send("show info").await.unwrap();
+    assert!(info.starts_with("Name: veza-lb\n"), "{info}");
+    let stat = StatTable::parse(&cli.send("show stat").await.unwrap()).expect("a table");
+    assert_eq!(row(&stat, "api", "api-2")[STATUS], "UP");
+    assert_eq!(cli.send("disable server api/api-2").await.unwrap(), "");
+    assert_eq!(
+        cli.send("get weight api/api-1").await.unwrap(),
+        "1 (initial 1)\n"
+    );
+    assert_eq!(cli.send("set weight api/api-1 2").await.unwrap(), "");
+    let stat = StatTable::parse(&cli.send("show stat").await.unwrap()).expect("a table");
+    assert_eq!(row(&stat, "api", "api-2")[STATUS], "MAINT");
+    assert_eq!(row(&stat, "api", "api-1")[WEIGHT], "2");
+    assert_eq!(cli.send("enable server api/api-2").await.unwrap(), "");
+    // Errors keep the session.
+    assert_eq!(
+        cli.send("set timeout cli 0").await.unwrap(),
+        "Invalid timeout value.\n"
+    );
+    assert!(cli.send("").await.unwrap().starts_with("Unknown command."));
+    // Two commands on a line: two answers, each with its prompt.
+    assert_eq!(
+        cli.send("show cli level;get weight api/api-2")
+            .await
+            .unwrap(),
+        "admin\n"
+    );
+    assert_eq!(cli.answer().await.unwrap(), "1 (initial 1)\n");
+    assert_eq!(
+        cli.quit().await.unwrap(),
+        "",
+        "quit closes without an answer"
+    );
+
+    // `prompt` again leaves interactive mode: the connection closes once answered.
+    let mut stream = TcpStream::connect(lab.stats).await.unwrap();
+    stream.write_all(b"prompt\nprompt\n").await.unwrap();
+    let mut all = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut all))
+        .await
+        .expect("closed after leaving interactive mode")
+        .unwrap();
+    assert_eq!(all, "\n> \n");
+    lab.proxy.shutdown().await;
+}
+
+/// Non-interactive mode answers every line the client has already sent (pipelined), then
+/// closes, as HAProxy 2.6 does.
+#[tokio::test]
+async fn pipelined_lines_are_all_answered() {
+    let lab = Lab::start().await;
+    let answer = lab.ctl("show cli level\nget weight api/api-1").await;
+    assert_eq!(answer, "admin\n\n1 (initial 1)\n\n");
+    lab.proxy.shutdown().await;
+}
+
+/// Access levels: a TCP socket is `operator` by default (reads and `clear counters`, no state
+/// change), a unix socket `admin`; `user`/`operator` lower a session's level, never raise it.
+#[tokio::test]
+async fn access_levels_guard_state_changes() {
+    let dir = testkit::temp_dir();
+    let admin_path = dir.path().join("admin.sock");
+    let api1 = backend("api-1", Kind::Api).await;
+    let api2 = backend("api-2", Kind::Api).await;
+    let global = format!(
+        "stats_socket = [\"127.0.0.1:0\", \"unix:{}\"]\nmetrics_listen = \"127.0.0.1:0\"",
+        admin_path.display()
+    );
+    let proxy = Proxy::start(config(&[&api1, &api2], &global))
+        .await
+        .expect("proxy starts");
+    let tcp = proxy.stats_addr().expect("TCP socket");
+    let front = proxy.frontend_addrs("veza")[0];
+    get(front, "/").await;
+
+    assert_eq!(ctl(tcp, "show cli level").await, "operator\n\n");
+    for denied in [
+        "disable server api/api-2",
+        "enable server api/api-2",
+        "set server api/api-2 state drain",
+        "set weight api/api-1 7",
+        "set server api/api-1 weight 7",
+        "clear counters all",
+        "disable server",
+    ] {
+        assert_eq!(
+            ctl(tcp, denied).await,
+            "Permission denied\n\n",
+            "{denied} on an operator socket"
+        );
+    }
+    let stat = StatTable::parse(&ctl(tcp, "show stat").await).expect("reads are allowed");
+    let status = &row(&stat, "api", "api-2")[STATUS];
+    assert!(status.starts_with("UP"), "nothing changed: {status}");
+    assert_eq!(row(&stat, "api", "api-1")[WEIGHT], "1", "nothing changed");
+    assert_eq!(num(row(&stat, "veza", "FRONTEND"), REQ_TOT), 1);
+    assert_eq!(
+        ctl(tcp, "clear counters").await,
+        "\n",
+        "operators clear maxima"
+    );
+    assert_eq!(
+        ctl(tcp, "user;clear counters;show cli level").await,
+        "\nPermission denied\n\nuser\n\n"
+    );
+    assert_eq!(
+        ctl(tcp, "user;operator;show cli level").await,
+        "\n\nuser\n\n",
+        "a level is never raised"
+    );
+
+    let unix = |line: &'static str| {
+        let path = admin_path.clone();
+        async move { runtime_api::command_unix(&path, line).await.unwrap() }
+    };
+    assert_eq!(unix("show cli level").await, "admin\n\n");
+    assert_eq!(unix("disable server api/api-2").await, "\n");
+    assert_eq!(unix("clear counters all").await, "\n");
+    let stat = StatTable::parse(&ctl(tcp, "show stat").await).expect("a table");
+    assert_eq!(row(&stat, "api", "api-2")[STATUS], "MAINT");
+    assert_eq!(
+        num(row(&stat, "veza", "FRONTEND"), REQ_TOT),
+        0,
+        "clear counters all"
+    );
+    let mut admin = Interactive::unix(&admin_path).await.expect("interactive");
+    assert_eq!(admin.send("operator").await.unwrap(), "");
+    assert_eq!(
+        admin.send("enable server api/api-2").await.unwrap(),
+        "Permission denied\n"
+    );
+    proxy.shutdown().await;
+}
+
+/// `show stat json` and `show info json` parse as JSON, in HAProxy's typed layout.
+#[tokio::test]
+async fn json_answers_in_haproxy_s_layout() {
+    let lab = Lab::start().await;
+    get(lab.front, "/").await;
+    let answer = lab.ctl("show stat json").await;
+    assert!(answer.ends_with("]\n\n"), "{answer}");
+    let rows: serde_json::Value = serde_json::from_str(&answer).expect("valid JSON");
+    let rows = rows.as_array().expect("an array of rows");
+    assert_eq!(rows.len(), 4, "FRONTEND, two servers, BACKEND");
+    let field = |row: &serde_json::Value, name: &str| -> serde_json::Value {
+        row.as_array()
+            .expect("a row is an array of fields")
+            .iter()
+            .find(|f| f["field"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {row}"))
+            .clone()
+    };
+    let server = &rows[1];
+    assert_eq!(field(server, "svname")["value"]["value"], "api-1");
+    assert_eq!(field(server, "svname")["objType"], "Server");
+    assert_eq!(field(server, "status")["value"]["value"], "UP");
+    assert_eq!(
+        field(server, "status")["tags"],
+        serde_json::json!({"origin": "Status", "nature": "Gauge", "scope": "Process"})
+    );
+    let req_tot = field(&rows[0], "req_tot");
+    assert_eq!(req_tot["field"]["pos"], 48);
+    assert_eq!(
+        req_tot["value"],
+        serde_json::json!({"type": "u64", "value": 1})
+    );
+    assert_eq!(field(&rows[3], "act")["tags"]["nature"], "Gauge");
+
+    let info: serde_json::Value =
+        serde_json::from_str(&lab.ctl("show info json").await).expect("valid JSON");
+    let pid = info
+        .as_array()
+        .expect("an array of fields")
+        .iter()
+        .find(|f| f["field"]["name"] == "Pid")
+        .expect("Pid");
+    assert_eq!(pid["field"]["pos"], 6);
+    assert_eq!(pid["value"]["value"], std::process::id());
+
+    let typed = lab.ctl("show stat typed").await;
+    assert!(
+        typed.starts_with("F.1.0.0.pxname.1:KNS:str:veza\n"),
+        "{typed}"
+    );
+    lab.proxy.shutdown().await;
 }

@@ -73,10 +73,9 @@ pub struct Config {
 /// Process-wide settings: the `[global]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Global {
-    /// Where the HAProxy-compatible runtime API listens (`stats_socket`); `None` disables it.
-    pub stats_socket: Option<StatsSocket>,
-    /// Permission bits of a unix `stats_socket` (`stats_socket_mode`, default `0o600`).
-    pub stats_socket_mode: u32,
+    /// Where the HAProxy-compatible runtime API listens (`stats_socket`: one address or
+    /// several), in file order; empty disables it.
+    pub stats_sockets: Vec<StatsSocket>,
     /// Where `GET /metrics` and `GET /stats;csv` are served (`metrics_listen`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// How long a graceful stop waits for in-flight requests (`shutdown_grace`, default 30s).
@@ -88,8 +87,7 @@ pub struct Global {
 impl Default for Global {
     fn default() -> Self {
         Global {
-            stats_socket: None,
-            stats_socket_mode: 0o600,
+            stats_sockets: Vec::new(),
             metrics_listen: None,
             shutdown_grace: Duration::from_secs(30),
             threads: None,
@@ -97,9 +95,70 @@ impl Default for Global {
     }
 }
 
-/// Where the runtime API listens.
+/// One runtime API socket: where it listens, what its clients may do, and (unix) who may
+/// connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatsSocket {
+pub struct StatsSocket {
+    /// The address (`addr`, or the string itself).
+    pub addr: StatsSocketAddr,
+    /// What its clients may do (`level`, else `stats_socket_level`, else
+    /// [`AccessLevel::default_for`] the address).
+    pub level: AccessLevel,
+    /// Permission bits of a unix socket (`mode`, else `stats_socket_mode`, else `0o600`).
+    pub mode: u32,
+}
+
+/// HAProxy's access levels of a runtime API socket, from the least to the most trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AccessLevel {
+    /// Reads only: `show stat`, `show info`, `get weight`...
+    User,
+    /// Reads, plus what changes no server's state: `clear counters` (the maxima).
+    Operator,
+    /// Everything: `disable server`, `set server`, `set weight`, `clear counters all`.
+    Admin,
+}
+
+impl AccessLevel {
+    /// The level a socket gets when the configuration does not say: `operator` on TCP (anyone
+    /// who reaches the port), `admin` on a unix socket (guarded by its file permissions), as
+    /// HAProxy's examples set them up.
+    pub fn default_for(addr: &StatsSocketAddr) -> Self {
+        match addr {
+            StatsSocketAddr::Tcp(_) => AccessLevel::Operator,
+            StatsSocketAddr::Unix(_) => AccessLevel::Admin,
+        }
+    }
+
+    /// The name HAProxy uses (`user`, `operator`, `admin`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AccessLevel::User => "user",
+            AccessLevel::Operator => "operator",
+            AccessLevel::Admin => "admin",
+        }
+    }
+
+    /// Reads a level by its HAProxy name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "user" => Some(AccessLevel::User),
+            "operator" => Some(AccessLevel::Operator),
+            "admin" => Some(AccessLevel::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AccessLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a runtime API socket listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsSocketAddr {
     /// A TCP address, written `"127.0.0.1:9100"`.
     Tcp(SocketAddr),
     /// A unix socket, written `"unix:/run/veza-lb/admin.sock"` (relative paths are resolved

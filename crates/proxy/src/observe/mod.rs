@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Error;
-use crate::config::{Global, StatsSocket};
+use crate::config::{Global, StatsSocketAddr};
 use crate::listen::{self, Purpose};
 use crate::observe::runtime_api::{StatsListener, UnixSocket};
 use crate::observe::source::StatsSource;
@@ -43,22 +43,23 @@ impl Services {
         tracker: &TaskTracker,
         loops: usize,
     ) -> Result<Self, Error> {
-        let stats = match &global.stats_socket {
-            None => None,
-            Some(StatsSocket::Tcp(addr)) => Some(StatsListener::Tcp(listen::bind_for(
-                Purpose::StatsSocket,
-                *addr,
-            )?)),
-            Some(StatsSocket::Unix(path)) => Some(StatsListener::Unix(
-                UnixSocket::bind(path, global.stats_socket_mode).map_err(|source| {
-                    Error::BindPath {
-                        what: "stats socket".to_owned(),
-                        path: path.clone(),
-                        source,
+        let mut stats = Vec::with_capacity(global.stats_sockets.len());
+        for socket in &global.stats_sockets {
+            let listener =
+                match &socket.addr {
+                    StatsSocketAddr::Tcp(addr) => {
+                        StatsListener::Tcp(listen::bind_for(Purpose::StatsSocket, *addr)?)
                     }
-                })?,
-            )),
-        };
+                    StatsSocketAddr::Unix(path) => StatsListener::Unix(
+                        UnixSocket::bind(path, socket.mode).map_err(|source| Error::BindPath {
+                            what: "stats socket".to_owned(),
+                            path: path.clone(),
+                            source,
+                        })?,
+                    ),
+                };
+            stats.push((listener, socket.level));
+        }
         let metrics = match global.metrics_listen {
             None => None,
             Some(addr) => {
@@ -69,12 +70,20 @@ impl Services {
         };
         let source = StatsSource::start(handle, stop, loops);
         let mut services = Services::default();
-        if let Some(listener) = stats {
-            if let StatsListener::Tcp(l) = &listener {
+        for (listener, level) in stats {
+            if let (StatsListener::Tcp(l), None) = (&listener, services.stats_addr) {
                 services.stats_addr = l.local_addr().ok();
             }
-            tracing::info!("runtime API listening on {}", listener.describe());
-            tracker.spawn(runtime_api::serve(listener, source.clone(), stop.clone()));
+            tracing::info!(
+                "runtime API listening on {} (level {level})",
+                listener.describe()
+            );
+            tracker.spawn(runtime_api::serve(
+                listener,
+                level,
+                source.clone(),
+                stop.clone(),
+            ));
         }
         if let Some(listener) = metrics {
             let (listener, addr) = listener;
@@ -89,7 +98,7 @@ impl Services {
         Ok(services)
     }
 
-    /// The TCP address of the stats socket, with the real port when configured as 0.
+    /// The address of the first TCP stats socket, with the real port when configured as 0.
     pub(crate) fn stats_addr(&self) -> Option<SocketAddr> {
         self.stats_addr
     }

@@ -29,7 +29,7 @@ macro_rules! columns {
         #[derive(Debug, Clone, Copy)]
         #[allow(dead_code)]
         #[repr(usize)]
-        enum Col {
+        pub(super) enum Col {
             $($id,)*
         }
     };
@@ -271,11 +271,26 @@ pub fn rows(
     now_unix: u64,
     filter: &Filter,
 ) -> Vec<String> {
+    cells(frontends, snapshot, now_unix, filter)
+        .into_iter()
+        .map(|cells| Row(cells).finish())
+        .collect()
+}
+
+/// The cells of the rows `filter` selects, one per column of [`COLUMNS`] (empty when HAProxy
+/// prints nothing there): what the typed and JSON layouts are rendered from.
+#[must_use]
+pub fn cells(
+    frontends: &[FrontendStats],
+    snapshot: &StatsSnapshot,
+    now_unix: u64,
+    filter: &Filter,
+) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     if filter.types & Filter::FRONTENDS != 0 {
         for (i, fe) in frontends.iter().enumerate() {
             if filter.proxy_matches(&fe.name, frontend_iid(i)) {
-                rows.push(frontend_row(fe, frontend_iid(i)).finish());
+                rows.push(frontend_row(fe, frontend_iid(i)).0);
             }
         }
     }
@@ -286,11 +301,11 @@ pub fn rows(
         }
         if filter.types & Filter::SERVERS != 0 {
             for server in pool.servers.iter().filter(|s| filter.server_matches(s)) {
-                rows.push(server_row(pool, server, iid, now_unix).finish());
+                rows.push(server_row(pool, server, iid, now_unix).0);
             }
         }
         if filter.types & Filter::BACKENDS != 0 && filter.sid.is_none() {
-            rows.push(backend_row(pool, iid, now_unix).finish());
+            rows.push(backend_row(pool, iid, now_unix).0);
         }
     }
     rows

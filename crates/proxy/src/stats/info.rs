@@ -49,8 +49,31 @@ impl ProcessInfo {
     /// Renders the answer, ending with the runtime API's empty line.
     #[must_use]
     pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in self.lines() {
+            // Writing to a String cannot fail.
+            let _ = writeln!(out, "{key}: {value}");
+        }
+        out.push('\n');
+        out
+    }
+
+    /// `show info typed`.
+    #[must_use]
+    pub fn render_typed(&self) -> String {
+        super::typed::info_typed(&self.lines())
+    }
+
+    /// `show info json`.
+    #[must_use]
+    pub fn render_json(&self) -> String {
+        super::typed::info_json(&self.lines())
+    }
+
+    /// The keys and values, in HAProxy's order.
+    fn lines(&self) -> [(&'static str, String); 23] {
         let up = self.uptime.as_secs();
-        let lines: [(&str, String); 23] = [
+        [
             ("Name", "veza-lb".to_owned()),
             ("Version", self.version.clone()),
             ("Release_date", self.release_date.clone()),
@@ -83,14 +106,7 @@ impl ProcessInfo {
             ("Stopping", u8::from(self.stopping).to_string()),
             ("TotalBytesOut", self.total_bytes_out.to_string()),
             ("Start_time_sec", self.start_unix.to_string()),
-        ];
-        let mut out = String::new();
-        for (key, value) in lines {
-            // Writing to a String cannot fail.
-            let _ = writeln!(out, "{key}: {value}");
-        }
-        out.push('\n');
-        out
+        ]
     }
 }
 

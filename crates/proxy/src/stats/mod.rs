@@ -17,6 +17,7 @@ pub mod info;
 pub mod prometheus;
 pub mod servers_state;
 mod table;
+pub mod typed;
 
 pub use table::{StatTable, TableError};
 

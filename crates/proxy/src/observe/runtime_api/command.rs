@@ -1,18 +1,37 @@
-//! The runtime API's commands: parsing one command into a [`Command`], and the help texts,
-//! in HAProxy's words.
+//! The runtime API's commands: parsing one command into a [`Command`], the access level
+//! each needs, and the help texts, in HAProxy's words.
+
+use std::time::Duration;
 
 use lb_core::AdminState;
 
+use crate::config::{AccessLevel, parse_duration};
 use crate::control::{AdminCommand, WeightChange};
 use crate::stats::csv::Filter;
+
+/// How `show stat` and `show info` lay out their answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Format {
+    /// CSV (`show stat`), `Key: value` lines (`show info`).
+    #[default]
+    Text,
+    /// `typed`: one value per line with its position, tags and type.
+    Typed,
+    /// `json`: the typed values as JSON.
+    Json,
+}
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
     Help(Vec<String>),
-    ShowInfo,
-    ShowStat(Filter),
+    ShowInfo(Format),
+    ShowStat(Filter, Format),
     ShowServersState(Option<String>),
+    /// `clear counters [all]`.
+    ClearCounters {
+        all: bool,
+    },
     GetWeight {
         pool: String,
         server: String,
@@ -24,14 +43,41 @@ pub(crate) enum Command {
         weight: WeightChange,
     },
     Quit,
+    /// `prompt`: toggles interactive mode.
+    Prompt,
+    /// `set timeout cli <delay>`: the session's idle timeout.
+    SetTimeout(Duration),
+    /// `operator`, `user`: lowers the session's level.
+    LowerLevel(AccessLevel),
+    /// `show cli level`.
+    ShowLevel,
     /// Answer this text (a usage error found while parsing).
     Reply(String),
     /// Not a command: answer the help list.
     Unknown(Vec<String>),
 }
 
+/// The level a session needs to run `command` (HAProxy's: reads for everyone, clearing the
+/// maxima for operators, every change of state for admins). As in HAProxy, the level is
+/// checked before the arguments: a `disable server` without its server is refused, not
+/// corrected, below admin.
+pub(crate) fn required_level(command: &str) -> AccessLevel {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words[..] {
+        ["disable" | "enable", "server", ..]
+        | ["set", "server" | "weight", ..]
+        | ["clear", "counters", "all", ..] => AccessLevel::Admin,
+        ["clear", "counters", ..] => AccessLevel::Operator,
+        _ => AccessLevel::User,
+    }
+}
+
 /// The command list, as `help` prints it (HAProxy's layout: name padded to 40 columns).
 const HELP: &[(&str, &str)] = &[
+    (
+        "clear counters [all]",
+        "clear max statistics counters (or all counters)",
+    ),
     (
         "disable server <bk>/<srv>",
         "disable a server for maintenance (same as 'set server <bk>/<srv> state maint')",
@@ -49,16 +95,30 @@ const HELP: &[(&str, &str)] = &[
         "set weight <bk>/<srv> <w>[%]",
         "change a server's weight (same as 'set server <bk>/<srv> weight')",
     ),
-    ("show info", "report information about the running process"),
+    (
+        "operator",
+        "lower the level of the current CLI session to operator",
+    ),
+    ("set timeout [cli] <delay>", "change a timeout setting"),
+    (
+        "show cli level",
+        "display the level of the current CLI session",
+    ),
+    (
+        "show info [json|typed]*",
+        "report information about the running process",
+    ),
     (
         "show servers state [<backend>]",
         "dump volatile server information (all or for a single backend)",
     ),
     (
-        "show stat [no-maint|up]*",
+        "show stat [json|no-maint|typed|up]*",
         "report counters for each proxy and server (also [{<iid>|<proxy>} <type> <sid>])",
     ),
+    ("user", "lower the level of the current CLI session to user"),
     ("help [<command>]", "list matching or all commands"),
+    ("prompt", "toggle interactive mode with prompt"),
     ("quit", "disconnect"),
 ];
 
@@ -137,17 +197,44 @@ fn parse_weight(text: Option<&String>) -> Result<WeightChange, Command> {
     }
 }
 
+/// `set timeout cli <delay>`: seconds by default, or with a unit (`500ms`, `1m`).
+fn parse_timeout(args: &[&str]) -> Command {
+    match args {
+        ["cli", delay, ..] => {
+            let parsed = if delay.bytes().all(|b| b.is_ascii_digit()) {
+                delay.parse::<u64>().map(Duration::from_secs).ok()
+            } else {
+                parse_duration(delay).ok()
+            };
+            match parsed {
+                Some(d) if d >= Duration::from_secs(1) => Command::SetTimeout(d),
+                _ => Command::Reply("Invalid timeout value.".to_owned()),
+            }
+        }
+        ["cli"] => Command::Reply("Expects an integer value.".to_owned()),
+        _ => Command::Reply("'set timeout' only supports 'cli'.".to_owned()),
+    }
+}
+
+/// `show info [desc|float|json|typed]*`: the last layout named wins, as in HAProxy.
+fn parse_format(args: &[String]) -> Format {
+    args.iter()
+        .fold(Format::Text, |format, arg| match arg.as_str() {
+            "json" => Format::Json,
+            "typed" => Format::Typed,
+            _ => format,
+        })
+}
+
 fn parse_show_stat(args: &[String]) -> Command {
     let mut filter = Filter::default();
     let mut positional = Vec::new();
     let mut args = args.iter();
+    let mut format = Format::Text;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "typed" | "json" => {
-                return Command::Reply(format!(
-                    "'show stat {arg}' is not supported; use the CSV form ('show stat')."
-                ));
-            }
+            "typed" => format = Format::Typed,
+            "json" => format = Format::Json,
             "up" => filter.only_up = true,
             "no-maint" => filter.no_maint = true,
             "desc" => {}
@@ -179,7 +266,7 @@ fn parse_show_stat(args: &[String]) -> Command {
             );
         }
     }
-    Command::ShowStat(filter)
+    Command::ShowStat(filter, format)
 }
 
 /// Parses one command.
@@ -189,7 +276,14 @@ pub(crate) fn parse(command: &str) -> Command {
     let result = match w[..] {
         ["help", ..] => Ok(Command::Help(words[1..].to_vec())),
         ["quit"] => Ok(Command::Quit),
-        ["show", "info", ..] => Ok(Command::ShowInfo),
+        ["prompt", ..] => Ok(Command::Prompt),
+        ["operator", ..] => Ok(Command::LowerLevel(AccessLevel::Operator)),
+        ["user", ..] => Ok(Command::LowerLevel(AccessLevel::User)),
+        ["show", "cli", "level", ..] => Ok(Command::ShowLevel),
+        ["set", "timeout", ..] => Ok(parse_timeout(&w[2..])),
+        ["clear", "counters"] => Ok(Command::ClearCounters { all: false }),
+        ["clear", "counters", "all", ..] => Ok(Command::ClearCounters { all: true }),
+        ["show", "info", ..] => Ok(Command::ShowInfo(parse_format(&words[2..]))),
         ["show", "stat", ..] => Ok(parse_show_stat(&words[2..])),
         ["show", "servers", "state"] => Ok(Command::ShowServersState(None)),
         ["show", "servers", "state", backend] => {
@@ -352,7 +446,7 @@ mod tests {
         assert!(near.starts_with(
             "Unknown command, but maybe one of the following ones is a better match:\n"
         ));
-        assert!(near.contains("\n  show info                               : report"));
+        assert!(near.contains("\n  show info [json|typed]*                 : report"));
         assert!(!near.contains("disable server"));
         assert!(near.ends_with("\n\n"));
         let all = unknown(&words("foo bar"));
@@ -368,20 +462,93 @@ mod tests {
     fn show_stat_filters() {
         assert_eq!(
             parse("show stat -1 4 -1"),
-            Command::ShowStat(Filter {
-                types: Filter::SERVERS,
-                ..Filter::default()
-            })
+            Command::ShowStat(
+                Filter {
+                    types: Filter::SERVERS,
+                    ..Filter::default()
+                },
+                Format::Text
+            )
         );
         assert_eq!(
             parse("show stat api 2 -1 no-maint"),
-            Command::ShowStat(Filter {
-                proxy: Some("api".to_owned()),
-                types: Filter::BACKENDS,
-                no_maint: true,
-                ..Filter::default()
-            })
+            Command::ShowStat(
+                Filter {
+                    proxy: Some("api".to_owned()),
+                    types: Filter::BACKENDS,
+                    no_maint: true,
+                    ..Filter::default()
+                },
+                Format::Text
+            )
         );
-        assert!(matches!(parse("show stat json"), Command::Reply(_)));
+        assert_eq!(
+            parse("show stat json"),
+            Command::ShowStat(Filter::default(), Format::Json)
+        );
+        assert_eq!(
+            parse("show stat up typed"),
+            Command::ShowStat(
+                Filter {
+                    only_up: true,
+                    ..Filter::default()
+                },
+                Format::Typed
+            )
+        );
+        assert_eq!(parse("show info json"), Command::ShowInfo(Format::Json));
+        assert_eq!(parse("show info"), Command::ShowInfo(Format::Text));
+    }
+
+    /// Session commands and their errors, as HAProxy 2.6 answers them.
+    #[test]
+    fn session_commands() {
+        assert_eq!(parse("prompt"), Command::Prompt);
+        assert_eq!(
+            parse("set timeout cli 60"),
+            Command::SetTimeout(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse("set timeout cli 1m"),
+            Command::SetTimeout(Duration::from_secs(60))
+        );
+        let reply = |t: &str| Command::Reply(t.to_owned());
+        assert_eq!(parse("set timeout cli"), reply("Expects an integer value."));
+        assert_eq!(parse("set timeout cli 0"), reply("Invalid timeout value."));
+        assert_eq!(
+            parse("set timeout cli 10x"),
+            reply("Invalid timeout value.")
+        );
+        assert_eq!(
+            parse("set timeout foo 1"),
+            reply("'set timeout' only supports 'cli'.")
+        );
+        assert_eq!(
+            parse("operator"),
+            Command::LowerLevel(AccessLevel::Operator)
+        );
+        assert_eq!(parse("user"), Command::LowerLevel(AccessLevel::User));
+        assert_eq!(parse("show cli level"), Command::ShowLevel);
+    }
+
+    #[test]
+    fn levels_as_haproxy_s() {
+        let level = required_level;
+        assert_eq!(level("show stat"), AccessLevel::User);
+        assert_eq!(level("show info json"), AccessLevel::User);
+        assert_eq!(level("get weight api/a"), AccessLevel::User);
+        assert_eq!(level("clear counters"), AccessLevel::Operator);
+        assert_eq!(level("clear counters all"), AccessLevel::Admin);
+        assert_eq!(level("disable server api/a"), AccessLevel::Admin);
+        assert_eq!(level("enable server api/a"), AccessLevel::Admin);
+        assert_eq!(level("set server api/a state drain"), AccessLevel::Admin);
+        assert_eq!(level("set weight api/a 3"), AccessLevel::Admin);
+        assert_eq!(level("set server api/a weight 3"), AccessLevel::Admin);
+        assert_eq!(
+            level("disable server"),
+            AccessLevel::Admin,
+            "before the arguments"
+        );
+        assert_eq!(level("  set   weight x"), AccessLevel::Admin);
     }
 }

@@ -2,9 +2,9 @@
 
 use crate::control::{AdminCommand, AdminError, WeightChange};
 use crate::observe::source::StatsSource;
-use crate::stats::{StatsSnapshot, csv, servers_state};
+use crate::stats::{StatsSnapshot, csv, servers_state, typed};
 
-use super::command::{Command, help, reply, unknown};
+use super::command::{Command, Format, help, reply, unknown};
 
 const STOPPING: &str = "The proxy is shutting down.";
 
@@ -14,13 +14,52 @@ pub(crate) async fn execute(command: Command, source: &StatsSource) -> String {
         Command::Help(words) => help(&words),
         Command::Unknown(words) => unknown(&words),
         Command::Reply(text) => reply(text),
-        Command::Quit => String::new(),
-        Command::ShowInfo => match source.report().await {
-            Some(report) => source.process_info(&report).render(),
+        // The session's own commands, answered by the session.
+        Command::Quit
+        | Command::Prompt
+        | Command::SetTimeout(_)
+        | Command::LowerLevel(_)
+        | Command::ShowLevel => String::new(),
+        Command::ShowInfo(format) => match source.report().await {
+            Some(report) => {
+                let info = source.process_info(&report);
+                match format {
+                    Format::Text => info.render(),
+                    Format::Typed => info.render_typed(),
+                    Format::Json => info.render_json(),
+                }
+            }
             None => reply(STOPPING),
         },
-        Command::ShowStat(filter) => match source.report().await {
-            Some(r) => csv::render(&r.frontends, &r.snapshot, r.now_unix, &filter),
+        Command::ShowStat(filter, format) => match source.report().await {
+            Some(r) if format == Format::Text => {
+                csv::render(&r.frontends, &r.snapshot, r.now_unix, &filter)
+            }
+            Some(r) => {
+                let rows = csv::cells(&r.frontends, &r.snapshot, r.now_unix, &filter);
+                if format == Format::Json {
+                    typed::stat_json(&rows)
+                } else {
+                    typed::stat_typed(&rows)
+                }
+            }
+            None => reply(STOPPING),
+        },
+        Command::ClearCounters { all } => match source.report().await {
+            Some(r) => {
+                let pools = r.snapshot.pools.iter();
+                let counters = r
+                    .frontends
+                    .iter()
+                    .map(|f| &f.counters)
+                    .chain(pools.flat_map(|p| {
+                        std::iter::once(&p.counters).chain(p.servers.iter().map(|s| &s.counters))
+                    }));
+                for c in counters.chain(std::iter::once(&source.handle.process)) {
+                    if all { c.clear_all() } else { c.clear_maxima() }
+                }
+                "\n".to_owned()
+            }
             None => reply(STOPPING),
         },
         Command::ShowServersState(backend) => match source.report().await {

@@ -8,15 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use super::command::{Command, parse};
-use super::execute::execute;
-use super::protocol::{read_line, split_commands};
-use super::{IDLE_TIMEOUT, MAX_LINE};
+use super::session;
+use crate::config::AccessLevel;
 use crate::observe::source::StatsSource;
 
 pub(crate) enum StatsListener {
@@ -78,8 +74,10 @@ impl UnixSocket {
     }
 }
 
+/// Accepts clients until `stop`, each served on its own task with the socket's `level`.
 pub(crate) async fn serve(
     listener: StatsListener,
+    level: AccessLevel,
     source: Arc<StatsSource>,
     stop: CancellationToken,
 ) {
@@ -91,11 +89,11 @@ pub(crate) async fn serve(
         match accepted {
             Ok(Client::Tcp(stream)) => {
                 let source = source.clone();
-                tokio::spawn(async move { serve_client(stream, &source).await });
+                tokio::spawn(async move { session::serve(stream, level, &source).await });
             }
             Ok(Client::Unix(stream)) => {
                 let source = source.clone();
-                tokio::spawn(async move { serve_client(stream, &source).await });
+                tokio::spawn(async move { session::serve(stream, level, &source).await });
             }
             Err(e) => {
                 tracing::warn!("runtime API accept failed: {e}");
@@ -118,26 +116,4 @@ async fn accept(listener: &StatsListener) -> io::Result<Client> {
         StatsListener::Tcp(l) => Ok(Client::Tcp(l.accept().await?.0)),
         StatsListener::Unix(u) => Ok(Client::Unix(u.listener.accept().await?.0)),
     }
-}
-
-async fn serve_client<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, source: &StatsSource) {
-    let line = match read_line(&mut stream, MAX_LINE, IDLE_TIMEOUT).await {
-        Ok(line) => line,
-        Err(why) => {
-            tracing::debug!("runtime API client dropped: {why:?}");
-            return;
-        }
-    };
-    for command in split_commands(&line) {
-        let command = parse(&command);
-        if command == Command::Quit {
-            break;
-        }
-        let answer = execute(command, source).await;
-        let written = timeout(IDLE_TIMEOUT, stream.write_all(answer.as_bytes())).await;
-        if !matches!(written, Ok(Ok(()))) {
-            return;
-        }
-    }
-    let _ = timeout(IDLE_TIMEOUT, stream.shutdown()).await;
 }

@@ -1,4 +1,4 @@
-//! The runtime API's line protocol: reading one bounded command line, splitting it into
+//! The runtime API's line protocol: reading bounded command lines, splitting them into
 //! commands.
 
 use std::time::Duration;
@@ -17,40 +17,65 @@ pub(crate) enum Dropped {
     Closed,
 }
 
-/// Reads one command line (without its `\n` or `\r\n`); a last line without a newline counts
-/// when the client half-closes.
-pub(crate) async fn read_line<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-    idle: Duration,
-) -> Result<String, Dropped> {
-    let mut line = Vec::with_capacity(128);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match timeout(idle, reader.read(&mut chunk)).await {
-            Err(_) => return Err(Dropped::Idle),
-            Ok(Err(_)) => return Err(Dropped::Closed),
-            Ok(Ok(n)) => n,
-        };
-        if n == 0 {
-            if line.is_empty() {
-                return Err(Dropped::Closed);
+/// Reads command lines from a client, keeping what arrived after a line for the next one (a
+/// client may send several lines at once: pipelined commands, or a whole interactive
+/// session).
+#[derive(Debug, Default)]
+pub(crate) struct LineReader {
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl LineReader {
+    /// The next command line (without its `\n` or `\r\n`); a last line without a newline
+    /// counts when the client half-closes.
+    pub(crate) async fn next_line<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        max: usize,
+        idle: Duration,
+    ) -> Result<String, Dropped> {
+        let mut searched = 0;
+        loop {
+            if let Some(at) = self.buf[searched..].iter().position(|&b| b == b'\n') {
+                let end = searched + at;
+                if end > max {
+                    return Err(Dropped::TooLong);
+                }
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                return Ok(text(&line[..end]));
             }
-            break;
-        }
-        let newline = chunk[..n].iter().position(|&b| b == b'\n');
-        line.extend_from_slice(&chunk[..newline.unwrap_or(n)]);
-        if line.len() > max {
-            return Err(Dropped::TooLong);
-        }
-        if newline.is_some() {
-            break;
+            searched = self.buf.len();
+            if self.buf.len() > max {
+                return Err(Dropped::TooLong);
+            }
+            if self.closed {
+                if self.buf.is_empty() {
+                    return Err(Dropped::Closed);
+                }
+                let line = std::mem::take(&mut self.buf);
+                return Ok(text(&line));
+            }
+            let mut chunk = [0u8; 4096];
+            match timeout(idle, reader.read(&mut chunk)).await {
+                Err(_) => return Err(Dropped::Idle),
+                Ok(Err(_)) => return Err(Dropped::Closed),
+                Ok(Ok(0)) => self.closed = true,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
         }
     }
-    if line.last() == Some(&b'\r') {
-        line.pop();
+
+    /// Whether more of the client's input has already arrived (HAProxy's non-interactive
+    /// mode answers such pipelined lines before it closes).
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
     }
-    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+fn text(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    String::from_utf8_lossy(line).into_owned()
 }
 
 /// Splits a line at `;`, `\;` standing for a literal semicolon. Blank commands are skipped,
@@ -96,33 +121,63 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_limited_in_size_and_idle_time() {
+        let secs = Duration::from_secs(5);
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
-        client.write_all(b"show info\r\nignored\n").await.unwrap();
+        client.write_all(b"show info\r\nshow stat\n").await.unwrap();
+        let mut lines = LineReader::default();
         assert_eq!(
-            read_line(&mut server, 100, Duration::from_secs(5)).await,
+            lines.next_line(&mut server, 100, secs).await,
             Ok("show info".to_owned())
         );
+        assert!(
+            lines.has_pending(),
+            "the second line arrived with the first"
+        );
+        assert_eq!(
+            lines.next_line(&mut server, 100, secs).await,
+            Ok("show stat".to_owned())
+        );
+        assert!(!lines.has_pending());
 
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
         client.write_all(&[b'a'; 101]).await.unwrap();
         assert_eq!(
-            read_line(&mut server, 100, Duration::from_secs(5)).await,
+            LineReader::default()
+                .next_line(&mut server, 100, secs)
+                .await,
             Err(Dropped::TooLong)
+        );
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        client.write_all(&[b'a'; 101]).await.unwrap();
+        client.write_all(b"\n").await.unwrap();
+        assert_eq!(
+            LineReader::default()
+                .next_line(&mut server, 100, secs)
+                .await,
+            Err(Dropped::TooLong),
+            "a complete line over the limit too"
         );
 
         let (_client, mut server) = tokio::io::duplex(1024);
         assert_eq!(
-            read_line(&mut server, 100, Duration::from_millis(20)).await,
+            LineReader::default()
+                .next_line(&mut server, 100, Duration::from_millis(20))
+                .await,
             Err(Dropped::Idle)
         );
 
         let (mut client, mut server) = tokio::io::duplex(1024);
         client.write_all(b"help").await.unwrap();
         drop(client);
+        let mut lines = LineReader::default();
         assert_eq!(
-            read_line(&mut server, 100, Duration::from_secs(5)).await,
+            lines.next_line(&mut server, 100, secs).await,
             Ok("help".to_owned()),
             "a last line without newline counts"
+        );
+        assert_eq!(
+            lines.next_line(&mut server, 100, secs).await,
+            Err(Dropped::Closed)
         );
     }
 }
