@@ -60,7 +60,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     println!("  curl -si http://{lb}/api/v1/health");
     println!("  {veza_lb} ctl --socket {stats} show stat");
     println!(
-        "  {veza_lb} ctl --socket {stats} set server {API_POOL}/{} state drain",
+        "  {veza_lb} ctl --socket {} set server {API_POOL}/{} state drain",
+        topology.admin_socket(),
         API_SERVERS[0]
     );
     println!(

@@ -27,8 +27,11 @@ pub struct SeedTopology {
     pub header: String,
     /// Frontend binds.
     pub binds: Vec<String>,
-    /// `[global] stats_socket`.
+    /// `[global] stats_socket`: the TCP runtime API (level `operator`: reads, for the
+    /// exporter and tooling).
     pub stats_socket: String,
+    /// A second, unix runtime API socket (level `admin`: state changes), if any.
+    pub admin_socket: Option<String>,
     /// `[global] metrics_listen`, if any.
     pub metrics_listen: Option<String>,
     /// `[global] threads`, if set.
@@ -79,9 +82,12 @@ fn servers(list: &ServerList) -> String {
 impl SeedTopology {
     /// The configuration file.
     pub fn render(&self) -> String {
+        let sockets = match &self.admin_socket {
+            Some(admin) => format!("[{}, {}]", quoted(admin), quoted(&self.stats_socket)),
+            None => quoted(&self.stats_socket),
+        };
         let mut global = format!(
-            "stats_socket = {}\nshutdown_grace = {}\n",
-            quoted(&self.stats_socket),
+            "stats_socket = {sockets}\nshutdown_grace = {}\n",
             quoted(&self.shutdown_grace)
         );
         if let Some(metrics) = &self.metrics_listen {
@@ -147,6 +153,7 @@ mod tests {
             header: "test".into(),
             binds: vec!["127.0.0.1:8080".into()],
             stats_socket: "127.0.0.1:9100".into(),
+            admin_socket: Some("unix:/run/veza-lb/admin.sock".into()),
             metrics_listen: Some("127.0.0.1:9101".into()),
             threads: Some(2),
             shutdown_grace: "2s".into(),

@@ -287,7 +287,8 @@ impl Topology {
         }
         let (lb_addr, stats_addr) = (addr(0), addr(1));
         let config_path = dir.path().join("veza-lb.toml");
-        let config = render_config(lb_addr, stats_addr, &backends, &settings);
+        let admin_path = dir.path().join("admin.sock");
+        let config = render_config(lb_addr, stats_addr, &admin_path, &backends, &settings);
         std::fs::write(&config_path, config)
             .map_err(Error::io(format!("cannot write {}", config_path.display())))?;
         let mut command = Command::new(&binaries.veza_lb);
@@ -310,7 +311,12 @@ impl Topology {
         })
     }
 
-    /// The runtime API client.
+    /// The admin runtime API's address (`unix:/path`), for state changes.
+    pub fn admin_socket(&self) -> String {
+        format!("unix:{}", self.dir.path().join("admin.sock").display())
+    }
+
+    /// The runtime API client (level `operator`: reads).
     pub fn stats(&self) -> StatsSocket {
         StatsSocket::new(self.stats_addr.to_string())
     }
@@ -457,6 +463,7 @@ fn duration(d: Duration) -> String {
 fn render_config(
     lb: SocketAddr,
     stats: SocketAddr,
+    admin: &Path,
     backends: &[Backend],
     settings: &Settings,
 ) -> String {
@@ -472,6 +479,7 @@ fn render_config(
         header: "Written by `cargo xtask`: the seed's HAProxy setup on loopback.".into(),
         binds: vec![lb.to_string()],
         stats_socket: stats.to_string(),
+        admin_socket: Some(format!("unix:{}", admin.display())),
         metrics_listen: None,
         threads: Some(settings.threads),
         shutdown_grace: "2s".into(),

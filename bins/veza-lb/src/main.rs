@@ -44,7 +44,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9100", value_name = "ADDR")]
         socket: String,
         /// The command, e.g. `show stat` or `set server api_pool/backend-api-1 state drain`;
-        /// `top [--once]` shows `show stat` as a live table, refreshed every second.
+        /// `top [--once]` shows `show stat` as a live table, refreshed every second. State
+        /// changes need a socket of level `admin` (a unix socket by default; TCP sockets are
+        /// `operator`): when refused, ctl says which level the command needs and exits 1.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
@@ -187,6 +189,17 @@ fn top(socket: &str, args: &[String]) -> ExitCode {
 
 fn ctl(socket: &str, command: &str) -> ExitCode {
     match ask(socket, command) {
+        Ok(text) if text.contains("Permission denied\n") => {
+            print!("{text}");
+            let needed = proxy::required_level(command);
+            eprintln!(
+                "veza-lb ctl: `{command}` needs the {needed} level; the runtime API at {socket} \
+                 grants less (`veza-lb ctl --socket {socket} show cli level` says which). Use a \
+                 socket configured with that level, e.g. the unix socket (admin by default): \
+                 stats_socket = [\"unix:/run/veza-lb/admin.sock\", \"127.0.0.1:9100\"]"
+            );
+            ExitCode::FAILURE
+        }
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -85,5 +85,21 @@ servers = [{{ name = "api-1", addr = "{}" }}]
         .output()
         .expect("run");
     assert_eq!(bad.status.code(), Some(2));
+
+    // The TCP socket is `operator` by default: ctl says which level a refused command needs.
+    let refused = Command::new(env!("CARGO_BIN_EXE_veza-lb"))
+        .args(["ctl", "--socket", &stats, "disable", "server", "api/api-1"])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout),
+        "Permission denied\n\n"
+    );
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("`disable server api/api-1` needs the admin level"),
+        "{why}"
+    );
     drop(a);
 }

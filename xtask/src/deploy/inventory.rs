@@ -8,7 +8,8 @@
 //!
 //! [lb]                                  # what veza-lb's configuration is rendered with
 //! bind = ["0.0.0.0:8080"]
-//! stats_socket = "127.0.0.1:9100"
+//! stats_socket = "127.0.0.1:9100"                # operator: reads (exporter, ctl top)
+//! admin_socket = "unix:/run/veza-lb/admin.sock"   # admin: state changes (the default)
 //! health_interval = "5s"
 //!
 //! [backend_api_instances]
@@ -109,8 +110,11 @@ pub struct Group {
 pub struct LbSettings {
     /// Frontend listeners.
     pub bind: Vec<String>,
-    /// Runtime API (`host:port` or `unix:/path`).
+    /// Runtime API (`host:port` or `unix:/path`), level `operator` on TCP.
     pub stats_socket: String,
+    /// The admin runtime API (`unix:/path`, level `admin`); empty for none. The default lives
+    /// in veza-lb's unit's `RuntimeDirectory=`.
+    pub admin_socket: String,
     /// Prometheus endpoint; empty for none.
     pub metrics_listen: String,
     /// Health check interval (the seed: 5s).
@@ -135,6 +139,7 @@ impl Default for LbSettings {
         LbSettings {
             bind: vec!["0.0.0.0:8080".to_owned()],
             stats_socket: "127.0.0.1:9100".to_owned(),
+            admin_socket: "unix:/run/veza-lb/admin.sock".to_owned(),
             metrics_listen: "127.0.0.1:9101".to_owned(),
             health_interval: "5s".to_owned(),
             slowstart: "30s".to_owned(),
@@ -322,6 +327,7 @@ impl Inventory {
             ),
             binds: lb.bind.clone(),
             stats_socket: lb.stats_socket.clone(),
+            admin_socket: (!lb.admin_socket.is_empty()).then(|| lb.admin_socket.clone()),
             metrics_listen: (!lb.metrics_listen.is_empty()).then(|| lb.metrics_listen.clone()),
             threads: None,
             shutdown_grace: "30s".into(),
