@@ -185,7 +185,9 @@ impl Proxy {
         };
         proxy.apply_frontends(&config, &slots, certs)?;
         // The stats socket and metrics listener; a reload keeps them as they are.
-        let loops = 1 + proxy.workers.len();
+        let loops = std::iter::once(Handle::current())
+            .chain(proxy.workers.iter().cloned())
+            .collect();
         match Services::start(
             &config.global,
             &proxy.handle,

@@ -41,7 +41,7 @@ impl Services {
         handle: &ProxyHandle,
         stop: &CancellationToken,
         tracker: &TaskTracker,
-        loops: usize,
+        loops: Vec<tokio::runtime::Handle>,
     ) -> Result<Self, Error> {
         let mut stats = Vec::with_capacity(global.stats_sockets.len());
         for socket in &global.stats_sockets {

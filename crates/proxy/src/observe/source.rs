@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::runtime::Handle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +22,8 @@ pub(crate) struct StatsSource {
     pub(crate) handle: ProxyHandle,
     stopping: CancellationToken,
     idle_pct: AtomicU8,
-    threads: usize,
+    /// The event loops serving traffic, the first also running the control task.
+    loops: Vec<Handle>,
 }
 
 /// One consistent reading of everything the renderers print.
@@ -33,13 +35,17 @@ pub(crate) struct Report {
 
 impl StatsSource {
     /// The source for `handle`, with its once-a-second ticker running until `stop`; `loops`
-    /// event loops serve traffic (the capacity `Idle_pct` is measured against).
-    pub(crate) fn start(handle: &ProxyHandle, stop: &CancellationToken, loops: usize) -> Arc<Self> {
+    /// serve traffic (the capacity `Idle_pct` is measured against, the tasks counted).
+    pub(crate) fn start(
+        handle: &ProxyHandle,
+        stop: &CancellationToken,
+        loops: Vec<Handle>,
+    ) -> Arc<Self> {
         let source = Arc::new(StatsSource {
             handle: handle.clone(),
             stopping: stop.clone(),
             idle_pct: AtomicU8::new(100),
-            threads: loops,
+            loops,
         });
         tokio::spawn(tick(source.clone(), stop.clone()));
         source
@@ -74,7 +80,7 @@ impl StatsSource {
             release_date: option_env!("VEZA_LB_RELEASE_DATE")
                 .unwrap_or("-")
                 .to_owned(),
-            threads: self.threads,
+            threads: self.loops.len(),
             pid: std::process::id(),
             uptime: report.snapshot.uptime,
             start_unix: self
@@ -95,8 +101,26 @@ impl StatsSource {
             total_bytes_out: sum(|c| Counters::get(&c.bytes_out)),
             current_tls_connections: tls_sum(|t| TlsCounters::get(&t.current)),
             total_tls_connections: tls_sum(|t| TlsCounters::get(&t.sessions)),
+            open_files_limit: open_files_limit(),
+            tasks: self
+                .loops
+                .iter()
+                .map(|l| l.metrics().num_alive_tasks() as u64)
+                .sum(),
+            run_queue: self
+                .loops
+                .iter()
+                .map(|l| l.metrics().global_queue_depth() as u64)
+                .sum(),
         }
     }
+}
+
+/// The soft `RLIMIT_NOFILE`: how many descriptors (client and server connections, listeners)
+/// the process may hold.
+fn open_files_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(0, |(soft, _)| soft)
 }
 
 fn now_unix() -> u64 {
@@ -139,7 +163,7 @@ async fn tick(source: Arc<StatsSource>, stop: CancellationToken) {
         if let (Some(before), Some(after)) = (cpu, now_cpu) {
             // Linux reports CPU time in USER_HZ, 100 per second on every supported target.
             let busy = after.saturating_sub(before) as f64 / 100.0;
-            let capacity = elapsed.as_secs_f64() * source.threads.max(1) as f64;
+            let capacity = elapsed.as_secs_f64() * source.loops.len().max(1) as f64;
             let idle = 100.0 - 100.0 * busy / capacity.max(f64::EPSILON);
             source.idle_pct.store(idle.clamp(0.0, 100.0) as u8, Relaxed);
         }

@@ -43,6 +43,13 @@ pub struct ProcessInfo {
     pub current_tls_connections: u64,
     /// `CumSslConns`: TLS handshakes completed.
     pub total_tls_connections: u64,
+    /// `Ulimit-n`, and `Maxconn` until a connection limit exists: the open-files limit.
+    pub open_files_limit: u64,
+    /// `Tasks`: tasks alive on the event loops (one per client connection, plus the control
+    /// plane's).
+    pub tasks: u64,
+    /// `Run_queue`: tasks woken from another thread and not yet run.
+    pub run_queue: u64,
 }
 
 impl ProcessInfo {
@@ -71,7 +78,7 @@ impl ProcessInfo {
     }
 
     /// The keys and values, in HAProxy's order.
-    fn lines(&self) -> [(&'static str, String); 23] {
+    fn lines(&self) -> [(&'static str, String); 30] {
         let up = self.uptime.as_secs();
         [
             ("Name", "veza-lb".to_owned()),
@@ -92,15 +99,22 @@ impl ProcessInfo {
                 ),
             ),
             ("Uptime_sec", up.to_string()),
+            ("Ulimit-n", self.open_files_limit.to_string()),
+            ("Maxconn", self.open_files_limit.to_string()),
             ("CurrConns", self.current_connections.to_string()),
             ("CumConns", self.total_connections.to_string()),
             ("CumReq", self.total_requests.to_string()),
             ("CurrSslConns", self.current_tls_connections.to_string()),
             ("CumSslConns", self.total_tls_connections.to_string()),
+            ("Maxpipes", "0".to_owned()),
+            ("PipesUsed", "0".to_owned()),
+            ("PipesFree", "0".to_owned()),
             ("ConnRate", self.connection_rate.to_string()),
             ("MaxConnRate", self.max_connection_rate.to_string()),
             ("SessRate", self.connection_rate.to_string()),
             ("MaxSessRate", self.max_connection_rate.to_string()),
+            ("Tasks", self.tasks.to_string()),
+            ("Run_queue", self.run_queue.to_string()),
             ("Idle_pct", self.idle_pct.to_string()),
             ("node", self.node.clone()),
             ("Stopping", u8::from(self.stopping).to_string()),
@@ -134,6 +148,9 @@ mod tests {
             total_bytes_out: 4662,
             current_tls_connections: 2,
             total_tls_connections: 11,
+            open_files_limit: 1024,
+            tasks: 12,
+            run_queue: 0,
         };
         let text = info.render();
         assert!(text.starts_with("Name: veza-lb\nVersion: 0.1.0\nRelease_date: 2026/01/02\n"));
@@ -142,6 +159,24 @@ mod tests {
             "\nCurrConns: 3\nCumConns: 38\nCumReq: 7\nCurrSslConns: 2\nCumSslConns: 11\n"
         ));
         assert!(text.contains("\nIdle_pct: 99\nnode: vm\nStopping: 0\n"));
+        assert!(
+            text.contains("\nUlimit-n: 1024\nMaxconn: 1024\n"),
+            "hatop needs Maxconn"
+        );
+        assert!(
+            text.contains("\nTasks: 12\nRun_queue: 0\n"),
+            "and Tasks, Run_queue"
+        );
+        assert!(
+            text.contains("\nMaxpipes: 0\nPipesUsed: 0\n"),
+            "and the pipes"
+        );
+        let typed = info.render_typed();
+        assert_eq!(
+            typed.lines().filter(|l| !l.is_empty()).count(),
+            text.lines().filter(|l| !l.is_empty()).count(),
+            "every key has its typed field:\n{typed}"
+        );
         assert!(text.ends_with("Start_time_sec: 1795710121\n\n"));
         // HAProxy's order: every key we print appears in the same order in HAProxy 2.6's.
         let haproxy = [
@@ -155,22 +190,65 @@ mod tests {
             "Uptime",
             "Uptime_sec",
             "Memmax_MB",
+            "PoolAlloc_MB",
+            "PoolUsed_MB",
+            "PoolFailed",
+            "Ulimit-n",
+            "Maxsock",
+            "Maxconn",
+            "Hard_maxconn",
             "CurrConns",
             "CumConns",
             "CumReq",
             "MaxSslConns",
             "CurrSslConns",
             "CumSslConns",
+            "Maxpipes",
+            "PipesUsed",
+            "PipesFree",
             "ConnRate",
+            "ConnRateLimit",
             "MaxConnRate",
             "SessRate",
+            "SessRateLimit",
             "MaxSessRate",
+            "SslRate",
+            "SslRateLimit",
+            "MaxSslRate",
+            "SslFrontendKeyRate",
+            "SslFrontendMaxKeyRate",
+            "SslFrontendSessionReuse_pct",
+            "SslBackendKeyRate",
+            "SslBackendMaxKeyRate",
+            "SslCacheLookups",
+            "SslCacheMisses",
+            "CompressBpsIn",
+            "CompressBpsOut",
+            "CompressBpsRateLim",
+            "Tasks",
+            "Run_queue",
             "Idle_pct",
             "node",
             "Stopping",
+            "Jobs",
+            "Unstoppable Jobs",
             "Listeners",
+            "ActivePeers",
+            "ConnectedPeers",
+            "DroppedLogs",
+            "BusyPolling",
+            "FailedResolutions",
             "TotalBytesOut",
+            "TotalSplicdedBytesOut",
+            "BytesOutRate",
+            "DebugCommandsIssued",
+            "CumRecvLogs",
+            "Build info",
+            "Memmax_bytes",
+            "PoolAlloc_bytes",
+            "PoolUsed_bytes",
             "Start_time_sec",
+            "Tainted",
         ];
         let ours: Vec<&str> = text
             .lines()
