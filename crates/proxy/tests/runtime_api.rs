@@ -422,6 +422,11 @@ async fn metrics_and_stats_csv_over_http() {
         "same rows"
     );
 
+    let (status, _, html) = get(metrics, "/stats").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("data-name=\"api/api-1\""), "{html}");
+    assert_eq!(get(metrics, "/stats?refresh=abc").await.0, 400);
+    assert_eq!(get(metrics, "/stats?refresh=3601").await.0, 400);
     assert_eq!(get(metrics, "/nope").await.0, 404);
     lab.proxy.shutdown().await;
 }

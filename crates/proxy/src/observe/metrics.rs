@@ -1,6 +1,8 @@
 //! The metrics listener (`metrics_listen`): HTTP/1.1 via hyper, serving `GET /metrics`
-//! (Prometheus text format, see [`crate::stats::prometheus`]) and `GET /stats;csv` (the same
-//! CSV as the runtime API's `show stat`).
+//! (Prometheus text format, see [`crate::stats::prometheus`]), `GET /stats;csv` (the same
+//! CSV as the runtime API's `show stat`) and `GET /stats` (the same data as a page for a
+//! browser, [`crate::stats::page`], refreshed every 5 s or `?refresh=N`; `refresh=0` for
+//! never).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,7 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::observe::source::StatsSource;
 use crate::stats::csv::{self, Filter};
+use crate::stats::page::StatsPage;
 use crate::stats::prometheus;
+
+/// Seconds between a stats page's refreshes unless `?refresh=N` says otherwise.
+const DEFAULT_REFRESH: u32 = 5;
 
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,11 +95,16 @@ async fn respond(req: &Request<Incoming>, source: &StatsSource) -> Response<Full
         Page::Metrics
     } else if path == "/stats;csv" || path.starts_with("/stats;csv;") {
         Page::Csv
+    } else if path == "/stats" || path == "/stats/" {
+        match refresh(req.uri().query()) {
+            Ok(seconds) => Page::Html(seconds),
+            Err(why) => return text(StatusCode::BAD_REQUEST, "text/plain", why),
+        }
     } else {
         return text(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /metrics or /stats;csv\n".into(),
+            "not found: try /metrics, /stats or /stats;csv\n".into(),
         );
     };
     let Some(report) = source.report().await else {
@@ -125,12 +136,49 @@ async fn respond(req: &Request<Incoming>, source: &StatsSource) -> Response<Full
             body.pop();
             text(StatusCode::OK, "text/plain; charset=utf-8", body)
         }
+        Page::Html(seconds) => {
+            let rows = csv::cells(
+                &report.frontends,
+                &report.snapshot,
+                report.now_unix,
+                &Filter::default(),
+            );
+            let page = StatsPage::new(source.process_info(&report), &rows, seconds);
+            match askama::Template::render(&page) {
+                Ok(html) => text(StatusCode::OK, "text/html; charset=utf-8", html),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("the stats page failed to render: {e}\n"),
+                ),
+            }
+        }
     }
 }
 
 enum Page {
     Metrics,
     Csv,
+    /// The stats page, refreshed every so many seconds, or never.
+    Html(Option<u32>),
+}
+
+/// `?refresh=N` (seconds, 0 for never; at most an hour) or the default.
+fn refresh(query: Option<&str>) -> Result<Option<u32>, String> {
+    let Some(value) = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("refresh="))
+    else {
+        return Ok(Some(DEFAULT_REFRESH));
+    };
+    match value.parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= 3600 => Ok(Some(n)),
+        _ => Err(format!(
+            "refresh must be a number of seconds from 0 (never) to 3600, not {value:?}\n"
+        )),
+    }
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

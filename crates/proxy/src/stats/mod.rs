@@ -14,6 +14,7 @@ pub mod csv;
 #[cfg(test)]
 mod fixture;
 pub mod info;
+pub mod page;
 pub mod prometheus;
 pub mod servers_state;
 mod table;
