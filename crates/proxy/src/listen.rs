@@ -12,6 +12,38 @@ use tokio::net::TcpListener;
 use crate::Error;
 use crate::config::{self, Config, StatsSocketAddr};
 
+/// Descriptors kept aside from the connection budget: listeners, stats sockets, health checks,
+/// the log, the binary's own files.
+const RESERVED_FDS: u64 = 64;
+
+/// The soft `RLIMIT_NOFILE`: how many descriptors the process may hold.
+pub(crate) fn open_files_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
+}
+
+/// How many client connections the process serves at once: `maxconn` as configured, or what
+/// `open_files` allows when it does not say. Each client connection may hold a server
+/// connection too (HAProxy's `maxsock = 2 * maxconn + reserve`), so the open-files limit
+/// allows `(open_files - reserve) / 2`; a larger `maxconn` is lowered to that, and the
+/// warning says why.
+pub(crate) fn effective_maxconn(configured: Option<u32>, open_files: u64) -> (u64, Option<String>) {
+    let allowed = (open_files.saturating_sub(RESERVED_FDS) / 2).max(1);
+    match configured {
+        None => (allowed, None),
+        Some(n) if u64::from(n) <= allowed => (u64::from(n), None),
+        Some(n) => (
+            allowed,
+            Some(format!(
+                "maxconn {n} needs about {} file descriptors but the open-files limit is \
+                 {open_files}: serving at most {allowed} connections at once; raise \
+                 LimitNOFILE= (or ulimit -n) to allow more",
+                2 * u64::from(n) + RESERVED_FDS
+            )),
+        ),
+    }
+}
+
 /// What listens on an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Purpose<'a> {
@@ -144,6 +176,16 @@ pub(crate) fn bind_for(purpose: Purpose<'_>, addr: SocketAddr) -> Result<TcpList
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maxconn_follows_the_open_files_limit() {
+        assert_eq!(effective_maxconn(None, 256), (96, None), "(256 - 64) / 2");
+        assert_eq!(effective_maxconn(Some(50), 256), (50, None));
+        let (n, warning) = effective_maxconn(Some(1000), 256);
+        assert_eq!(n, 96);
+        assert!(warning.is_some_and(|w| w.contains("maxconn 1000 needs about 2064")));
+        assert_eq!(effective_maxconn(None, 10), (1, None), "never zero");
+    }
 
     #[test]
     fn a_group_shares_one_port_and_spreads_connections() {

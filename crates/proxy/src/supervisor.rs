@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, Config};
 use crate::control::{ControlHandle, ControlTask};
 use crate::counters::Counters;
+use crate::data::admission::Admission;
 use crate::data::frontend::ListenerContext;
 use crate::data::passive::PassiveReports;
 use crate::data::routing::{FrontendView, PoolSlot};
@@ -101,6 +102,8 @@ pub struct Proxy {
     frontends: HashMap<String, RunningFrontend>,
     handle: ProxyHandle,
     process: Arc<Counters>,
+    /// The process-wide connection limit (`maxconn`).
+    admission: Arc<Admission>,
     /// Stops the observability services (stats socket, metrics, rates).
     drain: CancellationToken,
     /// The data plane's drain: stop accepting, close idle connections, finish requests.
@@ -131,6 +134,17 @@ fn frontend_view(
         default_pool: pools.get(fe.default_pool.as_str())?.clone(),
         counters,
     })
+}
+
+/// The connection limit for `config` under this process's open-files limit; a `maxconn` the
+/// limit cannot hold is lowered, with a warning.
+fn maxconn(config: &Config) -> u64 {
+    let (max, warning) =
+        listen::effective_maxconn(config.global.maxconn, listen::open_files_limit());
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    max
 }
 
 /// A frontend's client timeouts: inactivity, and the request head's
@@ -164,6 +178,7 @@ impl Proxy {
         let (task, control, passive, slots) = ControlTask::new(&config);
         tokio::spawn(task.run());
         let process = Arc::new(Counters::default());
+        let admission = Admission::new(maxconn(&config));
         let mut proxy = Proxy {
             control: control.clone(),
             passive,
@@ -173,8 +188,10 @@ impl Proxy {
                 frontends: Arc::new(ArcSwap::from_pointee(Vec::new())),
                 process: process.clone(),
                 started: SystemTime::now(),
+                admission: admission.clone(),
             },
             process,
+            admission,
             drain: CancellationToken::new(),
             drain_data: Tripwire::new(),
             hard_stop: Tripwire::new(),
@@ -335,6 +352,7 @@ impl Proxy {
             drain: self.drain_data.clone(),
             hard_stop: self.hard_stop.clone(),
             tracker: self.tracker.clone(),
+            admission: self.admission.clone(),
         };
         for (addr, tls) in listen::frontend(fe) {
             if let Some(group) = bound.remove(&(fe.name.clone(), addr, tls)) {
@@ -462,6 +480,7 @@ impl Proxy {
             .await
             .ok_or(Error::Stopped)?;
         self.grace = config.global.shutdown_grace;
+        self.admission.set_max(maxconn(&config));
         self.apply_frontends(&config, &slots, certs)
     }
 

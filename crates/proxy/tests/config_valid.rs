@@ -167,6 +167,7 @@ fn every_key_with_non_default_values() {
         ]
     );
     assert_eq!(config.global.shutdown_grace, Duration::ZERO);
+    assert_eq!(config.global.maxconn, Some(20_000));
     assert_eq!(config.global.threads, None);
 
     let public = config.frontend("public").unwrap();

@@ -86,10 +86,22 @@ impl Lb {
 
     /// Starts `veza-lb` on `config` with extra environment variables (`NOTIFY_SOCKET`...).
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Lb {
+        Lb::start_under(&[], config, env)
+    }
+
+    /// Starts `veza-lb` on `config` through `wrapper` (e.g. `prlimit --nofile=256:256 --`).
+    pub fn start_under(wrapper: &[&str], config: &str, env: &[(&str, &str)]) -> Lb {
         let dir = temp_dir();
         let path = dir.path().join("veza-lb.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut command = Command::new(binary());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
         command
             .args(["run", "-c", "veza-lb.toml", "--log-level", "info"])
             .current_dir(dir.path())

@@ -82,6 +82,9 @@ pub struct Global {
     pub shutdown_grace: Duration,
     /// Worker threads (`threads`); `None` means one per available core.
     pub threads: Option<NonZeroUsize>,
+    /// Client connections served at once (`maxconn`); `None`: as many as the open-files
+    /// limit allows. Above it, listeners stop accepting until connections close.
+    pub maxconn: Option<u32>,
 }
 
 impl Default for Global {
@@ -91,6 +94,7 @@ impl Default for Global {
             metrics_listen: None,
             shutdown_grace: Duration::from_secs(30),
             threads: None,
+            maxconn: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use http::{Response, StatusCode};
 use tokio_util::task::TaskTracker;
 
 use crate::counters::Counters;
+use crate::data::admission::Admission;
 use crate::data::body::ProxyBody;
 use crate::data::forward::{self, ClientContext};
 use crate::data::passive::PassiveReports;
@@ -39,6 +40,8 @@ pub(crate) struct ListenerContext {
     /// Close everything still open.
     pub(crate) hard_stop: Tripwire,
     pub(crate) tracker: TaskTracker,
+    /// The process-wide connection limit.
+    pub(crate) admission: Arc<Admission>,
 }
 
 /// [`forward::handle`] behind the frontend's HTTPS policy: plain requests are redirected when

@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::counters::SessionGuard;
+use crate::data::admission::Slot;
 use crate::data::body::ProxyBody;
 use crate::data::forward::ClientContext;
 use crate::data::frontend::{self, ListenerContext};
@@ -23,9 +24,25 @@ use crate::data::session;
 use crate::data::tripwire::Tripwire;
 use crate::tls::HttpsPolicy;
 
-/// Accepts on `listener` until `stop` (this listener closing) or the drain token.
+/// Accepts on `listener` until `stop` (this listener closing) or the drain token, while the
+/// connection limit allows: at `maxconn`, or out of descriptors, the listener pauses and the
+/// excess waits in the kernel's backlog.
 pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, stop: Tripwire) {
     loop {
+        let Some(slot) = ctx.admission.try_admit() else {
+            if ctx.admission.overloaded() {
+                tracing::warn!(
+                    "{} connections open, the maxconn limit: not accepting new ones until some \
+                     close (they wait in the kernel's backlog)",
+                    ctx.admission.max()
+                );
+            }
+            tokio::select! {
+                () = ctx.admission.wait_for_room(Duration::from_secs(1)) => continue,
+                () = stop.tripped() => return,
+                () = ctx.drain.tripped() => return,
+            }
+        };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = stop.tripped() => return,
@@ -34,18 +51,42 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, sto
         match accepted {
             Ok((stream, peer)) => {
                 let ctx = ctx.clone();
-                ctx.tracker.clone().spawn(serve_client(stream, peer, ctx));
+                ctx.tracker
+                    .clone()
+                    .spawn(serve_client(stream, peer, ctx, slot));
             }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning on a full fd table.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(e) if out_of_descriptors(&e) => {
+                drop(slot);
+                if ctx.admission.overloaded() {
+                    tracing::warn!(
+                        "accept failed: {e}: not accepting new connections until descriptors \
+                         free up (raise LimitNOFILE= or lower maxconn)"
+                    );
+                }
+                tokio::select! {
+                    () = ctx.admission.wait_for_room(Duration::from_millis(100)) => {}
+                    () = stop.tripped() => return,
+                    () = ctx.drain.tripped() => return,
+                }
             }
+            // A client that reset before being accepted, and the like: not ours to report.
+            Err(e) => tracing::debug!("accept failed: {e}"),
         }
     }
 }
 
-async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext) {
+/// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: the process or system has no room for another
+/// connection right now.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error().is_some_and(|code| {
+        [Errno::EMFILE, Errno::ENFILE, Errno::ENOBUFS, Errno::ENOMEM]
+            .iter()
+            .any(|&errno| errno as i32 == code)
+    })
+}
+
+async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext, _slot: Slot) {
     let _ = stream.set_nodelay(true);
     let view = ctx.view.load();
     let _session = SessionGuard::start([ctx.process.clone(), view.counters.clone()]);

@@ -26,6 +26,7 @@
 //! - `accesslog`: HAProxy's HTTP log line.
 
 pub(crate) mod accesslog;
+pub(crate) mod admission;
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod forward;

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::control::{AdminCommand, AdminError, ControlHandle};
 use crate::counters::Counters;
+use crate::data::admission::Admission;
 use crate::stats::{FrontendStats, StatsSnapshot};
 
 /// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
@@ -20,6 +21,8 @@ pub struct ProxyHandle {
     pub process: Arc<Counters>,
     /// When the proxy started.
     pub started: SystemTime,
+    /// The process-wide connection limit (`Maxconn`).
+    pub(crate) admission: Arc<Admission>,
 }
 
 impl ProxyHandle {

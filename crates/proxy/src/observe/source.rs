@@ -101,7 +101,8 @@ impl StatsSource {
             total_bytes_out: sum(|c| Counters::get(&c.bytes_out)),
             current_tls_connections: tls_sum(|t| TlsCounters::get(&t.current)),
             total_tls_connections: tls_sum(|t| TlsCounters::get(&t.sessions)),
-            open_files_limit: open_files_limit(),
+            open_files_limit: crate::listen::open_files_limit(),
+            maxconn: self.handle.admission.max(),
             tasks: self
                 .loops
                 .iter()
@@ -114,13 +115,6 @@ impl StatsSource {
                 .sum(),
         }
     }
-}
-
-/// The soft `RLIMIT_NOFILE`: how many descriptors (client and server connections, listeners)
-/// the process may hold.
-fn open_files_limit() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or(0, |(soft, _)| soft)
 }
 
 fn now_unix() -> u64 {

@@ -43,6 +43,7 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    raise_open_files_limit();
     // N event loops, as HAProxy's `nbthread`: this thread's, and N-1 workers. Each is a
     // current-thread runtime, without the work-stealing machinery (and its cross-thread
     // wake-ups) of a multi-thread pool.
@@ -59,6 +60,23 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
     let served = runtime.block_on(serve(config, &options.config_path, workers.handles()));
     drop(workers);
     served
+}
+
+/// Raises the soft open-files limit to the hard one, as HAProxy does at start: the default soft
+/// limit (1024) would cap a proxy at about 480 connections. The effective limit is in
+/// `show info` (`Ulimit-n`) and sets the default `maxconn`.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!("open-files limit raised from {soft} to {hard}"),
+            Err(e) => {
+                tracing::warn!("cannot raise the open-files limit from {soft} to {hard}: {e}")
+            }
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-files limit: {e}"),
+    }
 }
 
 async fn serve(config: Config, path: &Path, workers: Vec<Handle>) -> Result<(), Error> {

@@ -43,8 +43,11 @@ pub struct ProcessInfo {
     pub current_tls_connections: u64,
     /// `CumSslConns`: TLS handshakes completed.
     pub total_tls_connections: u64,
-    /// `Ulimit-n`, and `Maxconn` until a connection limit exists: the open-files limit.
+    /// `Ulimit-n`: the open-files limit.
     pub open_files_limit: u64,
+    /// `Maxconn`: client connections served at once (`[global] maxconn`, or what the
+    /// open-files limit allows).
+    pub maxconn: u64,
     /// `Tasks`: tasks alive on the event loops (one per client connection, plus the control
     /// plane's).
     pub tasks: u64,
@@ -100,7 +103,7 @@ impl ProcessInfo {
             ),
             ("Uptime_sec", up.to_string()),
             ("Ulimit-n", self.open_files_limit.to_string()),
-            ("Maxconn", self.open_files_limit.to_string()),
+            ("Maxconn", self.maxconn.to_string()),
             ("CurrConns", self.current_connections.to_string()),
             ("CumConns", self.total_connections.to_string()),
             ("CumReq", self.total_requests.to_string()),
@@ -149,6 +152,7 @@ mod tests {
             current_tls_connections: 2,
             total_tls_connections: 11,
             open_files_limit: 1024,
+            maxconn: 480,
             tasks: 12,
             run_queue: 0,
         };
@@ -160,7 +164,7 @@ mod tests {
         ));
         assert!(text.contains("\nIdle_pct: 99\nnode: vm\nStopping: 0\n"));
         assert!(
-            text.contains("\nUlimit-n: 1024\nMaxconn: 1024\n"),
+            text.contains("\nUlimit-n: 1024\nMaxconn: 480\n"),
             "hatop needs Maxconn"
         );
         assert!(

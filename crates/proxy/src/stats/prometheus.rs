@@ -507,7 +507,7 @@ pub fn render(
 
 fn process_metrics(out: &mut Exposition, info: &ProcessInfo) {
     let none = String::new;
-    let gauges: [(&str, &str, f64); 10] = [
+    let gauges: [(&str, &str, f64); 12] = [
         (
             "nbthread",
             "Number of started threads (global.nbthread)",
@@ -532,6 +532,16 @@ fn process_metrics(out: &mut Exposition, info: &ProcessInfo) {
             "start_time_seconds",
             "Start time in seconds",
             n(info.start_unix),
+        ),
+        (
+            "max_connections",
+            "Maximum number of concurrent connections (maxconn)",
+            n(info.maxconn),
+        ),
+        (
+            "max_fds",
+            "Maximum number of open file descriptors (ulimit -n)",
+            n(info.open_files_limit),
         ),
         (
             "current_connections",

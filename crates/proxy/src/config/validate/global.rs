@@ -15,6 +15,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "metrics_listen",
     "shutdown_grace",
     "threads",
+    "maxconn",
 ];
 
 const SOCKET_KEYS: &[&str] = &["addr", "level", "mode"];
@@ -66,6 +67,12 @@ impl Ctx<'_> {
             1..=4096,
             "; remove it to use one thread per core",
         );
+        let maxconn = self.integer(
+            &s,
+            "maxconn",
+            1..=10_000_000,
+            "; remove it to serve as many connections as the open-files limit allows",
+        );
         Some(Global {
             stats_sockets: stats_sockets.ok()?,
             metrics_listen: metrics_listen.ok()?,
@@ -74,6 +81,7 @@ impl Ctx<'_> {
                 .ok()?
                 .and_then(|n| usize::try_from(n).ok())
                 .and_then(NonZeroUsize::new),
+            maxconn: maxconn.ok()?.and_then(|n| u32::try_from(n).ok()),
         })
     }
 
