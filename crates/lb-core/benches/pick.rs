@@ -27,6 +27,7 @@ fn router(n: usize, balance: Balance) -> Router {
                 checked: true,
             })
             .collect(),
+        hash_balance_factor: None,
     };
     let now = Instant::now();
     PoolState::new(spec, now).router(now)

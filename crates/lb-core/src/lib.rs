@@ -31,6 +31,7 @@
 //!         ServerSpec { name: "backend-api-1".into(), weight: 1, checked: true },
 //!         ServerSpec { name: "backend-api-2".into(), weight: 1, checked: true },
 //!     ],
+//!     hash_balance_factor: None,
 //! };
 //! let mut pool = PoolState::new(spec, now);
 //!
@@ -74,7 +75,7 @@ pub use hash::{jump, key_hash};
 pub use health::{AdminState, CheckResult, CheckStatus, DownReason, Health, Transition};
 pub use key::HashKeyRule;
 pub use pool::{
-    Balance, CookieSeen, MAX_WEIGHT, Pick, PickReason, PickRequest, PoolError, PoolSpec, PoolState,
-    Reconfigured, Router, ServerId, ServerSpec, ServerState,
+    Balance, CookieSeen, Loads, MAX_WEIGHT, Pick, PickReason, PickRequest, PoolError, PoolSpec,
+    PoolState, Reconfigured, Router, ServerId, ServerSpec, ServerState,
 };
 pub use slowstart::{SlowStart, WEIGHT_SCALE};

@@ -24,6 +24,10 @@ use crate::key::HashKeyRule;
 use crate::slowstart::{SlowStart, WEIGHT_SCALE};
 use crate::wrr;
 
+mod loads;
+
+pub use loads::Loads;
+
 /// Highest weight a server may have (HAProxy's limit).
 pub const MAX_WEIGHT: u16 = 256;
 
@@ -85,6 +89,11 @@ pub struct PoolSpec {
     pub error_limit: u32,
     /// Servers, in slot order.
     pub servers: Vec<ServerSpec>,
+    /// Consistent hashing with bounded loads (HAProxy's `hash-balance-factor`, in percent,
+    /// above 100): a key stays on its server while that server's in-flight load is under
+    /// `factor` times its share of the pool's, else it moves along its re-hash sequence.
+    /// `None`: plain jump hash.
+    pub hash_balance_factor: Option<u32>,
 }
 
 /// Errors from operator commands on a pool.
@@ -180,6 +189,7 @@ pub struct PoolState {
     fall: u32,
     error_limit: u32,
     servers: Vec<ServerState>,
+    hash_balance_factor: Option<u32>,
 }
 
 impl PoolState {
@@ -207,6 +217,7 @@ impl PoolState {
             fall: spec.fall,
             error_limit: spec.error_limit,
             servers,
+            hash_balance_factor: spec.hash_balance_factor,
         }
     }
 
@@ -266,6 +277,7 @@ impl PoolState {
             changes.added.push(ServerId(slot as u16));
         }
         self.balance = spec.balance;
+        self.hash_balance_factor = spec.hash_balance_factor;
         self.sticky = spec.sticky;
         self.hash_key = spec.hash_key;
         self.slowstart = spec.slowstart;
@@ -479,6 +491,8 @@ impl PoolState {
                 .collect(),
             by_name: by_name.into(),
             schedule: wrr::schedule(&weights).into(),
+            weights: weights.into(),
+            hash_balance_factor: self.hash_balance_factor,
             cursor: AtomicUsize::new(0),
         }
     }
@@ -553,16 +567,20 @@ pub struct PickRequest<'a> {
     pub cookie: ClientCookie<'a>,
     /// Servers this request already failed on (retries with redispatch).
     pub exclude: &'a [ServerId],
+    /// The servers' load now, when the pool limits or balances it (`maxconn`,
+    /// `hash_balance_factor`); `None` picks as if every server were idle.
+    pub loads: Option<Loads<'a>>,
 }
 
 impl PickRequest<'_> {
-    /// A request with no key, no cookie and nothing excluded.
+    /// A request with no key, no cookie, nothing excluded and no load information.
     #[must_use]
     pub const fn plain() -> Self {
         PickRequest {
             key: None,
             cookie: ClientCookie::Absent,
             exclude: &[],
+            loads: None,
         }
     }
 }
@@ -579,6 +597,9 @@ pub struct Router {
     sticky_ok: Box<[bool]>,
     by_name: Box<[(Box<str>, u16)]>,
     schedule: Box<[u16]>,
+    /// Effective weights (slow start applied), for bounded loads.
+    weights: Box<[u32]>,
+    hash_balance_factor: Option<u32>,
     cursor: AtomicUsize,
 }
 
@@ -641,7 +662,13 @@ impl Router {
         }
         let (server, reason) = match (self.balance, req.key) {
             (Balance::JumpHash, Some(key)) => {
-                let (server, rehashes, first_excluded) = self.pick_hashed(key, &excluded)?;
+                let bounded = self.hash_balance_factor.zip(req.loads);
+                let (server, rehashes, first_excluded) = match bounded {
+                    Some((factor, loads)) => self
+                        .pick_bounded(key, &excluded, factor, &loads)
+                        .or_else(|| self.pick_hashed(key, &excluded))?,
+                    None => self.pick_hashed(key, &excluded)?,
+                };
                 let reason = if first_excluded {
                     PickReason::Redispatched
                 } else {
@@ -650,7 +677,7 @@ impl Router {
                 (server, reason)
             }
             _ => {
-                let server = self.pick_round_robin(&excluded)?;
+                let server = self.pick_round_robin(&excluded, req.loads.as_ref())?;
                 // A valid cookie whose server failed this request is a redispatch.
                 let pinned_failed = cookie == CookieSeen::Down && !req.exclude.is_empty();
                 let reason = if pinned_failed {
@@ -676,15 +703,26 @@ impl Router {
             .map(|i| usize::from(self.by_name[i].1))
     }
 
-    fn pick_round_robin(&self, excluded: &impl Fn(usize) -> bool) -> Option<usize> {
+    /// The schedule's next server, passing over excluded ones and, while another can take
+    /// the request, full ones.
+    fn pick_round_robin(
+        &self,
+        excluded: &impl Fn(usize) -> bool,
+        loads: Option<&Loads<'_>>,
+    ) -> Option<usize> {
         let len = self.schedule.len();
         if len == 0 {
             return None;
         }
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        (0..len)
+        let mut candidates = (0..len)
             .map(|k| usize::from(self.schedule[start.wrapping_add(k) % len]))
-            .find(|&i| !excluded(i))
+            .filter(|&i| !excluded(i));
+        let first = candidates.next()?;
+        let Some(loads) = loads.filter(|l| l.full(first)) else {
+            return Some(first);
+        };
+        Some(candidates.find(|&i| !loads.full(i)).unwrap_or(first))
     }
 
     /// Jump hash with deterministic re-hashing past unusable or excluded slots, then a scan

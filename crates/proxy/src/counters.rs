@@ -191,6 +191,11 @@ pub struct Counters {
     pub response_time: Average,
     /// `ttime`: total time average.
     pub total_time: Average,
+    /// `qtime`: time spent waiting in a queue for a server's `maxconn` (pools and servers
+    /// with one).
+    pub queue_time: Average,
+    /// `qmax`: the most requests that waited in this pool's or server's queue at once.
+    pub max_queued: AtomicU64,
     /// Response-time distribution, for Prometheus.
     pub response_latency: Histogram,
     /// Seconds since the Unix epoch of the last session (`lastsess` is derived from it);
@@ -256,9 +261,15 @@ impl Counters {
     pub fn clear_maxima(&self) {
         self.max_sessions
             .store(Self::get(&self.cur_sessions), Relaxed);
+        self.max_queued.store(0, Relaxed);
         self.session_rate.clear(false, 0);
         self.request_rate.clear(false, 0);
-        for average in [&self.connect_time, &self.response_time, &self.total_time] {
+        for average in [
+            &self.connect_time,
+            &self.response_time,
+            &self.total_time,
+            &self.queue_time,
+        ] {
             average.clear(false);
         }
     }
@@ -280,6 +291,7 @@ impl Counters {
             &self.client_aborts,
             &self.server_aborts,
             &self.last_session_unix,
+            &self.max_queued,
         ];
         for counter in totals.into_iter().chain(&self.responses) {
             counter.store(0, Relaxed);
@@ -288,7 +300,12 @@ impl Counters {
             .store(Self::get(&self.cur_sessions), Relaxed);
         self.session_rate.clear(true, 0);
         self.request_rate.clear(true, 0);
-        for average in [&self.connect_time, &self.response_time, &self.total_time] {
+        for average in [
+            &self.connect_time,
+            &self.response_time,
+            &self.total_time,
+            &self.queue_time,
+        ] {
             average.clear(true);
         }
         self.response_latency.clear();

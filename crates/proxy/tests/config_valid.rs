@@ -70,6 +70,7 @@ fn the_brief_example_parses_to_what_it_says() {
         server: secs(30),
         tunnel: secs(3600),
         http_request: secs(30),
+        queue: secs(5),
     };
 
     let api = config.pool("api_pool").unwrap();
@@ -108,13 +109,15 @@ fn the_brief_example_parses_to_what_it_says() {
                 name: "backend-api-1".into(),
                 addr: addr("127.0.0.1:18081"),
                 weight: 1,
-                check: true
+                check: true,
+                maxconn: None,
             },
             ServerConfig {
                 name: "backend-api-2".into(),
                 addr: addr("127.0.0.1:18082"),
                 weight: 1,
-                check: true
+                check: true,
+                maxconn: None,
             },
         ]
     );
@@ -217,8 +220,12 @@ fn every_key_with_non_default_values() {
             server: secs(20),
             tunnel: secs(90),
             http_request: secs(5),
+            queue: secs(3),
         }
     );
+    assert_eq!(stream.hash_balance_factor, Some(150));
+    assert!(!stream.maxconn_counts_tunnels);
+    assert_eq!(stream.servers[0].maxconn, None, "maxconn = 0: no limit");
     assert_eq!(
         (stream.retries, stream.redispatch, stream.retry_idempotent),
         (0, false, false)
@@ -230,7 +237,8 @@ fn every_key_with_non_default_values() {
             name: "s2".into(),
             addr: addr("[fd00::2]:9000"),
             weight: 0,
-            check: false
+            check: false,
+            maxconn: Some(100),
         }
     );
     assert_eq!(stream.servers[0].weight, 256);

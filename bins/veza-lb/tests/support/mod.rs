@@ -375,6 +375,8 @@ pub struct AccessLine {
     pub conns: [u64; 4],
     /// Retries.
     pub retries: u32,
+    /// `srv_queue/backend_queue`.
+    pub queues: [u32; 2],
     /// The request line, unquoted.
     pub request_line: String,
 }
@@ -403,7 +405,7 @@ impl AccessLine {
             _,
             state,
             conns,
-            _queues,
+            queues,
         ] = f.as_slice()
         else {
             return None;
@@ -419,6 +421,7 @@ impl AccessLine {
             .map(str::parse)
             .collect::<Result<_, _>>()
             .ok()?;
+        let (srv_queue, backend_queue) = queues.split_once('/')?;
         if state.len() != 4 || conns.len() != 5 {
             return None;
         }
@@ -434,6 +437,7 @@ impl AccessLine {
             cookie: state[2..].to_owned(),
             conns: [conns[0], conns[1], conns[2], conns[3]],
             retries: u32::try_from(conns[4]).ok()?,
+            queues: [srv_queue.parse().ok()?, backend_queue.parse().ok()?],
             request_line,
         })
     }

@@ -25,6 +25,7 @@ fn rr(servers: Vec<ServerSpec>) -> PoolSpec {
         fall: 3,
         error_limit: 0,
         servers,
+        hash_balance_factor: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn hashed(n: usize) -> PoolSpec {
         fall: 3,
         error_limit: 0,
         servers: servers(n),
+        hash_balance_factor: None,
     }
 }
 
@@ -215,7 +217,7 @@ fn redispatch_leaves_a_failed_pinned_server() {
         .pick(&PickRequest {
             cookie,
             exclude: &[ServerId(0)],
-            key: None,
+            ..PickRequest::plain()
         })
         .expect("s1 is up");
     assert_eq!(
@@ -458,4 +460,148 @@ proptest! {
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn bounded(n: usize, factor: u32) -> PoolSpec {
+    PoolSpec {
+        hash_balance_factor: Some(factor),
+        ..hashed(n)
+    }
+}
+
+/// Picks `key` with the given in-flight loads and `maxconn`s.
+fn pick_loaded(router: &Router, key: Option<&[u8]>, in_flight: &[u32], maxconn: &[u32]) -> Pick {
+    let in_flight = |id: ServerId| in_flight[id.index()];
+    let maxconn = |id: ServerId| maxconn[id.index()];
+    router
+        .pick(&PickRequest {
+            key,
+            loads: Some(Loads::new(&in_flight, &maxconn)),
+            ..PickRequest::plain()
+        })
+        .expect("a usable server")
+}
+
+#[test]
+fn round_robin_passes_over_full_servers_until_all_are_full() {
+    let now = Instant::now();
+    let router = PoolState::new(rr(servers(3)), now).router(now);
+    let maxconn = [2, 2, 2];
+    for _ in 0..6 {
+        let p = pick_loaded(&router, None, &[2, 0, 2], &maxconn);
+        assert_eq!(p.server, ServerId(1), "the only one with room");
+    }
+    // All full: a server is still named (the caller queues for the pool).
+    let p = pick_loaded(&router, None, &[2, 2, 2], &maxconn);
+    assert_eq!(p.reason, PickReason::Balanced);
+    // maxconn 0 is no limit.
+    let p = pick_loaded(&router, None, &[50, 50, 50], &[0, 0, 0]);
+    assert_eq!(p.reason, PickReason::Balanced);
+    // A sticky client keeps its full server (it queues there).
+    let cookie = router.sticky().expect("sticky").find([&b"SERVERID=s0"[..]]);
+    let in_flight = |id: ServerId| [2, 0, 0][id.index()];
+    let max = |_| 2;
+    let p = router
+        .pick(&PickRequest {
+            cookie,
+            loads: Some(Loads::new(&in_flight, &max)),
+            ..PickRequest::plain()
+        })
+        .expect("s0");
+    assert_eq!((p.server, p.reason), (ServerId(0), PickReason::Sticky));
+}
+
+#[test]
+fn bounded_hash_keeps_a_key_until_its_server_is_over_the_bound() {
+    let now = Instant::now();
+    let router = PoolState::new(bounded(4, 125), now).router(now);
+    let key = b"/stream/hot-track";
+    let home = pick_key(&router, key);
+    let mut loads = [0_u32; 4];
+    // Balanced load: the key stays home.
+    loads.iter_mut().for_each(|l| *l = 10);
+    assert_eq!(
+        pick_loaded(&router, Some(key), &loads, &[0; 4]).server,
+        home
+    );
+    // At 14 home is under its bound, ceil(1.25 x (44 + 1) / 4) = 15: the key stays...
+    loads[home.index()] = 14;
+    assert_eq!(
+        pick_loaded(&router, Some(key), &loads, &[0; 4]).server,
+        home
+    );
+    // ...at 15 it is not (ceil(1.25 x 46 / 4) = 15): the key moves, always to the same server.
+    loads[home.index()] = 15;
+    let moved = pick_loaded(&router, Some(key), &loads, &[0; 4]);
+    assert_ne!(moved.server, home);
+    assert_eq!(
+        pick_loaded(&router, Some(key), &loads, &[0; 4]).server,
+        moved.server
+    );
+    // A full home is left too, below the bound...
+    loads = [0; 4];
+    loads[home.index()] = 1;
+    assert_ne!(
+        pick_loaded(&router, Some(key), &loads, &[1; 4]).server,
+        home
+    );
+    // ...unless every server is full: none fits, plain jump hash decides (the caller queues).
+    assert_eq!(
+        pick_loaded(&router, Some(key), &[1; 4], &[1; 4]).server,
+        home
+    );
+    // Without the factor, load never moves a key.
+    let plain = PoolState::new(hashed(4), now).router(now);
+    loads[home.index()] = 1000;
+    assert_eq!(pick_loaded(&plain, Some(key), &loads, &[0; 4]).server, home);
+}
+
+proptest! {
+    /// Mirrokni et al.'s guarantee: with a hot key among random ones, no server's in-flight
+    /// load ever exceeds ceil(factor x average) (equal weights), however skewed the keys.
+    #[test]
+    fn bounded_loads_stay_under_factor_times_average(
+        n in 2_usize..8,
+        factor in 110_u32..200,
+        keys in proptest::collection::vec(0_u32..40, 50..400),
+        hot_share in 0_u32..4,
+    ) {
+        let now = Instant::now();
+        let router = PoolState::new(bounded(n, factor), now).router(now);
+        let mut loads = vec![0_u32; n];
+        for (i, k) in keys.iter().enumerate() {
+            // One request in `hot_share + 1`... mostly the hot key.
+            let key = if (i as u32) % 4 <= hot_share { "/stream/hot".to_owned() } else { format!("/stream/t{k}") };
+            let p = pick_loaded(&router, Some(key.as_bytes()), &loads, &vec![0; n]);
+            loads[p.server.index()] += 1;
+            let total: u64 = loads.iter().map(|&l| u64::from(l)).sum();
+            let bound = (u64::from(factor) * total).div_ceil(100 * n as u64);
+            let max = u64::from(*loads.iter().max().expect("servers"));
+            prop_assert!(max <= bound, "max {max} > ceil({factor}% x {total} / {n}) = {bound}: {loads:?}");
+        }
+    }
+
+    /// Light load never reaches a bound: bounded hashing is then jump hash, and adding a
+    /// server moves about 1/(n+1) of the keys, all to the new server.
+    #[test]
+    fn adding_a_server_moves_few_keys_under_light_load(n in 2_usize..10) {
+        let now = Instant::now();
+        let before = PoolState::new(bounded(n, 125), now).router(now);
+        let after = PoolState::new(bounded(n + 1, 125), now).router(now);
+        let idle = vec![0_u32; n + 1];
+        let keys = 4000;
+        let mut moved = 0;
+        for k in 0..keys {
+            let key = format!("/stream/track-{k}");
+            let a = pick_loaded(&before, Some(key.as_bytes()), &idle[..n], &idle[..n]).server;
+            let b = pick_loaded(&after, Some(key.as_bytes()), &idle, &idle).server;
+            if a != b {
+                prop_assert_eq!(b, ServerId(n as u16), "a key only moves to the new server");
+                moved += 1;
+            }
+        }
+        let share = f64::from(moved) / f64::from(keys);
+        let expected = 1.0 / (n as f64 + 1.0);
+        prop_assert!((share - expected).abs() < 0.04, "moved {share:.3}, expected {expected:.3}");
+    }
 }

@@ -260,6 +260,14 @@ pub struct Pool {
     /// server is marked DOWN without waiting for the health check (`passive_error_limit`,
     /// default: the health check's `fall`, or 3); 0 turns passive checks off.
     pub passive_error_limit: u32,
+    /// Whether an open WebSocket (or other upgraded) tunnel holds one of its server's
+    /// `maxconn` slots until it closes (`maxconn_counts_tunnels`, default true, as HAProxy
+    /// counts every stream); false frees the slot once the tunnel is set up.
+    pub maxconn_counts_tunnels: bool,
+    /// Consistent hashing with bounded loads (`hash_balance_factor`, a percentage above 100,
+    /// jump-hash pools): a key leaves its server while that server has more than this share
+    /// of the average in-flight load. `None`: plain jump hash.
+    pub hash_balance_factor: Option<u32>,
 }
 
 impl Pool {
@@ -359,6 +367,9 @@ pub struct ServerConfig {
     pub weight: u16,
     /// Whether the pool's health check applies to this server (`check`, default true).
     pub check: bool,
+    /// Requests (and, with `maxconn_counts_tunnels`, tunnels) in flight to this server at
+    /// most (`maxconn`, else the pool's); `None`: no limit. The excess waits in a queue.
+    pub maxconn: Option<u32>,
 }
 
 /// A pool's effective timeouts.
@@ -375,6 +386,9 @@ pub struct Timeouts {
     /// Receiving a complete request head from a client (`timeout_http_request`, default: the
     /// client timeout).
     pub http_request: Duration,
+    /// Waiting in a queue for a server under its `maxconn` (`timeout_queue`, default: the
+    /// connect timeout, as HAProxy's); a request still waiting then gets 503 (`sQ`).
+    pub queue: Duration,
 }
 
 impl Default for Timeouts {
@@ -385,6 +399,7 @@ impl Default for Timeouts {
             server: Duration::from_secs(30),
             tunnel: Duration::from_secs(3600),
             http_request: Duration::from_secs(30),
+            queue: Duration::from_secs(5),
         }
     }
 }

@@ -125,11 +125,11 @@ impl PoolControl {
     /// Publishes a new routing snapshot for `now`. Every change of a pool ends here, so this
     /// also sees each change of its availability.
     fn publish(&mut self, now: Instant) {
-        self.slot.view.store(Arc::new(PoolView {
-            settings: self.settings.clone(),
-            router: self.state.router(now),
-            servers: self.servers.clone().into(),
-        }));
+        self.slot.view.store(Arc::new(PoolView::new(
+            self.settings.clone(),
+            self.state.router(now),
+            self.servers.clone().into(),
+        )));
         self.rebuild_at = self.state.next_rebuild(now);
         self.availability.update(Availability::of(&self.state), now);
     }
@@ -175,6 +175,7 @@ fn pool_spec(pool: &config::Pool) -> PoolSpec {
                 checked: s.check && health.is_some(),
             })
             .collect(),
+        hash_balance_factor: pool.hash_balance_factor,
     }
 }
 
@@ -257,19 +258,16 @@ impl ControlCore {
         let servers: Vec<_> = pool
             .servers
             .iter()
-            .map(|s| Arc::new(Upstream::new(s.name.clone(), s.addr)))
+            .map(|s| Arc::new(Upstream::new(s.name.clone(), s.addr, s.maxconn)))
             .collect();
         let settings = Arc::new(pool.clone());
-        let view = PoolView {
-            settings: settings.clone(),
-            router: state.router(now),
-            servers: servers.clone().into(),
-        };
+        let view = PoolView::new(settings.clone(), state.router(now), servers.clone().into());
         let slot = Arc::new(PoolSlot {
             id,
             name: pool.name.as_str().into(),
             view: ArcSwap::from_pointee(view),
             counters: Arc::new(Counters::default()),
+            queue: Arc::default(),
         });
         self.by_name.insert(pool.name.clone(), id);
         self.pools.push(PoolControl {
@@ -518,6 +516,7 @@ impl ControlCore {
                 chkdown: p.availability.chkdown,
                 last_change: now.saturating_duration_since(p.availability.last_change),
                 downtime: p.availability.downtime(now),
+                queued: p.slot.queue.current(),
                 servers: p
                     .state
                     .servers()
@@ -550,10 +549,15 @@ fn reconciled_servers(
         .map(|(slot, server)| {
             let configured = pool.server(server.name());
             match (current.get(slot.index()), configured) {
-                (Some(up), Some(cfg)) if *up.name == *cfg.name && up.addr == cfg.addr => up.clone(),
+                (Some(up), Some(cfg)) if *up.name == *cfg.name && up.addr == cfg.addr => {
+                    up.limit.set_maxconn(cfg.maxconn);
+                    up.clone()
+                }
                 (Some(up), None) => up.clone(),
-                (_, Some(cfg)) => Arc::new(Upstream::new(cfg.name.clone(), cfg.addr)),
-                (None, None) => Arc::new(Upstream::new(server.name().to_owned(), unspecified())),
+                (_, Some(cfg)) => Arc::new(Upstream::new(cfg.name.clone(), cfg.addr, cfg.maxconn)),
+                (None, None) => {
+                    Arc::new(Upstream::new(server.name().to_owned(), unspecified(), None))
+                }
             }
         })
         .collect()
@@ -587,6 +591,8 @@ fn server_stats(
         throttle: p.state.throttle(id, now),
         last_check: health.last_check(),
         up: health.is_up(),
+        maxconn: Some(upstream.limit.maxconn()).filter(|&n| n > 0),
+        queued: upstream.limit.queue.current(),
     }
 }
 

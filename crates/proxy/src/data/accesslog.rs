@@ -10,7 +10,9 @@
 //! session and in which phase, `--` when it ended normally) followed by the sticky cookie
 //! flags (what the request carried: `N`one, `I`nvalid, `D`own, `V`alid; whether the response
 //! set one: `I`nserted, `-`), connection counts `actconn/feconn/beconn/srv_conn/retries`,
-//! queues (always `0/0`: veza-lb does not queue), and the request line. Lines go to the
+//! queues `srv_queue/backend_queue` (requests still waiting in the server's and the pool's
+//! queue when this one left its queue, for a server at its `maxconn`), and the request line.
+//! `Tw` is the time spent in that queue. Lines go to the
 //! `access` tracing target at INFO.
 
 use std::net::SocketAddr;
@@ -43,6 +45,10 @@ pub(crate) struct AccessLog {
     /// Counter sets whose `ttime` average this request feeds.
     pub(crate) timed: [Option<Arc<Counters>>; 2],
     pub(crate) conns: [u64; 4],
+    /// `Tw`: milliseconds spent waiting for a server's `maxconn`.
+    pub(crate) queue_ms: u64,
+    /// `srv_queue/backend_queue`.
+    pub(crate) queues: [u32; 2],
     /// Counts the request as in flight for a graceful stop until its line is written: a
     /// tunnel outlives the client connection that opened it, and a stop must still wait
     /// for it (up to `shutdown_grace`).
@@ -131,12 +137,15 @@ impl AccessLog {
     pub(crate) fn line(&self, total_ms: u64) -> String {
         let ms = |v: Option<u64>| v.map_or_else(|| "-1".to_owned(), |v| v.to_string());
         let [actconn, feconn, beconn, srvconn] = self.conns;
+        let [srv_queue, backend_queue] = self.queues;
         format!(
-            "{} {} {}/{} 0/0/{}/{}/{} {} {} - - {}{} {actconn}/{feconn}/{beconn}/{srvconn}/{} 0/0 \"{}\"",
+            "{} {} {}/{} 0/{}/{}/{}/{} {} {} - - {}{} {actconn}/{feconn}/{beconn}/{srvconn}/{} \
+             {srv_queue}/{backend_queue} \"{}\"",
             self.client,
             self.frontend,
             self.pool,
             self.server.as_deref().unwrap_or("<NOSRV>"),
+            self.queue_ms,
             ms(self.connect_ms),
             ms(self.response_ms),
             total_ms,
@@ -179,6 +188,8 @@ mod tests {
             completed: true,
             timed: [None, None],
             conns: [1, 1, 0, 0],
+            queue_ms: 0,
+            queues: [0, 0],
             in_flight: None,
         };
         assert_eq!(

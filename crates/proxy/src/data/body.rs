@@ -11,6 +11,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
 use crate::data::framed::{self, Decoded};
+use crate::data::queue::Served;
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
 use crate::data::tripwire::Tripwire;
@@ -210,6 +211,9 @@ pub(crate) struct ServerBody {
     framing: Framing,
     keep_alive: bool,
     upstream: Arc<Upstream>,
+    /// The request's `maxconn` slot on the server, given back when the body ends (or is
+    /// dropped: the client went away).
+    served: Option<Served>,
     killed: Tripwire,
     /// Set up the first time the body has to wait, so an answer that came with its head costs
     /// no allocation for it.
@@ -222,6 +226,7 @@ impl ServerBody {
         framing: Framing,
         keep_alive: bool,
         upstream: Arc<Upstream>,
+        served: Served,
     ) -> Self {
         let killed = upstream.sessions();
         Self {
@@ -230,6 +235,7 @@ impl ServerBody {
             framing,
             keep_alive,
             upstream,
+            served: Some(served),
             killed,
             kill_wait: None,
         }
@@ -241,8 +247,12 @@ impl ServerBody {
         }
     }
 
-    /// Parks the connection if the body is complete and the server keeps it alive.
+    /// Parks the connection if the body is complete and the server keeps it alive; the
+    /// server's slot is free again.
     fn release(&mut self) {
+        if self.decoder.is_done() {
+            self.served = None;
+        }
         if self.decoder.is_done()
             && self.keep_alive
             && let Some(conn) = self.conn.take()

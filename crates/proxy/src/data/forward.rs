@@ -11,7 +11,9 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode, Version};
 use hyper::body::Body;
-use lb_core::{ClientCookie, CookieSeen, PickReason, PickRequest, ServerId, StickyCookie};
+use lb_core::{
+    ClientCookie, CookieSeen, Loads, Pick, PickReason, PickRequest, ServerId, StickyCookie,
+};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -22,6 +24,7 @@ use crate::data::attempt::{Answer, AttemptError, NoResponse, attempt};
 use crate::data::body::{ProxyBody, ServerBody};
 use crate::data::headers;
 use crate::data::passive::{PassiveReports, TrafficReport};
+use crate::data::queue::{Served, record_wait, try_serve};
 use crate::data::request_body::RequestBody;
 use crate::data::routing::{FrontendView, PoolSlot};
 use crate::data::termination::Termination;
@@ -143,6 +146,8 @@ pub(crate) fn refuse(
             0,
             0,
         ],
+        queue_ms: 0,
+        queues: [0, 0],
         in_flight: None,
     }
     .finish();
@@ -164,6 +169,12 @@ impl RequestCookie {
             Self::Value(v) => ClientCookie::Value(v),
         }
     }
+}
+
+/// A server the router chose, before it is admitted.
+struct Choice {
+    pick: Pick,
+    upstream: Arc<Upstream>,
 }
 
 /// The server a try goes to.
@@ -263,6 +274,8 @@ impl<'c> Stream<'c> {
             completed: false,
             timed: [Some(frontend.counters.clone()), Some(pool.counters.clone())],
             conns: [0; 4],
+            queue_ms: 0,
+            queues: [0, 0],
             in_flight: Some(ctx.tracker.token()),
         });
         Counters::add(&pool.counters.requests, 1);
@@ -287,7 +300,7 @@ impl<'c> Stream<'c> {
     /// Picks, tries, and retries until a server answers or there is nothing left to try.
     async fn run(mut self, ctx: &ClientContext) -> Response<ProxyBody> {
         loop {
-            let Some(target) = self.pick() else {
+            let Some(choice) = self.choose() else {
                 self.log.termination = Termination::NO_SERVER;
                 self.log.conns = self.conns(ctx, None);
                 return self.local_error(
@@ -295,6 +308,15 @@ impl<'c> Stream<'c> {
                     "No server is available to handle this request.",
                 );
             };
+            let Some((choice, served)) = self.admit(choice).await else {
+                self.log.termination = Termination::QUEUE_TIMEOUT;
+                self.log.conns = self.conns(ctx, None);
+                return self.local_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "No server is available to handle this request.",
+                );
+            };
+            let target = self.record(choice);
             let counters = [target.upstream.counters.clone(), self.pool.counters.clone()];
             let session = SessionGuard::start(counters);
             Counters::add(&target.upstream.counters.requests, 1);
@@ -307,9 +329,9 @@ impl<'c> Stream<'c> {
                 &mut self.log,
             );
             match tried.await {
-                Ok(answer) => return self.respond(ctx, target, answer, session),
+                Ok(answer) => return self.respond(ctx, target, answer, session, served),
                 Err(error) => {
-                    drop(session);
+                    drop((session, served));
                     if let Next::GiveUp(status, why) = self.on_failure(ctx, &target, error) {
                         return self.local_error(status, why);
                     }
@@ -318,23 +340,83 @@ impl<'c> Stream<'c> {
         }
     }
 
-    /// Asks the pool's current snapshot for a server, and records the pick.
-    fn pick(&mut self) -> Option<Target> {
-        let view = self.pool.view.load_full();
-        let exclude: &[ServerId] = if self.settings.redispatch {
+    /// Asks the pool's current snapshot for a server.
+    fn choose(&self) -> Option<Choice> {
+        choose(
+            &self.pool,
+            self.excluded(),
+            self.key.as_deref(),
+            self.cookie.as_client(),
+        )
+    }
+
+    /// Servers a redispatch must avoid: those the request failed on.
+    fn excluded(&self) -> &[ServerId] {
+        if self.settings.redispatch {
             &self.tried
         } else {
             &[]
+        }
+    }
+
+    /// Takes a slot on the chosen server, waiting for one (up to `timeout_queue`) when it is
+    /// at its `maxconn`: in the server's queue when the request is bound to it (sticky
+    /// cookie, hash key), else in the pool's, for whichever server frees one first. `None`:
+    /// the wait timed out.
+    async fn admit(&mut self, choice: Choice) -> Option<(Choice, Served)> {
+        let pool_queue = self.pool.queue.clone();
+        if let Some(served) = try_serve(&choice.upstream, &pool_queue) {
+            if matches!(served, Served::Slot { .. }) {
+                record_wait(
+                    [&self.pool.counters, &choice.upstream.counters],
+                    Instant::now(),
+                );
+            }
+            return Some((choice, served));
+        }
+        let since = Instant::now();
+        let deadline = since + self.settings.timeouts.queue;
+        let first = choice.upstream.clone();
+        let bound = matches!(
+            choice.pick.reason,
+            PickReason::Sticky | PickReason::Hashed { .. }
+        );
+        let admitted = if bound {
+            let upstream = choice.upstream.clone();
+            let queue = &upstream.limit.queue;
+            let counters = &upstream.counters;
+            let served = queue
+                .wait(deadline, counters, || try_serve(&upstream, &pool_queue))
+                .await;
+            served.map(|served| (choice, served))
+        } else {
+            let (pool, exclude) = (&self.pool, self.excluded());
+            let (key, cookie) = (self.key.as_deref(), self.cookie.as_client());
+            pool_queue
+                .wait(deadline, &self.pool.counters, || {
+                    let choice = choose(pool, exclude, key, cookie)?;
+                    let served = try_serve(&choice.upstream, &pool_queue)?;
+                    Some((choice, served))
+                })
+                .await
         };
-        let pick = view.router.pick(&PickRequest {
-            key: self.key.as_deref(),
-            cookie: self.cookie.as_client(),
-            exclude,
-        })?;
+        self.log.queue_ms = since.elapsed().as_millis() as u64;
+        let server = admitted
+            .as_ref()
+            .map_or(&first, |(choice, _)| &choice.upstream);
+        self.log.queues = [server.limit.queue.current(), pool_queue.current()];
+        if let Some((choice, _)) = &admitted {
+            record_wait([&self.pool.counters, &choice.upstream.counters], since);
+        }
+        admitted
+    }
+
+    /// Records the pick: balancing counters, the log's server and cookie flags.
+    fn record(&mut self, choice: Choice) -> Target {
+        let Choice { pick, upstream } = choice;
         if pick.reason == PickReason::Redispatched {
             Counters::add(&self.pool.counters.redispatches, 1);
         }
-        let upstream = view.upstream(pick.server).clone();
         Counters::add(&upstream.counters.lb_selected, 1);
         Counters::add(&self.pool.counters.lb_selected, 1);
         self.log.server = Some(upstream.name.clone());
@@ -348,11 +430,11 @@ impl<'c> Stream<'c> {
                 b'N'
             },
         ];
-        Some(Target {
+        Target {
             id: pick.server,
             upstream,
             set_cookie: pick.set_cookie,
-        })
+        }
     }
 
     /// Counts and logs a failed try, and says whether to try again.
@@ -459,6 +541,7 @@ impl<'c> Stream<'c> {
         target: Target,
         answer: Answer,
         session: SessionGuard<2>,
+        served: Served,
     ) -> Response<ProxyBody> {
         let Answer {
             response: mut resp,
@@ -501,6 +584,8 @@ impl<'c> Stream<'c> {
         }
         if upgraded {
             self.log.request = self.log.request.detached();
+            // The tunnel keeps its server slot, unless tunnels do not count against maxconn.
+            let served = self.settings.maxconn_counts_tunnels.then_some(served);
             let tunnel = Box::new(tunnel::Tunnel {
                 server: conn,
                 upstream,
@@ -508,6 +593,7 @@ impl<'c> Stream<'c> {
                 idle_timeout: self.settings.timeouts.tunnel,
                 hard_stop: ctx.hard_stop.clone(),
                 session,
+                served,
                 log: self.log,
             });
             // The session writes the 101 head, then runs the tunnel on its connection.
@@ -515,7 +601,7 @@ impl<'c> Stream<'c> {
         }
         drop(session);
         let (parts, ()) = resp.into_parts();
-        let body = ServerBody::new(conn, framing, keep_alive, upstream);
+        let body = ServerBody::new(conn, framing, keep_alive, upstream, served);
         let body = Idle::new(body, Side::Server, self.settings.timeouts.server);
         let body = ProxyBody::upstream(body).with_accounting(counters, Some(self.log));
         Response::from_parts(parts, body)
@@ -545,6 +631,27 @@ impl<'c> Stream<'c> {
         log.finish();
         resp
     }
+}
+
+/// Asks `pool`'s current snapshot for a server, with the servers' load when the pool limits
+/// or balances it (`maxconn`, `hash_balance_factor`).
+fn choose(
+    pool: &PoolSlot,
+    exclude: &[ServerId],
+    key: Option<&[u8]>,
+    cookie: ClientCookie<'_>,
+) -> Option<Choice> {
+    let view = pool.view.load();
+    let in_flight = |id: ServerId| view.in_flight(id);
+    let maxconn = |id: ServerId| view.upstream(id).limit.maxconn();
+    let pick = view.router.pick(&PickRequest {
+        key,
+        cookie,
+        exclude,
+        loads: view.load_aware.then(|| Loads::new(&in_flight, &maxconn)),
+    })?;
+    let upstream = view.upstream(pick.server).clone();
+    Some(Choice { pick, upstream })
 }
 
 /// The sticky cookie a request carries, if the pool has one.

@@ -11,6 +11,7 @@ use lb_core::{Router, ServerId};
 
 use crate::config;
 use crate::counters::Counters;
+use crate::data::queue::Queue;
 use crate::data::upstream::Upstream;
 
 /// A pool for the life of the process (it survives reloads): its current view and counters.
@@ -21,6 +22,8 @@ pub(crate) struct PoolSlot {
     pub(crate) name: Arc<str>,
     pub(crate) view: ArcSwap<PoolView>,
     pub(crate) counters: Arc<Counters>,
+    /// Requests no server could take yet (all at their `maxconn`), for whichever frees first.
+    pub(crate) queue: Arc<Queue>,
 }
 
 /// One immutable routing snapshot of a pool.
@@ -30,11 +33,39 @@ pub(crate) struct PoolView {
     pub(crate) router: Router,
     /// By slot ([`ServerId`]), tombstones included.
     pub(crate) servers: Arc<[Arc<Upstream>]>,
+    /// Whether picks depend on the servers' load (`maxconn`, `hash_balance_factor`).
+    pub(crate) load_aware: bool,
 }
 
 impl PoolView {
+    pub(crate) fn new(
+        settings: Arc<config::Pool>,
+        router: Router,
+        servers: Arc<[Arc<Upstream>]>,
+    ) -> Self {
+        let load_aware = settings.hash_balance_factor.is_some()
+            || settings.servers.iter().any(|s| s.maxconn.is_some());
+        Self {
+            settings,
+            router,
+            servers,
+            load_aware,
+        }
+    }
+
     pub(crate) fn upstream(&self, id: ServerId) -> &Arc<Upstream> {
         &self.servers[id.index()]
+    }
+
+    /// A server's in-flight load: the requests holding its `maxconn` slots, or, without a
+    /// `maxconn`, its requests and tunnels in flight.
+    pub(crate) fn in_flight(&self, id: ServerId) -> u32 {
+        let up = self.upstream(id);
+        if up.limit.maxconn() > 0 {
+            up.limit.served()
+        } else {
+            u32::try_from(Counters::get(&up.counters.cur_sessions)).unwrap_or(u32::MAX)
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) enum Phase {
     Done,
     /// Waiting for or reading the request (`R`).
     Request,
+    /// Waiting in a queue for a server's `maxconn` (`Q`).
+    Queue,
     /// Connecting to a server (`C`).
     Connect,
     /// Waiting for the response headers (`H`).
@@ -56,6 +58,8 @@ impl Termination {
     pub(crate) const CLIENT_TIMEOUT_REQUEST: Self = Self::new(Cause::ClientTimeout, Phase::Request);
     /// `PD`: the proxy refused the request's body (malformed framing).
     pub(crate) const REFUSED_BODY: Self = Self::new(Cause::Proxy, Phase::Data);
+    /// `sQ`: `timeout_queue` passed while the request waited for a server.
+    pub(crate) const QUEUE_TIMEOUT: Self = Self::new(Cause::ServerTimeout, Phase::Queue);
     /// `SC`: no server could be connected to (or none was available).
     pub(crate) const NO_SERVER: Self = Self::new(Cause::ServerAbort, Phase::Connect);
     /// `SH`: the server closed or failed before its response headers.
@@ -101,6 +105,7 @@ impl Termination {
         let phase = match self.phase {
             Phase::Done => '-',
             Phase::Request => 'R',
+            Phase::Queue => 'Q',
             Phase::Connect => 'C',
             Phase::Headers => 'H',
             Phase::Data => 'D',
@@ -127,6 +132,7 @@ mod tests {
             (Termination::REFUSED, "PR"),
             (Termination::REFUSED_BODY, "PD"),
             (Termination::NO_SERVER, "SC"),
+            (Termination::QUEUE_TIMEOUT, "sQ"),
             (Termination::SERVER_NO_HEADERS, "SH"),
             (Termination::SERVER_TIMEOUT_HEADERS, "sH"),
             (Termination::DOWN_HEADERS, "DH"),

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::AccessLog;
+use crate::data::queue::Served;
 use crate::data::termination::Termination;
 use crate::data::tripwire::Tripwire;
 use crate::data::upstream::{ServerConn, Upstream};
@@ -29,6 +30,8 @@ pub(crate) struct Tunnel {
     pub(crate) hard_stop: Tripwire,
     /// Keeps the tunnel counted in `scur` of its server and pool.
     pub(crate) session: SessionGuard<2>,
+    /// Its server's `maxconn` slot, while tunnels count against it.
+    pub(crate) served: Option<Served>,
     pub(crate) log: Box<AccessLog>,
 }
 
@@ -97,7 +100,7 @@ where
     t.log.termination = outcome;
     t.log.completed = true;
     t.log.finish();
-    drop(t.session);
+    drop((t.session, t.served));
 }
 
 /// Bytes a direction reads into before it knows a burst is under way.

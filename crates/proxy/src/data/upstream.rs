@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::counters::Counters;
 use crate::data::framed::READ_BUFFER;
+use crate::data::queue::Limit;
 use crate::data::request_body::RequestBody;
 use crate::data::timeout::Idle;
 
@@ -102,16 +103,19 @@ pub(crate) struct Upstream {
     pub(crate) counters: Arc<Counters>,
     idle: ArrayQueue<Parked>,
     sessions: ArcSwap<Wire>,
+    /// `maxconn`, the requests served now, and the server's queue.
+    pub(crate) limit: Limit,
 }
 
 impl Upstream {
-    pub(crate) fn new(name: String, addr: SocketAddr) -> Self {
+    pub(crate) fn new(name: String, addr: SocketAddr, maxconn: Option<u32>) -> Self {
         Self {
             name: name.into(),
             addr,
             counters: Arc::default(),
             idle: ArrayQueue::new(MAX_IDLE),
             sessions: ArcSwap::from_pointee(Wire::default()),
+            limit: Limit::new(maxconn),
         }
     }
 
@@ -198,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn checkout_skips_connections_the_server_closed_or_wrote_to() {
-        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap());
+        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap(), None);
         let (open, _server_a) = pair(&up).await;
         let (closed, server_b) = pair(&up).await;
         let (chatty, mut server_c) = pair(&up).await;
@@ -215,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn leftovers_and_shutdown_empty_the_pool() {
-        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap());
+        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap(), None);
         let (mut dirty, _a) = pair(&up).await;
         dirty.read.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         up.checkin(dirty);

@@ -364,8 +364,10 @@ impl Row {
     /// Counters of the rows that talk to servers (BACKEND and servers).
     fn upstream(&mut self, c: &Counters, now_unix: u64) {
         let get = Counters::get;
-        self.zero(&[Col::Qcur, Col::Qmax, Col::Dresp, Col::Bck, Col::Wrew]);
-        self.zero(&[Col::Qtime, Col::QtimeMax, Col::Eint]);
+        self.zero(&[Col::Qcur, Col::Dresp, Col::Bck, Col::Wrew, Col::Eint]);
+        self.set(Col::Qmax, get(&c.max_queued));
+        self.set(Col::Qtime, c.queue_time.millis());
+        self.set(Col::QtimeMax, c.queue_time.max().as_millis());
         self.set(Col::Econ, get(&c.conn_errors));
         self.set(Col::Eresp, get(&c.resp_errors));
         self.set(Col::Wretr, get(&c.retries));
@@ -438,6 +440,10 @@ fn server_row(pool: &PoolStats, s: &ServerStats, iid: usize, now_unix: u64) -> R
     row.set(Col::Iid, iid);
     row.set(Col::Sid, sid_of(s));
     row.set(Col::Type, 2);
+    row.set(Col::Qcur, s.queued);
+    if let Some(slim) = s.maxconn {
+        row.set(Col::Slim, slim);
+    }
     if let Some(pct) = s.throttle {
         row.set(Col::Throttle, pct);
     }
@@ -493,6 +499,12 @@ fn backend_row(pool: &PoolStats, iid: usize, now_unix: u64) -> Row {
     row.set(Col::Downtime, pool.downtime.as_secs());
     row.set(Col::Iid, iid);
     row.set(Col::Type, 1);
+    row.set(Col::Qcur, pool.queued);
+    // The pool's capacity, when every server has a `maxconn`.
+    let capacity: Option<u32> = pool.servers.iter().map(|s| s.maxconn).sum();
+    if let Some(slim) = capacity {
+        row.set(Col::Slim, slim);
+    }
     if let Some(cookie) = &pool.settings.cookie {
         row.set(Col::Cookie, &cookie.name);
     }

@@ -82,6 +82,8 @@ pub(crate) fn snapshot() -> (Vec<FrontendStats>, StatsSnapshot) {
         downtime: Duration::from_secs(5),
         throttle: None,
         last_check: Some(CheckResult::ok(200, Duration::from_millis(1))),
+        maxconn: None,
+        queued: 0,
     };
     let mut api1 = server(0, "backend-api-1", one);
     api1.throttle = Some(7);
@@ -114,6 +116,7 @@ pub(crate) fn snapshot() -> (Vec<FrontendStats>, StatsSnapshot) {
             chkdown: 1,
             last_change: Duration::from_secs(2),
             downtime: Duration::from_secs(5),
+            queued: 0,
             servers: vec![api1, api2],
         }],
     };

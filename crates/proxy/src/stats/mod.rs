@@ -50,6 +50,8 @@ pub struct PoolStats {
     pub last_change: Duration,
     /// Total time the pool was DOWN (`downtime`).
     pub downtime: Duration,
+    /// Requests waiting in the pool's queue for any server's `maxconn` (`qcur`).
+    pub queued: u32,
     /// Servers, in slot order (removed servers omitted).
     pub servers: Vec<ServerStats>,
 }
@@ -95,6 +97,10 @@ pub struct ServerStats {
     pub throttle: Option<u8>,
     /// Last check result (`check_status`, `check_code`, `check_duration`).
     pub last_check: Option<CheckResult>,
+    /// `slim`: requests served at once at most (`maxconn`).
+    pub maxconn: Option<u32>,
+    /// `qcur`: requests waiting in the server's own queue.
+    pub queued: u32,
 }
 
 /// A frontend's counters, for the FRONTEND rows.

@@ -190,7 +190,13 @@ pub fn render(
     let sl = |p: &PoolStats, s: &ServerStats| labels(&[("proxy", &p.name), ("server", &s.name)]);
 
     // What backends and servers both export, from their counters.
-    let upstream: [CounterSeries; 9] = [
+    let upstream: [CounterSeries; 10] = [
+        (
+            "max_queue",
+            Kind::Gauge,
+            "Highest value of queued connections encountered since process started",
+            |c| Counters::get(&c.max_queued),
+        ),
         (
             "connection_errors_total",
             Kind::Counter,
@@ -246,7 +252,17 @@ pub fn render(
             |c| Counters::get(&c.server_aborts),
         ),
     ];
-    let times: [TimeSeries; 6] = [
+    let times: [TimeSeries; 8] = [
+        (
+            "queue_time_average_seconds",
+            "Avg. queue time for last 1024 successful connections.",
+            |c| secs(c.queue_time.average()),
+        ),
+        (
+            "max_queue_time_seconds",
+            "Maximum observed time spent in the queue",
+            |c| secs(c.queue_time.max()),
+        ),
         (
             "connect_time_average_seconds",
             "Avg. connect time for last 1024 successful connections.",
@@ -302,6 +318,12 @@ pub fn render(
         pools
             .iter()
             .map(|p| (bl(p), last_session(&p.counters, now_unix))),
+    );
+    out.family(
+        "haproxy_backend_current_queue",
+        Kind::Gauge,
+        "Number of current queued connections",
+        pools.iter().map(|p| (bl(p), f64::from(p.queued))),
     );
     out.family(
         "haproxy_backend_status",
@@ -431,6 +453,20 @@ pub fn render(
         Kind::Gauge,
         "Server's user weight, or sum of active servers' user weights for a backend",
         servers.iter().map(|(p, s)| (sl(p, s), f64::from(s.weight))),
+    );
+    out.family(
+        "haproxy_server_current_queue",
+        Kind::Gauge,
+        "Number of current queued connections",
+        servers.iter().map(|(p, s)| (sl(p, s), f64::from(s.queued))),
+    );
+    out.family(
+        "haproxy_server_limit_sessions",
+        Kind::Gauge,
+        "Configured session limit (maxconn)",
+        servers
+            .iter()
+            .filter_map(|(p, s)| Some((sl(p, s), f64::from(s.maxconn?)))),
     );
     out.family("haproxy_server_current_throttle", Kind::Gauge, "Throttling ratio applied to a server's maxconn and weight during the slowstart period (0 to 100%)", servers.iter().filter_map(|(p, s)| Some((sl(p, s), f64::from(s.throttle?)))));
     out.family(
@@ -666,125 +702,4 @@ fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stats::fixture;
-
-    fn sample(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    #[test]
-    fn haproxy_names_labels_and_values() {
-        let (frontends, snapshot) = fixture::snapshot();
-        let info = ProcessInfo {
-            version: "0.1.0".to_owned(),
-            threads: 2,
-            ..ProcessInfo::default()
-        };
-        let text = render(&frontends, &snapshot, &info, fixture::NOW_UNIX);
-        let get = |s: &str| sample(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
-        assert_eq!(get("haproxy_process_nbthread"), 2.0);
-        assert_eq!(
-            get(r#"haproxy_frontend_http_responses_total{proxy="veza",code="2xx"}"#),
-            5.0
-        );
-        assert_eq!(
-            get(r#"haproxy_frontend_status{proxy="veza",state="UP"}"#),
-            1.0
-        );
-        assert_eq!(
-            get(r#"haproxy_backend_http_responses_total{proxy="api_pool",code="2xx"}"#),
-            5.0
-        );
-        assert_eq!(
-            get(r#"haproxy_backend_status{proxy="api_pool",state="UP"}"#),
-            1.0
-        );
-        assert_eq!(
-            get(r#"haproxy_backend_active_servers{proxy="api_pool"}"#),
-            1.0
-        );
-        assert_eq!(
-            get(r#"haproxy_server_status{proxy="api_pool",server="backend-api-2",state="DOWN"}"#),
-            1.0
-        );
-        assert_eq!(
-            get(r#"haproxy_server_status{proxy="api_pool",server="backend-api-2",state="UP"}"#),
-            0.0
-        );
-        assert_eq!(
-            get(
-                r#"haproxy_server_check_status{proxy="api_pool",server="backend-api-2",state="L4CON"}"#
-            ),
-            1.0
-        );
-        assert_eq!(
-            get(r#"haproxy_server_check_code{proxy="api_pool",server="backend-api-1"}"#),
-            200.0
-        );
-        assert_eq!(
-            get(r#"haproxy_server_current_sessions{proxy="api_pool",server="backend-api-1"}"#),
-            0.0
-        );
-        assert_eq!(
-            get(r#"haproxy_server_sessions_total{proxy="api_pool",server="backend-api-1"}"#),
-            5.0
-        );
-        assert_eq!(
-            get(r#"haproxy_server_last_session_seconds{proxy="api_pool",server="backend-api-2"}"#),
-            -1.0
-        );
-        assert_eq!(
-            get(r#"haproxy_server_current_throttle{proxy="api_pool",server="backend-api-1"}"#),
-            7.0
-        );
-        assert!(text.contains("# TYPE haproxy_server_sessions_total counter\n"));
-        // Every sample line belongs to the family announced just before it.
-        let mut family = "";
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                family = rest.split(' ').next().unwrap();
-            } else if !line.starts_with('#') {
-                assert!(line.starts_with(family), "{line} outside {family}");
-            }
-        }
-    }
-
-    #[test]
-    fn latency_histograms_are_cumulative() {
-        let (frontends, snapshot) = fixture::snapshot();
-        let h = &snapshot.pools[0].servers[0].counters.response_latency;
-        h.observe(std::time::Duration::from_micros(1500));
-        h.observe(std::time::Duration::from_millis(40));
-        h.observe(std::time::Duration::from_secs(9));
-        let text = render(
-            &frontends,
-            &snapshot,
-            &ProcessInfo::default(),
-            fixture::NOW_UNIX,
-        );
-        let s = r#"veza_lb_server_response_latency_seconds_bucket{proxy="api_pool",server="backend-api-1",le="#;
-        assert_eq!(sample(&text, &format!("{s}\"0.001\"}}")), Some(0.0));
-        assert_eq!(sample(&text, &format!("{s}\"0.002\"}}")), Some(1.0));
-        assert_eq!(sample(&text, &format!("{s}\"0.05\"}}")), Some(2.0));
-        assert_eq!(sample(&text, &format!("{s}\"+Inf\"}}")), Some(3.0));
-        assert_eq!(
-            sample(
-                &text,
-                r#"veza_lb_server_response_latency_seconds_count{proxy="api_pool",server="backend-api-1"}"#
-            ),
-            Some(3.0)
-        );
-        assert!(text.contains("# TYPE veza_lb_backend_response_latency_seconds histogram\n"));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(
-            labels(&[("proxy", "a\"b\\c\nd")]),
-            r#"{proxy="a\"b\\c\nd"}"#
-        );
-    }
-}
+mod tests;

@@ -12,6 +12,9 @@ pub(super) const INHERITED_KEYS: &[&str] = &[
     "timeout_server",
     "timeout_tunnel",
     "timeout_http_request",
+    "timeout_queue",
+    "maxconn",
+    "maxconn_counts_tunnels",
     "retries",
     "redispatch",
     "retry_idempotent",
@@ -25,6 +28,9 @@ pub(super) struct Inherited {
     pub(super) server: Option<Duration>,
     pub(super) tunnel: Option<Duration>,
     pub(super) http_request: Option<Duration>,
+    pub(super) queue: Option<Duration>,
+    pub(super) maxconn: Option<u32>,
+    pub(super) maxconn_counts_tunnels: Option<bool>,
     pub(super) retries: Option<u32>,
     pub(super) redispatch: Option<bool>,
     pub(super) retry_idempotent: Option<bool>,
@@ -39,6 +45,11 @@ impl Inherited {
             server: self.server.or(defaults.server),
             tunnel: self.tunnel.or(defaults.tunnel),
             http_request: self.http_request.or(defaults.http_request),
+            queue: self.queue.or(defaults.queue),
+            maxconn: self.maxconn.or(defaults.maxconn),
+            maxconn_counts_tunnels: self
+                .maxconn_counts_tunnels
+                .or(defaults.maxconn_counts_tunnels),
             retries: self.retries.or(defaults.retries),
             redispatch: self.redispatch.or(defaults.redispatch),
             retry_idempotent: self.retry_idempotent.or(defaults.retry_idempotent),
@@ -48,8 +59,11 @@ impl Inherited {
     pub(super) fn timeouts(&self) -> Timeouts {
         let base = Timeouts::default();
         let client = self.client.unwrap_or(base.client);
+        let connect = self.connect.unwrap_or(base.connect);
         Timeouts {
-            connect: self.connect.unwrap_or(base.connect),
+            connect,
+            // HAProxy's default: a request queues at most as long as a connect may take.
+            queue: self.queue.unwrap_or(connect),
             client,
             server: self.server.unwrap_or(base.server),
             tunnel: self.tunnel.unwrap_or(base.tunnel),
@@ -70,6 +84,9 @@ impl Ctx<'_> {
         let server = self.duration(s, "timeout_server", false);
         let tunnel = self.duration(s, "timeout_tunnel", false);
         let http_request = self.duration(s, "timeout_http_request", false);
+        let queue = self.duration(s, "timeout_queue", false);
+        let maxconn = self.integer(s, "maxconn", 0..=1_000_000, "; 0 means no limit");
+        let maxconn_counts_tunnels = self.boolean(s, "maxconn_counts_tunnels");
         let retries = self.integer(s, "retries", 0..=100, "");
         let redispatch = self.boolean(s, "redispatch");
         let retry_idempotent = self.boolean(s, "retry_idempotent");
@@ -79,6 +96,9 @@ impl Ctx<'_> {
             server: server?,
             tunnel: tunnel?,
             http_request: http_request?,
+            queue: queue?,
+            maxconn: maxconn?.and_then(|n| u32::try_from(n).ok()),
+            maxconn_counts_tunnels: maxconn_counts_tunnels?,
             retries: retries?.and_then(|n| u32::try_from(n).ok()),
             redispatch: redispatch?,
             retry_idempotent: retry_idempotent?,

@@ -17,6 +17,7 @@ const POOL_KEYS: &[&str] = &[
     "on_marked_down",
     "servers",
     "passive_error_limit",
+    "hash_balance_factor",
 ];
 const COOKIE_KEYS: &[&str] = &[
     "name", "insert", "indirect", "nocache", "httponly", "secure",
@@ -114,6 +115,38 @@ impl Ctx<'_> {
             None => Some(None),
         };
         let slowstart = self.duration(&s, "slowstart", true);
+        let factor = self.integer(
+            &s,
+            "hash_balance_factor",
+            0..=10_000,
+            "; it is a percentage of the average load, such as 125 (0 turns it off)",
+        );
+        let factor = match (factor, &balance) {
+            (Ok(Some(f)), _) if (1..=100).contains(&f) => {
+                let at = s
+                    .get("hash_balance_factor")
+                    .map_or(s.start, |v| v.span().start);
+                self.error(
+                    at,
+                    "`hash_balance_factor` must be above 100 (a server may take that percentage \
+                     of the average load; 125 is usual) or 0 to turn it off",
+                );
+                Err(Reported)
+            }
+            (Ok(Some(f)), Some(Balance::RoundRobin)) if f > 0 => {
+                let at = s
+                    .get("hash_balance_factor")
+                    .map_or(s.start, |v| v.span().start);
+                self.warn(
+                    at,
+                    "`hash_balance_factor` only applies to jump-hash pools; round-robin already \
+                     spreads the load",
+                );
+                Ok(None)
+            }
+            (Ok(f), _) => Ok(f.and_then(|f| u32::try_from(f).ok()).filter(|&f| f > 0)),
+            (Err(e), _) => Err(e),
+        };
         let on_marked_down = self.on_marked_down(&s);
         let servers = self.read_servers(&s);
         let passive_error_limit = self.integer(
@@ -140,12 +173,21 @@ impl Ctx<'_> {
             health,
             slowstart: slowstart.ok()?.filter(|d| !d.is_zero()),
             on_marked_down: on_marked_down?,
-            servers: servers?,
+            servers: servers?
+                .into_iter()
+                .map(|mut server| {
+                    // A server's own `maxconn` wins over the pool's; 0 is no limit.
+                    server.maxconn = server.maxconn.or(inherited.maxconn).filter(|&n| n > 0);
+                    server
+                })
+                .collect(),
             timeouts: inherited.timeouts(),
             retries: inherited.retries.unwrap_or(3),
             redispatch: inherited.redispatch.unwrap_or(true),
             retry_idempotent: inherited.retry_idempotent.unwrap_or(true),
             passive_error_limit,
+            maxconn_counts_tunnels: inherited.maxconn_counts_tunnels.unwrap_or(true),
+            hash_balance_factor: factor.ok()?,
         })
     }
 

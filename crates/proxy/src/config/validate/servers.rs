@@ -8,7 +8,7 @@ use super::fields::{Section, Value};
 use crate::config::ServerConfig;
 use crate::config::values::{describe_char, first_invalid, is_cookie_octet};
 
-const SERVER_KEYS: &[&str] = &["name", "addr", "weight", "check"];
+const SERVER_KEYS: &[&str] = &["name", "addr", "weight", "check", "maxconn"];
 
 impl Ctx<'_> {
     pub(super) fn read_servers(&mut self, s: &Section<'_, '_>) -> Option<Vec<ServerConfig>> {
@@ -115,12 +115,14 @@ impl Ctx<'_> {
         });
         let weight = self.integer(&s, "weight", 0..=256, "");
         let check = self.boolean(&s, "check");
+        let maxconn = self.integer(&s, "maxconn", 0..=1_000_000, "; 0 means no limit");
         Some((
             ServerConfig {
                 name: name?.0.to_owned(),
                 addr: addr?,
                 weight: weight.ok()?.map_or(Some(1), |w| u16::try_from(w).ok())?,
                 check: check.ok()?.unwrap_or(true),
+                maxconn: maxconn.ok()?.and_then(|n| u32::try_from(n).ok()),
             },
             s.start,
         ))

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use lb_core::{AdminState, CheckResult, CheckStatus, ClientCookie, PickRequest, ServerId};
+use lb_core::{AdminState, CheckResult, CheckStatus, PickRequest, ServerId};
 
 use super::{Action, ControlCore};
 use crate::config::Config;
@@ -98,11 +98,7 @@ impl Harness {
         let view = self.core.pools[API].slot.view.load_full();
         let mut counts = vec![0; view.servers.len()];
         for _ in 0..64 {
-            let pick = view.router.pick(&PickRequest {
-                key: None,
-                cookie: ClientCookie::Absent,
-                exclude: &[],
-            });
+            let pick = view.router.pick(&PickRequest::plain());
             counts[pick.expect("a server is available").server.index()] += 1;
         }
         counts

@@ -1,0 +1,171 @@
+//! Per-server `maxconn` and its queue against a real veza-lb and a backend that counts how many
+//! requests it works on at once: the backend never sees more than `maxconn`, the excess waits
+//! in veza-lb's queue (`qcur`/`qmax` in `show stat`, `Tw` in the log) and is served in turn,
+//! and a request that waits past `timeout_queue` gets 503 with HAProxy's `sQ`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use proxy::stats::StatTable;
+use support::{Lb, free_port, get};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const QCUR: usize = 2;
+const QMAX: usize = 3;
+const SLIM: usize = 6;
+const QTIME: usize = 58;
+
+/// A backend that answers every request after `delay`, recording the most requests it was
+/// working on at once.
+struct Counting {
+    addr: SocketAddr,
+    busiest: Arc<AtomicUsize>,
+}
+
+async fn counting_backend(delay: Duration) -> Counting {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (now, busiest) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let max = busiest.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (now, max) = (now.clone(), max.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 2048];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+                    buf.drain(..end);
+                    let busy = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(busy, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Counting { addr, busiest }
+}
+
+fn config(stats: &str, backend: SocketAddr, timeout_queue: &str) -> String {
+    format!(
+        r#"[global]
+stats_socket = "{stats}"
+[defaults]
+timeout_queue = "{timeout_queue}"
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "api"
+[pool.api]
+servers = [{{ name = "api-1", addr = "{backend}", maxconn = 2 }}]
+"#
+    )
+}
+
+async fn stat(stats: &str) -> StatTable {
+    let text = testkit::runtime_api::command(stats.parse().expect("addr"), "show stat")
+        .await
+        .expect("show stat");
+    StatTable::parse(&text).expect("a table")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_through_maxconn_two_all_succeed_two_at_a_time() {
+    let backend = counting_backend(Duration::from_millis(40)).await;
+    let stats = format!("127.0.0.1:{}", free_port());
+    let mut lb = Lb::start(&config(&stats, backend.addr, "20s"));
+    let addr = lb.frontend_addr("veza").await;
+
+    let clients: Vec<_> = (0..50).map(|_| tokio::spawn(get(addr, "/"))).collect();
+    for c in clients {
+        let response = c.await.expect("task").expect("response");
+        assert_eq!(response.status, 200);
+    }
+    assert_eq!(
+        backend.busiest.load(Ordering::SeqCst),
+        2,
+        "the backend worked on at most maxconn requests at once"
+    );
+    let table = stat(&stats).await;
+    let server = table.row("api", "api-1").expect("server row");
+    let pool = table.row("api", "BACKEND").expect("backend row");
+    assert_eq!(server[SLIM], "2");
+    assert_eq!(pool[SLIM], "2", "the pool's capacity");
+    let qmax: u32 = pool[QMAX].parse().expect("qmax");
+    assert!(
+        qmax >= 45,
+        "about 48 waited in the pool's queue at once, saw {qmax}"
+    );
+    assert_eq!(pool[QCUR], "0", "nobody waits any more");
+    assert!(pool[QTIME].parse::<u64>().expect("qtime") > 0);
+
+    // The log shows the wait: Tw, and the queue left behind.
+    lb.wait_for_nth("\"GET / HTTP/1.1\"", 50).await;
+    let lines = lb.access_lines();
+    assert_eq!(lines.len(), 50);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.status == 200 && l.termination == "--")
+    );
+    let waited = lines.iter().filter(|l| l.timers[1] > 0).count();
+    assert!(waited >= 40, "only {waited} lines show a queue wait");
+    assert!(
+        lines.iter().any(|l| l.queues[1] > 0),
+        "lines show the requests left waiting in the pool's queue"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_past_timeout_queue_is_503_sq_and_nothing_else_fails() {
+    let backend = counting_backend(Duration::from_millis(600)).await;
+    let stats = format!("127.0.0.1:{}", free_port());
+    let mut lb = Lb::start(&config(&stats, backend.addr, "150ms"));
+    let addr = lb.frontend_addr("veza").await;
+
+    let clients: Vec<_> = (0..10).map(|_| tokio::spawn(get(addr, "/"))).collect();
+    let mut statuses = Vec::new();
+    for c in clients {
+        statuses.push(c.await.expect("task").expect("response").status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 503, 503, 503, 503, 503, 503, 503, 503]);
+    lb.wait_for_nth("\"GET / HTTP/1.1\"", 10).await;
+    let mut terminations = Vec::new();
+    for line in lb.access_lines() {
+        terminations.push((line.status, line.termination.clone()));
+        if line.status == 503 {
+            assert!(
+                line.timers[1] >= 140,
+                "waited its timeout_queue: {:?}",
+                line.timers
+            );
+            assert_eq!(line.server, "<NOSRV>");
+        }
+    }
+    terminations.sort();
+    assert_eq!(terminations[..2], [(200, "--".into()), (200, "--".into())]);
+    assert!(
+        terminations[2..]
+            .iter()
+            .all(|t| *t == (503, "sQ".to_owned())),
+        "{terminations:?}"
+    );
+    assert_eq!(backend.busiest.load(Ordering::SeqCst), 2);
+}
