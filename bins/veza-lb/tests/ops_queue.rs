@@ -169,3 +169,91 @@ async fn waiting_past_timeout_queue_is_503_sq_and_nothing_else_fails() {
     );
     assert_eq!(backend.busiest.load(Ordering::SeqCst), 2);
 }
+
+/// `rate_limit` on a frontend: N + 10 requests from one source within the period, exactly 10
+/// refused with 429 and `Retry-After`; another source is not affected; `show table` lists the
+/// sources; the frontend's `dreq` counts the refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_refuses_exactly_the_excess_of_one_source() {
+    let backend = counting_backend(Duration::from_millis(0)).await;
+    let stats = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        r#"[global]
+stats_socket = "{stats}"
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "api"
+rate_limit = {{ key = "src", requests = 20, per = "1h" }}
+[pool.api]
+servers = [{{ name = "api-1", addr = "{}" }}]
+"#,
+        backend.addr
+    );
+    let mut lb = Lb::start(&config);
+    let addr = lb.frontend_addr("veza").await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let response = get(addr, "/").await.expect("response");
+        if response.status == 429 {
+            let retry_after: u64 = response
+                .header("retry-after")
+                .expect("Retry-After")
+                .parse()
+                .expect("seconds");
+            assert!((1..=3600).contains(&retry_after), "{retry_after}");
+        }
+        statuses.push(response.status);
+    }
+    assert_eq!(statuses[..20], [200; 20]);
+    assert_eq!(statuses[20..], [429; 10], "exactly the 10 over the limit");
+
+    // Another source (127.0.0.2 is loopback too) has its own count.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut stream = socket.connect(addr).await.expect("connect from 127.0.0.2");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: veza\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
+    let tables = testkit::runtime_api::command(stats.parse().expect("addr"), "show table veza")
+        .await
+        .expect("show table");
+    assert!(
+        tables.starts_with("# table: veza, type: ip, size:100000, used:2"),
+        "{tables}"
+    );
+    assert!(
+        tables.contains("key=127.0.0.1 http_req_rate(3600000)=30\n"),
+        "{tables}"
+    );
+    assert!(
+        tables.contains("key=127.0.0.2 http_req_rate(3600000)=1\n"),
+        "{tables}"
+    );
+    let table = stat(&stats).await;
+    assert_eq!(
+        table.row("veza", "FRONTEND").expect("frontend")[10],
+        "10",
+        "dreq"
+    );
+    lb.wait_for_nth(" 429 ", 10).await;
+    let denied: Vec<_> = lb
+        .access_lines()
+        .into_iter()
+        .filter(|l| l.status == 429)
+        .collect();
+    assert_eq!(denied.len(), 10);
+    assert!(
+        denied
+            .iter()
+            .all(|l| l.termination == "PR" && l.server == "<NOSRV>")
+    );
+}

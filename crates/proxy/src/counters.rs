@@ -167,6 +167,8 @@ pub struct Counters {
     pub bytes_out: AtomicU64,
     /// `ereq`: request errors (malformed, refused by hygiene checks).
     pub req_errors: AtomicU64,
+    /// `dreq`: requests denied by a rate limit.
+    pub denied_requests: AtomicU64,
     /// `econ`: failed connection attempts to servers.
     pub conn_errors: AtomicU64,
     /// `eresp`: broken or missing server responses.
@@ -282,6 +284,7 @@ impl Counters {
             &self.bytes_in,
             &self.bytes_out,
             &self.req_errors,
+            &self.denied_requests,
             &self.conn_errors,
             &self.resp_errors,
             &self.retries,

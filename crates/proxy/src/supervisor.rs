@@ -18,7 +18,8 @@ use crate::counters::Counters;
 use crate::data::admission::Admission;
 use crate::data::frontend::ListenerContext;
 use crate::data::passive::PassiveReports;
-use crate::data::routing::{FrontendView, PoolSlot};
+use crate::data::ratelimit::{RateTable, spawn_sweeper};
+use crate::data::routing::{FrontendView, PoolSlot, RouteView};
 use crate::data::tripwire::Tripwire;
 use crate::listen::{self, Purpose};
 use crate::observe::ProxyHandle;
@@ -120,19 +121,40 @@ fn frontend_view(
     fe: &config::Frontend,
     pools: &HashMap<&str, Arc<PoolSlot>>,
     counters: Arc<Counters>,
+    previous: Option<&FrontendView>,
 ) -> Option<FrontendView> {
-    let mut routes: Vec<(String, Arc<PoolSlot>)> = fe
+    // A reload keeps a table (its counts) when its name and limit stay.
+    let table = |name: String, limit: &Option<config::RateLimit>| {
+        let limit = (*limit)?;
+        let kept = previous
+            .into_iter()
+            .flat_map(FrontendView::tables)
+            .find(|t| t.name == name && t.limit == limit);
+        Some(kept.cloned().unwrap_or_else(|| {
+            let table = RateTable::new(name, limit);
+            spawn_sweeper(&table);
+            table
+        }))
+    };
+    let mut routes: Vec<RouteView> = fe
         .routes
         .iter()
-        .map(|r| Some((r.path_prefix.clone(), pools.get(r.pool.as_str())?.clone())))
+        .map(|r| {
+            Some(RouteView {
+                prefix: r.path_prefix.clone(),
+                pool: pools.get(r.pool.as_str())?.clone(),
+                rate_limit: table(format!("{}:{}", fe.name, r.path_prefix), &r.rate_limit),
+            })
+        })
         .collect::<Option<_>>()?;
     // Longest prefix first, so `/stream/live/` wins over `/stream/`.
-    routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     Some(FrontendView {
         name: fe.name.as_str().into(),
         routes,
         default_pool: pools.get(fe.default_pool.as_str())?.clone(),
         counters,
+        rate_limit: table(fe.name.clone(), &fe.rate_limit),
     })
 }
 
@@ -189,6 +211,7 @@ impl Proxy {
                 process: process.clone(),
                 started: SystemTime::now(),
                 admission: admission.clone(),
+                tables: Arc::default(),
             },
             process,
             admission,
@@ -317,11 +340,12 @@ impl Proxy {
         bound: &mut Bound,
         tls_state: Option<Arc<tls::TlsFrontend>>,
     ) -> Option<RunningFrontend> {
-        let counters = previous
+        let before = previous.as_ref().map(|r| r.view.load_full());
+        let counters = before
             .as_ref()
-            .map_or_else(Arc::default, |r| r.view.load().counters.clone());
+            .map_or_else(Arc::default, |v| v.counters.clone());
         // Validation guarantees every pool exists.
-        let view = frontend_view(fe, pools, counters)?;
+        let view = frontend_view(fe, pools, counters, before.as_deref())?;
         let (view, mut listeners, https) = match previous {
             Some(r) => {
                 r.view.store(Arc::new(view));
@@ -395,6 +419,13 @@ impl Proxy {
             })
             .collect();
         self.handle.frontends.store(Arc::new(stats));
+        let tables = config
+            .frontends
+            .iter()
+            .filter_map(|fe| self.frontends.get(&fe.name))
+            .flat_map(|r| r.view.load().tables().cloned().collect::<Vec<_>>())
+            .collect();
+        self.handle.tables.store(Arc::new(tables));
     }
 
     /// The plain HTTP addresses a frontend is listening on (with the real port when

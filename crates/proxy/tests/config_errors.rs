@@ -535,6 +535,34 @@ fn stats_sockets_with_bad_levels_entries_or_duplicates() {
 }
 
 #[test]
+fn rate_limits_need_a_known_key_a_count_and_a_period() {
+    let text = base_with(
+        "default_pool = \"api\"",
+        "default_pool = \"api\"\nrate_limit = { key = \"hdr(x-user)\", requests = 5, per = \"1s\" }",
+    );
+    assert_error(
+        &text,
+        5,
+        22,
+        "`key = \"hdr(x-user)\"` is not a rate-limit key; the one supported is \"src\" (the \
+         client's address)",
+    );
+    let text = base_with(
+        "default_pool = \"api\"",
+        "default_pool = \"api\"\nrate_limit = { requests = 0, per = \"1s\" }",
+    );
+    let (line, _, message) = error(&text);
+    assert_eq!(line, 5);
+    assert_eq!(message, "`requests` must be at least 1 per period");
+    let text = base_with(
+        "default_pool = \"api\"",
+        "default_pool = \"api\"\nrate_limit = { requests = 10 }",
+    );
+    let (_, _, message) = error(&text);
+    assert!(message.contains("has no `per`"), "{message}");
+}
+
+#[test]
 fn toml_syntax_errors_have_positions_too() {
     let text = base_with("default_pool = \"api\"", "default_pool = api");
     let (line, column, message) = error(&text);

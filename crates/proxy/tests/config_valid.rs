@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proxy::config::{
     AccessLevel, Balance, Config, CookieConfig, FrontendTls, HashKey, HealthConfig, OnMarkedDown,
-    Route, ServerConfig, SniCert, StatsSocket, StatsSocketAddr, Timeouts,
+    RateLimit, Route, ServerConfig, SniCert, StatsSocket, StatsSocketAddr, Timeouts,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -57,7 +57,8 @@ fn the_brief_example_parses_to_what_it_says() {
         frontend.routes,
         vec![Route {
             path_prefix: "/stream/".into(),
-            pool: "stream_pool".into()
+            pool: "stream_pool".into(),
+            rate_limit: None,
         }]
     );
     assert_eq!(frontend.tls, None);
@@ -174,6 +175,15 @@ fn every_key_with_non_default_values() {
     assert_eq!(config.global.threads, None);
 
     let public = config.frontend("public").unwrap();
+    assert_eq!(public.rate_limit, None);
+    assert_eq!(
+        public.routes[0].rate_limit,
+        Some(RateLimit {
+            requests: 600,
+            per: secs(60),
+            table_size: 5000,
+        })
+    );
     assert_eq!(public.bind, vec![addr("[::]:8080")]);
     assert_eq!(
         public.tls,

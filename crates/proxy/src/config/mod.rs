@@ -183,6 +183,23 @@ pub struct Frontend {
     pub routes: Vec<Route>,
     /// HTTPS listeners and certificates (`tls`), if any.
     pub tls: Option<FrontendTls>,
+    /// Requests per client address allowed over a period (`rate_limit`), for every request
+    /// of the frontend.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A per-source request rate limit (`rate_limit = { key = "src", requests = N, per = "10s" }`),
+/// as HAProxy's stick table tracking `http_req_rate`: a client above `requests` per `per`
+/// gets 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per period (`requests`, 1 to 65535).
+    pub requests: u32,
+    /// The period (`per`).
+    pub per: Duration,
+    /// Client addresses tracked at most (`table_size`, default 100000); the least active are
+    /// forgotten first when it fills up.
+    pub table_size: usize,
 }
 
 /// One `[[frontend.route]]`: requests whose path starts with `path_prefix` go to `pool`.
@@ -192,6 +209,9 @@ pub struct Route {
     pub path_prefix: String,
     /// Name of the pool that serves matching requests; always names a configured pool.
     pub pool: String,
+    /// A rate limit for the requests of this route only (`rate_limit`), on top of the
+    /// frontend's.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A frontend's TLS settings (`tls = { ... }`).

@@ -25,6 +25,7 @@ use crate::data::body::{ProxyBody, ServerBody};
 use crate::data::headers;
 use crate::data::passive::{PassiveReports, TrafficReport};
 use crate::data::queue::{Served, record_wait, try_serve};
+use crate::data::ratelimit::Verdict;
 use crate::data::request_body::RequestBody;
 use crate::data::routing::{FrontendView, PoolSlot};
 use crate::data::termination::Termination;
@@ -72,6 +73,26 @@ pub(crate) async fn handle<'c>(
     if let Err((status, why)) = checked {
         let refusal = Refusal::refused(status, why);
         return refuse(ctx, &frontend, started, request_line, refusal);
+    }
+    let source = ctx.peer.ip();
+    let denied =
+        frontend
+            .rate_limits(parts.uri.path())
+            .find_map(|table| match table.check(source) {
+                Verdict::Allow => None,
+                Verdict::Deny { retry_after } => Some(retry_after),
+            });
+    if let Some(retry_after) = denied {
+        Counters::add(&frontend.counters.denied_requests, 1);
+        let refusal = Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            why: "Too many requests from this address: slow down.",
+            termination: Termination::REFUSED,
+        };
+        let mut resp = refuse(ctx, &frontend, started, request_line, refusal);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return resp;
     }
     let stream = Stream::route(ctx, frontend, parts, body, started, request_line);
     stream.run(ctx).await
@@ -121,7 +142,10 @@ pub(crate) fn refuse(
         termination,
     } = refusal;
     let counters = &frontend.counters;
-    Counters::add(&counters.req_errors, 1);
+    if status != StatusCode::TOO_MANY_REQUESTS {
+        // A rate-limited request is denied (`dreq`), not an error of the client's.
+        Counters::add(&counters.req_errors, 1);
+    }
     counters.response(status.as_u16());
     let resp = error_response(status, why);
     AccessLog {

@@ -36,6 +36,7 @@ pub(crate) mod headers;
 pub(crate) mod listener;
 pub(crate) mod passive;
 pub(crate) mod queue;
+pub(crate) mod ratelimit;
 pub(crate) mod request_body;
 pub(crate) mod routing;
 pub(crate) mod session;

@@ -12,6 +12,7 @@ use lb_core::{Router, ServerId};
 use crate::config;
 use crate::counters::Counters;
 use crate::data::queue::Queue;
+use crate::data::ratelimit::RateTable;
 use crate::data::upstream::Upstream;
 
 /// A pool for the life of the process (it survives reloads): its current view and counters.
@@ -74,17 +75,44 @@ impl PoolView {
 pub(crate) struct FrontendView {
     pub(crate) name: Arc<str>,
     /// Longest prefix first.
-    pub(crate) routes: Vec<(String, Arc<PoolSlot>)>,
+    pub(crate) routes: Vec<RouteView>,
     pub(crate) default_pool: Arc<PoolSlot>,
     pub(crate) counters: Arc<Counters>,
+    /// The frontend's rate limit, for every request.
+    pub(crate) rate_limit: Option<Arc<RateTable>>,
+}
+
+/// A `path_prefix` route.
+#[derive(Debug)]
+pub(crate) struct RouteView {
+    pub(crate) prefix: String,
+    pub(crate) pool: Arc<PoolSlot>,
+    /// The route's own rate limit.
+    pub(crate) rate_limit: Option<Arc<RateTable>>,
 }
 
 impl FrontendView {
-    /// The pool for a request path: the longest matching `path_prefix`, else the default.
-    pub(crate) fn route(&self, path: &str) -> &Arc<PoolSlot> {
+    /// The route for a request path: the longest matching `path_prefix`, if any.
+    fn route_of(&self, path: &str) -> Option<&RouteView> {
         self.routes
             .iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .map_or(&self.default_pool, |(_, pool)| pool)
+            .find(|r| path.starts_with(r.prefix.as_str()))
+    }
+
+    /// The pool for a request path: the longest matching `path_prefix`'s, else the default.
+    pub(crate) fn route(&self, path: &str) -> &Arc<PoolSlot> {
+        self.route_of(path).map_or(&self.default_pool, |r| &r.pool)
+    }
+
+    /// The rate limits a request for `path` counts against: the frontend's, then its route's.
+    pub(crate) fn rate_limits(&self, path: &str) -> impl Iterator<Item = &Arc<RateTable>> {
+        let route = self.route_of(path).and_then(|r| r.rate_limit.as_ref());
+        self.rate_limit.iter().chain(route)
+    }
+
+    /// Every rate-limit table of the frontend.
+    pub(crate) fn tables(&self) -> impl Iterator<Item = &Arc<RateTable>> {
+        let routes = self.routes.iter().filter_map(|r| r.rate_limit.as_ref());
+        self.rate_limit.iter().chain(routes)
     }
 }

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use crate::control::{AdminCommand, AdminError, ControlHandle};
 use crate::counters::Counters;
 use crate::data::admission::Admission;
+use crate::data::ratelimit::RateTable;
 use crate::stats::{FrontendStats, StatsSnapshot};
 
 /// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
@@ -23,6 +24,8 @@ pub struct ProxyHandle {
     pub started: SystemTime,
     /// The process-wide connection limit (`Maxconn`).
     pub(crate) admission: Arc<Admission>,
+    /// The rate-limit tables (`show table`), frontends' then routes', in file order.
+    pub(crate) tables: Arc<ArcSwap<Vec<Arc<RateTable>>>>,
 }
 
 impl ProxyHandle {

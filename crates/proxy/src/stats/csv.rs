@@ -409,6 +409,7 @@ fn frontend_row(fe: &FrontendStats, iid: usize) -> Row {
     row.zero(&[Col::Intercepted, Col::Dcon, Col::Dses, Col::Wrew]);
     row.zero(&[Col::CacheLookups, Col::CacheHits, Col::Eint]);
     row.set(Col::Ereq, Counters::get(&c.req_errors));
+    row.set(Col::Dreq, Counters::get(&c.denied_requests));
     row.set(Col::Status, "OPEN");
     row.set(Col::Iid, iid);
     row.set(Col::ReqRate, c.request_rate.per_second());

@@ -648,7 +648,13 @@ fn process_metrics(out: &mut Exposition, info: &ProcessInfo) {
 
 fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
     let fl = |f: &FrontendStats| labels(&[("proxy", &f.name)]);
-    let series: [CounterSeries; 5] = [
+    let series: [CounterSeries; 6] = [
+        (
+            "requests_denied_total",
+            Kind::Counter,
+            "Total number of denied requests since process started",
+            |c| Counters::get(&c.denied_requests),
+        ),
         (
             "request_errors_total",
             Kind::Counter,

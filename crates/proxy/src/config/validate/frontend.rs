@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use super::Ctx;
-use super::fields::Value;
+use super::fields::{Reported, Section, Value};
 use super::references::PoolRef;
-use crate::config::{Frontend, Route};
+use crate::config::{Frontend, RateLimit, Route};
 
-const FRONTEND_KEYS: &[&str] = &["name", "bind", "default_pool", "route", "tls"];
-const ROUTE_KEYS: &[&str] = &["path_prefix", "pool"];
+const FRONTEND_KEYS: &[&str] = &["name", "bind", "default_pool", "route", "tls", "rate_limit"];
+const ROUTE_KEYS: &[&str] = &["path_prefix", "pool", "rate_limit"];
+const RATE_LIMIT_KEYS: &[&str] = &["key", "requests", "per", "table_size"];
 
 impl Ctx<'_> {
     pub(super) fn read_frontends(
@@ -122,7 +123,9 @@ impl Ctx<'_> {
                 );
             }
         }
+        let rate_limit = self.rate_limit(&s);
         Some(Frontend {
+            rate_limit: rate_limit.ok()?,
             name: name?.0.to_owned(),
             bind: bind
                 .ok()?
@@ -196,9 +199,50 @@ impl Ctx<'_> {
                 key: "pool",
             });
         }
+        let rate_limit = self.rate_limit(&s);
         Some(Route {
+            rate_limit: rate_limit.ok()?,
             path_prefix: prefix?.0.to_owned(),
             pool: pool?.0.to_owned(),
         })
+    }
+
+    /// `rate_limit = { key = "src", requests = N, per = "10s", table_size = N }`.
+    fn rate_limit(&mut self, s: &Section<'_, '_>) -> Result<Option<RateLimit>, Reported> {
+        let Some(value) = s.get("rate_limit") else {
+            return Ok(None);
+        };
+        let what = "the `rate_limit` table".to_owned();
+        let t = self
+            .section(value, "rate_limit", what, RATE_LIMIT_KEYS)
+            .ok_or(Reported)?;
+        match self.string(&t, "key")? {
+            None | Some(("src", _)) => {}
+            Some((other, at)) => {
+                self.error(
+                    at,
+                    format!(
+                        "`key = \"{other}\"` is not a rate-limit key; the one supported is \"src\" \
+                         (the client's address)"
+                    ),
+                );
+                return Err(Reported);
+            }
+        }
+        let requests = self.integer(&t, "requests", 1..=65_535, " per period");
+        let requests = self.required(
+            &t,
+            "requests",
+            "add `requests = N`, allowed per period",
+            requests,
+        );
+        let per = self.duration(&t, "per", false);
+        let per = self.required(&t, "per", "add `per = \"10s\"`, the period", per);
+        let table_size = self.integer(&t, "table_size", 1..=10_000_000, " addresses")?;
+        Ok(Some(RateLimit {
+            requests: u32::try_from(requests.ok_or(Reported)?).map_err(|_| Reported)?,
+            per: per.ok_or(Reported)?,
+            table_size: table_size.map_or(100_000, |n| n as usize),
+        }))
     }
 }

@@ -51,6 +51,8 @@ pub(crate) enum Command {
     LowerLevel(AccessLevel),
     /// `show cli level`.
     ShowLevel,
+    /// `show table [<name>]`: the rate-limit tables, or one table's entries.
+    ShowTable(Option<String>),
     /// Answer this text (a usage error found while parsing).
     Reply(String),
     /// Not a command: answer the help list.
@@ -111,6 +113,10 @@ const HELP: &[(&str, &str)] = &[
     (
         "show servers state [<backend>]",
         "dump volatile server information (all or for a single backend)",
+    ),
+    (
+        "show table [<name>]",
+        "report table usage stats or dump this table's contents",
     ),
     (
         "show stat [json|no-maint|typed|up]*",
@@ -280,6 +286,8 @@ pub(crate) fn parse(command: &str) -> Command {
         ["operator", ..] => Ok(Command::LowerLevel(AccessLevel::Operator)),
         ["user", ..] => Ok(Command::LowerLevel(AccessLevel::User)),
         ["show", "cli", "level", ..] => Ok(Command::ShowLevel),
+        ["show", "table"] => Ok(Command::ShowTable(None)),
+        ["show", "table", name, ..] => Ok(Command::ShowTable(Some(name.to_owned()))),
         ["set", "timeout", ..] => Ok(parse_timeout(&w[2..])),
         ["clear", "counters"] => Ok(Command::ClearCounters { all: false }),
         ["clear", "counters", "all", ..] => Ok(Command::ClearCounters { all: true }),

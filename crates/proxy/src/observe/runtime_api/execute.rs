@@ -1,6 +1,9 @@
 //! Running a parsed command against the proxy and writing HAProxy's answer.
 
+use std::sync::atomic::Ordering;
+
 use crate::control::{AdminCommand, AdminError, WeightChange};
+use crate::data::ratelimit::RateTable;
 use crate::observe::source::StatsSource;
 use crate::stats::{StatsSnapshot, csv, servers_state, typed};
 
@@ -62,6 +65,7 @@ pub(crate) async fn execute(command: Command, source: &StatsSource) -> String {
             }
             None => reply(STOPPING),
         },
+        Command::ShowTable(name) => tables(source, name.as_deref()),
         Command::ShowServersState(backend) => match source.report().await {
             Some(r) => servers_state::render(r.frontends.len(), &r.snapshot, backend.as_deref()),
             None => reply(STOPPING),
@@ -111,6 +115,43 @@ pub(crate) async fn execute(command: Command, source: &StatsSource) -> String {
             }
         }
     }
+}
+
+/// `show table`: one line per table (HAProxy's layout); with a name, that table's entries,
+/// most active first: `key=`, the rate over the table's period, and its limit.
+fn tables(source: &StatsSource, name: Option<&str>) -> String {
+    let tables = source.handle.tables.load();
+    let head = |t: &RateTable| {
+        format!(
+            "# table: {}, type: ip, size:{}, used:{}, limit: {} per {}s, denied:{}, untracked:{}\n",
+            t.name,
+            t.limit.table_size,
+            t.len(),
+            t.limit.requests,
+            t.limit.per.as_secs_f64(),
+            t.denied.load(Ordering::Relaxed),
+            t.untracked.load(Ordering::Relaxed),
+        )
+    };
+    let Some(name) = name else {
+        return reply(
+            tables
+                .iter()
+                .map(|t| head(t))
+                .collect::<String>()
+                .trim_end(),
+        );
+    };
+    let Some(table) = tables.iter().find(|t| t.name == name) else {
+        return reply("No such table");
+    };
+    let mut out = head(table);
+    let per_ms = table.limit.per.as_millis();
+    for (i, (ip, rate)) in table.entries().iter().enumerate() {
+        out.push_str(&format!("{i}: key={ip} http_req_rate({per_ms})={rate}\n"));
+    }
+    out.push('\n');
+    out
 }
 
 /// A server's current and initial (configured) weight.
