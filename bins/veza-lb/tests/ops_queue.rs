@@ -25,16 +25,19 @@ const QTIME: usize = 58;
 struct Counting {
     addr: SocketAddr,
     busiest: Arc<AtomicUsize>,
+    /// Requests answered.
+    served: Arc<AtomicUsize>,
 }
 
 async fn counting_backend(delay: Duration) -> Counting {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (now, busiest) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let max = busiest.clone();
+    let served = Arc::new(AtomicUsize::new(0));
+    let (max, answered) = (busiest.clone(), served.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let (now, max) = (now.clone(), max.clone());
+            let (now, max, answered) = (now.clone(), max.clone(), answered.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 2048];
@@ -51,6 +54,7 @@ async fn counting_backend(delay: Duration) -> Counting {
                     max.fetch_max(busy, Ordering::SeqCst);
                     tokio::time::sleep(delay).await;
                     now.fetch_sub(1, Ordering::SeqCst);
+                    answered.fetch_add(1, Ordering::SeqCst);
                     let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
                     if stream.write_all(answer).await.is_err() {
                         return;
@@ -59,7 +63,11 @@ async fn counting_backend(delay: Duration) -> Counting {
             });
         }
     });
-    Counting { addr, busiest }
+    Counting {
+        addr,
+        busiest,
+        served,
+    }
 }
 
 fn config(stats: &str, backend: SocketAddr, timeout_queue: &str) -> String {
@@ -255,5 +263,67 @@ servers = [{{ name = "api-1", addr = "{}" }}]
         denied
             .iter()
             .all(|l| l.termination == "PR" && l.server == "<NOSRV>")
+    );
+}
+
+/// A request pinned by its sticky cookie to a full server waits in that server's queue (the
+/// other server, free, is not used), and is served there once the slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_request_waits_for_its_own_server() {
+    let busy = counting_backend(Duration::from_millis(600)).await;
+    let idle = counting_backend(Duration::ZERO).await;
+    let stats = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        r#"[global]
+stats_socket = "{stats}"
+[defaults]
+timeout_queue = "5s"
+maxconn = 1
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "api"
+[pool.api]
+cookie = {{ name = "SERVERID", insert = true }}
+servers = [{{ name = "api-1", addr = "{}" }}, {{ name = "api-2", addr = "{}" }}]
+"#,
+        busy.addr, idle.addr
+    );
+    let mut lb = Lb::start(&config);
+    let addr = lb.frontend_addr("veza").await;
+    let pinned = || support::request(addr, "GET", "/", &[("Cookie", "SERVERID=api-1")]);
+    let first = tokio::spawn(pinned());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = tokio::spawn(pinned());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let table = stat(&stats).await;
+    assert_eq!(
+        table.row("api", "api-1").expect("api-1")[QCUR],
+        "1",
+        "waiting for api-1"
+    );
+    assert_eq!(
+        table.row("api", "BACKEND").expect("pool")[QCUR],
+        "0",
+        "not in the pool's queue"
+    );
+    assert_eq!(first.await.expect("task").expect("first").status, 200);
+    assert_eq!(second.await.expect("task").expect("second").status, 200);
+    assert_eq!(busy.served.load(Ordering::SeqCst), 2, "both on api-1");
+    assert_eq!(
+        idle.served.load(Ordering::SeqCst),
+        0,
+        "api-2 was free but not theirs"
+    );
+    lb.wait_for_nth("\"GET / HTTP/1.1\"", 2).await;
+    let waited = lb
+        .access_lines()
+        .iter()
+        .map(|l| l.timers[1])
+        .max()
+        .unwrap_or(0);
+    assert!(
+        waited >= 250,
+        "the second waited for the first: Tw {waited}"
     );
 }

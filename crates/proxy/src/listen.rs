@@ -4,13 +4,85 @@
 //! The supervisor binds frontends from it, the observability services bind the stats socket
 //! and metrics listener from it, and the daemon tries every address before starting so that
 //! all the ports in use are reported at once.
+//!
+//! Socket activation: sockets the service manager passed (`LISTEN_FDS`, `LISTEN_PID`,
+//! `LISTEN_FDNAMES`, as `sd_listen_fds` reads them; a `veza-lb.socket` unit binds ports below
+//! 1024 so the service needs no capability) are adopted by [`adopt_inherited`] at start and
+//! taken by the first bind of their local address; one that no bind takes is reported and
+//! closed ([`close_unused_inherited`]). An address without an inherited socket is bound as
+//! usual.
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
 use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::config::{self, Config, StatsSocketAddr};
+
+/// Listening sockets passed by the service manager and not taken yet, by local address.
+static INHERITED: Mutex<Vec<(SocketAddr, Option<String>, std::net::TcpListener)>> =
+    Mutex::new(Vec::new());
+
+fn inherited()
+-> std::sync::MutexGuard<'static, Vec<(SocketAddr, Option<String>, std::net::TcpListener)>> {
+    INHERITED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Adopts the listening sockets the service manager passed, if any (`LISTEN_FDS` for this
+/// `LISTEN_PID`); returns what to log about each: adopted (with its `LISTEN_FDNAMES` name),
+/// or not a TCP listening socket (closed).
+pub(crate) fn adopt_inherited() -> Vec<String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut report = Vec::new();
+    let mut adopted = inherited();
+    for index in 0..fds.len() {
+        let name = names.get(index).filter(|n| !n.is_empty()).cloned();
+        let label = name
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" ({n})"));
+        match fds.take_tcp_listener(index) {
+            Ok(Some(listener)) => match listener.local_addr() {
+                Ok(addr) => {
+                    let _ = listener.set_nonblocking(true);
+                    report.push(format!(
+                        "adopted listening socket {addr}{label} from the service manager"
+                    ));
+                    adopted.push((addr, name, listener));
+                }
+                Err(e) => report.push(format!("inherited socket {index}{label} closed: {e}")),
+            },
+            Ok(None) => {}
+            Err(e) => report.push(format!(
+                "inherited descriptor {}{label} is not a TCP listening socket, closed: {e}",
+                index + 3
+            )),
+        }
+    }
+    report
+}
+
+/// Whether an inherited socket is waiting for `addr`.
+pub(crate) fn is_inherited(addr: SocketAddr) -> bool {
+    inherited().iter().any(|(a, _, _)| *a == addr)
+}
+
+/// Takes the inherited socket of `addr`, if the service manager passed one.
+fn take_inherited(addr: SocketAddr) -> Option<std::net::TcpListener> {
+    let mut sockets = inherited();
+    let at = sockets.iter().position(|(a, _, _)| *a == addr)?;
+    Some(sockets.swap_remove(at).2)
+}
+
+/// Closes the inherited sockets no bind took, returning their addresses (to report).
+pub(crate) fn close_unused_inherited() -> Vec<SocketAddr> {
+    inherited().drain(..).map(|(addr, _, _)| addr).collect()
+}
 
 /// Descriptors kept aside from the connection budget: listeners, stats sockets, health checks,
 /// the log, the binary's own files.
@@ -154,6 +226,16 @@ pub(crate) fn bind_group(
         addr,
         source,
     };
+    if let Some(adopted) = take_inherited(addr) {
+        // One socket, accepted from by every loop (the kernel cannot spread an inherited
+        // socket's connections the way it spreads a `SO_REUSEPORT` group's).
+        let mut group = Vec::with_capacity(loops);
+        for _ in 1..loops {
+            group.push(adopted.try_clone().map_err(fail)?);
+        }
+        group.push(adopted);
+        return Ok(group);
+    }
     let reuse_port = loops > 1;
     let first = bind_std(addr, reuse_port).map_err(fail)?;
     let actual = first.local_addr().unwrap_or(addr);
@@ -166,7 +248,11 @@ pub(crate) fn bind_group(
 
 /// [`bind`], with the error naming what wanted the address.
 pub(crate) fn bind_for(purpose: Purpose<'_>, addr: SocketAddr) -> Result<TcpListener, Error> {
-    bind(addr).map_err(|source| Error::Bind {
+    let bound = match take_inherited(addr) {
+        Some(adopted) => TcpListener::from_std(adopted),
+        None => bind(addr),
+    };
+    bound.map_err(|source| Error::Bind {
         what: purpose.describe(),
         addr,
         source,

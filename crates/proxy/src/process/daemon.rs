@@ -44,6 +44,9 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
         tracing::warn!("{warning}");
     }
     raise_open_files_limit();
+    for adopted in crate::listen::adopt_inherited() {
+        tracing::info!("{adopted}");
+    }
     // N event loops, as HAProxy's `nbthread`: this thread's, and N-1 workers. Each is a
     // current-thread runtime, without the work-stealing machinery (and its cross-thread
     // wake-ups) of a multi-thread pool.
@@ -85,6 +88,12 @@ async fn serve(config: Config, path: &Path, workers: Vec<Handle>) -> Result<(), 
     check_ports(&config, path)?;
     let status = serving_status(&config);
     let mut proxy = Proxy::start_on(config, workers).await?;
+    for addr in listen::close_unused_inherited() {
+        tracing::warn!(
+            "the service manager passed a socket on {addr} that no bind address of the \
+             configuration uses: closed"
+        );
+    }
     tracing::info!(
         "veza-lb {} started, pid {}",
         env!("CARGO_PKG_VERSION"),
@@ -184,7 +193,7 @@ fn spawn_watchdog(notifier: Arc<Notifier>, handle: ProxyHandle) {
 fn check_ports(config: &Config, path: &Path) -> Result<(), Error> {
     let failures: Vec<(String, SocketAddr, std::io::Error)> = listen::all(config)
         .into_iter()
-        .filter(|(_, addr)| addr.port() != 0)
+        .filter(|(_, addr)| addr.port() != 0 && !listen::is_inherited(*addr))
         .filter_map(|(what, addr)| {
             // Same socket options as the real listeners, so TIME_WAIT leftovers do not count.
             listen::bind(addr)

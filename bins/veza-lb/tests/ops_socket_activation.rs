@@ -1,0 +1,84 @@
+//! Socket activation, with systemd's own tool: `systemd-socket-activate` binds the addresses,
+//! waits for a first connection, and starts veza-lb with the sockets (`LISTEN_FDS`,
+//! `LISTEN_PID`, `LISTEN_FDNAMES`) as a `veza-lb.socket` unit would. veza-lb adopts the one its
+//! configuration binds, serves the connection that woke it, and closes (and reports) the one
+//! no bind address uses.
+
+mod support;
+
+use std::path::Path;
+
+use support::{Lb, free_port, get};
+use veza_demo_backend::{BackendConfig, spawn};
+
+const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopts_the_sockets_it_binds_and_reports_the_rest() {
+    if !Path::new(ACTIVATE).exists() {
+        eprintln!("SKIPPED: systemd-socket-activate (package systemd) is not installed");
+        return;
+    }
+    let backend = spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        BackendConfig::new("api-1"),
+    )
+    .await
+    .expect("backend");
+    let web = format!("127.0.0.1:{}", free_port());
+    let spare = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        r#"[[frontend]]
+name = "veza"
+bind = ["{web}"]
+default_pool = "api"
+[pool.api]
+servers = [{{ name = "api-1", addr = "{}" }}]
+"#,
+        backend.addr()
+    );
+    let wrapper = [
+        ACTIVATE,
+        "-l",
+        web.as_str(),
+        "-l",
+        spare.as_str(),
+        "--fdname=web:spare",
+        "-E",
+        "NO_COLOR=1",
+    ];
+    let mut lb = Lb::start_under(&wrapper, &config, &[]);
+    // The first connection is what starts veza-lb; it waits in the socket's backlog. Until
+    // systemd-socket-activate has bound the address, connections are refused.
+    let mut tries = 0;
+    let first = loop {
+        match get(web.parse().expect("addr"), "/").await {
+            Ok(response) => break response,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("first request: {e}; logs: {:#?}", lb.logs()),
+        }
+    };
+    assert_eq!(first.status, 200);
+    assert_eq!(first.served_by(), "api-1");
+    let adopted = lb
+        .wait_for(&format!("adopted listening socket {web} (web)"))
+        .await;
+    assert!(adopted.contains("from the service manager"), "{adopted}");
+    let unused = lb
+        .wait_for(&format!("passed a socket on {spare} that no bind address"))
+        .await;
+    assert!(unused.contains("closed"), "{unused}");
+    assert!(
+        lb.lines_with("address already in use").is_empty(),
+        "veza-lb did not try to bind the adopted address itself: {:#?}",
+        lb.logs()
+    );
+    for _ in 0..5 {
+        let again = get(web.parse().expect("addr"), "/").await.expect("served");
+        assert_eq!(again.status, 200);
+    }
+    drop(backend);
+}
