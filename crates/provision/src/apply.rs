@@ -114,11 +114,20 @@ enum Outcome {
 
 type StepResult = Result<Outcome, String>;
 
+/// What a run changed, which decides the restart.
+#[derive(Debug, Clone, Copy)]
+struct Changed {
+    unit: bool,
+    socket: bool,
+    env: bool,
+}
+
 /// Brings the host (or `options.root`) to the state `plan` describes.
 ///
-/// Steps, in order: user, directories, env file, unit file, `daemon-reload` when the unit
-/// changed, restart when the unit or the env file changed, enable. The systemctl steps are
-/// skipped under `--root` and where systemd is not PID 1.
+/// Steps, in order: user, directories, env file, unit file (and the socket unit of a
+/// socket-activated service), `daemon-reload` when a unit changed, restart when a unit or the
+/// env file changed, enable (the socket unit too). The systemctl steps are skipped under
+/// `--root` and where systemd is not PID 1.
 pub fn apply(plan: &Plan, options: &Options) -> Report {
     let host = Host {
         plan,
@@ -170,23 +179,39 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
         }
     }
     let unit_name = plan.unit_name();
-    let (unit_result, unit_changed) = host.unit_file();
+    let (unit_result, unit_changed) = host.unit_file(&unit_name, plan.rendered_unit());
     if !record(format!("unit {unit_name}"), unit_result) {
         return report;
     }
+    let socket = plan.socket_unit_name();
+    let mut socket_changed = false;
+    if let (Some(socket), Some(text)) = (&socket, plan.rendered_socket_unit()) {
+        let (result, changed) = host.unit_file(socket, text);
+        socket_changed = changed;
+        if !record(format!("unit {socket}"), result) {
+            return report;
+        }
+    }
     if !record(
         "systemctl daemon-reload".into(),
-        host.daemon_reload(unit_changed),
+        host.daemon_reload(unit_changed || socket_changed),
     ) {
         return report;
     }
-    if !record(
-        format!("restart {unit_name}"),
-        host.restart(unit_changed, env_changed),
-    ) {
+    let changed = Changed {
+        unit: unit_changed,
+        socket: socket_changed,
+        env: env_changed,
+    };
+    if !record(format!("restart {unit_name}"), host.restart(changed)) {
         return report;
     }
-    record(format!("enable {unit_name}"), host.enable());
+    if let Some(socket) = &socket
+        && !record(format!("enable {socket}"), host.enable(socket))
+    {
+        return report;
+    }
+    record(format!("enable {unit_name}"), host.enable(&unit_name));
     report
 }
 
@@ -227,8 +252,8 @@ impl Host<'_> {
             .map_or_else(|| "systemctl".to_owned(), |p| p.display().to_string())
     }
 
-    fn unit_path(&self) -> PathBuf {
-        self.path(&Path::new("/etc/systemd/system").join(self.plan.unit_name()))
+    fn unit_path(&self, name: &str) -> PathBuf {
+        self.path(&Path::new("/etc/systemd/system").join(name))
     }
 
     fn user(&self) -> StepResult {
@@ -472,27 +497,20 @@ impl Host<'_> {
         Ok(Outcome::Changed(format!("{}, {wanted}", past(&verb)), diff))
     }
 
-    fn rendered_unit(&self) -> Result<String, String> {
-        self.plan
-            .service_spec
-            .unit()
-            .and_then(|unit| unit.render())
-            .map_err(|e| format!("cannot render the unit: {e}"))
-    }
-
-    /// The step's result, and whether the unit text changed (or would).
-    fn unit_file(&self) -> (StepResult, bool) {
+    /// The step's result, and whether the unit text changed (or would): `name`'s file, with
+    /// `planned` (the rendered text, or why it could not be rendered).
+    fn unit_file(&self, name: &str, planned: Result<String, String>) -> (StepResult, bool) {
         let mut content_changed = false;
-        let result = self.unit_file_step(&mut content_changed);
+        let result =
+            planned.and_then(|text| self.unit_file_step(name, &text, &mut content_changed));
         (result, content_changed)
     }
 
-    fn unit_file_step(&self, content_changed: &mut bool) -> StepResult {
-        let path = self.unit_path();
-        let planned = self.rendered_unit()?;
+    fn unit_file_step(&self, name: &str, planned: &str, content_changed: &mut bool) -> StepResult {
+        let path = self.unit_path(name);
         let current = Self::read_optional(&path)?;
         let root_0644 = Mode::new(0o644).map_err(|e| e.to_string())?;
-        if current.as_deref() == Some(planned.as_str()) {
+        if current.as_deref() == Some(planned) {
             let meta =
                 fs::symlink_metadata(&path).map_err(|e| format!("cannot inspect it: {e}"))?;
             return self.fix_metadata(
@@ -504,12 +522,12 @@ impl Host<'_> {
             );
         }
         *content_changed = true;
-        let display = Path::new("/etc/systemd/system").join(self.plan.unit_name());
+        let display = Path::new("/etc/systemd/system").join(name);
         let diff = self.options.diff.then(|| {
             unified_diff(
                 &display.display().to_string(),
                 current.as_deref().unwrap_or(""),
-                &planned,
+                planned,
             )
         });
         let (verb, done) = if current.is_some() {
@@ -550,11 +568,11 @@ impl Host<'_> {
         Ok(Outcome::Changed("reloaded: the unit changed".into(), None))
     }
 
-    fn restart(&self, unit_changed: bool, env_changed: bool) -> StepResult {
+    fn restart(&self, changed: Changed) -> StepResult {
         if let Some(reason) = &self.systemctl_unavailable {
             return Ok(Outcome::Skipped(reason.clone()));
         }
-        let why = match (unit_changed, env_changed) {
+        let why = match (changed.unit || changed.socket, changed.env) {
             (false, false) => return Ok(Outcome::Ok("unit and env file unchanged".into())),
             (true, false) => "the unit changed",
             (false, true) => "the env file changed",
@@ -563,14 +581,23 @@ impl Host<'_> {
         if self.options.check {
             return Ok(Outcome::Changed(format!("would restart: {why}"), None));
         }
-        run(
-            &self.systemctl(),
-            &["restart".to_owned(), self.plan.unit_name()],
-        )?;
+        let service = self.plan.unit_name();
+        match (changed.socket, self.plan.socket_unit_name()) {
+            // The listening sockets change: systemd must close the old ones before it binds
+            // the new ones, which it cannot while the service still holds them.
+            (true, Some(socket)) => {
+                run(
+                    &self.systemctl(),
+                    &["stop".into(), service.clone(), socket.clone()],
+                )?;
+                run(&self.systemctl(), &["start".into(), socket, service])?;
+            }
+            _ => run(&self.systemctl(), &["restart".to_owned(), service])?,
+        }
         Ok(Outcome::Changed(format!("restarted: {why}"), None))
     }
 
-    fn enable(&self) -> StepResult {
+    fn enable(&self, unit: &str) -> StepResult {
         if !self.plan.service.enable {
             return Ok(Outcome::Skipped("enable = false in the role file".into()));
         }
@@ -578,7 +605,7 @@ impl Host<'_> {
             return Ok(Outcome::Skipped(reason.clone()));
         }
         let state = Process::new(self.systemctl())
-            .args(["is-enabled", &self.plan.unit_name()])
+            .args(["is-enabled", unit])
             .output()
             .map_err(|e| format!("cannot run systemctl: {e}"))?;
         let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
@@ -594,10 +621,7 @@ impl Host<'_> {
                 None,
             ));
         }
-        run(
-            &self.systemctl(),
-            &["enable".to_owned(), self.plan.unit_name()],
-        )?;
+        run(&self.systemctl(), &["enable".to_owned(), unit.to_owned()])?;
         Ok(Outcome::Changed("enabled".into(), None))
     }
 }

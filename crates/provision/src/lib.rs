@@ -80,6 +80,12 @@ pub enum Error {
 /// [`Error::UnknownUnit`] for another name, [`Error::Unit`] if rendering fails.
 pub fn render_unit(plan: &Plan, name: &str) -> Result<String, Error> {
     let defined = plan.unit_name();
+    if plan.socket_unit_name().as_deref() == Some(name) {
+        let service = systemd_unit::UnitName::new(defined.clone())?;
+        if let Some(socket) = plan.service_spec.socket_unit(&service)? {
+            return Ok(socket.render()?);
+        }
+    }
     if name != defined && format!("{name}.service") != defined {
         return Err(Error::UnknownUnit {
             asked: name.to_owned(),

@@ -219,9 +219,14 @@ pub struct ServiceConfig {
     /// The only writable directories.
     #[serde(default)]
     pub read_write_paths: Vec<AbsPath>,
-    /// Ports it listens on (one below 1024 grants `CAP_NET_BIND_SERVICE`).
+    /// Ports it listens on (one below 1024 grants `CAP_NET_BIND_SERVICE`, unless a socket
+    /// unit binds it).
     #[serde(default)]
     pub listen_ports: Vec<u16>,
+    /// Addresses a `NAME.socket` unit binds and passes to the service (socket activation,
+    /// veza-lb): their ports need no capability.
+    #[serde(default)]
+    pub sockets: Vec<std::net::SocketAddr>,
     /// Peers it may talk to; omit for no IP filter.
     #[serde(default)]
     pub ip_address_allow: Option<Vec<IpAddressSpec>>,
@@ -311,6 +316,13 @@ impl Plan {
         }
         systemd_unit::UnitName::service(&file.service.name)
             .map_err(|e| at(locate(text, "[service]"), e.to_string()))?;
+        if !file.service.sockets.is_empty() && file.role != Role::Lb {
+            let message = format!(
+                "sockets (socket activation) is only for veza-lb; {} binds its own port",
+                file.role.as_str()
+            );
+            return Err(at(locate(text, "sockets"), message));
+        }
         if file.env_file.as_ref().is_some_and(|env| {
             env.path
                 .as_path()
@@ -335,6 +347,40 @@ impl Plan {
     pub fn unit_name(&self) -> String {
         format!("{}.service", self.service.name)
     }
+
+    /// The socket unit's name, when the service is socket-activated (`sockets`).
+    pub fn socket_unit_name(&self) -> Option<String> {
+        self.service_spec
+            .socket_unit_name()
+            .ok()
+            .flatten()
+            .map(|name| name.as_str().to_owned())
+    }
+
+    /// The service unit's text.
+    ///
+    /// # Errors
+    /// A sentence saying why it cannot be rendered.
+    pub fn rendered_unit(&self) -> Result<String, String> {
+        self.service_spec
+            .unit()
+            .and_then(|unit| unit.render())
+            .map_err(|e| format!("cannot render the unit: {e}"))
+    }
+
+    /// The socket unit's text, when the service is socket-activated.
+    pub fn rendered_socket_unit(&self) -> Option<Result<String, String>> {
+        let service = systemd_unit::UnitName::new(self.unit_name());
+        let socket = service.and_then(|service| self.service_spec.socket_unit(&service));
+        match socket {
+            Ok(None) => None,
+            Ok(Some(unit)) => Some(
+                unit.render()
+                    .map_err(|e| format!("cannot render the socket unit: {e}")),
+            ),
+            Err(e) => Some(Err(format!("cannot render the socket unit: {e}"))),
+        }
+    }
 }
 
 fn locate(text: &str, needle: &str) -> Option<std::ops::Range<usize>> {
@@ -353,6 +399,7 @@ fn service_spec(file: &RoleFile) -> ServiceSpec {
         read_write_paths: service.read_write_paths.clone(),
         ip_address_allow: service.ip_address_allow.clone(),
         listen_ports: service.listen_ports.clone(),
+        sockets: service.sockets.clone(),
         jit: service.jit,
         watchdog: service.watchdog.as_ref().map(|w| *w.get_ref()),
         stop_timeout: service.stop_timeout,

@@ -400,3 +400,86 @@ fn every_example_applies_and_its_unit_verifies_with_systemd() {
         );
     }
 }
+
+/// veza-lb on ports 80 and 443 through a `veza-lb.socket` unit: both units installed,
+/// enabled, the service without `CAP_NET_BIND_SERVICE`; a second run changes nothing; new
+/// addresses stop the service and the socket and start them again.
+#[test]
+fn a_socket_activated_lb_gets_its_socket_unit() {
+    if !running_as_root() {
+        return;
+    }
+    let role = fs::read_to_string(example("veza-lb")).unwrap();
+    let activated = role.replace(
+        "listen_ports = [8080, 9100, 9101]",
+        "listen_ports = [80, 443, 9100, 9101]\nsockets = [\"0.0.0.0:80\", \"0.0.0.0:443\"]",
+    );
+    assert_ne!(activated, role, "the example's listen_ports line moved");
+    let dir = testkit::temp_dir();
+    let file = dir.path().join("veza-lb.toml");
+    fs::write(&file, &activated).unwrap();
+    let plan = Plan::load(&file).unwrap();
+    let root = fresh_root();
+    let stub_dir = testkit::temp_dir();
+    let (stub, log) = systemctl_stub(stub_dir.path());
+    let opts = Options {
+        systemctl: Some(stub),
+        ..options(root.path())
+    };
+    let calls = || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        fs::remove_file(&log).ok();
+        text
+    };
+    let first = apply(&plan, &opts);
+    assert!(!first.failed(), "{first:#?}");
+    // A new socket unit: the service starts after its socket (stopping them first is a
+    // no-op on a first install).
+    assert_eq!(
+        calls(),
+        "daemon-reload\nstop veza-lb.service veza-lb.socket\nstart veza-lb.socket veza-lb.service\n\
+         is-enabled veza-lb.socket\nenable veza-lb.socket\nis-enabled veza-lb.service\n\
+         enable veza-lb.service\n"
+    );
+    let units = root.path().join("etc/systemd/system");
+    let socket = fs::read_to_string(units.join("veza-lb.socket")).unwrap();
+    assert_eq!(
+        socket,
+        provision::render_unit(&plan, "veza-lb.socket").unwrap()
+    );
+    assert!(socket.contains("\nListenStream=0.0.0.0:80\nListenStream=0.0.0.0:443\n"));
+    let service = fs::read_to_string(units.join("veza-lb.service")).unwrap();
+    assert!(service.contains("\nRequires=veza-lb.socket\n"), "{service}");
+    assert!(service.contains("\nCapabilityBoundingSet=\n"), "{service}");
+    if systemd_unit::analyze::available() {
+        let spec = &plan.service_spec;
+        let name = systemd_unit::UnitName::new(plan.unit_name()).unwrap();
+        systemd_unit::analyze::verify_activated(
+            &plan.unit_name(),
+            &spec.unit().unwrap(),
+            "veza-lb.socket",
+            &spec.socket_unit(&name).unwrap().unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let score = systemd_unit::analyze::security(&units.join("veza-lb.service"))
+            .unwrap()
+            .exposure;
+        assert!(score <= 1.0, "{score}");
+    }
+
+    let second = apply(&plan, &opts);
+    assert_eq!(second.count(Status::Changed), 0, "{second:#?}");
+    assert_eq!(
+        calls(),
+        "is-enabled veza-lb.socket\nis-enabled veza-lb.service\n"
+    );
+
+    fs::write(&file, activated.replace("0.0.0.0:443", "0.0.0.0:8443")).unwrap();
+    let moved = Plan::load(&file).unwrap();
+    assert!(!apply(&moved, &opts).failed());
+    assert_eq!(
+        calls(),
+        "daemon-reload\nstop veza-lb.service veza-lb.socket\nstart veza-lb.socket veza-lb.service\n\
+         is-enabled veza-lb.socket\nis-enabled veza-lb.service\n"
+    );
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command as Process;
 
 use crate::Error;
-use crate::model::Unit;
+use crate::model::{SocketUnit, Unit};
 
 /// Whether `systemd-analyze` can be run here.
 pub fn available() -> bool {
@@ -33,6 +33,23 @@ fn analyze_error(reason: impl Into<String>) -> Error {
 /// # Errors
 /// [`Error::Analyze`] with systemd's messages and the unit text.
 pub fn verify(name: &str, unit: &Unit) -> Result<(), Error> {
+    verify_with(name, unit, None)
+}
+
+/// [`verify`] of a service and the socket unit that activates it, installed side by side.
+///
+/// # Errors
+/// As [`verify`], for either unit.
+pub fn verify_activated(
+    name: &str,
+    unit: &Unit,
+    socket_name: &str,
+    socket: &SocketUnit,
+) -> Result<(), Error> {
+    verify_with(name, unit, Some((socket_name, socket.render()?)))
+}
+
+fn verify_with(name: &str, unit: &Unit, socket: Option<(&str, String)>) -> Result<(), Error> {
     let text = unit.render()?;
     let root = tempfile::tempdir()
         .map_err(|e| analyze_error(format!("cannot create a temporary root: {e}")))?;
@@ -63,10 +80,14 @@ pub fn verify(name: &str, unit: &Unit) -> Result<(), Error> {
     let dir = root.path().join("etc/systemd/system");
     fs::create_dir_all(&dir).map_err(io)?;
     fs::write(dir.join(name), &text).map_err(io)?;
+    if let Some((socket_name, socket_text)) = &socket {
+        fs::write(dir.join(socket_name), socket_text).map_err(io)?;
+    }
     let out = Process::new("systemd-analyze")
         .args(["verify", "--man=no", "--generators=no"])
         .arg(format!("--root={}", root.path().display()))
         .arg(name)
+        .args(socket.as_ref().map(|(socket_name, _)| *socket_name))
         .output()
         .map_err(|e| analyze_error(format!("cannot run systemd-analyze: {e}")))?;
     let stderr = String::from_utf8_lossy(&out.stderr);

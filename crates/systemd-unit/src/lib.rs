@@ -19,6 +19,7 @@
 //!     read_write_paths: vec![AbsPath::new("/var/log/veza")?],
 //!     ip_address_allow: None,
 //!     listen_ports: vec![8080],
+//!     sockets: Vec::new(),
 //!     jit: false,
 //!     watchdog: None,
 //!     stop_timeout: Timespan::from_secs(30),
@@ -37,7 +38,7 @@ mod render;
 mod value;
 mod veza;
 
-pub use model::{Hardening, Service, Unit};
+pub use model::{Hardening, Service, SocketUnit, Unit};
 pub use value::{
     AbsPath, AccountName, AddressFamily, Arg, Capability, Command, DevicePolicy, DirName, EnvName,
     EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,

@@ -16,12 +16,35 @@ pub struct Unit {
     pub documentation: Vec<Uri>,
     /// `[Unit] Wants=`.
     pub wants: Vec<UnitName>,
+    /// `[Unit] Requires=`.
+    pub requires: Vec<UnitName>,
     /// `[Unit] After=`.
     pub after: Vec<UnitName>,
     /// `[Unit] StartLimitIntervalSec=` and `StartLimitBurst=`: at most `burst` starts per interval.
     pub start_limit: Option<(Timespan, u32)>,
     /// `[Service]`.
     pub service: Service,
+    /// `[Install] WantedBy=`.
+    pub wanted_by: Vec<UnitName>,
+}
+
+/// A socket unit (systemd.socket(5)): the listening sockets the service manager binds and
+/// passes to its service (socket activation), so the service needs no capability to bind
+/// ports below 1024.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketUnit {
+    /// `[Unit] Description=`.
+    pub description: Text,
+    /// `[Unit] Documentation=`.
+    pub documentation: Vec<Uri>,
+    /// `[Socket] ListenStream=`, one per address.
+    pub listen_stream: Vec<std::net::SocketAddr>,
+    /// `[Socket] FileDescriptorName=`: how the service sees them (`LISTEN_FDNAMES`).
+    pub fd_name: Option<DirName>,
+    /// `[Socket] Backlog=`.
+    pub backlog: u32,
+    /// `[Socket] Service=`.
+    pub service: UnitName,
     /// `[Install] WantedBy=`.
     pub wanted_by: Vec<UnitName>,
 }

@@ -3,7 +3,7 @@
 use askama::Template;
 
 use crate::Error;
-use crate::model::{Hardening, Service, Unit};
+use crate::model::{Hardening, Service, SocketUnit, Unit};
 use crate::value::{AbsPath, EnvName, quote_word};
 
 /// The askama context. `escape = "none"`: systemd quoting is done by the value types, never by
@@ -32,6 +32,27 @@ impl ServiceUnitTemplate<'_> {
     fn assignment(&self, name: &EnvName, value: &str) -> String {
         // Environment= unquotes and C-unescapes but does not expand `$`.
         quote_word(&format!("{name}={value}"))
+    }
+}
+
+/// The askama context of a socket unit (addresses and names are validated values).
+#[derive(Template)]
+#[template(path = "socket.unit", escape = "none")]
+struct SocketUnitTemplate<'a> {
+    unit: &'a SocketUnit,
+}
+
+impl SocketUnit {
+    /// Renders the unit file text.
+    ///
+    /// # Errors
+    /// [`Error::Render`] if askama fails.
+    pub fn render(&self) -> Result<String, Error> {
+        let mut text = SocketUnitTemplate { unit: self }
+            .render()
+            .map_err(|e| Error::Render(e.to_string()))?;
+        text.push('\n');
+        Ok(text)
     }
 }
 
@@ -80,6 +101,7 @@ mod tests {
                 "10.0.0.0/8".parse().unwrap(),
             ]),
             listen_ports: vec![8080],
+            sockets: Vec::new(),
             jit: false,
             watchdog: Some(Timespan::from_secs(30)),
             stop_timeout: Timespan::from_secs(35),

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use crate::Error;
-use crate::model::{Hardening, Service, Unit};
+use crate::model::{Hardening, Service, SocketUnit, Unit};
 use crate::value::{
     AbsPath, AccountName, Command, DirName, EnvName, EnvironmentFile, IpAddressSpec, NotifyAccess,
     Restart, ServiceType, Text, Timespan, UnitName, Uri,
@@ -53,8 +53,12 @@ pub struct ServiceSpec {
     pub read_write_paths: Vec<AbsPath>,
     /// Peers the service may exchange packets with; `None` for no IP filter.
     pub ip_address_allow: Option<Vec<IpAddressSpec>>,
-    /// Ports it listens on; one below 1024 grants `CAP_NET_BIND_SERVICE`.
+    /// Ports it listens on; one below 1024 grants `CAP_NET_BIND_SERVICE`, unless a socket
+    /// unit binds it (`sockets`).
     pub listen_ports: Vec<u16>,
+    /// Addresses a `NAME.socket` unit binds and passes to the service (socket activation,
+    /// `veza-lb` only): their ports need no capability.
+    pub sockets: Vec<std::net::SocketAddr>,
     /// The runtime JITs code (turns `MemoryDenyWriteExecute=` off).
     pub jit: bool,
     /// `WatchdogSec=` for `veza-lb`; ignored for the other roles (they do not ping systemd).
@@ -64,13 +68,58 @@ pub struct ServiceSpec {
 }
 
 impl ServiceSpec {
+    /// The socket unit's name (`NAME.socket`, next to `NAME.service`), when the service is
+    /// socket-activated.
+    ///
+    /// # Errors
+    /// Only if the service's name makes no valid unit name.
+    pub fn socket_unit_name(&self) -> Result<Option<UnitName>, Error> {
+        if self.sockets.is_empty() {
+            return Ok(None);
+        }
+        UnitName::new(format!("{}.socket", self.user_facing_name())).map(Some)
+    }
+
+    fn user_facing_name(&self) -> &'static str {
+        match self.role {
+            Role::Lb => "veza-lb",
+            Role::BackendApi => "veza-backend-api",
+            Role::StreamServer => "veza-stream-server",
+        }
+    }
+
+    /// The socket unit binding `sockets` for this service, if any: a backlog as deep as the
+    /// service's own listeners', `FileDescriptorName=` the role's name (veza-lb logs it).
+    ///
+    /// # Errors
+    /// Only if a built-in constant fails validation.
+    pub fn socket_unit(&self, service: &UnitName) -> Result<Option<SocketUnit>, Error> {
+        if self.sockets.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(SocketUnit {
+            description: Text::new(format!("{} (listening sockets)", self.description.as_str()))?,
+            documentation: vec![Uri::new("https://git.veza.example/veza/edge")?],
+            listen_stream: self.sockets.clone(),
+            fd_name: Some(DirName::new(self.role.as_str())?),
+            backlog: 4096,
+            service: service.clone(),
+            wanted_by: vec![UnitName::new("sockets.target")?],
+        }))
+    }
+
     /// The unit for this service.
     ///
     /// # Errors
     /// Only if a built-in constant fails validation, which the tests rule out.
     pub fn unit(&self) -> Result<Unit, Error> {
         let mut hardening = Hardening::network_service(self.read_write_paths.clone());
-        if self.listen_ports.iter().any(|port| *port < 1024) {
+        let activated = |port: u16| self.sockets.iter().any(|s| s.port() == port);
+        if self
+            .listen_ports
+            .iter()
+            .any(|&port| port < 1024 && !activated(port))
+        {
             hardening = hardening.allow_bind_below_1024();
         }
         if self.jit {
@@ -92,11 +141,13 @@ impl ServiceSpec {
             None
         };
         let network_online = UnitName::new("network-online.target")?;
+        let socket = self.socket_unit_name()?;
         Ok(Unit {
             description: self.description.clone(),
             documentation: vec![Uri::new("https://git.veza.example/veza/edge")?],
             wants: vec![network_online.clone()],
-            after: vec![network_online],
+            requires: socket.iter().cloned().collect(),
+            after: std::iter::once(network_online).chain(socket).collect(),
             start_limit: Some((Timespan::from_secs(60), 5)),
             service: Service {
                 kind: if notify {

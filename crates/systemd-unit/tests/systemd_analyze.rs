@@ -46,6 +46,7 @@ fn veza_specs() -> Vec<(&'static str, ServiceSpec)> {
         read_write_paths: vec![path("/var/log/veza")],
         ip_address_allow: Some(lab_peers.clone()),
         listen_ports: vec![8080],
+        sockets: Vec::new(),
         jit: false,
         watchdog: (role == Role::Lb).then(|| Timespan::from_secs(30)),
         stop_timeout: Timespan::from_secs(35),
@@ -152,6 +153,49 @@ fn relaxations_verify_and_cost_what_their_docs_say() {
         low.exposure,
         baseline.exposure
     );
+}
+
+/// Ports 80 and 443 through a `veza-lb.socket` unit: the service keeps the baseline sandbox
+/// (no capability, private users), and both units verify side by side.
+#[test]
+fn socket_activation_needs_no_capability() {
+    if !systemd_analyze_present() {
+        return;
+    }
+    let (name, mut spec) = veza_specs().swap_remove(1);
+    spec.listen_ports = vec![80, 443, 9100];
+    spec.sockets = vec!["0.0.0.0:80".parse().unwrap(), "[::]:443".parse().unwrap()];
+    let unit = spec.unit().unwrap();
+    let socket_name = spec.socket_unit_name().unwrap().expect("activated");
+    assert_eq!(socket_name.as_str(), "veza-lb.socket");
+    let service = systemd_unit::UnitName::new(name).unwrap();
+    let socket = spec.socket_unit(&service).unwrap().expect("a socket unit");
+    let text = socket.render().unwrap();
+    assert!(
+        text.contains("\nListenStream=0.0.0.0:80\nListenStream=[::]:443\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nFileDescriptorName=veza-lb\n"), "{text}");
+    assert!(text.contains("\nService=veza-lb.service\n"), "{text}");
+    analyze::verify_activated(name, &unit, socket_name.as_str(), &socket)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rendered = unit.render().unwrap();
+    assert!(
+        rendered.contains("\nRequires=veza-lb.socket\n"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("\nCapabilityBoundingSet=\n"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("\nPrivateUsers=yes\n"), "{rendered}");
+    // Scored alone (the socket is the manager's, not the service's): the baseline's score.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    fs::write(&file, &rendered).unwrap();
+    let score = analyze::security(&file).unwrap().exposure;
+    println!("{name} socket-activated on 80/443: exposure {score:.1}");
+    assert!(score <= 1.0, "{score}");
 }
 
 #[test]

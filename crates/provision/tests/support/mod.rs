@@ -112,15 +112,15 @@ pub fn mode_owner(path: &Path) -> (u32, u32, u32) {
 }
 
 /// A `systemctl` stand-in that appends its arguments to `log` and answers `is-enabled` from
-/// a marker file that `enable` creates.
+/// a marker file per unit that `enable` creates.
 pub fn systemctl_stub(dir: &Path) -> (PathBuf, PathBuf) {
     let stub = dir.join("systemctl");
     let log = dir.join("systemctl.log");
-    let marker = dir.join("enabled");
+    let marker = dir.join("enabled-");
     fs::write(
         &stub,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  is-enabled) [ -e '{marker}' ] && echo enabled || {{ echo disabled; exit 1; }} ;;\n  enable) touch '{marker}' ;;\nesac\n",
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  is-enabled) [ -e '{marker}'\"$2\" ] && echo enabled || {{ echo disabled; exit 1; }} ;;\n  enable) touch '{marker}'\"$2\" ;;\nesac\n",
             log = log.display(),
             marker = marker.display()
         ),
