@@ -200,6 +200,10 @@ fn ctl(socket: &str, command: &str) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+        Ok(text) if text.starts_with("Upgrade failed") => {
+            print!("{text}");
+            ExitCode::FAILURE
+        }
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

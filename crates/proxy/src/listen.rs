@@ -72,11 +72,20 @@ pub(crate) fn is_inherited(addr: SocketAddr) -> bool {
     inherited().iter().any(|(a, _, _)| *a == addr)
 }
 
-/// Takes the inherited socket of `addr`, if the service manager passed one.
-fn take_inherited(addr: SocketAddr) -> Option<std::net::TcpListener> {
+/// Takes the inherited sockets of `addr`: one from a socket unit, or a group's (one per
+/// event loop) from an older binary handing over.
+fn take_inherited(addr: SocketAddr) -> Vec<std::net::TcpListener> {
     let mut sockets = inherited();
-    let at = sockets.iter().position(|(a, _, _)| *a == addr)?;
-    Some(sockets.swap_remove(at).2)
+    let mut taken = Vec::new();
+    let mut i = 0;
+    while i < sockets.len() {
+        if sockets[i].0 == addr {
+            taken.push(sockets.remove(i).2);
+        } else {
+            i += 1;
+        }
+    }
+    taken
 }
 
 /// Closes the inherited sockets no bind took, returning their addresses (to report).
@@ -226,14 +235,15 @@ pub(crate) fn bind_group(
         addr,
         source,
     };
-    if let Some(adopted) = take_inherited(addr) {
-        // One socket, accepted from by every loop (the kernel cannot spread an inherited
-        // socket's connections the way it spreads a `SO_REUSEPORT` group's).
-        let mut group = Vec::with_capacity(loops);
-        for _ in 1..loops {
-            group.push(adopted.try_clone().map_err(fail)?);
+    let mut group = take_inherited(addr);
+    if !group.is_empty() {
+        // Fewer sockets than loops (a socket unit passes one): the loops share them, each
+        // accepting from a duplicate (the kernel cannot spread one socket's connections the
+        // way it spreads a `SO_REUSEPORT` group's).
+        for i in group.len()..loops {
+            let shared = group[i % group.len()].try_clone().map_err(fail)?;
+            group.push(shared);
         }
-        group.push(adopted);
         return Ok(group);
     }
     let reuse_port = loops > 1;
@@ -248,7 +258,7 @@ pub(crate) fn bind_group(
 
 /// [`bind`], with the error naming what wanted the address.
 pub(crate) fn bind_for(purpose: Purpose<'_>, addr: SocketAddr) -> Result<TcpListener, Error> {
-    let bound = match take_inherited(addr) {
+    let bound = match take_inherited(addr).pop() {
         Some(adopted) => TcpListener::from_std(adopted),
         None => bind(addr),
     };

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use std::os::fd::{AsFd, OwnedFd};
 use tokio::net::TcpListener;
+
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +37,9 @@ struct Listener {
     /// An HTTPS listener (`tls.bind`).
     tls: bool,
     stop: Tripwire,
+    /// Duplicates of its listening sockets, to hand to a new binary (`upgrade`); closed with
+    /// the listener.
+    sockets: Vec<OwnedFd>,
 }
 
 struct RunningFrontend {
@@ -74,11 +79,18 @@ fn start_listener(
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(configured);
     let scheme = if tls { "https" } else { "http" };
-    let loops = group.len();
+    let loops = 1 + workers.len();
     tracing::info!("frontend {name} listening on {scheme}://{addr} ({loops} event loop(s))");
     let stop = Tripwire::new();
     let here = tokio::runtime::Handle::current();
-    for (socket, handle) in group.into_iter().zip(std::iter::once(&here).chain(workers)) {
+    let sockets = group
+        .iter()
+        .filter_map(|s| s.as_fd().try_clone_to_owned().ok())
+        .collect();
+    // One socket per loop; sockets handed over by an older binary may be more than the
+    // loops, and each is accepted from (a queue nobody accepts from would lose connections).
+    let loops = std::iter::once(&here).chain(workers).cycle();
+    for (socket, handle) in group.into_iter().zip(loops) {
         let (ctx, stop) = (ctx.clone(), stop.clone());
         handle.spawn(async move {
             // Registered with the reactor of the loop that accepts on it.
@@ -93,6 +105,7 @@ fn start_listener(
         configured,
         tls,
         stop,
+        sockets,
     }
 }
 
@@ -212,6 +225,7 @@ impl Proxy {
                 started: SystemTime::now(),
                 admission: admission.clone(),
                 tables: Arc::default(),
+                upgrades: Arc::default(),
             },
             process,
             admission,
@@ -462,6 +476,22 @@ impl Proxy {
             .unwrap_or_default()
     }
 
+    /// Every listening TCP socket (frontends, runtime API, metrics) with its address, as
+    /// duplicates for a new binary to take over (`upgrade`): a frontend's whole group, so no
+    /// socket's queue is left without anyone accepting from it.
+    pub(crate) fn listening_sockets(&self) -> std::io::Result<Vec<(SocketAddr, OwnedFd)>> {
+        let frontends = self
+            .frontends
+            .values()
+            .flat_map(|r| &r.listeners)
+            .flat_map(|l| l.sockets.iter().map(move |fd| (l.addr, fd)));
+        let services = self.services.sockets().iter().map(|(addr, fd)| (*addr, fd));
+        frontends
+            .chain(services)
+            .map(|(addr, fd)| Ok((addr, fd.try_clone()?)))
+            .collect()
+    }
+
     /// The runtime API's TCP address (with the real port when configured as 0); `None`
     /// without a `stats_socket` or with a unix one.
     #[must_use]
@@ -517,7 +547,15 @@ impl Proxy {
 
     /// Graceful stop: stop accepting, let in-flight requests finish and close idle
     /// connections, then close tunnels and whatever is left once `shutdown_grace` has passed.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        // The listening sockets close with the accept loops: no duplicate kept for an upgrade
+        // may hold one open (and accepting into a queue nobody reads).
+        for running in self.frontends.values_mut() {
+            for listener in &mut running.listeners {
+                listener.sockets.clear();
+            }
+        }
+        self.services.forget_sockets();
         self.drain.cancel();
         self.drain_data.trip();
         self.tracker.close();

@@ -1,8 +1,10 @@
 //! [`ProxyHandle`]: what the runtime API, metrics and the daemon's watchdog read the proxy
 //! through.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
 use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot};
 
 use arc_swap::ArcSwap;
 
@@ -26,7 +28,14 @@ pub struct ProxyHandle {
     pub(crate) admission: Arc<Admission>,
     /// The rate-limit tables (`show table`), frontends' then routes', in file order.
     pub(crate) tables: Arc<ArcSwap<Vec<Arc<RateTable>>>>,
+    /// Where the runtime API's `upgrade` asks the daemon for a binary upgrade; unset in a
+    /// proxy not run by `veza-lb run` (tests embedding it).
+    pub(crate) upgrades: Arc<OnceLock<mpsc::Sender<UpgradeRequest>>>,
 }
+
+/// A request for a binary upgrade, answered with what happened (`Ok`: upgraded; `Err`: why
+/// not, the running process still serving).
+pub(crate) type UpgradeRequest = oneshot::Sender<Result<String, String>>;
 
 impl ProxyHandle {
     /// A consistent snapshot of every pool, plus the frontends' counters.

@@ -13,6 +13,7 @@ pub(crate) mod runtime_api;
 pub(crate) mod source;
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +25,7 @@ use crate::observe::runtime_api::{StatsListener, UnixSocket};
 use crate::observe::source::StatsSource;
 
 pub use handle::ProxyHandle;
+pub(crate) use handle::UpgradeRequest;
 
 /// The observability services of a running proxy: stats socket, metrics listener, rate
 /// ticker. They stop when the proxy's drain token is cancelled.
@@ -31,6 +33,8 @@ pub use handle::ProxyHandle;
 pub(crate) struct Services {
     stats_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    /// Duplicates of the TCP listening sockets, to hand to a new binary (`upgrade`).
+    sockets: Vec<(SocketAddr, OwnedFd)>,
 }
 
 impl Services {
@@ -71,8 +75,11 @@ impl Services {
         let source = StatsSource::start(handle, stop, loops);
         let mut services = Services::default();
         for (listener, level) in stats {
-            if let (StatsListener::Tcp(l), None) = (&listener, services.stats_addr) {
-                services.stats_addr = l.local_addr().ok();
+            if let StatsListener::Tcp(l) = &listener {
+                if services.stats_addr.is_none() {
+                    services.stats_addr = l.local_addr().ok();
+                }
+                services.keep(l);
             }
             tracing::info!(
                 "runtime API listening on {} (level {level})",
@@ -88,6 +95,7 @@ impl Services {
         if let Some(listener) = metrics {
             let (listener, addr) = listener;
             services.metrics_addr = Some(addr);
+            services.keep(&listener);
             tracing::info!("metrics listening on {addr}");
             tracker.spawn(crate::observe::metrics::serve(
                 listener,
@@ -96,6 +104,22 @@ impl Services {
             ));
         }
         Ok(services)
+    }
+
+    fn keep(&mut self, listener: &tokio::net::TcpListener) {
+        if let (Ok(addr), Ok(fd)) = (listener.local_addr(), listener.as_fd().try_clone_to_owned()) {
+            self.sockets.push((addr, fd));
+        }
+    }
+
+    /// Closes the duplicates (a stop: the listeners must close with their accept loops).
+    pub(crate) fn forget_sockets(&mut self) {
+        self.sockets.clear();
+    }
+
+    /// Duplicates of the TCP listening sockets (runtime API, metrics).
+    pub(crate) fn sockets(&self) -> &[(SocketAddr, OwnedFd)] {
+        &self.sockets
     }
 
     /// The address of the first TCP stats socket, with the real port when configured as 0.

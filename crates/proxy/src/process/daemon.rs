@@ -60,7 +60,10 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
         .build()
         .map_err(|source| Error::Runtime { source })?;
     let workers = Workers::start(loops - 1).map_err(|source| Error::Runtime { source })?;
-    let served = runtime.block_on(serve(config, &options.config_path, workers.handles()));
+    // The path this binary was started from, read now: once a new binary replaces the file,
+    // `/proc/self/exe` names the old one "(deleted)".
+    let exe = std::env::current_exe().map_err(|source| Error::Runtime { source })?;
+    let served = runtime.block_on(serve(config, &options.config_path, &exe, workers.handles()));
     drop(workers);
     served
 }
@@ -82,7 +85,7 @@ fn raise_open_files_limit() {
     }
 }
 
-async fn serve(config: Config, path: &Path, workers: Vec<Handle>) -> Result<(), Error> {
+async fn serve(config: Config, path: &Path, exe: &Path, workers: Vec<Handle>) -> Result<(), Error> {
     let notifier = Arc::new(Notifier::from_env());
     let mut signals = Signals::install()?;
     check_ports(&config, path)?;
@@ -101,10 +104,26 @@ async fn serve(config: Config, path: &Path, workers: Vec<Handle>) -> Result<(), 
     );
     notifier.ready(&status);
     spawn_watchdog(notifier.clone(), proxy.handle());
-    while let Signal::Reload = signals.next().await {
-        notifier.reloading();
-        let status = reload(&mut proxy, path).await;
-        notifier.ready(&status);
+    let (upgrade_tx, mut upgrade_rx) = tokio::sync::mpsc::channel(1);
+    let _ = proxy.handle().upgrades.set(upgrade_tx);
+    loop {
+        let (requested, reply) = tokio::select! {
+            signal = signals.next() => (signal, None),
+            Some(reply) = upgrade_rx.recv() => (Signal::Upgrade, Some(reply)),
+        };
+        match requested {
+            Signal::Reload => {
+                notifier.reloading();
+                let status = reload(&mut proxy, path).await;
+                notifier.ready(&status);
+            }
+            Signal::Stop => break,
+            Signal::Upgrade => {
+                if upgrade(&proxy, exe, &notifier, reply).await {
+                    break;
+                }
+            }
+        }
     }
     tracing::info!("stopping: no longer accepting, finishing in-flight requests");
     notifier.stopping("Stopping: finishing in-flight requests");
@@ -119,11 +138,50 @@ async fn serve(config: Config, path: &Path, workers: Vec<Handle>) -> Result<(), 
                     break;
                 }
                 Signal::Reload => tracing::warn!("reload ignored: stopping"),
+                Signal::Upgrade => tracing::warn!("upgrade ignored: stopping"),
             },
         }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the binary now at `exe` with the listeners (`upgrade::start`). Ready: hands it the
+/// service (`MAINPID=`) and returns true, for this process to stop gracefully. Otherwise
+/// says why and keeps serving.
+async fn upgrade(
+    proxy: &Proxy,
+    exe: &Path,
+    notifier: &Notifier,
+    reply: Option<crate::observe::UpgradeRequest>,
+) -> bool {
+    tracing::info!("upgrade: starting {}", exe.display());
+    let outcome = super::upgrade::start(proxy, exe).await;
+    let done = outcome.is_ok();
+    let answer = match outcome {
+        Ok(pid) => {
+            notifier.send(&format!(
+                "MAINPID={pid}\nSTATUS=Upgraded: pid {pid} serves, pid {} finishes its requests",
+                std::process::id()
+            ));
+            tracing::info!(
+                "upgrade: pid {pid} serves; this process (pid {}) stops accepting and finishes \
+                 its requests",
+                std::process::id()
+            );
+            Ok(format!("Upgraded: pid {} -> {pid}", std::process::id()))
+        }
+        Err(why) => {
+            tracing::error!("upgrade failed, still serving: {why}");
+            Err(why)
+        }
+    };
+    if let Some(reply) = reply {
+        let _ = reply.send(answer);
+        // Let the runtime API session write its answer before this process stops.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    done
 }
 
 /// Re-reads the file and applies it; returns the status to show in `systemctl status`.
@@ -246,12 +304,15 @@ fn explain_bind_error(e: &std::io::Error) -> String {
 enum Signal {
     Reload,
     Stop,
+    /// SIGUSR2, or the runtime API's `upgrade`.
+    Upgrade,
 }
 
 struct Signals {
     hup: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -261,6 +322,7 @@ impl Signals {
             hup: sig(SignalKind::hangup())?,
             term: sig(SignalKind::terminate())?,
             int: sig(SignalKind::interrupt())?,
+            usr2: sig(SignalKind::user_defined2())?,
         })
     }
 
@@ -269,6 +331,7 @@ impl Signals {
             _ = self.hup.recv() => Signal::Reload,
             _ = self.term.recv() => Signal::Stop,
             _ = self.int.recv() => Signal::Stop,
+            _ = self.usr2.recv() => Signal::Upgrade,
         }
     }
 }

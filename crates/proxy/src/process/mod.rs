@@ -3,4 +3,5 @@
 
 pub mod daemon;
 pub mod notify;
+mod upgrade;
 mod workers;

@@ -23,6 +23,9 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
+/// The variable naming the socket a binary started by an upgrade reports readiness to.
+pub(crate) const UPGRADE_NOTIFY: &str = "VEZA_LB_UPGRADE_NOTIFY";
+
 /// How long a notification may block when systemd is slow to read its socket: a stuck
 /// notification must not stall the event loop that sends it.
 const SEND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -32,6 +35,9 @@ const SEND_TIMEOUT: Duration = Duration::from_millis(200);
 pub struct Notifier {
     target: Option<Target>,
     watchdog: Option<Duration>,
+    /// Set in a binary started by an upgrade (`VEZA_LB_UPGRADE_NOTIFY`): its first `READY=1`
+    /// goes to the process it replaces, which then hands it the service (`MAINPID=`).
+    upgrade: std::sync::Mutex<Option<Target>>,
 }
 
 #[derive(Debug)]
@@ -66,10 +72,14 @@ impl Notifier {
             std::env::var("WATCHDOG_PID").ok().as_deref(),
             std::process::id(),
         );
+        let upgrade = std::env::var(UPGRADE_NOTIFY)
+            .ok()
+            .and_then(|name| Target::open(&name).ok());
         Notifier {
             // Without a socket to send to, the watchdog cannot be fed either.
             watchdog: watchdog.filter(|_| target.is_some()),
             target,
+            upgrade: std::sync::Mutex::new(upgrade),
         }
     }
 
@@ -79,6 +89,7 @@ impl Notifier {
         Notifier {
             target: None,
             watchdog: None,
+            upgrade: std::sync::Mutex::new(None),
         }
     }
 
@@ -97,6 +108,20 @@ impl Notifier {
 
     /// `READY=1`: startup or a reload is complete; `status` is shown by `systemctl status`.
     pub fn ready(&self, status: &str) {
+        let handover = self
+            .upgrade
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(old) = handover {
+            // Started by an upgrade: the process being replaced tells systemd (MAINPID=).
+            if let Err(e) = old.socket.send_to_addr(b"READY=1", &old.addr) {
+                tracing::warn!(
+                    "cannot tell the process being replaced that this one is ready: {e}"
+                );
+            }
+            return;
+        }
         self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
     }
 
@@ -225,6 +250,7 @@ mod tests {
         let notifier = Notifier {
             target: Some(Target::open(&format!("@{name}")).expect("open")),
             watchdog: None,
+            upgrade: std::sync::Mutex::new(None),
         };
         notifier.reloading();
         notifier.ready("Serving\nagain");
@@ -252,5 +278,35 @@ mod tests {
         assert!(!n.is_enabled());
         n.ready("x");
         n.watchdog();
+    }
+
+    /// A binary started by an upgrade reports its first `READY=1` to the process it replaces,
+    /// not to systemd (which only listens to the main process); later ones go to systemd.
+    #[test]
+    fn the_first_ready_of_an_upgrade_goes_to_the_old_process() {
+        let id = std::process::id();
+        let (systemd_name, old_name) = (format!("veza-sd-{id}"), format!("veza-old-{id}"));
+        let bind = |name: &str| {
+            let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
+            let socket = UnixDatagram::bind_addr(&addr).expect("bind");
+            socket.set_nonblocking(true).expect("nonblocking");
+            socket
+        };
+        let (systemd, old) = (bind(&systemd_name), bind(&old_name));
+        let notifier = Notifier {
+            target: Some(Target::open(&format!("@{systemd_name}")).expect("open")),
+            watchdog: None,
+            upgrade: std::sync::Mutex::new(Some(
+                Target::open(&format!("@{old_name}")).expect("open"),
+            )),
+        };
+        notifier.ready("Serving");
+        let mut buf = [0u8; 64];
+        let n = old.recv(&mut buf).expect("the old process hears it");
+        assert_eq!(&buf[..n], b"READY=1");
+        assert!(systemd.recv(&mut buf).is_err(), "systemd does not");
+        notifier.ready("Serving after a reload");
+        let n = systemd.recv(&mut buf).expect("systemd hears the next one");
+        assert!(buf[..n].starts_with(b"READY=1\nSTATUS="));
     }
 }

@@ -121,8 +121,13 @@ enum HeadRead {
 impl<S: ClientStream> Conn<S> {
     /// Serves requests until the connection ends; returns the tunnel the last answer opened.
     async fn serve_requests(&mut self, client: &ClientContext, ctx: &ListenerContext) -> End {
+        let mut first = true;
         loop {
-            let exchange = match self.read_head(ctx.head_timeout, &ctx.drain).await {
+            // A drain closes idle keep-alive connections, never one accepted just before it:
+            // its first request may already be on its way.
+            let drain = (!first).then_some(&ctx.drain);
+            first = false;
+            let exchange = match self.read_head(ctx.head_timeout, drain).await {
                 HeadRead::Complete => Exchange::of(&self.head, &self.read),
                 HeadRead::Closed => return End::Close,
                 HeadRead::Refused(refusal) => {
@@ -175,7 +180,7 @@ impl<S: ClientStream> Conn<S> {
     /// Reads until a request head is complete. The timeout runs from the end of the last
     /// answer: a head that started and stalled gets 408, an idle keep-alive connection is
     /// closed without a word (HAProxy's `timeout http-request` and `http-keep-alive`).
-    async fn read_head(&mut self, timeout: Duration, drain: &Tripwire) -> HeadRead {
+    async fn read_head(&mut self, timeout: Duration, drain: Option<&Tripwire>) -> HeadRead {
         let mut deadline = None;
         loop {
             if !self.read.is_empty() {
@@ -192,7 +197,7 @@ impl<S: ClientStream> Conn<S> {
             let read = tokio::select! {
                 r = read => r,
                 // Draining: an idle connection closes; a head under way is still answered.
-                () = drain.tripped(), if idle => return HeadRead::Closed,
+                () = tripped(drain), if idle => return HeadRead::Closed,
             };
             match read {
                 Ok(Ok(0) | Err(_)) => return HeadRead::Closed,
@@ -284,4 +289,12 @@ async fn now_or_by<F: Future>(
     tokio::time::timeout_at(deadline(), f)
         .await
         .map_err(|_| Elapsed)
+}
+
+/// Resolves when `drain` trips; never without one.
+async fn tripped(drain: Option<&Tripwire>) {
+    match drain {
+        Some(drain) => drain.tripped().await,
+        None => std::future::pending().await,
+    }
 }

@@ -53,6 +53,8 @@ pub(crate) enum Command {
     ShowLevel,
     /// `show table [<name>]`: the rate-limit tables, or one table's entries.
     ShowTable(Option<String>),
+    /// `upgrade`: start the executable now at veza-lb's path and hand it the listeners.
+    Upgrade,
     /// Answer this text (a usage error found while parsing).
     Reply(String),
     /// Not a command: answer the help list.
@@ -68,7 +70,8 @@ pub(crate) fn required_level(command: &str) -> AccessLevel {
     match words[..] {
         ["disable" | "enable", "server", ..]
         | ["set", "server" | "weight", ..]
-        | ["clear", "counters", "all", ..] => AccessLevel::Admin,
+        | ["clear", "counters", "all", ..]
+        | ["upgrade", ..] => AccessLevel::Admin,
         ["clear", "counters", ..] => AccessLevel::Operator,
         _ => AccessLevel::User,
     }
@@ -121,6 +124,10 @@ const HELP: &[(&str, &str)] = &[
     (
         "show stat [json|no-maint|typed|up]*",
         "report counters for each proxy and server (also [{<iid>|<proxy>} <type> <sid>])",
+    ),
+    (
+        "upgrade",
+        "replace the running binary with the one now at its path, without refusing a connection",
     ),
     ("user", "lower the level of the current CLI session to user"),
     ("help [<command>]", "list matching or all commands"),
@@ -286,6 +293,7 @@ pub(crate) fn parse(command: &str) -> Command {
         ["operator", ..] => Ok(Command::LowerLevel(AccessLevel::Operator)),
         ["user", ..] => Ok(Command::LowerLevel(AccessLevel::User)),
         ["show", "cli", "level", ..] => Ok(Command::ShowLevel),
+        ["upgrade"] => Ok(Command::Upgrade),
         ["show", "table"] => Ok(Command::ShowTable(None)),
         ["show", "table", name, ..] => Ok(Command::ShowTable(Some(name.to_owned()))),
         ["set", "timeout", ..] => Ok(parse_timeout(&w[2..])),

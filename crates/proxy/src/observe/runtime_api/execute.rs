@@ -66,6 +66,22 @@ pub(crate) async fn execute(command: Command, source: &StatsSource) -> String {
             None => reply(STOPPING),
         },
         Command::ShowTable(name) => tables(source, name.as_deref()),
+        Command::Upgrade => {
+            let Some(daemon) = source.handle.upgrades.get() else {
+                return reply(
+                    "Upgrades are only available to a veza-lb started with `veza-lb run`.",
+                );
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if daemon.send(tx).await.is_err() {
+                return reply(STOPPING);
+            }
+            match rx.await {
+                Ok(Ok(done)) => reply(done),
+                Ok(Err(why)) => reply(format!("Upgrade failed: {why}")),
+                Err(_) => reply(STOPPING),
+            }
+        }
         Command::ShowServersState(backend) => match source.report().await {
             Some(r) => servers_state::render(r.frontends.len(), &r.snapshot, backend.as_deref()),
             None => reply(STOPPING),
