@@ -682,6 +682,9 @@ async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Re
         }),
     );
 
+    let upgraded = upgrade_in_place(&inside, &nsenter, &lb).await;
+    checks.record("binary upgrade", upgraded);
+
     let passed = checks.results.iter().filter(|(_, p)| *p).count();
     println!(
         "\nlab checks: {passed}/{} passed: {}",
@@ -694,6 +697,61 @@ async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Re
             .join(", ")
     );
     Ok(passed == checks.results.len())
+}
+
+/// veza-lb replaces its binary inside the hardened unit (`ctl upgrade` on the admin socket):
+/// systemd follows the new main process (`MAINPID=`), the unit stays active without a
+/// restart, and the new process serves.
+async fn upgrade_in_place(
+    inside: &impl Fn(&[&str]) -> Vec<String>,
+    nsenter_systemctl: &str,
+    lb: &str,
+) -> Result<String> {
+    const UNIT: &str = "veza-lb.service";
+    let before = show(inside, UNIT, &["MainPID"]).await?;
+    let ctl = inside(&[
+        "/opt/veza/lb/veza-lb",
+        "ctl",
+        "--socket",
+        "unix:/run/veza-lb/admin.sock",
+        "upgrade",
+    ]);
+    let answer = command_ok("nsenter", &to_refs(&ctl)).await?;
+    if !answer.starts_with("Upgraded: pid") {
+        return fail(format!("ctl upgrade answered: {}", answer.trim()));
+    }
+    // The old process drains and exits; systemd follows the new one.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = show(inside, UNIT, &["MainPID", "ActiveState", "NRestarts"]).await?;
+        let value = |key: &str| {
+            now.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let served = crate::http::get(lb, "/api/v1/health", &[]).await;
+        let moved = Some(&value("MainPID")) != before.first().map(|(_, v)| v);
+        if moved
+            && value("ActiveState") == "active"
+            && value("NRestarts") == "0"
+            && matches!(&served, Ok(r) if r.status == 200)
+        {
+            return Ok(format!(
+                "{}; {UNIT} MainPID {} -> {}, still active, not restarted; GET 200",
+                answer.trim(),
+                before.first().map_or("?", |(_, v)| v.as_str()),
+                value("MainPID")
+            ));
+        }
+        if Instant::now() > deadline {
+            return fail(format!(
+                "after `{}`: {now:?}, GET {served:?} ({nsenter_systemctl})",
+                answer.trim()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `smoke`'s own arguments, parsed as its command line would be.

@@ -104,9 +104,13 @@ impl FrontendView {
         self.route_of(path).map_or(&self.default_pool, |r| &r.pool)
     }
 
-    /// The rate limits a request for `path` counts against: the frontend's, then its route's.
+    /// The rate limits a request for `path` counts against: the frontend's, then its route's
+    /// (no route lookup when the frontend has no rate limit at all).
     pub(crate) fn rate_limits(&self, path: &str) -> impl Iterator<Item = &Arc<RateTable>> {
-        let route = self.route_of(path).and_then(|r| r.rate_limit.as_ref());
+        let any_route = self.routes.iter().any(|r| r.rate_limit.is_some());
+        let route = any_route
+            .then(|| self.route_of(path).and_then(|r| r.rate_limit.as_ref()))
+            .flatten();
         self.rate_limit.iter().chain(route)
     }
 
