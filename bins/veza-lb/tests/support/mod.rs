@@ -91,16 +91,26 @@ impl Lb {
 
     /// Starts `veza-lb` on `config` through `wrapper` (e.g. `prlimit --nofile=256:256 --`).
     pub fn start_under(wrapper: &[&str], config: &str, env: &[(&str, &str)]) -> Lb {
+        Lb::start_program(binary(), wrapper, config, env)
+    }
+
+    /// Starts the veza-lb binary at `program` (a copy the test may replace, for upgrades).
+    pub fn start_program(
+        program: &str,
+        wrapper: &[&str],
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Lb {
         let dir = temp_dir();
         let path = dir.path().join("veza-lb.toml");
         std::fs::write(&path, config).expect("write config");
         let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(binary());
+            Some((wrapper, args)) => {
+                let mut command = Command::new(wrapper);
+                command.args(args).arg(program);
                 command
             }
-            None => Command::new(binary()),
+            None => Command::new(program),
         };
         command
             .args(["run", "-c", "veza-lb.toml", "--log-level", "info"])
