@@ -310,6 +310,11 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
                 _ => None,
             },
             instance,
+            admin_socket: match group.kind {
+                GroupKind::Haproxy => Some(inventory.lb.admin_socket.as_str())
+                    .filter(|s| !s.is_empty()),
+                _ => None,
+            },
         };
         let key = format!("{}|{:?}", host.transport, host.root);
         let shared = env_changed.entry(key).or_default();
@@ -366,6 +371,9 @@ struct Work<'a> {
     binary: Option<&'a Payload>,
     config: Option<(&'a Payload, &'a Path)>,
     instance: &'a Instance,
+    /// veza-lb's admin runtime API (`unix:/run/veza-lb/admin.sock`), through which a new
+    /// veza-lb binary replaces the running one without refusing a connection.
+    admin_socket: Option<&'a str>,
 }
 
 /// One host's run: its steps, printed as they end.
@@ -436,8 +444,55 @@ impl HostRun<'_> {
             }
         }
         let restarted = steps.get(&format!("restart {unit}")) == Some(&Status::Changed);
+        if binary_changed
+            && !restarted
+            && let Some(socket) = work.admin_socket
+            && self.host.has_systemd()
+        {
+            let binary = instance.binary_path().display().to_string();
+            return self.upgrade(&unit, &binary, socket, &reasons).await;
+        }
         self.service(&unit, &reasons, restarted, binary_changed)
             .await
+    }
+
+    /// A new veza-lb binary replaces the running one (`ctl upgrade` on its admin socket): the
+    /// listening sockets are handed over and no connection is refused, where a restart would
+    /// refuse them until the new process listens. The new binary reads the configuration
+    /// pushed with it.
+    async fn upgrade(
+        &mut self,
+        unit: &str,
+        binary: &str,
+        socket: &str,
+        reasons: &[String],
+    ) -> Result<()> {
+        let name = format!("service {unit}");
+        let why = reasons.join(", ");
+        if self.options.check {
+            self.record(Status::Changed, &name, &format!("would upgrade in place: {why}"));
+            return Ok(());
+        }
+        let active = self
+            .host
+            .run(&words(&["systemctl", "is-active", unit]), None)
+            .await?;
+        if active.stdout.trim() != "active" {
+            return self
+                .service(unit, reasons, false, true)
+                .await;
+        }
+        let out = self
+            .host
+            .run(&words(&[binary, "ctl", "--socket", socket, "upgrade"]), None)
+            .await?;
+        let answer = out.stdout.trim().to_owned();
+        if answer.starts_with("Upgraded:") {
+            self.record(Status::Changed, &name, &format!("{answer} (in place): {why}"));
+        } else {
+            self.record(Status::Failed, &name, &format!("upgrade failed: {answer} {}", out.stderr.trim()));
+        }
+        Ok(())
     }
 
     /// Makes sure a `root` tree exists with the account files useradd needs.

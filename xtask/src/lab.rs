@@ -684,6 +684,8 @@ async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Re
 
     let upgraded = upgrade_in_place(&inside, &nsenter, &lb).await;
     checks.record("binary upgrade", upgraded);
+    let redeployed = deploy_new_binary_under_load(inventory, bin_dir, &inside, &lb).await;
+    checks.record("deploy of a new veza-lb binary under load", redeployed);
 
     let passed = checks.results.iter().filter(|(_, p)| *p).count();
     println!(
@@ -752,6 +754,102 @@ async fn upgrade_in_place(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `cargo xtask deploy` of a changed veza-lb binary while clients keep requesting: deploy
+/// replaces the binary in place (`ctl upgrade`), not by a restart (the unit's main process
+/// changes, its invocation (`InvocationID`) does not), and no request fails.
+async fn deploy_new_binary_under_load(
+    inventory: &Inventory,
+    bin_dir: &Path,
+    inside: &impl Fn(&[&str]) -> Vec<String>,
+    lb: &str,
+) -> Result<String> {
+    const UNIT: &str = "veza-lb.service";
+    let changed = tempfile::tempdir().map_err(Error::io("cannot create a temporary directory"))?;
+    for entry in std::fs::read_dir(bin_dir).map_err(Error::io("cannot list the binaries"))? {
+        let path = entry.map_err(Error::io("cannot list the binaries"))?.path();
+        if path.is_file() {
+            let name = path.file_name().unwrap_or_default();
+            std::fs::copy(&path, changed.path().join(name))
+                .map_err(Error::io(format!("cannot copy {}", path.display())))?;
+        }
+    }
+    // Another build of veza-lb, as far as deploy can tell: bytes after the ELF image change
+    // its digest, not what it runs.
+    let veza_lb = changed.path().join("veza-lb");
+    let mut bytes = std::fs::read(&veza_lb).map_err(Error::io("cannot read veza-lb"))?;
+    bytes.extend_from_slice(b"\nveza-lab-rebuild\n");
+    std::fs::write(&veza_lb, bytes).map_err(Error::io("cannot write veza-lb"))?;
+
+    let before = show(inside, UNIT, &["MainPID", "InvocationID"]).await?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (served, failed) = (
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    );
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, served, failed, lb) =
+                (stop.clone(), served.clone(), failed.clone(), lb.to_owned());
+            tokio::spawn(async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                while !stop.load(Relaxed) {
+                    match crate::http::get(&lb, "/api/v1/health", &[]).await {
+                        Ok(r) if r.status == 200 => served.fetch_add(1, Relaxed),
+                        _ => failed.fetch_add(1, Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let options = deploy::Options {
+        check: false,
+        diff: false,
+        bin_dir: changed.path().to_path_buf(),
+    };
+    println!("\nlab: deploy a rebuilt veza-lb under load");
+    let recap = deploy::deploy(inventory, &options).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        let _ = c.await;
+    }
+    let recap = recap?;
+    let after = show(inside, UNIT, &["MainPID", "InvocationID", "ActiveState"])
+        .await?;
+    let get = |props: &[(String, String)], key: &str| {
+        props
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (served, failed) = (
+        served.load(std::sync::atomic::Ordering::Relaxed),
+        failed.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let summary = format!(
+        "{served} requests, {failed} failed; MainPID {} -> {}, {}",
+        get(&before, "MainPID"),
+        get(&after, "MainPID"),
+        get(&after, "ActiveState")
+    );
+    if recap.failed() {
+        return fail(format!("the deploy failed (see above); {summary}"));
+    }
+    if failed > 0 || served == 0 {
+        return fail(summary);
+    }
+    if get(&before, "MainPID") == get(&after, "MainPID") {
+        return fail(format!("the binary was not replaced: {summary}"));
+    }
+    if get(&before, "InvocationID") != get(&after, "InvocationID")
+    {
+        return fail(format!("restarted, not upgraded in place: {summary}"));
+    }
+    Ok(format!("{summary}, replaced in place (no restart)"))
 }
 
 /// `smoke`'s own arguments, parsed as its command line would be.
