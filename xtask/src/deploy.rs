@@ -4,7 +4,9 @@
 //! groups, each atomically and only when its SHA-256 differs; pushes the host's role file
 //! and runs `veza-provision apply` there; then restarts (or, for a configuration change
 //! alone, reloads) the service only when something it runs changed and `veza-provision` did
-//! not restart it already. Progress is printed step by step, a per-host recap at the end.
+//! not restart it already. A new veza-lb binary replaces the running one in place (`veza-lb
+//! ctl upgrade` on its admin socket: the listening sockets are handed over, no connection is
+//! refused) instead of a restart. Progress is printed step by step, a per-host recap at the end.
 //!
 //! `--check` changes nothing: pushes are compared, not made, and `veza-provision apply
 //! --check` reads the role file from its standard input.
@@ -311,8 +313,9 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
             },
             instance,
             admin_socket: match group.kind {
-                GroupKind::Haproxy => Some(inventory.lb.admin_socket.as_str())
-                    .filter(|s| !s.is_empty()),
+                GroupKind::Haproxy => {
+                    Some(inventory.lb.admin_socket.as_str()).filter(|s| !s.is_empty())
+                }
                 _ => None,
             },
         };
@@ -470,7 +473,11 @@ impl HostRun<'_> {
         let name = format!("service {unit}");
         let why = reasons.join(", ");
         if self.options.check {
-            self.record(Status::Changed, &name, &format!("would upgrade in place: {why}"));
+            self.record(
+                Status::Changed,
+                &name,
+                &format!("would upgrade in place: {why}"),
+            );
             return Ok(());
         }
         let active = self
@@ -478,19 +485,28 @@ impl HostRun<'_> {
             .run(&words(&["systemctl", "is-active", unit]), None)
             .await?;
         if active.stdout.trim() != "active" {
-            return self
-                .service(unit, reasons, false, true)
-                .await;
+            return self.service(unit, reasons, false, true).await;
         }
         let out = self
             .host
-            .run(&words(&[binary, "ctl", "--socket", socket, "upgrade"]), None)
+            .run(
+                &words(&[binary, "ctl", "--socket", socket, "upgrade"]),
+                None,
+            )
             .await?;
         let answer = out.stdout.trim().to_owned();
         if answer.starts_with("Upgraded:") {
-            self.record(Status::Changed, &name, &format!("{answer} (in place): {why}"));
+            self.record(
+                Status::Changed,
+                &name,
+                &format!("{answer} (in place): {why}"),
+            );
         } else {
-            self.record(Status::Failed, &name, &format!("upgrade failed: {answer} {}", out.stderr.trim()));
+            self.record(
+                Status::Failed,
+                &name,
+                &format!("upgrade failed: {answer} {}", out.stderr.trim()),
+            );
         }
         Ok(())
     }

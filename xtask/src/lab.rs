@@ -592,6 +592,9 @@ async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Re
     .await;
     checks.record("services answer", answered);
 
+    let activated = socket_activated(&inside, &lb).await;
+    checks.record("socket activation", activated);
+
     let mut main_pids = Vec::new();
     for unit in &units {
         let hardened = hardening(&inside, unit).await;
@@ -699,6 +702,40 @@ async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Re
             .join(", ")
     );
     Ok(passed == checks.results.len())
+}
+
+/// The lab's veza-lb is socket-activated: `veza-lb.socket` listens on the frontend address and
+/// veza-lb adopted that socket instead of binding it (its log says so).
+async fn socket_activated(inside: &impl Fn(&[&str]) -> Vec<String>, lb: &str) -> Result<String> {
+    let socket = show(inside, "veza-lb.socket", &["ActiveState", "Listen"]).await?;
+    let value = |key: &str| {
+        socket
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    if value("ActiveState") != "active" || !value("Listen").contains(lb) {
+        return fail(format!("veza-lb.socket: {socket:?}"));
+    }
+    let journal = inside(&[
+        "journalctl",
+        "-u",
+        "veza-lb.service",
+        "--no-pager",
+        "-o",
+        "cat",
+    ]);
+    let log = command_ok("nsenter", &to_refs(&journal)).await?;
+    let adopted = format!("adopted listening socket {lb}");
+    match log.lines().find(|l| l.contains(&adopted)) {
+        Some(line) => Ok(format!(
+            "veza-lb.socket listens on {}; {}",
+            value("Listen"),
+            line.trim()
+        )),
+        None => fail(format!("no `{adopted}` in veza-lb's journal")),
+    }
 }
 
 /// veza-lb replaces its binary inside the hardened unit (`ctl upgrade` on the admin socket):
@@ -817,8 +854,7 @@ async fn deploy_new_binary_under_load(
         let _ = c.await;
     }
     let recap = recap?;
-    let after = show(inside, UNIT, &["MainPID", "InvocationID", "ActiveState"])
-        .await?;
+    let after = show(inside, UNIT, &["MainPID", "InvocationID", "ActiveState"]).await?;
     let get = |props: &[(String, String)], key: &str| {
         props
             .iter()
@@ -845,8 +881,7 @@ async fn deploy_new_binary_under_load(
     if get(&before, "MainPID") == get(&after, "MainPID") {
         return fail(format!("the binary was not replaced: {summary}"));
     }
-    if get(&before, "InvocationID") != get(&after, "InvocationID")
-    {
+    if get(&before, "InvocationID") != get(&after, "InvocationID") {
         return fail(format!("restarted, not upgraded in place: {summary}"));
     }
     Ok(format!("{summary}, replaced in place (no restart)"))
