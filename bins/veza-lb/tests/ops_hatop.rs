@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::pty::{Winsize, openpty};
 use proxy::stats::StatTable;
-use support::Lb;
-use veza_demo_backend::{BackendConfig, spawn};
+use support::{Lb, backend};
 
 const STATUS: usize = 17;
 const WEIGHT: usize = 18;
@@ -132,15 +131,7 @@ async fn hatop_lists_disables_enables_and_reweights_servers() {
         eprintln!("SKIPPED: hatop is not installed (apt-get install hatop); CI installs it");
         return;
     };
-    let mut backends = Vec::new();
-    for name in ["api-1", "api-2"] {
-        let addr = "127.0.0.1:0".parse().expect("addr");
-        backends.push(
-            spawn(addr, BackendConfig::new(name))
-                .await
-                .expect("backend"),
-        );
-    }
+    let backends = [backend("api-1").await, backend("api-2").await];
     let config = format!(
         r#"[global]
 stats_socket = "unix:admin.sock"

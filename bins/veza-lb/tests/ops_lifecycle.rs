@@ -8,10 +8,9 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use support::{HeldBackend, Lb, Sig, get, parse_response, temp_dir};
+use support::{HeldBackend, Lb, Sig, backend, get, parse_response, temp_dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use veza_demo_backend::{BackendConfig, spawn};
 
 /// One frontend on port 0 in front of pool `api` with a single server at `addr`.
 fn single(grace: &str, addr: SocketAddr) -> String {
@@ -153,12 +152,7 @@ impl NotifySocket {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_gets_ready_reloading_watchdog_and_stopping() {
-    let backend = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("b"),
-    )
-    .await
-    .expect("backend");
+    let backend = backend("b").await;
     let dir = temp_dir();
     let path = dir.path().join("notify.sock");
     let socket =
@@ -198,12 +192,7 @@ async fn systemd_gets_ready_reloading_watchdog_and_stopping() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abstract_notify_sockets_work_too() {
-    let backend = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("b"),
-    )
-    .await
-    .expect("backend");
+    let backend = backend("b").await;
     let name = format!("veza-lb-test-notify-{}", std::process::id());
     let socket = NotifySocket::bind(
         &std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("name"),
@@ -221,18 +210,8 @@ async fn abstract_notify_sockets_work_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_lines_carry_haproxy_fields() {
-    let good = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("good-1"),
-    )
-    .await
-    .expect("backend");
-    let sick = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("sick-1"),
-    )
-    .await
-    .expect("backend");
+    let good = backend("good-1").await;
+    let sick = backend("sick-1").await;
     sick.set_health(503);
     let dead = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let (good_addr, sick_addr) = (good.addr(), sick.addr());
@@ -351,12 +330,7 @@ async fn a_graceful_stop_closes_tunnels_after_shutdown_grace() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    let backend = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("ws-1"),
-    )
-    .await
-    .expect("backend");
+    let backend = backend("ws-1").await;
     let mut lb = Lb::start(&single("300ms", backend.addr()));
     let addr = lb.frontend_addr("veza").await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))

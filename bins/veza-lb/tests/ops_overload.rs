@@ -9,10 +9,9 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Lb, free_port};
+use support::{Lb, backend, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use veza_demo_backend::{BackendConfig, spawn};
 
 const CLIENTS: usize = 400;
 
@@ -56,12 +55,7 @@ async fn maxconn_pauses_listeners_and_every_client_is_served() {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
 
-    let backend = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("api-1"),
-    )
-    .await
-    .expect("backend");
+    let backend = backend("api-1").await;
     let stats = format!("127.0.0.1:{}", free_port());
     let config = format!(
         r#"[global]

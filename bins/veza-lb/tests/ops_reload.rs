@@ -7,17 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use support::{HeldBackend, Lb, Sig, get, request};
-use veza_demo_backend::{BackendConfig, RunningBackend, spawn};
-
-async fn backend(name: &str) -> RunningBackend {
-    spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new(name),
-    )
-    .await
-    .expect("backend")
-}
+use support::{HeldBackend, Lb, Sig, backend, get, request};
 
 /// One frontend on a free port and pool `api` with `servers` (`(name, addr)`); `extra` goes
 /// into the pool section.

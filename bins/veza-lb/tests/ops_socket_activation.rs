@@ -8,8 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{Lb, free_port, get};
-use veza_demo_backend::{BackendConfig, spawn};
+use support::{Lb, backend, free_port, get};
 
 const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
 
@@ -19,12 +18,7 @@ async fn adopts_the_sockets_it_binds_and_reports_the_rest() {
         eprintln!("SKIPPED: systemd-socket-activate (package systemd) is not installed");
         return;
     }
-    let backend = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("api-1"),
-    )
-    .await
-    .expect("backend");
+    let backend = backend("api-1").await;
     let web = format!("127.0.0.1:{}", free_port());
     let spare = format!("127.0.0.1:{}", free_port());
     let config = format!(

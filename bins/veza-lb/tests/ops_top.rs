@@ -5,17 +5,11 @@ mod support;
 
 use std::process::Command;
 
-use support::{Lb, free_port, get};
-use veza_demo_backend::{BackendConfig, spawn};
+use support::{Lb, backend, free_port, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_once_prints_frontends_servers_and_pools() {
-    let a = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("api-1"),
-    )
-    .await
-    .expect("backend");
+    let a = backend("api-1").await;
     let stats = format!("127.0.0.1:{}", free_port());
     let config = format!(
         r#"[global]

@@ -14,12 +14,11 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{Lb, free_port};
+use support::{Lb, backend, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use veza_demo_backend::{BackendConfig, spawn};
 
 const UPGRADES: usize = 5;
 const GRACE: Duration = Duration::from_millis(1500);
@@ -167,12 +166,7 @@ async fn tunnel(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothing() {
-    let backend = spawn(
-        "127.0.0.1:0".parse().expect("addr"),
-        BackendConfig::new("api-1"),
-    )
-    .await
-    .expect("backend");
+    let backend = backend("api-1").await;
     let web = format!("127.0.0.1:{}", free_port());
     let stats = format!("127.0.0.1:{}", free_port());
     let config = format!(

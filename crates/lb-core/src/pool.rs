@@ -733,21 +733,32 @@ impl Router {
         key: &[u8],
         excluded: &impl Fn(usize) -> bool,
     ) -> Option<(usize, u32, bool)> {
+        self.probe(key, excluded, |i| self.new_ok[i] && !excluded(i))
+    }
+
+    /// The key's slots in its jump-hash order (its bucket, then its re-hashes, then a scan
+    /// from its bucket), the first that `fits`; with the re-hashes it took and whether the
+    /// key's own bucket was excluded.
+    pub(super) fn probe(
+        &self,
+        key: &[u8],
+        excluded: &impl Fn(usize) -> bool,
+        fits: impl Fn(usize) -> bool,
+    ) -> Option<(usize, u32, bool)> {
         let n = self.len();
         let h = key_hash(key);
         let first = jump(h, n as u32) as usize;
         let first_excluded = excluded(first);
-        let usable = |i: usize| i < n && self.new_ok[i] && !excluded(i);
         for attempt in 0..=MAX_REHASH {
             let hk = if attempt == 0 { h } else { rehash(h, attempt) };
             let b = jump(hk, n as u32) as usize;
-            if usable(b) {
+            if b < n && fits(b) {
                 return Some((b, attempt, first_excluded));
             }
         }
         (1..n)
             .map(|k| (first + k) % n)
-            .find(|&i| usable(i))
+            .find(|&i| fits(i))
             .map(|b| (b, MAX_REHASH + 1, first_excluded))
     }
 }

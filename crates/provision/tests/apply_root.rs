@@ -26,6 +26,38 @@ fn step<'a>(report: &'a Report, name: &str) -> &'a provision::Step {
         .unwrap_or_else(|| panic!("no step {name} in {report:#?}"))
 }
 
+/// A `--root` tree and options whose `systemctl` is a stub recording its calls.
+struct Stubbed {
+    root: testkit::TempDir,
+    options: Options,
+    log: std::path::PathBuf,
+    _stub_dir: testkit::TempDir,
+}
+
+impl Stubbed {
+    fn new() -> Stubbed {
+        let (root, stub_dir) = (fresh_root(), testkit::temp_dir());
+        let (stub, log) = systemctl_stub(stub_dir.path());
+        let options = Options {
+            systemctl: Some(stub),
+            ..options(root.path())
+        };
+        Stubbed {
+            root,
+            options,
+            log,
+            _stub_dir: stub_dir,
+        }
+    }
+
+    /// The `systemctl` calls since the last time, one per line.
+    fn calls(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        fs::remove_file(&self.log).ok();
+        text
+    }
+}
+
 /// uid/gid of a user in the tree's passwd.
 fn ids(root: &Path, user: &str) -> (u32, u32) {
     let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
@@ -264,27 +296,17 @@ fn restart_happens_only_when_the_unit_or_env_changed() {
     if !running_as_root() {
         return;
     }
-    let root = fresh_root();
-    let stub_dir = testkit::temp_dir();
-    let (stub, log) = systemctl_stub(stub_dir.path());
     let plan = Plan::load(&example("stream-server")).unwrap();
-    let opts = Options {
-        systemctl: Some(stub),
-        ..options(root.path())
-    };
-    let calls = || {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        fs::remove_file(&log).ok();
-        text
-    };
+    let stubbed = Stubbed::new();
+    let (root, opts, calls) = (&stubbed.root, &stubbed.options, || stubbed.calls());
 
-    assert!(!apply(&plan, &opts).failed());
+    assert!(!apply(&plan, opts).failed());
     assert_eq!(
         calls(),
         "daemon-reload\nrestart veza-stream-server.service\nis-enabled veza-stream-server.service\nenable veza-stream-server.service\n"
     );
 
-    let report = apply(&plan, &opts);
+    let report = apply(&plan, opts);
     assert_eq!(
         report.recap(),
         "ok=9 changed=0 skipped=0 failed=0",
@@ -298,7 +320,7 @@ fn restart_happens_only_when_the_unit_or_env_changed() {
         "PORT=9000\n",
     )
     .unwrap();
-    let report = apply(&plan, &opts);
+    let report = apply(&plan, opts);
     assert!(
         step(&report, "restart veza-stream-server.service")
             .detail
@@ -315,7 +337,7 @@ fn restart_happens_only_when_the_unit_or_env_changed() {
         fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    let report = apply(&plan, &opts);
+    let report = apply(&plan, opts);
     assert_eq!(report.count(Status::Changed), 1, "{report:#?}");
     assert_eq!(calls(), "is-enabled veza-stream-server.service\n");
 }
@@ -419,19 +441,9 @@ fn a_socket_activated_lb_gets_its_socket_unit() {
     let file = dir.path().join("veza-lb.toml");
     fs::write(&file, &activated).unwrap();
     let plan = Plan::load(&file).unwrap();
-    let root = fresh_root();
-    let stub_dir = testkit::temp_dir();
-    let (stub, log) = systemctl_stub(stub_dir.path());
-    let opts = Options {
-        systemctl: Some(stub),
-        ..options(root.path())
-    };
-    let calls = || {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        fs::remove_file(&log).ok();
-        text
-    };
-    let first = apply(&plan, &opts);
+    let stubbed = Stubbed::new();
+    let (root, opts, calls) = (&stubbed.root, &stubbed.options, || stubbed.calls());
+    let first = apply(&plan, opts);
     assert!(!first.failed(), "{first:#?}");
     // A new socket unit: the service starts after its socket (stopping them first is a
     // no-op on a first install).
@@ -467,7 +479,7 @@ fn a_socket_activated_lb_gets_its_socket_unit() {
         assert!(score <= 1.0, "{score}");
     }
 
-    let second = apply(&plan, &opts);
+    let second = apply(&plan, opts);
     assert_eq!(second.count(Status::Changed), 0, "{second:#?}");
     assert_eq!(
         calls(),
@@ -476,7 +488,7 @@ fn a_socket_activated_lb_gets_its_socket_unit() {
 
     fs::write(&file, activated.replace("0.0.0.0:443", "0.0.0.0:8443")).unwrap();
     let moved = Plan::load(&file).unwrap();
-    assert!(!apply(&moved, &opts).failed());
+    assert!(!apply(&moved, opts).failed());
     assert_eq!(
         calls(),
         "daemon-reload\nstop veza-lb.service veza-lb.socket\nstart veza-lb.socket veza-lb.service\n\

@@ -261,18 +261,23 @@ impl Counters {
     /// HAProxy's `clear counters`: the maxima (`smax`, `rate_max`, `req_rate_max`,
     /// `ctime_max`...) start again from now. `smax` restarts at `scur`, which is still true.
     pub fn clear_maxima(&self) {
+        self.clear(false);
+    }
+
+    /// The maxima, and with `all` the rates and averages too.
+    fn clear(&self, all: bool) {
         self.max_sessions
             .store(Self::get(&self.cur_sessions), Relaxed);
         self.max_queued.store(0, Relaxed);
-        self.session_rate.clear(false, 0);
-        self.request_rate.clear(false, 0);
+        self.session_rate.clear(all, 0);
+        self.request_rate.clear(all, 0);
         for average in [
             &self.connect_time,
             &self.response_time,
             &self.total_time,
             &self.queue_time,
         ] {
-            average.clear(false);
+            average.clear(all);
         }
     }
 
@@ -294,23 +299,11 @@ impl Counters {
             &self.client_aborts,
             &self.server_aborts,
             &self.last_session_unix,
-            &self.max_queued,
         ];
         for counter in totals.into_iter().chain(&self.responses) {
             counter.store(0, Relaxed);
         }
-        self.max_sessions
-            .store(Self::get(&self.cur_sessions), Relaxed);
-        self.session_rate.clear(true, 0);
-        self.request_rate.clear(true, 0);
-        for average in [
-            &self.connect_time,
-            &self.response_time,
-            &self.total_time,
-            &self.queue_time,
-        ] {
-            average.clear(true);
-        }
+        self.clear(true);
         self.response_latency.clear();
     }
 }

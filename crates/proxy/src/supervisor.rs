@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use std::os::fd::{AsFd, OwnedFd};
 use tokio::net::TcpListener;
-
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -116,8 +115,6 @@ pub struct Proxy {
     frontends: HashMap<String, RunningFrontend>,
     handle: ProxyHandle,
     process: Arc<Counters>,
-    /// The process-wide connection limit (`maxconn`).
-    admission: Arc<Admission>,
     /// Stops the observability services (stats socket, metrics, rates).
     drain: CancellationToken,
     /// The data plane's drain: stop accepting, close idle connections, finish requests.
@@ -213,7 +210,6 @@ impl Proxy {
         let (task, control, passive, slots) = ControlTask::new(&config);
         tokio::spawn(task.run());
         let process = Arc::new(Counters::default());
-        let admission = Admission::new(maxconn(&config));
         let mut proxy = Proxy {
             control: control.clone(),
             passive,
@@ -223,12 +219,11 @@ impl Proxy {
                 frontends: Arc::new(ArcSwap::from_pointee(Vec::new())),
                 process: process.clone(),
                 started: SystemTime::now(),
-                admission: admission.clone(),
+                admission: Admission::new(maxconn(&config)),
                 tables: Arc::default(),
                 upgrades: Arc::default(),
             },
             process,
-            admission,
             drain: CancellationToken::new(),
             drain_data: Tripwire::new(),
             hard_stop: Tripwire::new(),
@@ -390,7 +385,7 @@ impl Proxy {
             drain: self.drain_data.clone(),
             hard_stop: self.hard_stop.clone(),
             tracker: self.tracker.clone(),
-            admission: self.admission.clone(),
+            admission: self.handle.admission.clone(),
         };
         for (addr, tls) in listen::frontend(fe) {
             if let Some(group) = bound.remove(&(fe.name.clone(), addr, tls)) {
@@ -541,7 +536,7 @@ impl Proxy {
             .await
             .ok_or(Error::Stopped)?;
         self.grace = config.global.shutdown_grace;
-        self.admission.set_max(maxconn(&config));
+        self.handle.admission.set_max(maxconn(&config));
         self.apply_frontends(&config, &slots, certs)
     }
 

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use proxy::config::Config;
 use support::{Lb, backend};
 use veza_demo_backend::Kind;
 
@@ -84,22 +83,12 @@ fn series_names(expr: &str) -> Vec<String> {
 #[tokio::test]
 async fn dashboard_and_rules_read_series_veza_lb_exports() {
     let api = backend("api-1", Kind::Api).await;
-    let text = format!(
-        r#"
-[global]
-metrics_listen = "127.0.0.1:0"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-health = {{ path = "/health", interval = "100ms", fall = 1, rise = 1 }}
-slowstart = "10s"
-servers = [{{ name = "api-1", addr = "{}" }}]
-"#,
-        api.addr()
+    let config = support::api_config(
+        &[&api],
+        "metrics_listen = \"127.0.0.1:0\"",
+        "slowstart = \"10s\"",
     );
-    let lb = Lb::start(Config::parse(&text, "monitoring.toml").expect("valid")).await;
+    let lb = Lb::start(config).await;
     let metrics_addr = lb.proxy.metrics_addr().expect("metrics");
     let page = testkit::http::get(metrics_addr, "/metrics")
         .await
@@ -146,22 +135,8 @@ fn rules_and_dashboard_queries_pass_promtool() {
         return;
     }
     let dir = monitoring().join("prometheus");
-    for args in [
-        ["check", "rules", "veza-lb.rules.yml"],
-        ["test", "rules", "veza-lb.rules.test.yml"],
-    ] {
-        let out = Command::new(PROMTOOL)
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .expect("run promtool");
-        assert!(
-            out.status.success(),
-            "promtool {args:?}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    promtool(&dir, &["check", "rules", "veza-lb.rules.yml"]);
+    promtool(&dir, &["test", "rules", "veza-lb.rules.test.yml"]);
 
     // promtool has no query checker: the dashboard's queries, as recording rules, get one.
     let scratch = testkit::temp_dir();
@@ -172,16 +147,20 @@ fn rules_and_dashboard_queries_pass_promtool() {
             "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
         ));
     }
-    let path = scratch.path().join("dashboard.rules.yml");
-    std::fs::write(&path, file).expect("write");
+    std::fs::write(scratch.path().join("dashboard.rules.yml"), file).expect("write");
+    promtool(scratch.path(), &["check", "rules", "dashboard.rules.yml"]);
+}
+
+/// Runs promtool in `dir`; a failure shows what it printed.
+fn promtool(dir: &Path, args: &[&str]) {
     let out = Command::new(PROMTOOL)
-        .args(["check", "rules"])
-        .arg(&path)
+        .args(args)
+        .current_dir(dir)
         .output()
         .expect("run promtool");
     assert!(
         out.status.success(),
-        "a dashboard query is not valid PromQL:\n{}{}",
+        "promtool {args:?} failed (for the dashboard's rules: a query is not valid PromQL):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

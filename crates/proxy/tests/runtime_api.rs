@@ -1,6 +1,8 @@
 //! The runtime API and the metrics endpoint against a real in-process proxy and real demo
 //! backends on loopback: `show stat` read with a CSV reader, by HAProxy's column positions.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +11,9 @@ use std::time::Duration;
 use proxy::Proxy;
 use proxy::config::Config;
 use proxy::stats::StatTable;
+use support::backend;
+use testkit::http;
 use testkit::runtime_api::{self, Interactive, ctl};
-use testkit::{backend, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use veza_demo_backend::{Kind, RunningBackend};
@@ -71,33 +74,7 @@ struct Lab {
 }
 
 fn config(api: &[&RunningBackend], global: &str) -> Config {
-    let servers: Vec<String> = api
-        .iter()
-        .map(|b| format!("{{ name = \"{}\", addr = \"{}\" }}", b.name(), b.addr()))
-        .collect();
-    let text = format!(
-        r#"
-[global]
-shutdown_grace = "1s"
-{global}
-
-[defaults]
-timeout_connect = "1s"
-timeout_server = "5s"
-
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-
-[pool.api]
-balance = "roundrobin"
-health = {{ path = "/health", interval = "100ms", timeout = "100ms", fall = 2, rise = 2 }}
-servers = [{}]
-"#,
-        servers.join(", ")
-    );
-    Config::parse(&text, "runtime_api.toml").expect("test config is valid")
+    support::api_config(api, global, "")
 }
 
 impl Lab {

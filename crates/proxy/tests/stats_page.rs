@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use lb_core::AdminState;
 use proxy::AdminCommand;
-use proxy::config::Config;
 use support::{Lb, backend};
 use veza_demo_backend::Kind;
 
@@ -63,22 +62,8 @@ async fn browser_shows_rows_in_state_colors() {
     }
     let api1 = backend("api-1", Kind::Api).await;
     let api2 = backend("api-2", Kind::Api).await;
-    let text = format!(
-        r#"
-[global]
-metrics_listen = "127.0.0.1:0"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-health = {{ path = "/health", interval = "100ms", timeout = "100ms", fall = 1, rise = 1 }}
-servers = [{{ name = "api-1", addr = "{}" }}, {{ name = "api-2", addr = "{}" }}]
-"#,
-        api1.addr(),
-        api2.addr()
-    );
-    let lb = Lb::start(Config::parse(&text, "stats_page.toml").expect("valid")).await;
+    let global = "metrics_listen = \"127.0.0.1:0\"";
+    let lb = Lb::start(support::api_config(&[&api1, &api2], global, "")).await;
     let page = format!(
         "http://{}/stats",
         lb.proxy.metrics_addr().expect("metrics listener")

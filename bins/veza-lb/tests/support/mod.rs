@@ -260,6 +260,16 @@ impl Drop for Lb {
     }
 }
 
+/// A demo backend (`veza-demo-backend`, API kind) named `name`, on a free loopback port.
+pub async fn backend(name: &str) -> veza_demo_backend::RunningBackend {
+    veza_demo_backend::spawn(
+        "127.0.0.1:0".parse().expect("addr"),
+        veza_demo_backend::BackendConfig::new(name),
+    )
+    .await
+    .expect("backend")
+}
+
 /// A backend for in-flight tests: answers every request at once with `200` and body
 /// `held-backend PATH`, except paths starting with `/hold`, answered only after
 /// [`HeldBackend::release`]. Each request's path is reported on [`HeldBackend::received`].

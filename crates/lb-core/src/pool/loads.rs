@@ -1,7 +1,6 @@
 //! What a pick may know of the servers' load.
 
-use super::{MAX_REHASH, Router, ServerId};
-use crate::hash::{jump, key_hash, rehash};
+use super::{Router, ServerId};
 
 /// The servers' current load, as the proxy counts it (the router itself holds no counter):
 /// requests in flight on each server, and each server's `maxconn` (0: none).
@@ -70,20 +69,6 @@ impl Router {
             let bound = share.div_ceil(100 * weight).max(1);
             u64::from(loads.in_flight(i)) < bound && !loads.full(i)
         };
-        let h = key_hash(key);
-        let first = jump(h, n as u32) as usize;
-        let first_excluded = excluded(first);
-        let fits = |i: usize| usable(i) && under_bound(i);
-        for attempt in 0..=MAX_REHASH {
-            let hk = if attempt == 0 { h } else { rehash(h, attempt) };
-            let b = jump(hk, n as u32) as usize;
-            if fits(b) {
-                return Some((b, attempt, first_excluded));
-            }
-        }
-        (1..n)
-            .map(|k| (first + k) % n)
-            .find(|&i| fits(i))
-            .map(|b| (b, MAX_REHASH + 1, first_excluded))
+        self.probe(key, excluded, |i| usable(i) && under_bound(i))
     }
 }

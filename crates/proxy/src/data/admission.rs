@@ -3,14 +3,14 @@
 //! backlog instead of failing in veza-lb (HAProxy pauses its listeners the same way). Running
 //! out of descriptors (`EMFILE`) pauses them too. Each overload episode is logged once.
 //!
-//! Lock-free on the request path: a slot is a compare-and-swap on one counter, returning it
-//! a decrement (and a wake-up only while a listener waits).
+//! The slots are the same mechanism as a server's `maxconn` ([`Slots`]): a compare-and-swap
+//! to take one, a decrement to give it back, a wake-up only while a listener waits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use crate::data::queue::Slots;
 
 /// An overload episode ends after this long without hitting the limit; the next one is
 /// logged again.
@@ -19,11 +19,7 @@ const CALM: Duration = Duration::from_secs(5);
 /// The connection budget shared by every listener and event loop.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    max: AtomicU64,
-    open: AtomicU64,
-    /// Listeners waiting for a slot (the only time closing a connection wakes anyone).
-    waiting: AtomicUsize,
-    freed: Notify,
+    slots: Slots,
     started: Instant,
     /// When the limit was last hit, in ms since `started` (0: never).
     last_overload_ms: AtomicU64,
@@ -33,13 +29,15 @@ pub(crate) struct Admission {
 #[derive(Debug)]
 pub(crate) struct Slot(Arc<Admission>);
 
+/// A limit as the slots count it: at least 1 (there is always a limit here).
+fn bounded(max: u64) -> Option<u32> {
+    Some(u32::try_from(max.max(1)).unwrap_or(u32::MAX))
+}
+
 impl Admission {
     pub(crate) fn new(max: u64) -> Arc<Self> {
         Arc::new(Self {
-            max: AtomicU64::new(max.max(1)),
-            open: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
-            freed: Notify::new(),
+            slots: Slots::new(bounded(max)),
             started: Instant::now(),
             last_overload_ms: AtomicU64::new(0),
         })
@@ -47,38 +45,27 @@ impl Admission {
 
     /// The limit (`Maxconn` in `show info`).
     pub(crate) fn max(&self) -> u64 {
-        self.max.load(Ordering::Relaxed)
+        u64::from(self.slots.maxconn())
     }
 
     /// A reload's new limit; connections above it stay open, no new one is accepted until the
     /// count is below it.
     pub(crate) fn set_max(&self, max: u64) {
-        self.max.store(max.max(1), Ordering::Relaxed);
-        self.freed.notify_waiters();
+        self.slots.set_maxconn(bounded(max));
     }
 
     /// Takes a slot if one is free.
     pub(crate) fn try_admit(self: &Arc<Self>) -> Option<Slot> {
-        let max = self.max();
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |open| {
-                (open < max).then_some(open + 1)
-            })
-            .ok()
-            .map(|_| Slot(self.clone()))
+        self.slots.try_take().then(|| Slot(self.clone()))
     }
 
-    /// Waits until a connection closes, or `patience` passes (descriptors are also freed by
-    /// server connections closing, which do not wake anyone).
-    pub(crate) async fn wait_for_room(&self, patience: Duration) {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        let freed = self.freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
-        if self.open.load(Ordering::Acquire) >= self.max() {
-            let _ = tokio::time::timeout(patience, freed).await;
-        }
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    /// Waits for a connection to close and takes its slot; `None` after `patience`.
+    pub(crate) async fn wait_for_slot(self: &Arc<Self>, patience: Duration) -> Option<Slot> {
+        let deadline = tokio::time::Instant::now() + patience;
+        self.slots
+            .queue
+            .wait(deadline, None, || self.try_admit())
+            .await
     }
 
     /// Records that the limit was hit; true when this starts an episode (the caller logs it).
@@ -91,10 +78,7 @@ impl Admission {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-        if self.0.waiting.load(Ordering::Acquire) > 0 {
-            self.0.freed.notify_waiters();
-        }
+        self.0.slots.give_back();
     }
 }
 
@@ -111,8 +95,10 @@ mod tests {
         let waiter = {
             let admission = admission.clone();
             tokio::spawn(async move {
-                admission.wait_for_room(Duration::from_secs(30)).await;
-                admission.try_admit().is_some()
+                admission
+                    .wait_for_slot(Duration::from_secs(30))
+                    .await
+                    .is_some()
             })
         };
         tokio::task::yield_now().await;

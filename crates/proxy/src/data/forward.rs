@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -83,16 +84,8 @@ pub(crate) async fn handle<'c>(
                 Verdict::Deny { retry_after } => Some(retry_after),
             });
     if let Some(retry_after) = denied {
-        Counters::add(&frontend.counters.denied_requests, 1);
-        let refusal = Refusal {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            why: "Too many requests from this address: slow down.",
-            termination: Termination::REFUSED,
-        };
-        let mut resp = refuse(ctx, &frontend, started, request_line, refusal);
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        return resp;
+        let refusal = Refusal::rate_limited(retry_after);
+        return refuse(ctx, &frontend, started, request_line, refusal);
     }
     let stream = Stream::route(ctx, frontend, parts, body, started, request_line);
     stream.run(ctx).await
@@ -105,6 +98,9 @@ pub(crate) struct Refusal {
     /// The sentence of the error page.
     pub(crate) why: &'static str,
     pub(crate) termination: Termination,
+    /// Denied by a rate limit (`dreq`, with `Retry-After` in seconds) rather than a request
+    /// error (`ereq`).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -114,6 +110,7 @@ impl Refusal {
             status,
             why,
             termination: Termination::REFUSED,
+            retry_after: None,
         }
     }
 
@@ -123,6 +120,18 @@ impl Refusal {
             status: StatusCode::REQUEST_TIMEOUT,
             why: "The client took too long to send its request.",
             termination: Termination::CLIENT_TIMEOUT_REQUEST,
+            retry_after: None,
+        }
+    }
+
+    /// A request over its source's rate limit (429, `PR`), which may come back after
+    /// `retry_after` seconds.
+    pub(crate) fn rate_limited(retry_after: u64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            why: "Too many requests from this address: slow down.",
+            termination: Termination::REFUSED,
+            retry_after: Some(retry_after),
         }
     }
 }
@@ -140,14 +149,19 @@ pub(crate) fn refuse(
         status,
         why,
         termination,
+        retry_after,
     } = refusal;
     let counters = &frontend.counters;
-    if status != StatusCode::TOO_MANY_REQUESTS {
-        // A rate-limited request is denied (`dreq`), not an error of the client's.
-        Counters::add(&counters.req_errors, 1);
+    let mut resp = error_response(status, why);
+    match retry_after {
+        Some(seconds) => {
+            Counters::add(&counters.denied_requests, 1);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        None => Counters::add(&counters.req_errors, 1),
     }
     counters.response(status.as_u16());
-    let resp = error_response(status, why);
     AccessLog {
         client: ctx.peer,
         frontend: frontend.name.clone(),
@@ -325,20 +339,10 @@ impl<'c> Stream<'c> {
     async fn run(mut self, ctx: &ClientContext) -> Response<ProxyBody> {
         loop {
             let Some(choice) = self.choose() else {
-                self.log.termination = Termination::NO_SERVER;
-                self.log.conns = self.conns(ctx, None);
-                return self.local_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "No server is available to handle this request.",
-                );
+                return self.unavailable(ctx, Termination::NO_SERVER);
             };
             let Some((choice, served)) = self.admit(choice).await else {
-                self.log.termination = Termination::QUEUE_TIMEOUT;
-                self.log.conns = self.conns(ctx, None);
-                return self.local_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "No server is available to handle this request.",
-                );
+                return self.unavailable(ctx, Termination::QUEUE_TIMEOUT);
             };
             let target = self.record(choice);
             let counters = [target.upstream.counters.clone(), self.pool.counters.clone()];
@@ -388,16 +392,14 @@ impl<'c> Stream<'c> {
     /// cookie, hash key), else in the pool's, for whichever server frees one first. `None`:
     /// the wait timed out.
     async fn admit(&mut self, choice: Choice) -> Option<(Choice, Served)> {
-        let pool_queue = self.pool.queue.clone();
-        if let Some(served) = try_serve(&choice.upstream, &pool_queue) {
+        if let Some(served) = try_serve(&choice.upstream, &self.pool.queue) {
             if matches!(served, Served::Slot { .. }) {
-                record_wait(
-                    [&self.pool.counters, &choice.upstream.counters],
-                    Instant::now(),
-                );
+                let counters: [&Counters; 2] = [&self.pool.counters, &choice.upstream.counters];
+                record_wait(counters, Duration::ZERO);
             }
             return Some((choice, served));
         }
+        let pool_queue = self.pool.queue.clone();
         let since = Instant::now();
         let deadline = since + self.settings.timeouts.queue;
         let first = choice.upstream.clone();
@@ -410,27 +412,30 @@ impl<'c> Stream<'c> {
             let queue = &upstream.limit.queue;
             let counters = &upstream.counters;
             let served = queue
-                .wait(deadline, counters, || try_serve(&upstream, &pool_queue))
+                .wait(deadline, Some(counters), || {
+                    try_serve(&upstream, &pool_queue)
+                })
                 .await;
             served.map(|served| (choice, served))
         } else {
             let (pool, exclude) = (&self.pool, self.excluded());
             let (key, cookie) = (self.key.as_deref(), self.cookie.as_client());
             pool_queue
-                .wait(deadline, &self.pool.counters, || {
+                .wait(deadline, Some(&self.pool.counters), || {
                     let choice = choose(pool, exclude, key, cookie)?;
                     let served = try_serve(&choice.upstream, &pool_queue)?;
                     Some((choice, served))
                 })
                 .await
         };
-        self.log.queue_ms = since.elapsed().as_millis() as u64;
+        let waited = since.elapsed();
+        self.log.queue_ms = waited.as_millis() as u64;
         let server = admitted
             .as_ref()
             .map_or(&first, |(choice, _)| &choice.upstream);
         self.log.queues = [server.limit.queue.current(), pool_queue.current()];
         if let Some((choice, _)) = &admitted {
-            record_wait([&self.pool.counters, &choice.upstream.counters], since);
+            record_wait([&self.pool.counters, &choice.upstream.counters], waited);
         }
         admitted
     }
@@ -641,6 +646,16 @@ impl<'c> Stream<'c> {
             Counters::get(&self.pool.counters.cur_sessions),
             server.map_or(0, |s| Counters::get(&s.counters.cur_sessions)),
         ]
+    }
+
+    /// 503: no server to try, or none freed a slot within `timeout_queue`.
+    fn unavailable(mut self, ctx: &ClientContext, termination: Termination) -> Response<ProxyBody> {
+        self.log.termination = termination;
+        self.log.conns = self.conns(ctx, None);
+        self.local_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No server is available to handle this request.",
+        )
     }
 
     /// An answer made by the proxy itself (no server answered), logged right away.

@@ -29,18 +29,24 @@ use crate::tls::HttpsPolicy;
 /// excess waits in the kernel's backlog.
 pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, stop: Tripwire) {
     loop {
-        let Some(slot) = ctx.admission.try_admit() else {
-            if ctx.admission.overloaded() {
-                tracing::warn!(
-                    "{} connections open, the maxconn limit: not accepting new ones until some \
-                     close (they wait in the kernel's backlog)",
-                    ctx.admission.max()
-                );
-            }
-            tokio::select! {
-                () = ctx.admission.wait_for_room(Duration::from_secs(1)) => continue,
-                () = stop.tripped() => return,
-                () = ctx.drain.tripped() => return,
+        let slot = match ctx.admission.try_admit() {
+            Some(slot) => slot,
+            None => {
+                if ctx.admission.overloaded() {
+                    tracing::warn!(
+                        "{} connections open, the maxconn limit: not accepting new ones until \
+                         some close (they wait in the kernel's backlog)",
+                        ctx.admission.max()
+                    );
+                }
+                tokio::select! {
+                    slot = ctx.admission.wait_for_slot(Duration::from_secs(1)) => match slot {
+                        Some(slot) => slot,
+                        None => continue,
+                    },
+                    () = stop.tripped() => return,
+                    () = ctx.drain.tripped() => return,
+                }
             }
         };
         let accepted = tokio::select! {
@@ -63,8 +69,9 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, sto
                          free up (raise LimitNOFILE= or lower maxconn)"
                     );
                 }
+                // Descriptors free up as server connections close too, which wakes no one.
                 tokio::select! {
-                    () = ctx.admission.wait_for_room(Duration::from_millis(100)) => {}
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
                     () = stop.tripped() => return,
                     () = ctx.drain.tripped() => return,
                 }

@@ -5,12 +5,14 @@
 //! else in the pool's queue, served by whichever server frees a slot first. `timeout_queue`
 //! bounds the wait (503, `sQ`).
 //!
-//! Lock-free while there is room: a slot is a compare-and-swap on the server's counter and
-//! giving it back a decrement. Only a full server makes requests wait (on a `Notify`), and
-//! only then does giving a slot back wake anyone.
+//! [`Slots`] is the mechanism, shared with the process-wide connection limit
+//! (`data::admission`): lock-free while there is room (a slot is a compare-and-swap on a
+//! count, giving it back a decrement); only a full limit makes anyone wait (on a `Notify`),
+//! and only then does giving a slot back wake one waiter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -32,17 +34,19 @@ impl Queue {
     }
 
     /// Waits in this queue until `admit` gives a slot, or `deadline`; `qmax` is kept on
-    /// `counters`.
+    /// `counters`, if any.
     pub(crate) async fn wait<T>(
         &self,
         deadline: Instant,
-        counters: &Counters,
+        counters: Option<&Counters>,
         mut admit: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         let now = self.waiting.fetch_add(1, Ordering::AcqRel) + 1;
-        counters
-            .max_queued
-            .fetch_max(u64::from(now), Ordering::Relaxed);
+        if let Some(counters) = counters {
+            counters
+                .max_queued
+                .fetch_max(u64::from(now), Ordering::Relaxed);
+        }
         let admitted = loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -66,39 +70,58 @@ impl Queue {
     }
 }
 
-/// A server's `maxconn` and the requests it serves now.
+/// A `maxconn`: at most `max` slots in use (a server's requests, the process's connections),
+/// and the queue of those waiting for one.
 #[derive(Debug, Default)]
-pub(crate) struct Limit {
+pub(crate) struct Slots {
     /// 0: no limit (then nothing is counted here).
-    maxconn: AtomicU32,
-    served: AtomicU32,
-    /// Requests bound to this server (sticky, hashed) waiting for one of its slots.
+    max: AtomicU32,
+    used: AtomicU32,
+    /// Those waiting for a slot (for a server: the requests bound to it, sticky or hashed).
     pub(crate) queue: Queue,
 }
 
-impl Limit {
-    pub(crate) fn new(maxconn: Option<u32>) -> Self {
+impl Slots {
+    pub(crate) fn new(max: Option<u32>) -> Self {
         Self {
-            maxconn: AtomicU32::new(maxconn.unwrap_or(0)),
+            max: AtomicU32::new(max.unwrap_or(0)),
             ..Self::default()
         }
     }
 
-    /// `slim`: the server's `maxconn`, 0 for none.
+    /// The limit (`slim`, `Maxconn`), 0 for none.
     pub(crate) fn maxconn(&self) -> u32 {
-        self.maxconn.load(Ordering::Relaxed)
+        self.max.load(Ordering::Relaxed)
     }
 
-    /// A reload's `maxconn`. Requests admitted without a limit are not counted against a new
-    /// one.
-    pub(crate) fn set_maxconn(&self, maxconn: Option<u32>) {
-        self.maxconn.store(maxconn.unwrap_or(0), Ordering::Relaxed);
+    /// A reload's limit. Slots taken without a limit are not counted against a new one;
+    /// those above a lower one stay taken until given back.
+    pub(crate) fn set_maxconn(&self, max: Option<u32>) {
+        self.max.store(max.unwrap_or(0), Ordering::Relaxed);
         self.queue.freed.notify_waiters();
     }
 
-    /// Requests holding one of its slots.
+    /// Slots in use.
     pub(crate) fn served(&self) -> u32 {
-        self.served.load(Ordering::Relaxed)
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes a slot if there is a limit and room under it (a compare-and-swap).
+    pub(crate) fn try_take(&self) -> bool {
+        let max = self.maxconn();
+        max > 0
+            && self
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+    }
+
+    /// Gives a slot back, waking one waiter if any.
+    pub(crate) fn give_back(&self) {
+        self.used.fetch_sub(1, Ordering::AcqRel);
+        self.queue.wake_one();
     }
 }
 
@@ -117,36 +140,26 @@ pub(crate) enum Served {
 
 /// Takes a slot on `upstream` if it has room.
 pub(crate) fn try_serve(upstream: &Arc<Upstream>, pool: &Arc<Queue>) -> Option<Served> {
-    let limit = &upstream.limit;
-    let max = limit.maxconn();
-    if max == 0 {
+    if upstream.limit.maxconn() == 0 {
         return Some(Served::Unlimited);
     }
-    limit
-        .served
-        .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| Served::Slot {
-            upstream: upstream.clone(),
-            pool: pool.clone(),
-        })
+    upstream.limit.try_take().then(|| Served::Slot {
+        upstream: upstream.clone(),
+        pool: pool.clone(),
+    })
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         if let Served::Slot { upstream, pool } = self {
-            upstream.limit.served.fetch_sub(1, Ordering::AcqRel);
-            upstream.limit.queue.wake_one();
+            upstream.limit.give_back();
             pool.wake_one();
         }
     }
 }
 
 /// Records how long a request waited for its slot (`qtime`), on its pool and server.
-pub(crate) fn record_wait(counters: [&Counters; 2], since: Instant) {
-    let waited = since.elapsed();
+pub(crate) fn record_wait(counters: [&Counters; 2], waited: Duration) {
     for c in counters {
         c.queue_time.add(waited);
     }
@@ -154,24 +167,18 @@ pub(crate) fn record_wait(counters: [&Counters; 2], since: Instant) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    fn pool() -> Arc<Queue> {
-        Arc::new(Queue::default())
+    /// The pool's queue, and a server with `maxconn`.
+    fn pool_and_server(maxconn: Option<u32>) -> (Arc<Queue>, Arc<Upstream>) {
+        let addr = "127.0.0.1:1".parse().expect("addr");
+        let server = Upstream::new("s".into(), addr, maxconn);
+        (Arc::new(Queue::default()), Arc::new(server))
     }
 
     #[tokio::test]
     async fn slots_are_bounded_and_waiters_get_them_in_turn() {
-        let (pool, up) = (
-            pool(),
-            Arc::new(Upstream::new(
-                "s".into(),
-                "127.0.0.1:1".parse().unwrap(),
-                Some(1),
-            )),
-        );
+        let (pool, up) = pool_and_server(Some(1));
         let first = try_serve(&up, &pool).expect("room for one");
         assert!(matches!(first, Served::Slot { .. }));
         assert!(try_serve(&up, &pool).is_none(), "full");
@@ -183,7 +190,7 @@ mod tests {
                 let counters = up.counters.clone();
                 up.limit
                     .queue
-                    .wait(deadline, &counters, || try_serve(&up, &pool))
+                    .wait(deadline, Some(&counters), || try_serve(&up, &pool))
                     .await
                     .is_some()
             })
@@ -203,35 +210,21 @@ mod tests {
 
     #[tokio::test]
     async fn the_wait_ends_at_the_deadline() {
-        let (pool, up) = (
-            pool(),
-            Arc::new(Upstream::new(
-                "s".into(),
-                "127.0.0.1:1".parse().unwrap(),
-                Some(1),
-            )),
-        );
+        let (pool, up) = pool_and_server(Some(1));
         let _held = try_serve(&up, &pool).expect("room");
         let deadline = Instant::now() + Duration::from_millis(30);
         let counters = up.counters.clone();
         let waited = up
             .limit
             .queue
-            .wait(deadline, &counters, || try_serve(&up, &pool));
+            .wait(deadline, Some(&counters), || try_serve(&up, &pool));
         assert!(waited.await.is_none());
         assert_eq!(up.limit.queue.current(), 0);
     }
 
     #[test]
     fn no_maxconn_counts_nothing() {
-        let (pool, up) = (
-            pool(),
-            Arc::new(Upstream::new(
-                "s".into(),
-                "127.0.0.1:1".parse().unwrap(),
-                None,
-            )),
-        );
+        let (pool, up) = pool_and_server(None);
         let slots: Vec<_> = (0..100)
             .map(|_| try_serve(&up, &pool).expect("unlimited"))
             .collect();

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::counters::Counters;
 use crate::data::framed::READ_BUFFER;
-use crate::data::queue::Limit;
+use crate::data::queue::Slots;
 use crate::data::request_body::RequestBody;
 use crate::data::timeout::Idle;
 
@@ -104,7 +104,7 @@ pub(crate) struct Upstream {
     idle: ArrayQueue<Parked>,
     sessions: ArcSwap<Wire>,
     /// `maxconn`, the requests served now, and the server's queue.
-    pub(crate) limit: Limit,
+    pub(crate) limit: Slots,
 }
 
 impl Upstream {
@@ -115,7 +115,7 @@ impl Upstream {
             counters: Arc::default(),
             idle: ArrayQueue::new(MAX_IDLE),
             sessions: ArcSwap::from_pointee(Wire::default()),
-            limit: Limit::new(maxconn),
+            limit: Slots::new(maxconn),
         }
     }
 

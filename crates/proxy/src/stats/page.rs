@@ -182,10 +182,15 @@ impl StatsPage {
 fn row<'a>(cell: &impl Fn(Col) -> &'a str) -> PageRow {
     let status = cell(Col::Status);
     let (weight, uweight) = (cell(Col::Weight), cell(Col::Uweight));
+    // `L7OK/200 in 1ms`; `INI` (no result yet) has neither code nor duration.
     let check = match (cell(Col::CheckStatus), cell(Col::CheckCode)) {
         ("", _) => String::new(),
-        (status, "") => format!("{status} in {}ms", cell(Col::CheckDuration)),
-        (status, code) => format!("{status}/{code} in {}ms", cell(Col::CheckDuration)),
+        (status, "") => status.to_owned(),
+        (status, code) => format!("{status}/{code}"),
+    };
+    let check = match cell(Col::CheckDuration) {
+        "" => check,
+        ms => format!("{check} in {ms}ms"),
     };
     let seconds = |col: Col| cell(col).parse::<u64>().map(human).unwrap_or_default();
     PageRow {
@@ -213,11 +218,7 @@ fn row<'a>(cell: &impl Fn(Col) -> &'a str) -> PageRow {
             Col::Eresp,
         ]
         .map(|col| cell(col).to_owned()),
-        check: if check.is_empty() {
-            String::new()
-        } else {
-            check.replace(" in ms", "")
-        },
+        check,
         check_detail: [cell(Col::CheckDesc), cell(Col::LastChk)]
             .into_iter()
             .filter(|s| !s.is_empty())

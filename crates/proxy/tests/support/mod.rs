@@ -67,6 +67,40 @@ servers = [{}]
         .unwrap_or_else(|e| panic!("test config is valid:\n{e}\n{text}"))
 }
 
+/// One frontend `veza` in front of a round-robin pool `api` over `api` (checks every 100 ms,
+/// fall 2, rise 2), with `global` in `[global]` and `pool_extra` in the pool's table.
+pub fn api_config(api: &[&RunningBackend], global: &str, pool_extra: &str) -> Config {
+    let servers: Vec<String> = api
+        .iter()
+        .map(|b| format!("{{ name = \"{}\", addr = \"{}\" }}", b.name(), b.addr()))
+        .collect();
+    let text = format!(
+        r#"
+[global]
+shutdown_grace = "1s"
+{global}
+
+[defaults]
+timeout_connect = "1s"
+timeout_server = "5s"
+
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "api"
+
+[pool.api]
+balance = "roundrobin"
+health = {{ path = "/health", interval = "100ms", timeout = "100ms", fall = 2, rise = 2 }}
+servers = [{}]
+{pool_extra}
+"#,
+        servers.join(", ")
+    );
+    Config::parse(&text, "test.toml")
+        .unwrap_or_else(|e| panic!("test config is valid:\n{e}\n{text}"))
+}
+
 /// A config with one frontend `veza` in front of one round-robin pool `pool` holding one
 /// server at `addr`; `pool_extra` is appended to the pool's table.
 pub fn one_server_config(pool: &str, addr: SocketAddr, pool_extra: &str) -> Config {
