@@ -12,16 +12,18 @@ pub use testkit::backend;
 use testkit::http::{self, Response};
 use veza_demo_backend::RunningBackend;
 
+/// The TOML server list of `list`: `{ name = "...", addr = "..." }, ...`.
+fn servers(list: &[&RunningBackend]) -> String {
+    list.iter()
+        .map(|b| format!("{{ name = \"{}\", addr = \"{}\" }}", b.name(), b.addr()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A config with an `api` round-robin pool (sticky cookie, fast checks, shutdown-sessions)
 /// over `api`, and, when `stream` is not empty, a `stream` jump-hash pool routed at
 /// `/stream/`. `extra_api` is appended to the api pool's table.
 pub fn config(api: &[&RunningBackend], stream: &[&RunningBackend], extra_api: &str) -> Config {
-    let servers = |list: &[&RunningBackend]| {
-        list.iter()
-            .map(|b| format!("{{ name = \"{}\", addr = \"{}\" }}", b.name(), b.addr()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let (route, stream_pool) = if stream.is_empty() {
         (String::new(), String::new())
     } else {
@@ -70,10 +72,6 @@ servers = [{}]
 /// One frontend `veza` in front of a round-robin pool `api` over `api` (checks every 100 ms,
 /// fall 2, rise 2), with `global` in `[global]` and `pool_extra` in the pool's table.
 pub fn api_config(api: &[&RunningBackend], global: &str, pool_extra: &str) -> Config {
-    let servers: Vec<String> = api
-        .iter()
-        .map(|b| format!("{{ name = \"{}\", addr = \"{}\" }}", b.name(), b.addr()))
-        .collect();
     let text = format!(
         r#"
 [global]
@@ -95,7 +93,7 @@ health = {{ path = "/health", interval = "100ms", timeout = "100ms", fall = 2, r
 servers = [{}]
 {pool_extra}
 "#,
-        servers.join(", ")
+        servers(api)
     );
     Config::parse(&text, "test.toml")
         .unwrap_or_else(|e| panic!("test config is valid:\n{e}\n{text}"))
