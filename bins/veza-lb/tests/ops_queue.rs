@@ -117,8 +117,8 @@ async fn fifty_requests_through_maxconn_two_all_succeed_two_at_a_time() {
     assert_eq!(pool[SLIM], "2", "the pool's capacity");
     let qmax: u32 = pool[QMAX].parse().expect("qmax");
     assert!(
-        qmax >= 45,
-        "about 48 waited in the pool's queue at once, saw {qmax}"
+        qmax >= 48,
+        "48 waited in the pool's queue at once (50 minus the 2 served), saw {qmax}"
     );
     assert_eq!(pool[QCUR], "0", "nobody waits any more");
     assert!(pool[QTIME].parse::<u64>().expect("qtime") > 0);
