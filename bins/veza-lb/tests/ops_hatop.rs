@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::pty::{Winsize, openpty};
 use proxy::stats::StatTable;
-use support::{Lb, backend};
+use support::{ApiConfig, HEALTH_100MS, Lb, backend};
 
 const STATUS: usize = 17;
 const WEIGHT: usize = 18;
@@ -132,20 +132,10 @@ async fn hatop_lists_disables_enables_and_reweights_servers() {
         return;
     };
     let backends = [backend("api-1").await, backend("api-2").await];
-    let config = format!(
-        r#"[global]
-stats_socket = "unix:admin.sock"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-health = {{ path = "/health", interval = "100ms", fall = 1, rise = 1 }}
-servers = [{{ name = "api-1", addr = "{}" }}, {{ name = "api-2", addr = "{}" }}]
-"#,
-        backends[0].addr(),
-        backends[1].addr()
-    );
+    let config = ApiConfig::new(&[backends[0].addr(), backends[1].addr()])
+        .global("stats_socket = \"unix:admin.sock\"")
+        .pool(HEALTH_100MS)
+        .render();
     let mut lb = Lb::start(&config);
     lb.frontend_addr("veza").await;
     let socket = lb.dir().join("admin.sock");

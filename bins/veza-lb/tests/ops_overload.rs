@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Lb, backend, free_port};
+use support::{ApiConfig, Lb, backend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -56,22 +56,12 @@ async fn maxconn_pauses_listeners_and_every_client_is_served() {
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
 
     let backend = backend("api-1").await;
-    let stats = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        r#"[global]
-stats_socket = "{stats}"
-threads = 1
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-servers = [{{ name = "api-1", addr = "{}" }}]
-"#,
-        backend.addr()
-    );
+    let config = ApiConfig::new(&[backend.addr()])
+        .global("stats_socket = \"127.0.0.1:0\"\nthreads = 1")
+        .render();
     let mut lb = Lb::start_under(&["prlimit", "--nofile=256:256", "--"], &config, &[]);
     let addr = lb.frontend_addr("veza").await;
+    let stats = lb.runtime_api_addr().await;
     assert_eq!(info(&stats, "Ulimit-n").await, 256);
     let maxconn = info(&stats, "Maxconn").await;
     assert_eq!(maxconn, 96, "(256 - 64 reserved) / 2");

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proxy::stats::StatTable;
-use support::{Lb, free_port, get};
+use support::{ApiConfig, Lb, get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -70,20 +70,12 @@ async fn counting_backend(delay: Duration) -> Counting {
     }
 }
 
-fn config(stats: &str, backend: SocketAddr, timeout_queue: &str) -> String {
-    format!(
-        r#"[global]
-stats_socket = "{stats}"
-[defaults]
-timeout_queue = "{timeout_queue}"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-servers = [{{ name = "api-1", addr = "{backend}", maxconn = 2 }}]
-"#
-    )
+fn config(backend: SocketAddr, timeout_queue: &str) -> String {
+    ApiConfig::new(&[backend])
+        .global(r#"stats_socket = "127.0.0.1:0""#)
+        .defaults(&format!("timeout_queue = \"{timeout_queue}\""))
+        .server("maxconn = 2")
+        .render()
 }
 
 async fn stat(stats: &str) -> StatTable {
@@ -96,9 +88,9 @@ async fn stat(stats: &str) -> StatTable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_requests_through_maxconn_two_all_succeed_two_at_a_time() {
     let backend = counting_backend(Duration::from_millis(40)).await;
-    let stats = format!("127.0.0.1:{}", free_port());
-    let mut lb = Lb::start(&config(&stats, backend.addr, "20s"));
+    let mut lb = Lb::start(&config(backend.addr, "20s"));
     let addr = lb.frontend_addr("veza").await;
+    let stats = lb.runtime_api_addr().await;
 
     let clients: Vec<_> = (0..50).map(|_| tokio::spawn(get(addr, "/"))).collect();
     for c in clients {
@@ -143,8 +135,7 @@ async fn fifty_requests_through_maxconn_two_all_succeed_two_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_past_timeout_queue_is_503_sq_and_nothing_else_fails() {
     let backend = counting_backend(Duration::from_millis(600)).await;
-    let stats = format!("127.0.0.1:{}", free_port());
-    let mut lb = Lb::start(&config(&stats, backend.addr, "150ms"));
+    let mut lb = Lb::start(&config(backend.addr, "150ms"));
     let addr = lb.frontend_addr("veza").await;
 
     let clients: Vec<_> = (0..10).map(|_| tokio::spawn(get(addr, "/"))).collect();
@@ -184,22 +175,13 @@ async fn waiting_past_timeout_queue_is_503_sq_and_nothing_else_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_refuses_exactly_the_excess_of_one_source() {
     let backend = counting_backend(Duration::from_millis(0)).await;
-    let stats = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        r#"[global]
-stats_socket = "{stats}"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-rate_limit = {{ key = "src", requests = 20, per = "1h" }}
-[pool.api]
-servers = [{{ name = "api-1", addr = "{}" }}]
-"#,
-        backend.addr
-    );
+    let config = ApiConfig::new(&[backend.addr])
+        .global(r#"stats_socket = "127.0.0.1:0""#)
+        .frontend(r#"rate_limit = { key = "src", requests = 20, per = "1h" }"#)
+        .render();
     let mut lb = Lb::start(&config);
     let addr = lb.frontend_addr("veza").await;
+    let stats = lb.runtime_api_addr().await;
 
     let mut statuses = Vec::new();
     for _ in 0..30 {
@@ -272,25 +254,14 @@ servers = [{{ name = "api-1", addr = "{}" }}]
 async fn a_sticky_request_waits_for_its_own_server() {
     let busy = counting_backend(Duration::from_millis(600)).await;
     let idle = counting_backend(Duration::ZERO).await;
-    let stats = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        r#"[global]
-stats_socket = "{stats}"
-[defaults]
-timeout_queue = "5s"
-maxconn = 1
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-cookie = {{ name = "SERVERID", insert = true }}
-servers = [{{ name = "api-1", addr = "{}" }}, {{ name = "api-2", addr = "{}" }}]
-"#,
-        busy.addr, idle.addr
-    );
+    let config = ApiConfig::new(&[busy.addr, idle.addr])
+        .global(r#"stats_socket = "127.0.0.1:0""#)
+        .defaults("timeout_queue = \"5s\"\nmaxconn = 1")
+        .pool(r#"cookie = { name = "SERVERID", insert = true }"#)
+        .render();
     let mut lb = Lb::start(&config);
     let addr = lb.frontend_addr("veza").await;
+    let stats = lb.runtime_api_addr().await;
     let pinned = || support::request(addr, "GET", "/", &[("Cookie", "SERVERID=api-1")]);
     let first = tokio::spawn(pinned());
     tokio::time::sleep(Duration::from_millis(150)).await;

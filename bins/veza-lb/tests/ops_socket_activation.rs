@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{Lb, backend, free_port, get};
+use support::{ApiConfig, Lb, backend, free_port, get};
 
 const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
 
@@ -21,16 +21,7 @@ async fn adopts_the_sockets_it_binds_and_reports_the_rest() {
     let backend = backend("api-1").await;
     let web = format!("127.0.0.1:{}", free_port());
     let spare = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        r#"[[frontend]]
-name = "veza"
-bind = ["{web}"]
-default_pool = "api"
-[pool.api]
-servers = [{{ name = "api-1", addr = "{}" }}]
-"#,
-        backend.addr()
-    );
+    let config = ApiConfig::new(&[backend.addr()]).bind(&web).render();
     let wrapper = [
         ACTIVATE,
         "-l",

@@ -5,27 +5,18 @@ mod support;
 
 use std::process::Command;
 
-use support::{Lb, backend, free_port, get};
+use support::{ApiConfig, HEALTH_100MS, Lb, backend, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_once_prints_frontends_servers_and_pools() {
     let a = backend("api-1").await;
-    let stats = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        r#"[global]
-stats_socket = "{stats}"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-health = {{ path = "/health", interval = "100ms", fall = 1, rise = 1 }}
-servers = [{{ name = "api-1", addr = "{}" }}]
-"#,
-        a.addr()
-    );
+    let config = ApiConfig::new(&[a.addr()])
+        .global(r#"stats_socket = "127.0.0.1:0""#)
+        .pool(HEALTH_100MS)
+        .render();
     let mut lb = Lb::start(&config);
     let addr = lb.frontend_addr("veza").await;
+    let stats = lb.runtime_api_addr().await;
     assert_eq!(get(addr, "/").await.expect("request").status, 200);
 
     let top_once = || {

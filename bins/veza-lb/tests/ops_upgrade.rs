@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{Lb, backend, free_port};
+use support::{ApiConfig, Lb, backend, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -169,21 +169,14 @@ async fn five_upgrades_under_load_lose_nothing_and_a_broken_binary_changes_nothi
     let backend = backend("api-1").await;
     let web = format!("127.0.0.1:{}", free_port());
     let stats = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        r#"[global]
-stats_socket = ["unix:admin.sock", "{stats}"]
-shutdown_grace = "{}ms"
-threads = 2
-[[frontend]]
-name = "veza"
-bind = ["{web}"]
-default_pool = "api"
-[pool.api]
-servers = [{{ name = "api-1", addr = "{}" }}]
-"#,
-        GRACE.as_millis(),
-        backend.addr()
+    let global = format!(
+        "stats_socket = [\"unix:admin.sock\", \"{stats}\"]\nshutdown_grace = \"{}ms\"\nthreads = 2",
+        GRACE.as_millis()
     );
+    let config = ApiConfig::new(&[backend.addr()])
+        .bind(&web)
+        .global(&global)
+        .render();
     // A copy of the binary the test may replace, as a deployment replaces /opt/veza/lb/veza-lb.
     let bin_dir = testkit::temp_dir();
     let exe = bin_dir.path().join("veza-lb");

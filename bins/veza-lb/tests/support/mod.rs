@@ -3,6 +3,7 @@
 //! - [`Lb`]: a `veza-lb` process started on a configuration written to its own temporary
 //!   directory, with its stderr (the logs) captured line by line; signals, log waits, the
 //!   port a frontend bound, and a config rewrite for reloads.
+//! - [`ApiConfig`]: the one-frontend, one-pool configuration most tests run.
 //! - [`check`]: runs `veza-lb check -c FILE` and returns the exit code and output.
 //! - [`HeldBackend`]: a backend that reports each request it receives and holds `/hold`
 //!   requests until the test releases them, for "while a request is in flight" tests.
@@ -217,6 +218,20 @@ impl Lb {
             .unwrap_or_else(|e| panic!("bad address {addr:?} in {line:?}: {e}"))
     }
 
+    /// The address of the first TCP runtime API socket, from its `runtime API listening on`
+    /// log line (so configurations can use port 0; the line also means it accepts commands).
+    pub async fn runtime_api_addr(&mut self) -> String {
+        let needle = "runtime API listening on ";
+        let line = self.wait_for(needle).await;
+        let rest = &line[line.find(needle).expect("needle") + needle.len()..];
+        let addr = rest.split_whitespace().next().unwrap_or_default();
+        assert!(
+            addr.parse::<SocketAddr>().is_ok(),
+            "the first runtime API socket is not TCP: {line:?}"
+        );
+        addr.to_owned()
+    }
+
     /// Waits for the process to exit.
     ///
     /// # Panics
@@ -257,6 +272,99 @@ impl Drop for Lb {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Active checks every 100 ms, one result to change state: for `[pool.api]` in tests that
+/// wait for servers to be UP.
+pub const HEALTH_100MS: &str =
+    r#"health = { path = "/health", interval = "100ms", fall = 1, rise = 1 }"#;
+
+/// The configuration most tests run: one frontend `veza` in front of one pool `api` whose
+/// servers are `api-1`, `api-2`, ... at the given addresses. Each setter appends lines to its
+/// table; [`ApiConfig::render`] gives the TOML text.
+#[derive(Debug)]
+pub struct ApiConfig {
+    servers: Vec<SocketAddr>,
+    bind: String,
+    global: String,
+    defaults: String,
+    frontend: String,
+    pool: String,
+    server: String,
+}
+
+impl ApiConfig {
+    /// Frontend bound to `127.0.0.1:0`, servers at `servers`, nothing else set.
+    pub fn new(servers: &[SocketAddr]) -> Self {
+        Self {
+            servers: servers.to_vec(),
+            bind: "127.0.0.1:0".into(),
+            global: String::new(),
+            defaults: String::new(),
+            frontend: String::new(),
+            pool: String::new(),
+            server: String::new(),
+        }
+    }
+
+    /// The frontend's one bind address.
+    pub fn bind(mut self, addr: &str) -> Self {
+        self.bind = addr.into();
+        self
+    }
+
+    /// Lines for `[global]`.
+    pub fn global(mut self, lines: &str) -> Self {
+        self.global = lines.into();
+        self
+    }
+
+    /// Lines for `[defaults]`.
+    pub fn defaults(mut self, lines: &str) -> Self {
+        self.defaults = lines.into();
+        self
+    }
+
+    /// Lines for the frontend's table.
+    pub fn frontend(mut self, lines: &str) -> Self {
+        self.frontend = lines.into();
+        self
+    }
+
+    /// Lines for `[pool.api]`.
+    pub fn pool(mut self, lines: &str) -> Self {
+        self.pool = lines.into();
+        self
+    }
+
+    /// Keys added to every server's inline table, e.g. `maxconn = 2`.
+    pub fn server(mut self, keys: &str) -> Self {
+        self.server = format!(", {keys}");
+        self
+    }
+
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let servers: Vec<String> = (self.servers.iter().enumerate())
+            .map(|(i, addr)| {
+                format!(
+                    "{{ name = \"api-{}\", addr = \"{addr}\"{} }}",
+                    i + 1,
+                    self.server
+                )
+            })
+            .collect();
+        format!(
+            "[global]\n{}\n[defaults]\n{}\n[[frontend]]\nname = \"veza\"\nbind = [\"{}\"]\n\
+             default_pool = \"api\"\n{}\n[pool.api]\nservers = [{}]\n{}\n",
+            self.global,
+            self.defaults,
+            self.bind,
+            self.frontend,
+            servers.join(", "),
+            self.pool
+        )
     }
 }
 
