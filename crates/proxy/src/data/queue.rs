@@ -176,6 +176,15 @@ mod tests {
         (Arc::new(Queue::default()), Arc::new(server))
     }
 
+    /// Waits in the server's queue, until `deadline`, for a slot; whether one came.
+    async fn wait_for_slot(up: &Arc<Upstream>, pool: &Arc<Queue>, deadline: Instant) -> bool {
+        let counters = up.counters.clone();
+        (up.limit.queue)
+            .wait(deadline, Some(&counters), || try_serve(up, pool))
+            .await
+            .is_some()
+    }
+
     #[tokio::test]
     async fn slots_are_bounded_and_waiters_get_them_in_turn() {
         let (pool, up) = pool_and_server(Some(1));
@@ -186,14 +195,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let waiter = {
             let (up, pool) = (up.clone(), pool.clone());
-            tokio::spawn(async move {
-                let counters = up.counters.clone();
-                up.limit
-                    .queue
-                    .wait(deadline, Some(&counters), || try_serve(&up, &pool))
-                    .await
-                    .is_some()
-            })
+            tokio::spawn(async move { wait_for_slot(&up, &pool, deadline).await })
         };
         while up.limit.queue.current() == 0 {
             tokio::task::yield_now().await;
@@ -213,12 +215,7 @@ mod tests {
         let (pool, up) = pool_and_server(Some(1));
         let _held = try_serve(&up, &pool).expect("room");
         let deadline = Instant::now() + Duration::from_millis(30);
-        let counters = up.counters.clone();
-        let waited = up
-            .limit
-            .queue
-            .wait(deadline, Some(&counters), || try_serve(&up, &pool));
-        assert!(waited.await.is_none());
+        assert!(!wait_for_slot(&up, &pool, deadline).await);
         assert_eq!(up.limit.queue.current(), 0);
     }
 
