@@ -1,0 +1,75 @@
+//! Veza's load test: the real traffic mix (API calls with the sticky cookie, WebSocket
+//! sessions that echo, HLS players fetching Zipf-popular tracks) against a load balancer,
+//! with k6-like thresholds and a report a person reads in a browser.
+//!
+//! ```text
+//! scenario (TOML) ──► run: executor ──► flows (per virtual user: keep-alive client, cookies)
+//!                          │  faults at their times      │ samples
+//!                          │  scrape /metrics ─┐         ▼
+//!                          └────────────────── record (HDR histograms, 1 s buckets)
+//!                                                        ▼
+//!                             summary (thresholds, JSON) ─► report (askama, inline SVG)
+//! ```
+//!
+//! `cargo xtask load` runs it against the loopback demo topology (and HAProxy with
+//! `--compare-haproxy`); `veza-load` runs it against a deployed edge, nightly from a systemd
+//! timer that `veza-provision` installs.
+
+pub mod client;
+pub mod draw;
+pub mod flows;
+pub mod progress;
+pub mod record;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod scrape;
+pub mod summary;
+pub mod threshold;
+
+use std::path::{Path, PathBuf};
+
+pub use client::Target;
+pub use report::Report;
+pub use run::{Faults, NoFaults, Options, Run, RunError, run};
+pub use scenario::{Fault, FaultAction, Scenario, ScenarioError};
+pub use summary::{Summary, SummaryFile};
+
+/// The scenarios shipped with the project: `(name, TOML)`.
+pub const SCENARIOS: [(&str, &str); 2] = [
+    ("default", include_str!("../scenarios/default.toml")),
+    ("failover", include_str!("../scenarios/failover.toml")),
+];
+
+/// A shipped scenario by name.
+pub fn shipped(name: &str) -> Option<&'static str> {
+    SCENARIOS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// Where a run's files were written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `report.html`.
+    pub report: PathBuf,
+    /// `summary.json`.
+    pub summary: PathBuf,
+}
+
+/// Writes `report.html` and `summary.json` for `runs` (the system under test first) into
+/// `dir`, creating it; returns the paths and the summary file (its `passed` is the verdict).
+pub fn write_report(runs: &[Run], dir: &Path) -> std::io::Result<(Written, SummaryFile)> {
+    std::fs::create_dir_all(dir)?;
+    let summaries: Vec<Summary> = runs.iter().map(Summary::of).collect();
+    let file = SummaryFile::new(summaries.clone());
+    let html = Report::new(runs, summaries)
+        .html()
+        .map_err(std::io::Error::other)?;
+    let written = Written {
+        report: dir.join("report.html"),
+        summary: dir.join("summary.json"),
+    };
+    std::fs::write(&written.report, html)?;
+    let json = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
+    std::fs::write(&written.summary, json + "\n")?;
+    Ok((written, file))
+}

@@ -1,0 +1,308 @@
+//! The verdict of a run and its JSON summary (`summary.json`, one object per run, kept by
+//! CI as history): totals, latency percentiles, errors by kind, every threshold checked.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::record::Totals;
+use crate::run::Run;
+use crate::scenario::FaultAction;
+use crate::threshold::{Observed, Threshold, Verdict};
+
+/// The summary file's layout version; bumped when a field changes meaning.
+pub const VERSION: u32 = 1;
+
+/// Latency percentiles of a flow, in milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Highest.
+    pub max: f64,
+    /// Mean.
+    pub avg: f64,
+}
+
+/// One flow's (or all flows') results.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowSummary {
+    /// The flow's name (`all` for every flow together).
+    pub name: String,
+    /// `api`, `websocket`, `hls` (or `all`).
+    pub kind: String,
+    /// Requests (WebSocket: handshakes and echoes) that ended.
+    pub requests: u64,
+    /// Failed ones.
+    pub errors: u64,
+    /// Failed, percent of all.
+    pub error_percent: f64,
+    /// Requests per second over the run.
+    pub rate: f64,
+    /// Latency percentiles (all zero without requests).
+    pub latency_ms: Latency,
+    /// Failures by kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Each threshold, checked.
+    pub thresholds: Vec<Verdict>,
+}
+
+impl FlowSummary {
+    fn of(name: &str, kind: &str, totals: &Totals, thresholds: &[Threshold]) -> FlowSummary {
+        let ms = |v: Option<f64>| v.unwrap_or(0.0);
+        FlowSummary {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            requests: totals.requests,
+            errors: totals.error_count(),
+            error_percent: ms(totals.error_percent()),
+            rate: totals.rate(),
+            latency_ms: Latency {
+                p50: ms(totals.percentile_ms(50.0)),
+                p90: ms(totals.percentile_ms(90.0)),
+                p95: ms(totals.percentile_ms(95.0)),
+                p99: ms(totals.percentile_ms(99.0)),
+                max: ms(totals.max_ms()),
+                avg: ms(totals.avg_ms()),
+            },
+            errors_by_kind: totals
+                .errors
+                .iter()
+                .map(|(k, n)| (k.as_str().to_owned(), *n))
+                .collect(),
+            thresholds: thresholds.iter().map(|t| t.check(totals)).collect(),
+        }
+    }
+}
+
+/// A fault as applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultSummary {
+    /// Seconds after the start.
+    pub at_s: f64,
+    /// `stop` or `start`.
+    pub action: String,
+    /// The server.
+    pub server: String,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// For a stop: the window in which traffic must have left the server, seconds after
+    /// the start (from [`SETTLE`] after the stop to the server's start or the end).
+    pub window_s: Option<(f64, f64)>,
+    /// Sessions each server of the stopped server's pools received in that window.
+    pub sessions_in_window: Vec<ServerSummary>,
+    /// For a stop, when measured: the stopped server got no session in the window and
+    /// another server of its pool did.
+    pub traffic_moved: Option<bool>,
+}
+
+/// Time a stopped server is given to be marked DOWN before it must receive nothing (health
+/// checks: `fall` × `interval`, 3 × 1 s on the demo topology, plus a margin).
+pub const SETTLE: f64 = 5.0;
+
+/// How traffic behaved after `stop` (the fault at `index`): the window, the sessions per
+/// server of its pools, whether traffic moved off it.
+fn traffic_after_stop(run: &Run, index: usize) -> (Option<(f64, f64)>, Vec<ServerSummary>, Option<bool>) {
+    let stop = &run.faults[index];
+    if stop.fault.action != FaultAction::Stop || stop.error.is_some() {
+        return (None, Vec::new(), None);
+    }
+    let end = run.faults[index + 1..]
+        .iter()
+        .find(|e| e.fault.server == stop.fault.server && e.fault.action == FaultAction::Start)
+        .map_or(run.elapsed.as_secs_f64(), |e| e.at);
+    let window = (stop.at + SETTLE, end);
+    let suffix = format!("/{}", stop.fault.server);
+    let Some(traffic) = run.servers.as_ref() else {
+        return (Some(window), Vec::new(), None);
+    };
+    let Some(sessions) = traffic.sessions_between(window.0, window.1) else {
+        return (Some(window), Vec::new(), None);
+    };
+    let pools: Vec<&str> = sessions
+        .iter()
+        .filter_map(|(name, _)| name.strip_suffix(&suffix))
+        .collect();
+    let in_pools: Vec<ServerSummary> = sessions
+        .iter()
+        .filter(|(name, _)| pools.iter().any(|p| name.starts_with(&format!("{p}/"))))
+        .map(|(server, sessions)| ServerSummary {
+            server: server.clone(),
+            sessions: *sessions,
+        })
+        .collect();
+    let stopped: f64 = in_pools
+        .iter()
+        .filter(|s| s.server.ends_with(&suffix))
+        .map(|s| s.sessions)
+        .sum();
+    let others: f64 = in_pools
+        .iter()
+        .filter(|s| !s.server.ends_with(&suffix))
+        .map(|s| s.sessions)
+        .sum();
+    let moved = (!pools.is_empty()).then_some(stopped == 0.0 && others > 0.0);
+    (Some(window), in_pools, moved)
+}
+
+/// Sessions a backend server received during the run (from the metrics endpoint).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSummary {
+    /// `pool/server`.
+    pub server: String,
+    /// Sessions.
+    pub sessions: f64,
+}
+
+/// One run's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Who was under test.
+    pub label: String,
+    /// The target's authority.
+    pub target: String,
+    /// Start, Unix seconds.
+    pub started_unix: u64,
+    /// Seconds the run lasted.
+    pub duration_s: f64,
+    /// `arrival-rate` or `vus`.
+    pub executor: String,
+    /// Highest target (iterations/s or users).
+    pub peak_target: f64,
+    /// Iterations started.
+    pub iterations: u64,
+    /// Iterations not started for lack of a free virtual user.
+    pub dropped_iterations: u64,
+    /// Per flow.
+    pub flows: Vec<FlowSummary>,
+    /// All flows together, with the scenario's global thresholds.
+    pub all: FlowSummary,
+    /// Faults applied.
+    pub faults: Vec<FaultSummary>,
+    /// Traffic per backend server (empty without a metrics endpoint).
+    pub servers: Vec<ServerSummary>,
+    /// Every threshold held and every fault could be applied.
+    pub passed: bool,
+    /// What failed, one sentence each, naming the flow.
+    pub failures: Vec<String>,
+}
+
+impl Summary {
+    /// Every flow, then all flows together: the rows of the report's tables.
+    pub fn rows(&self) -> Vec<&FlowSummary> {
+        self.flows.iter().chain([&self.all]).collect()
+    }
+
+    /// Checks `run`'s thresholds and summarises it.
+    pub fn of(run: &Run) -> Summary {
+        let scenario = &run.scenario;
+        let flows: Vec<FlowSummary> = scenario
+            .flows
+            .iter()
+            .zip(&run.recording.flows)
+            .map(|(flow, totals)| {
+                FlowSummary::of(&flow.name, flow.kind.as_str(), totals, &flow.thresholds)
+            })
+            .collect();
+        let all = FlowSummary::of("all", "all", &run.recording.all(), &scenario.thresholds);
+        let mut failures = Vec::new();
+        for flow in flows.iter().chain(std::iter::once(&all)) {
+            for verdict in flow.thresholds.iter().filter(|v| !v.passed) {
+                failures.push(format!(
+                    "flow {}: threshold `{}` failed ({})",
+                    flow.name, verdict.threshold, verdict.observed
+                ));
+            }
+        }
+        let faults: Vec<FaultSummary> = run
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (window_s, sessions_in_window, traffic_moved) = traffic_after_stop(run, i);
+                FaultSummary {
+                    at_s: e.at,
+                    action: e.fault.action.as_str().to_owned(),
+                    server: e.fault.server.clone(),
+                    error: e.error.clone(),
+                    window_s,
+                    sessions_in_window,
+                    traffic_moved,
+                }
+            })
+            .collect();
+        for fault in &faults {
+            if let Some(error) = &fault.error {
+                failures.push(format!(
+                    "fault at {:.1}s: {} {} failed: {error}",
+                    fault.at_s, fault.action, fault.server
+                ));
+            }
+            if fault.traffic_moved == Some(false) {
+                failures.push(format!(
+                    "fault at {:.1}s: traffic did not move off {} to the rest of its pool",
+                    fault.at_s, fault.server
+                ));
+            }
+        }
+        let servers = run
+            .servers
+            .as_ref()
+            .map(|s| {
+                s.totals()
+                    .into_iter()
+                    .map(|(server, sessions)| ServerSummary { server, sessions })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Summary {
+            scenario: scenario.name.clone(),
+            label: run.label.clone(),
+            target: run.target.clone(),
+            started_unix: run.started_unix,
+            duration_s: run.elapsed.as_secs_f64(),
+            executor: scenario.load.executor.as_str().to_owned(),
+            peak_target: scenario.load.peak(),
+            iterations: run.recording.iterations,
+            dropped_iterations: run.recording.dropped_iterations,
+            passed: failures.is_empty(),
+            flows,
+            all,
+            faults,
+            servers,
+            failures,
+        }
+    }
+}
+
+/// `summary.json`: every run of one invocation (the system under test first, then any peer
+/// it was compared with). `passed` is the first run's verdict: a peer's thresholds are
+/// reported, not enforced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryFile {
+    /// [`VERSION`].
+    pub version: u32,
+    /// The first run passed.
+    pub passed: bool,
+    /// Each run.
+    pub runs: Vec<Summary>,
+}
+
+impl SummaryFile {
+    /// The file for these runs.
+    pub fn new(runs: Vec<Summary>) -> SummaryFile {
+        SummaryFile {
+            version: VERSION,
+            passed: runs.first().is_some_and(|r| r.passed),
+            runs,
+        }
+    }
+}
