@@ -21,7 +21,7 @@ use tokio::process::Command;
 
 use crate::build::{self, Profile};
 use crate::http;
-use crate::topology::{self, Kind, Process};
+use crate::topology::{self, Kind, Process, find_program};
 use crate::{Error, Result, fail, parse_duration};
 
 /// Options of `cargo xtask bench`.
@@ -160,15 +160,6 @@ struct Samples {
     rss_idle_kib: Option<u64>,
     rss_per_ws_bytes: Option<f64>,
     note: Option<String>,
-}
-
-/// Finds a program in PATH, then in the sbin directories Debian puts daemons in.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 /// Raises RLIMIT_NOFILE to `want` (above the hard limit only when privileged); children

@@ -143,6 +143,72 @@ health = {{ path = "/health", interval = {interval}, timeout = {timeout}, fall =
     }
 }
 
+/// A duration as veza-lb writes it (`"2s"`, `"500ms"`), for HAProxy (same units).
+fn haproxy_time(text: &str) -> &str {
+    text.trim_matches('"')
+}
+
+impl SeedTopology {
+    /// The same topology as HAProxy 2.6's configuration: what the seed's Ansible role
+    /// rendered, for side-by-side runs. Only the stats socket's TCP address is bound (level
+    /// admin); the admin unix socket is veza-lb's. The stream pool hashes the same two path
+    /// segments; HAProxy has no jump hash, so it uses its consistent hash.
+    pub fn render_haproxy(&self) -> String {
+        let mut out = format!("# {}\nglobal\n", self.header);
+        if let Some(threads) = self.threads {
+            let _ = writeln!(out, "  nbthread {threads}");
+        }
+        let _ = writeln!(out, "  stats socket ipv4@{} level admin", self.stats_socket);
+        let _ = writeln!(
+            out,
+            "  hard-stop-after {}",
+            haproxy_time(&self.shutdown_grace)
+        );
+        let _ = write!(
+            out,
+            "\ndefaults\n  mode http\n  timeout connect {}\n  timeout client 30s\n  timeout server 30s\n  timeout tunnel 1h\n  timeout check {}\n  retries 3\n  option redispatch\n",
+            haproxy_time(&self.timeout_connect),
+            haproxy_time(&self.timeout)
+        );
+        out.push_str("\nfrontend veza\n");
+        for bind in &self.binds {
+            let _ = writeln!(out, "  bind {bind}");
+        }
+        let _ = write!(
+            out,
+            "  acl stream path_beg /stream/\n  use_backend {STREAM_POOL} if stream\n  default_backend {API_POOL}\n"
+        );
+        if let Some(metrics) = &self.metrics_listen {
+            let _ = write!(
+                out,
+                "\nfrontend metrics\n  bind {metrics}\n  http-request use-service prometheus-exporter if {{ path /metrics }}\n"
+            );
+        }
+        let check = format!(
+            "inter {} fall {} rise {}",
+            haproxy_time(&self.interval),
+            self.fall,
+            self.rise
+        );
+        let _ = write!(
+            out,
+            "\nbackend {API_POOL}\n  balance roundrobin\n  cookie {COOKIE} insert indirect nocache\n  option httpchk GET /api/v1/health\n  http-check expect status 200\n  default-server check {check} slowstart {} on-marked-down shutdown-sessions\n",
+            haproxy_time(&self.slowstart)
+        );
+        for (name, addr) in &self.api.servers {
+            let _ = writeln!(out, "  server {name} {addr} cookie {name}");
+        }
+        let _ = write!(
+            out,
+            "\nbackend {STREAM_POOL}\n  balance uri depth 2\n  hash-type consistent\n  option httpchk GET /health\n  default-server check {check}\n"
+        );
+        for (name, addr) in &self.stream.servers {
+            let _ = writeln!(out, "  server {name} {addr}");
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +245,31 @@ mod tests {
         assert_eq!(api["slowstart"].as_str(), Some("30s"));
         assert_eq!(value["global"]["threads"].as_integer(), Some(2));
         assert!(text.contains("# From the inventory group backend_api_instances.\nservers = ["));
+        let haproxy = topology.render_haproxy();
+        assert!(haproxy.contains("  stats socket ipv4@127.0.0.1:9100 level admin\n"));
+        assert!(haproxy.contains("default-server check inter 1s fall 3 rise 2 slowstart 30s on-marked-down shutdown-sessions"));
+        assert!(haproxy.contains("  server backend-api-1 127.0.0.1:18081 cookie backend-api-1\n"));
+        assert!(
+            haproxy
+                .contains("  bind 127.0.0.1:9101\n  http-request use-service prometheus-exporter")
+        );
+        if let Some(binary) = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("haproxy.cfg");
+            std::fs::write(&path, &haproxy).unwrap();
+            let check = std::process::Command::new(binary)
+                .args(["-c", "-f"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "haproxy -c refused:\n{haproxy}\n{}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
     }
 }

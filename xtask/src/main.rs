@@ -6,6 +6,7 @@
 //! cargo xtask bench   veza-lb side by side with HAProxy and nginx, same backend and load
 //! cargo xtask deploy  push binaries, provision and restart the inventory's hosts
 //! cargo xtask lab     a systemd-nspawn host to deploy into and smoke-test (root)
+//! cargo xtask load    the traffic mix with thresholds, faults and an HTML report
 //! ```
 //!
 //! Every subcommand builds what it needs, runs the real binaries as child processes on free
@@ -20,6 +21,7 @@ mod deploy;
 mod http;
 mod lab;
 mod lbconfig;
+mod load;
 mod smoke;
 mod topology;
 mod transport;
@@ -51,6 +53,9 @@ enum Command {
     Deploy(deploy::Args),
     /// A real systemd host in systemd-nspawn (root): up, test (deploy + smoke), down.
     Lab(lab::Args),
+    /// The load test: a scenario's traffic mix (API, WebSocket, HLS) with thresholds and
+    /// faults, against the loopback topology or a deployed edge; writes an HTML report.
+    Load(load::Args),
 }
 
 /// Why a subcommand could not do its job; printed as one line.
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => until_interrupted(bench::run(args)).await,
             Command::Deploy(args) => until_interrupted(deploy::run(args)).await,
             Command::Lab(args) => until_interrupted(lab::run(args)).await,
+            Command::Load(args) => until_interrupted(load::run(args)).await,
         }
     });
     // Dropping the runtime drops whatever tasks still hold child processes: they are killed.

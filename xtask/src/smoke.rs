@@ -233,7 +233,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         },
         _ => {
             let binaries = build::build(Profile::Dev).await?;
-            let topology = Topology::start(&binaries, settings).await?;
+            let topology = Topology::start(&binaries, settings.clone()).await?;
             println!(
                 "veza-lb on http://{} (runtime API {}), config and logs in {}",
                 topology.lb_addr,

@@ -42,6 +42,15 @@ pub async fn stop_signal() -> Result<&'static str> {
     })
 }
 
+/// Finds a program in PATH, then in the sbin directories Debian puts daemons in.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 /// `n` distinct free TCP ports on 127.0.0.1. Each is bound to port 0 and released just before
 /// returning, so the kernel will not hand it out again right away.
 pub fn free_ports(n: usize) -> Result<Vec<u16>> {
@@ -190,7 +199,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 }
 
 /// Health check settings of the generated configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Check interval (the seed: 5s; smoke default 1s).
     pub interval: Duration,
@@ -200,8 +209,31 @@ pub struct Settings {
     pub rise: u32,
     /// Slow start after recovery.
     pub slowstart: Duration,
-    /// veza-lb worker threads.
+    /// veza-lb worker threads (HAProxy's nbthread).
     pub threads: usize,
+    /// Which load balancer runs in front.
+    pub balancer: Balancer,
+    /// Open a Prometheus endpoint (`/metrics`) on a free port.
+    pub metrics: bool,
+}
+
+/// The load balancer in front of the backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balancer {
+    /// veza-lb (the built binary).
+    VezaLb,
+    /// HAProxy (this executable) with the seed's configuration, for comparisons.
+    Haproxy(PathBuf),
+}
+
+impl Balancer {
+    /// Its name in reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Balancer::VezaLb => "veza-lb",
+            Balancer::Haproxy(_) => "HAProxy",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -212,6 +244,8 @@ impl Default for Settings {
             rise: 2,
             slowstart: Duration::from_secs(30),
             threads: 2,
+            balancer: Balancer::VezaLb,
+            metrics: false,
         }
     }
 }
@@ -243,6 +277,8 @@ pub struct Topology {
     pub lb_addr: SocketAddr,
     /// Runtime API address.
     pub stats_addr: SocketAddr,
+    /// The Prometheus endpoint's address, when `settings.metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     /// The settings the configuration was written with.
     pub settings: Settings,
     /// The backends.
@@ -256,14 +292,15 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Starts the four backends, writes the configuration and starts veza-lb; returns when
-    /// every process listens.
+    /// Starts the four backends, writes the configuration and starts the load balancer
+    /// (veza-lb, or HAProxy with the equivalent configuration); returns when every process
+    /// listens.
     pub async fn start(binaries: &Binaries, settings: Settings) -> Result<Topology> {
         let dir = tempfile::Builder::new()
             .prefix("veza-xtask-")
             .tempdir()
             .map_err(Error::io("cannot create a temporary directory"))?;
-        let ports = free_ports(6)?;
+        let ports = free_ports(7)?;
         let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
         let mut backends = Vec::new();
         for (i, name) in API_SERVERS.into_iter().enumerate() {
@@ -286,22 +323,46 @@ impl Topology {
             backend.process = Some(start_backend(binaries, backend, dir.path()).await?);
         }
         let (lb_addr, stats_addr) = (addr(0), addr(1));
-        let config_path = dir.path().join("veza-lb.toml");
+        let metrics_addr = settings.metrics.then(|| addr(6));
         let admin_path = dir.path().join("admin.sock");
-        let config = render_config(lb_addr, stats_addr, &admin_path, &backends, &settings);
+        let seed = seed_topology(
+            lb_addr,
+            stats_addr,
+            &admin_path,
+            metrics_addr,
+            &backends,
+            &settings,
+        );
+        let (name, config_path, config, mut command) = match &settings.balancer {
+            Balancer::VezaLb => {
+                let path = dir.path().join("veza-lb.toml");
+                let mut command = Command::new(&binaries.veza_lb);
+                command
+                    .arg("-c")
+                    .arg(&path)
+                    .args(["--log-level", "info,access=warn"]);
+                ("veza-lb", path, seed.render(), command)
+            }
+            Balancer::Haproxy(haproxy) => {
+                let path = dir.path().join("haproxy.cfg");
+                let mut command = Command::new(haproxy);
+                command.arg("-db").arg("-f").arg(&path);
+                ("haproxy", path, seed.render_haproxy(), command)
+            }
+        };
         std::fs::write(&config_path, config)
             .map_err(Error::io(format!("cannot write {}", config_path.display())))?;
-        let mut command = Command::new(&binaries.veza_lb);
-        command
-            .arg("-c")
-            .arg(&config_path)
-            .args(["--log-level", "info,access=warn"]);
-        let mut lb = Process::spawn("veza-lb", command, &dir.path().join("veza-lb.log"))?;
+        command.kill_on_drop(true);
+        let mut lb = Process::spawn(name, command, &dir.path().join(format!("{name}.log")))?;
         lb.wait_listening(lb_addr, "frontend").await?;
         lb.wait_listening(stats_addr, "runtime API").await?;
+        if let Some(metrics) = metrics_addr {
+            lb.wait_listening(metrics, "metrics").await?;
+        }
         Ok(Topology {
             lb_addr,
             stats_addr,
+            metrics_addr,
             settings,
             backends,
             config_path,
@@ -459,14 +520,16 @@ fn duration(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-/// veza-lb's configuration for the topology: the seed's haproxy.cfg, in our TOML.
-fn render_config(
+/// The topology's configuration: the seed's haproxy.cfg, rendered as veza-lb's TOML or
+/// back as HAProxy's.
+fn seed_topology(
     lb: SocketAddr,
     stats: SocketAddr,
     admin: &Path,
+    metrics: Option<SocketAddr>,
     backends: &[Backend],
     settings: &Settings,
-) -> String {
+) -> SeedTopology {
     let servers = |kind: Kind| ServerList {
         servers: backends
             .iter()
@@ -480,7 +543,7 @@ fn render_config(
         binds: vec![lb.to_string()],
         stats_socket: stats.to_string(),
         admin_socket: Some(format!("unix:{}", admin.display())),
-        metrics_listen: None,
+        metrics_listen: metrics.map(|m| m.to_string()),
         threads: Some(settings.threads),
         shutdown_grace: "2s".into(),
         timeout_connect: "2s".into(),
@@ -492,7 +555,6 @@ fn render_config(
         api: servers(Kind::Api),
         stream: servers(Kind::Stream),
     }
-    .render()
 }
 
 /// A client of veza-lb's (or HAProxy's) runtime API: `host:port` or `unix:/path`.

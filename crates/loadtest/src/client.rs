@@ -41,7 +41,10 @@ impl Target {
         if authority.is_empty() {
             return Err(format!("{url}: no host"));
         }
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             authority.to_owned()
         } else {
             format!("{authority}:80")
@@ -244,11 +247,12 @@ mod tests {
         assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(t.authority, "127.0.0.1:8080");
         assert_eq!(t.ws_url("/ws"), "ws://127.0.0.1:8080/ws");
-        assert_eq!(
-            Target::parse("http://127.0.0.1").unwrap().addr.port(),
-            80
+        assert_eq!(Target::parse("http://127.0.0.1").unwrap().addr.port(), 80);
+        assert!(
+            Target::parse("https://127.0.0.1:443")
+                .unwrap_err()
+                .contains("https")
         );
-        assert!(Target::parse("https://127.0.0.1:443").unwrap_err().contains("https"));
         assert!(Target::parse("127.0.0.1:80").is_err());
         assert!(Target::parse("http://").is_err());
     }
@@ -263,6 +267,9 @@ mod tests {
         jar.store("garbage");
         jar.store("=nameless");
         assert_eq!(jar.get("SERVERID"), Some("backend-api-2"));
-        assert_eq!(jar.header().as_deref(), Some("SERVERID=backend-api-2; lang=fr"));
+        assert_eq!(
+            jar.header().as_deref(),
+            Some("SERVERID=backend-api-2; lang=fr")
+        );
     }
 }

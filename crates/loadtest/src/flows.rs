@@ -140,9 +140,7 @@ impl Runnable {
             return sink.record(self.index, began, Some(ErrorKind::Protocol));
         }
         sink.record(self.index, began, None);
-        let base = playlist_path
-            .rsplit_once('/')
-            .map_or("", |(dir, _)| dir);
+        let base = playlist_path.rsplit_once('/').map_or("", |(dir, _)| dir);
         for uri in uris.into_iter().take(segments as usize) {
             let path = if uri.starts_with('/') {
                 uri.to_owned()

@@ -24,11 +24,9 @@ impl Progress {
         let total = scenario.duration;
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total.as_secs().max(1));
-            let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len}s {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len}s {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(format!("{} → {label}", scenario.name));
             bar

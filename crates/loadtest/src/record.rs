@@ -141,12 +141,15 @@ impl Totals {
 }
 
 fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, HIGHEST_US)
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, HIGHEST_US)
 }
 
 impl Observed for Totals {
     fn percentile_ms(&self, percentile: f64) -> Option<f64> {
-        (self.requests > 0).then(|| self.latency.value_at_quantile(percentile / 100.0) as f64 / 1000.0)
+        (self.requests > 0)
+            .then(|| self.latency.value_at_quantile(percentile / 100.0) as f64 / 1000.0)
     }
 
     fn avg_ms(&self) -> Option<f64> {

@@ -149,7 +149,9 @@ pub async fn run(
     let (iterations, dropped, active_vus) = executor.await.unwrap_or_default();
     // The executor dropped its sinks: the recorder ends once the last sample is in.
     let mut recording = recorder.await.unwrap_or_else(|_| Recording::new(0));
-    let elapsed = start.elapsed().min(scenario.duration.max(Duration::from_millis(1)));
+    let elapsed = start
+        .elapsed()
+        .min(scenario.duration.max(Duration::from_millis(1)));
     recording.finish(elapsed.max(Duration::from_millis(1)));
     recording.iterations = iterations;
     recording.dropped_iterations = dropped;
@@ -326,7 +328,11 @@ async fn arrivals(
             continue;
         }
         tokio::time::sleep_until((context.start + Duration::from_secs_f64(due)).into()).await;
-        sample_busy(&mut busy_per_second, context, load.max_vus - permits.available_permits());
+        sample_busy(
+            &mut busy_per_second,
+            context,
+            load.max_vus - permits.available_permits(),
+        );
         let flow = picker.pick(&mut rng);
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -339,7 +345,9 @@ async fn arrivals(
                 let (context, idle) = (context.clone(), idle.clone());
                 tasks.spawn(async move {
                     context.live.active.fetch_add(1, Ordering::Relaxed);
-                    context.flows[flow].iterate(&mut vu, &context.sink, context.timeout).await;
+                    context.flows[flow]
+                        .iterate(&mut vu, &context.sink, context.timeout)
+                        .await;
                     context.live.active.fetch_sub(1, Ordering::Relaxed);
                     if let Ok(mut idle) = idle.lock() {
                         idle.push(vu);
@@ -390,7 +398,9 @@ async fn users(
                     started.fetch_add(1, Ordering::Relaxed);
                     let flow = picker.pick(&mut vu.rng);
                     context.live.active.fetch_add(1, Ordering::Relaxed);
-                    context.flows[flow].iterate(&mut vu, &context.sink, context.timeout).await;
+                    context.flows[flow]
+                        .iterate(&mut vu, &context.sink, context.timeout)
+                        .await;
                     context.live.active.fetch_sub(1, Ordering::Relaxed);
                     if !think.is_zero() {
                         tokio::time::sleep(think).await;
@@ -398,7 +408,11 @@ async fn users(
                 }
             });
         }
-        sample_busy(&mut busy_per_second, context, context.live.active.load(Ordering::Relaxed));
+        sample_busy(
+            &mut busy_per_second,
+            context,
+            context.live.active.load(Ordering::Relaxed),
+        );
     }
     (started.load(Ordering::Relaxed), 0, busy_per_second)
 }

@@ -353,7 +353,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => number,
         "m" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if !(seconds.is_finite() && seconds > 0.0) {
         return Err(format!("{text:?} must be a positive duration"));
@@ -367,7 +371,9 @@ struct Problems(Vec<String>);
 
 impl Problems {
     fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|e| self.0.push(format!("{field}: {e}"))).ok()
+        result
+            .map_err(|e| self.0.push(format!("{field}: {e}")))
+            .ok()
     }
 
     fn push(&mut self, problem: String) {
@@ -551,11 +557,13 @@ fn build_kind(file: &FlowFile, field: &str, problems: &mut Problems) -> Option<F
             only(problems, file.tracks.is_some(), "tracks", "hls");
             let steps = file.steps.as_deref().unwrap_or_default();
             if steps.is_empty() {
-                problems.push(format!("{field}.steps: an api flow needs at least one step"));
+                problems.push(format!(
+                    "{field}.steps: an api flow needs at least one step"
+                ));
             }
             for step in steps {
-                let valid = !step.method.is_empty()
-                    && step.method.bytes().all(|b| b.is_ascii_uppercase());
+                let valid =
+                    !step.method.is_empty() && step.method.bytes().all(|b| b.is_ascii_uppercase());
                 if !valid {
                     problems.push(format!(
                         "{field}.steps: {:?} is not a method like GET or POST",
@@ -584,9 +592,11 @@ fn build_kind(file: &FlowFile, field: &str, problems: &mut Problems) -> Option<F
             only(problems, file.tracks.is_some(), "tracks", "hls");
             let path = path(problems, "/ws");
             let mut duration = |key: &str, value: &Option<String>, default: u64| {
-                value.as_deref().map_or(Some(Duration::from_millis(default)), |text| {
-                    problems.check(&format!("{field}.{key}"), parse_duration(text))
-                })
+                value
+                    .as_deref()
+                    .map_or(Some(Duration::from_millis(default)), |text| {
+                        problems.check(&format!("{field}.{key}"), parse_duration(text))
+                    })
             };
             let session = duration("session", &file.session, 5000)?;
             let message_interval = duration("message_interval", &file.message_interval, 500)?;

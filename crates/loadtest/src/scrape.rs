@@ -21,7 +21,12 @@ pub fn server_sessions(exposition: &str) -> Vec<(String, String, f64)> {
             let (labels, value) = rest.rsplit_once('}')?;
             let value: f64 = value.split_whitespace().next()?.parse().ok()?;
             let labels = parse_labels(labels)?;
-            let get = |name: &str| labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            let get = |name: &str| {
+                labels
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
             Some((get("proxy")?, get("server")?, value))
         })
         .collect()
@@ -66,7 +71,11 @@ pub struct ServerTraffic {
 
 impl ServerTraffic {
     fn add(&mut self, at: f64, exposition: &str) {
-        let mut row = self.samples.last().map(|(_, r)| r.clone()).unwrap_or_default();
+        let mut row = self
+            .samples
+            .last()
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default();
         for (proxy, server, value) in server_sessions(exposition) {
             let name = format!("{proxy}/{server}");
             let index = match self.servers.iter().position(|s| *s == name) {
@@ -138,8 +147,16 @@ impl ServerTraffic {
 
     /// Sessions per server over the run (last minus first scrape).
     pub fn totals(&self) -> Vec<(String, f64)> {
-        let first = self.samples.first().map(|(_, r)| r.as_slice()).unwrap_or_default();
-        let last = self.samples.last().map(|(_, r)| r.as_slice()).unwrap_or_default();
+        let first = self
+            .samples
+            .first()
+            .map(|(_, r)| r.as_slice())
+            .unwrap_or_default();
+        let last = self
+            .samples
+            .last()
+            .map(|(_, r)| r.as_slice())
+            .unwrap_or_default();
         self.servers
             .iter()
             .enumerate()
@@ -214,7 +231,10 @@ haproxy_backend_sessions_total{proxy="api_pool"} 14
         let rates = traffic.rates();
         assert_eq!(rates[0], [(2.0, 50.0), (4.0, 0.0), (5.0, 20.0)]);
         assert_eq!(rates[1], [(2.0, 50.0), (4.0, 100.0), (5.0, 50.0)]);
-        assert_eq!(traffic.totals(), [("p/a".into(), 20.0), ("p/b".into(), 300.0)]);
+        assert_eq!(
+            traffic.totals(),
+            [("p/a".into(), 20.0), ("p/b".into(), 300.0)]
+        );
         assert_eq!(
             traffic.sessions_between(1.5, 5.0).unwrap(),
             [("p/a".into(), 20.0), ("p/b".into(), 250.0)]

@@ -108,7 +108,10 @@ pub const SETTLE: f64 = 5.0;
 
 /// How traffic behaved after `stop` (the fault at `index`): the window, the sessions per
 /// server of its pools, whether traffic moved off it.
-fn traffic_after_stop(run: &Run, index: usize) -> (Option<(f64, f64)>, Vec<ServerSummary>, Option<bool>) {
+fn traffic_after_stop(
+    run: &Run,
+    index: usize,
+) -> (Option<(f64, f64)>, Vec<ServerSummary>, Option<bool>) {
     let stop = &run.faults[index];
     if stop.fault.action != FaultAction::Stop || stop.error.is_some() {
         return (None, Vec::new(), None);
@@ -280,6 +283,71 @@ impl Summary {
             servers,
             failures,
         }
+    }
+}
+
+impl Summary {
+    /// A table for the terminal: one line per flow, then thresholds that failed and faults.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+
+        let mut out = format!(
+            "{} against {} ({}): {:.0}s, {} iterations, {} dropped\n",
+            self.scenario,
+            self.label,
+            self.target,
+            self.duration_s,
+            self.iterations,
+            self.dropped_iterations
+        );
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>9} {:>8} {:>14} {:>8} {:>8} {:>8} {:>8}",
+            "flow", "requests", "req/s", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"
+        );
+        for flow in self.rows() {
+            let _ = writeln!(
+                out,
+                "  {:<12} {:>9} {:>8.1} {:>6} ({:>5.2}%) {:>8.2} {:>8.2} {:>8.2} {:>8.1}",
+                flow.name,
+                flow.requests,
+                flow.rate,
+                flow.errors,
+                flow.error_percent,
+                flow.latency_ms.p50,
+                flow.latency_ms.p95,
+                flow.latency_ms.p99,
+                flow.latency_ms.max
+            );
+        }
+        for fault in &self.faults {
+            let moved = match fault.traffic_moved {
+                Some(true) => ", traffic moved to the rest of its pool",
+                Some(false) => ", traffic did NOT move",
+                None => "",
+            };
+            let _ = writeln!(
+                out,
+                "  fault at {:.1}s: {} {}{}{moved}",
+                fault.at_s,
+                fault.action,
+                fault.server,
+                fault
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" failed: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        let checked: usize = self.rows().iter().map(|f| f.thresholds.len()).sum();
+        if self.passed {
+            let _ = writeln!(out, "  PASSED: {checked} threshold(s) held");
+        } else {
+            for failure in &self.failures {
+                let _ = writeln!(out, "  FAILED: {failure}");
+            }
+        }
+        out
     }
 }
 

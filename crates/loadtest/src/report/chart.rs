@@ -90,8 +90,7 @@ fn label(value: f64) -> String {
     if value == 0.0 {
         "0".into()
     } else if value.abs() >= 1000.0 {
-        format!("{:.1}k", value / 1000.0)
-            .replace(".0k", "k")
+        format!("{:.1}k", value / 1000.0).replace(".0k", "k")
     } else if value.abs() >= 10.0 || value.fract() == 0.0 {
         format!("{value:.0}")
     } else if value.abs() >= 1.0 {
@@ -179,7 +178,8 @@ impl LineChart {
             let points: Vec<String> = series
                 .points
                 .iter()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                // Points past the end (requests drained after the deadline) are not drawn.
+                .filter(|(x, y)| x.is_finite() && y.is_finite() && *x <= x_max)
                 .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
                 .collect();
             if !points.is_empty() {
@@ -250,12 +250,18 @@ mod tests {
         assert!(svg.contains("Requests &lt;per&gt; second"));
         // One polyline (the empty series draws none), its NaN point dropped.
         assert_eq!(svg.matches("<polyline").count(), 1);
-        let points = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(points.split(' ').count(), 2);
         // y from 0 to 200 in steps of 50: 180 is drawn below the top.
         assert!(svg.contains(">200<"), "{svg}");
         assert!(svg.contains("stop backend-api-1"));
-        assert!(svg.contains(r#"data-series="empty""#) == false);
+        assert!(!svg.contains(r#"data-series="empty""#));
         assert!(svg.contains(">empty<"), "the legend still names it");
     }
 

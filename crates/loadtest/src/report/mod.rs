@@ -102,7 +102,12 @@ fn throughput(run: &Run) -> LineChart {
         name: "all".into(),
         points: per_second(&run.recording.all_seconds(), |b| Some(b.requests as f64)),
     });
-    base(run, format!("Requests per second: {}", run.label), "req/s", series)
+    base(
+        run,
+        format!("Requests per second: {}", run.label),
+        "req/s",
+        series,
+    )
 }
 
 fn latency(run: &Run) -> LineChart {
@@ -114,7 +119,12 @@ fn latency(run: &Run) -> LineChart {
             points: per_second(&all, |b| b.percentile_ms(p)),
         })
         .collect();
-    base(run, format!("Latency percentiles: {}", run.label), "ms", series)
+    base(
+        run,
+        format!("Latency percentiles: {}", run.label),
+        "ms",
+        series,
+    )
 }
 
 fn latency_by_flow(run: &Run) -> LineChart {
@@ -128,7 +138,12 @@ fn latency_by_flow(run: &Run) -> LineChart {
             points: per_second(buckets, |b| b.percentile_ms(95.0)),
         })
         .collect();
-    base(run, format!("p95 latency by flow: {}", run.label), "ms", series)
+    base(
+        run,
+        format!("p95 latency by flow: {}", run.label),
+        "ms",
+        series,
+    )
 }
 
 fn errors(run: &Run) -> LineChart {
@@ -138,7 +153,9 @@ fn errors(run: &Run) -> LineChart {
         .into_iter()
         .map(|kind| Series {
             name: kind.as_str().to_owned(),
-            points: per_second(&all, |b| Some(b.errors.get(&kind).copied().unwrap_or(0) as f64)),
+            points: per_second(&all, |b| {
+                Some(b.errors.get(&kind).copied().unwrap_or(0) as f64)
+            }),
         })
         .collect();
     if series.is_empty() {
@@ -147,7 +164,12 @@ fn errors(run: &Run) -> LineChart {
             points: per_second(&all, |_| Some(0.0)),
         });
     }
-    base(run, format!("Errors per second by kind: {}", run.label), "errors/s", series)
+    base(
+        run,
+        format!("Errors per second by kind: {}", run.label),
+        "errors/s",
+        series,
+    )
 }
 
 fn servers(run: &Run) -> Option<LineChart> {
@@ -180,7 +202,12 @@ fn busy(run: &Run) -> LineChart {
             .map(|(i, n)| (x_of(i), *n as f64))
             .collect(),
     }];
-    base(run, format!("Busy virtual users: {}", run.label), "users", series)
+    base(
+        run,
+        format!("Busy virtual users: {}", run.label),
+        "users",
+        series,
+    )
 }
 
 fn per_second(buckets: &[Bucket], value: impl Fn(&Bucket) -> Option<f64>) -> Vec<(f64, f64)> {

@@ -1,0 +1,244 @@
+//! `cargo xtask load`: the load test the seed planned ("Day 20, k6 nightly load test"). A
+//! scenario of weighted flows runs against the loopback demo topology (veza-lb on release or
+//! debug binaries, its `/metrics` scraped), or with `--target` against a deployed edge;
+//! faults stop and start backends on the way (on loopback by killing the demo backend, as
+//! `smoke` does; elsewhere through `--stop-cmd`/`--start-cmd`). Writes `report.html` and
+//! `summary.json`; exits 1 when a threshold fails.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use loadtest::{Fault, FaultAction, Faults, Options, Run, Scenario, Target};
+
+use crate::build::{self, Profile};
+use crate::topology::{Balancer, Settings, Topology, find_program};
+use crate::{Error, Result, fail, parse_duration};
+
+/// Options of `cargo xtask load`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A scenario file, or a shipped scenario's name: `default` (the traffic mix) or
+    /// `failover` (the mix with backend-api-1 killed and restarted mid-run).
+    #[arg(long, value_name = "FILE|NAME", default_value = "default")]
+    scenario: String,
+    /// Run this long instead of the scenario's duration (stages and faults given in
+    /// percent scale with it).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Load a deployed edge at URL (`http://host:port`) instead of a loopback topology.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// With --target: its Prometheus endpoint, for traffic per server
+    /// (`http://host:port/metrics`).
+    #[arg(long, value_name = "URL", requires = "target")]
+    metrics: Option<String>,
+    /// With --target: a shell command that stops a server; `{server}` is replaced by its
+    /// name (e.g. `incus stop --force {server}`).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    stop_cmd: Option<String>,
+    /// With --target: a shell command that starts a server again (`incus start {server}`).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    start_cmd: Option<String>,
+    /// Run the same scenario against HAProxy 2.6 with the equivalent configuration, after
+    /// veza-lb, and report both side by side (release binaries).
+    #[arg(long, conflicts_with = "target")]
+    compare_haproxy: bool,
+    /// Where to write report.html and summary.json (default: target/load/SCENARIO-TIME).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Build and run release binaries (the default is a debug build: quick, for checks).
+    #[arg(long)]
+    release: bool,
+    /// veza-lb's worker threads (HAProxy's nbthread) on loopback.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+/// Runs the load test; exit code 1 when a threshold fails or a fault could not be applied.
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let scenario = load_scenario(&args.scenario, args.duration)?;
+    let runs = match &args.target {
+        Some(url) => vec![remote(&scenario, &args, url).await?],
+        None => local(&scenario, &args).await?,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stamp = runs.first().map_or(0, |r| r.started_unix);
+        build::workspace_root()
+            .join("target/load")
+            .join(format!("{}-{stamp}", scenario.name))
+    });
+    let (written, summary) = loadtest::write_report(&runs, &out).map_err(Error::io(format!(
+        "cannot write the report into {}",
+        out.display()
+    )))?;
+    for run in &summary.runs {
+        println!("\n{}", run.text());
+    }
+    println!("report   {}", written.report.display());
+    println!("summary  {}", written.summary.display());
+    Ok(if summary.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A scenario file, or a shipped one by name.
+fn load_scenario(name: &str, duration: Option<Duration>) -> Result<Scenario> {
+    let path = PathBuf::from(name);
+    let (text, origin) = if path.is_file() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(Error::io(format!("cannot read {}", path.display())))?;
+        (text, path.display().to_string())
+    } else if let Some(text) = loadtest::shipped(name) {
+        (text.to_owned(), format!("the shipped scenario {name:?}"))
+    } else {
+        let names: Vec<&str> = loadtest::SCENARIOS.iter().map(|(n, _)| *n).collect();
+        return fail(format!(
+            "{name}: no such file, and not a shipped scenario ({})",
+            names.join(", ")
+        ));
+    };
+    Scenario::parse(&text, duration)
+        .map_err(|e| Error::Message(format!("{origin} is not a valid scenario:\n{e}")))
+}
+
+async fn remote(scenario: &Scenario, args: &Args, url: &str) -> Result<Run> {
+    let target = Target::parse(url).map_err(Error::Message)?;
+    let mut faults = ShellFaults {
+        stop: args.stop_cmd.clone(),
+        start: args.start_cmd.clone(),
+    };
+    if !scenario.faults.is_empty() && (faults.stop.is_none() || faults.start.is_none()) {
+        return fail(format!(
+            "the scenario stops and starts {}: give --stop-cmd and --start-cmd",
+            scenario.faulted_servers().join(", ")
+        ));
+    }
+    let options = Options {
+        label: "edge".into(),
+        target,
+        metrics: args.metrics.clone(),
+        progress: true,
+    };
+    loadtest::run(scenario, &options, &mut faults)
+        .await
+        .map_err(|e| Error::Message(e.to_string()))
+}
+
+async fn local(scenario: &Scenario, args: &Args) -> Result<Vec<Run>> {
+    let mut balancers = vec![Balancer::VezaLb];
+    if args.compare_haproxy {
+        match find_program("haproxy") {
+            Some(haproxy) => balancers.push(Balancer::Haproxy(haproxy)),
+            None => {
+                return fail(
+                    "--compare-haproxy: haproxy is not installed (apt-get install haproxy)",
+                );
+            }
+        }
+    }
+    let profile = if args.release || args.compare_haproxy {
+        Profile::Release
+    } else {
+        Profile::Dev
+    };
+    let binaries = build::build(profile).await?;
+    let mut runs = Vec::new();
+    for balancer in balancers {
+        let label = balancer.label();
+        let settings = Settings {
+            balancer,
+            metrics: true,
+            threads: args.threads,
+            ..Settings::default()
+        };
+        let mut topology = Topology::start(&binaries, settings).await?;
+        for server in scenario.faulted_servers() {
+            topology.backend(server)?;
+        }
+        println!(
+            "load: {} for {:.0}s against {label} at {} ({:?} build)",
+            scenario.name,
+            scenario.duration.as_secs_f64(),
+            topology.lb_addr,
+            profile
+        );
+        let options = Options {
+            label: label.into(),
+            target: Target::parse(&format!("http://{}", topology.lb_addr))
+                .map_err(Error::Message)?,
+            metrics: topology.metrics_addr.map(|m| format!("http://{m}/metrics")),
+            progress: true,
+        };
+        let outcome = loadtest::run(scenario, &options, &mut TopologyFaults(&mut topology)).await;
+        let run = match outcome {
+            Ok(run) => run,
+            Err(e) => {
+                return fail(format!("{e}\n{}", topology.log_tails(20)));
+            }
+        };
+        if !topology.lb_running() {
+            return fail(format!(
+                "{label} exited during the run:\n{}",
+                topology.log_tails(30)
+            ));
+        }
+        topology.stop().await;
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// Faults on the loopback topology: SIGKILL a demo backend, start it again on its port.
+struct TopologyFaults<'a>(&'a mut Topology);
+
+impl Faults for TopologyFaults<'_> {
+    fn apply<'a>(
+        &'a mut self,
+        fault: &'a Fault,
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<(), String>> + 'a>> {
+        Box::pin(async move {
+            let outcome = match fault.action {
+                FaultAction::Stop => self.0.kill(&fault.server).await,
+                FaultAction::Start => self.0.restart(&fault.server).await,
+            };
+            outcome.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Faults on a deployed edge: the operator's shell commands, `{server}` replaced.
+struct ShellFaults {
+    stop: Option<String>,
+    start: Option<String>,
+}
+
+impl Faults for ShellFaults {
+    fn apply<'a>(
+        &'a mut self,
+        fault: &'a Fault,
+    ) -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<(), String>> + 'a>> {
+        Box::pin(async move {
+            let template = match fault.action {
+                FaultAction::Stop => &self.stop,
+                FaultAction::Start => &self.start,
+            };
+            let Some(template) = template else {
+                return Err(format!("no --{}-cmd given", fault.action.as_str()));
+            };
+            let command = template.replace("{server}", &fault.server);
+            let status = tokio::process::Command::new("sh")
+                .args(["-c", &command])
+                .status()
+                .await
+                .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("`{command}` failed ({status})"))
+            }
+        })
+    }
+}
