@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use loadtest::{Fault, FaultAction, Faults, Options, Run, Scenario, Target};
+use loadtest::{Fault, FaultAction, Faults, Options, Run, Scenario, ShellFaults, Target};
 
 use crate::build::{self, Profile};
 use crate::topology::{Balancer, Settings, Topology, find_program};
@@ -57,7 +57,8 @@ pub struct Args {
 
 /// Runs the load test; exit code 1 when a threshold fails or a fault could not be applied.
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let scenario = load_scenario(&args.scenario, args.duration)?;
+    let scenario =
+        loadtest::load_scenario(&args.scenario, args.duration).map_err(Error::Message)?;
     let runs = match &args.target {
         Some(url) => vec![remote(&scenario, &args, url).await?],
         None => local(&scenario, &args).await?,
@@ -84,38 +85,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-/// A scenario file, or a shipped one by name.
-fn load_scenario(name: &str, duration: Option<Duration>) -> Result<Scenario> {
-    let path = PathBuf::from(name);
-    let (text, origin) = if path.is_file() {
-        let text = std::fs::read_to_string(&path)
-            .map_err(Error::io(format!("cannot read {}", path.display())))?;
-        (text, path.display().to_string())
-    } else if let Some(text) = loadtest::shipped(name) {
-        (text.to_owned(), format!("the shipped scenario {name:?}"))
-    } else {
-        let names: Vec<&str> = loadtest::SCENARIOS.iter().map(|(n, _)| *n).collect();
-        return fail(format!(
-            "{name}: no such file, and not a shipped scenario ({})",
-            names.join(", ")
-        ));
-    };
-    Scenario::parse(&text, duration)
-        .map_err(|e| Error::Message(format!("{origin} is not a valid scenario:\n{e}")))
-}
-
 async fn remote(scenario: &Scenario, args: &Args, url: &str) -> Result<Run> {
     let target = Target::parse(url).map_err(Error::Message)?;
-    let mut faults = ShellFaults {
-        stop: args.stop_cmd.clone(),
-        start: args.start_cmd.clone(),
-    };
-    if !scenario.faults.is_empty() && (faults.stop.is_none() || faults.start.is_none()) {
-        return fail(format!(
-            "the scenario stops and starts {}: give --stop-cmd and --start-cmd",
-            scenario.faulted_servers().join(", ")
-        ));
-    }
+    let mut faults = ShellFaults::new(args.stop_cmd.clone(), args.start_cmd.clone());
+    faults.covers(scenario).map_err(Error::Message)?;
     let options = Options {
         label: "edge".into(),
         target,
@@ -205,40 +178,6 @@ impl Faults for TopologyFaults<'_> {
                 FaultAction::Start => self.0.restart(&fault.server).await,
             };
             outcome.map_err(|e| e.to_string())
-        })
-    }
-}
-
-/// Faults on a deployed edge: the operator's shell commands, `{server}` replaced.
-struct ShellFaults {
-    stop: Option<String>,
-    start: Option<String>,
-}
-
-impl Faults for ShellFaults {
-    fn apply<'a>(
-        &'a mut self,
-        fault: &'a Fault,
-    ) -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<(), String>> + 'a>> {
-        Box::pin(async move {
-            let template = match fault.action {
-                FaultAction::Stop => &self.stop,
-                FaultAction::Start => &self.start,
-            };
-            let Some(template) = template else {
-                return Err(format!("no --{}-cmd given", fault.action.as_str()));
-            };
-            let command = template.replace("{server}", &fault.server);
-            let status = tokio::process::Command::new("sh")
-                .args(["-c", &command])
-                .status()
-                .await
-                .map_err(|e| format!("cannot run `{command}`: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("`{command}` failed ({status})"))
-            }
         })
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod draw;
+pub mod faults;
 pub mod flows;
 pub mod progress;
 pub mod record;
@@ -30,8 +31,9 @@ pub mod threshold;
 use std::path::{Path, PathBuf};
 
 pub use client::Target;
+pub use faults::{Faults, NoFaults, ShellFaults};
 pub use report::Report;
-pub use run::{Faults, NoFaults, Options, Run, RunError, run};
+pub use run::{Options, Run, RunError, run};
 pub use scenario::{Fault, FaultAction, Scenario, ScenarioError};
 pub use summary::{Summary, SummaryFile};
 
@@ -44,6 +46,28 @@ pub const SCENARIOS: [(&str, &str); 2] = [
 /// A shipped scenario by name.
 pub fn shipped(name: &str) -> Option<&'static str> {
     SCENARIOS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// A scenario file, or a shipped scenario by name, parsed with `duration` overriding its
+/// own; the error says which and why, every problem on its line.
+pub fn load_scenario(
+    name: &str,
+    duration: Option<std::time::Duration>,
+) -> Result<Scenario, String> {
+    let path = Path::new(name);
+    let (text, origin) = if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+        (text, name.to_owned())
+    } else if let Some(text) = shipped(name) {
+        (text.to_owned(), format!("the shipped scenario {name:?}"))
+    } else {
+        let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "{name}: no such file, and not a shipped scenario ({})",
+            names.join(", ")
+        ));
+    };
+    Scenario::parse(&text, duration).map_err(|e| format!("{origin} is not a valid scenario:\n{e}"))
 }
 
 /// Where a run's files were written.

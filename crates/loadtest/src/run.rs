@@ -2,8 +2,6 @@
 //! faults at their times, and the progress line, from the first iteration to the last
 //! sample.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{Client, Target};
 use crate::draw::{Rng, Weighted};
+use crate::faults::Faults;
 use crate::flows::{Runnable, Sink, Vu};
 use crate::progress::Progress;
 use crate::record::{Recording, Sample};
@@ -31,33 +30,6 @@ pub struct Options {
     pub metrics: Option<String>,
     /// Show progress (a bar on a terminal, a line every 5 s otherwise).
     pub progress: bool,
-}
-
-/// Applies faults: stops and starts backend servers.
-pub trait Faults {
-    /// Applies `fault`; the error says why it could not be.
-    fn apply<'a>(
-        &'a mut self,
-        fault: &'a Fault,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
-}
-
-/// For runs without a way to reach the servers: every fault fails, saying so.
-pub struct NoFaults;
-
-impl Faults for NoFaults {
-    fn apply<'a>(
-        &'a mut self,
-        fault: &'a Fault,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>> {
-        Box::pin(async move {
-            Err(format!(
-                "cannot {} {}: no fault commands given",
-                fault.action.as_str(),
-                fault.server
-            ))
-        })
-    }
 }
 
 /// A fault as it happened.

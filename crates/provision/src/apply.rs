@@ -119,15 +119,18 @@ type StepResult = Result<Outcome, String>;
 struct Changed {
     unit: bool,
     socket: bool,
+    timer: bool,
     env: bool,
 }
 
 /// Brings the host (or `options.root`) to the state `plan` describes.
 ///
 /// Steps, in order: user, directories, env file, unit file (and the socket unit of a
-/// socket-activated service), `daemon-reload` when a unit changed, restart when a unit or the
-/// env file changed, enable (the socket unit too). The systemctl steps are skipped under
-/// `--root` and where systemd is not PID 1.
+/// socket-activated service, the timer of a scheduled one), `daemon-reload` when a unit
+/// changed, restart when a unit or the env file changed, enable (the socket unit too). A
+/// scheduled service (veza-load) is never started here: its timer is (re)started when it
+/// changed and enabled, and the service runs on the schedule. The systemctl steps are skipped
+/// under `--root` and where systemd is not PID 1.
 pub fn apply(plan: &Plan, options: &Options) -> Report {
     let host = Host {
         plan,
@@ -192,17 +195,38 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
             return report;
         }
     }
+    let timer = plan.timer_unit_name();
+    let mut timer_changed = false;
+    if let (Some(timer), Some(text)) = (&timer, plan.rendered_timer_unit()) {
+        let (result, changed) = host.unit_file(timer, text);
+        timer_changed = changed;
+        if !record(format!("unit {timer}"), result) {
+            return report;
+        }
+    }
     if !record(
         "systemctl daemon-reload".into(),
-        host.daemon_reload(unit_changed || socket_changed),
+        host.daemon_reload(unit_changed || socket_changed || timer_changed),
     ) {
         return report;
     }
     let changed = Changed {
         unit: unit_changed,
         socket: socket_changed,
+        timer: timer_changed,
         env: env_changed,
     };
+    if let Some(timer) = &timer {
+        // The service runs on the schedule; a new unit or env file applies to the next run.
+        if !record(
+            format!("restart {timer}"),
+            host.restart_timer(timer, changed),
+        ) {
+            return report;
+        }
+        record(format!("enable {timer}"), host.enable(timer));
+        return report;
+    }
     if !record(format!("restart {unit_name}"), host.restart(changed)) {
         return report;
     }
@@ -595,6 +619,33 @@ impl Host<'_> {
             _ => run(&self.systemctl(), &["restart".to_owned(), service])?,
         }
         Ok(Outcome::Changed(format!("restarted: {why}"), None))
+    }
+
+    /// (Re)starts a scheduled service's timer when it changed (a new schedule, or the first
+    /// install); the service itself is left to the schedule.
+    fn restart_timer(&self, timer: &str, changed: Changed) -> StepResult {
+        if let Some(reason) = &self.systemctl_unavailable {
+            return Ok(Outcome::Skipped(reason.clone()));
+        }
+        if !changed.timer {
+            let next = if changed.unit || changed.env {
+                "timer unchanged; the next run uses the new unit and env file"
+            } else {
+                "timer unchanged"
+            };
+            return Ok(Outcome::Ok(next.into()));
+        }
+        if self.options.check {
+            return Ok(Outcome::Changed(
+                "would restart: the schedule changed".into(),
+                None,
+            ));
+        }
+        run(&self.systemctl(), &["restart".to_owned(), timer.to_owned()])?;
+        Ok(Outcome::Changed(
+            "restarted: the schedule changed".into(),
+            None,
+        ))
     }
 
     fn enable(&self, unit: &str) -> StepResult {

@@ -11,7 +11,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use systemd_unit::{
-    AbsPath, AccountName, Command, EnvName, IpAddressSpec, Role, ServiceSpec, Text, Timespan,
+    AbsPath, AccountName, Command, EnvName, IpAddressSpec, Role, Schedule, ServiceSpec, Text,
+    Timespan,
 };
 
 use crate::Error;
@@ -239,7 +240,14 @@ pub struct ServiceConfig {
     /// `TimeoutStopSec=`.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: Timespan,
-    /// Enable at boot.
+    /// When a scheduled role (veza-load) runs: `{ on_calendar, randomized_delay,
+    /// persistent }`, rendered as `NAME.timer`.
+    #[serde(default)]
+    pub schedule: Option<Spanned<Schedule>>,
+    /// `TimeoutStartSec=` of a scheduled role: how long one run may take.
+    #[serde(default)]
+    pub start_timeout: Option<Timespan>,
+    /// Enable at boot (a scheduled role: its timer).
     #[serde(default = "yes")]
     pub enable: bool,
 }
@@ -323,6 +331,23 @@ impl Plan {
             );
             return Err(at(locate(text, "sockets"), message));
         }
+        match (&file.service.schedule, file.role.is_scheduled()) {
+            (Some(schedule), false) => {
+                let message = format!(
+                    "schedule is only for veza-load; {} runs as a daemon",
+                    file.role.as_str()
+                );
+                return Err(at(Some(schedule.span()), message));
+            }
+            (None, true) => {
+                let message = format!(
+                    "{} runs on a schedule: add schedule = {{ on_calendar = \"*-*-* 02:30:00\" }}",
+                    file.role.as_str()
+                );
+                return Err(at(locate(text, "[service]"), message));
+            }
+            _ => {}
+        }
         if file.env_file.as_ref().is_some_and(|env| {
             env.path
                 .as_path()
@@ -355,6 +380,28 @@ impl Plan {
             .ok()
             .flatten()
             .map(|name| name.as_str().to_owned())
+    }
+
+    /// The timer unit's name, when the service runs on a schedule.
+    pub fn timer_unit_name(&self) -> Option<String> {
+        self.service_spec
+            .timer_unit_name()
+            .ok()
+            .flatten()
+            .map(|name| name.as_str().to_owned())
+    }
+
+    /// The timer unit's text, when the service runs on a schedule.
+    pub fn rendered_timer_unit(&self) -> Option<Result<String, String>> {
+        let service = systemd_unit::UnitName::new(self.unit_name());
+        match service.and_then(|service| self.service_spec.timer_unit(&service)) {
+            Ok(None) => None,
+            Ok(Some(unit)) => Some(
+                unit.render()
+                    .map_err(|e| format!("cannot render the timer unit: {e}")),
+            ),
+            Err(e) => Some(Err(format!("cannot render the timer unit: {e}"))),
+        }
     }
 
     /// The service unit's text.
@@ -403,6 +450,8 @@ fn service_spec(file: &RoleFile) -> ServiceSpec {
         jit: service.jit,
         watchdog: service.watchdog.as_ref().map(|w| *w.get_ref()),
         stop_timeout: service.stop_timeout,
+        schedule: service.schedule.as_ref().map(|s| s.get_ref().clone()),
+        start_timeout: service.start_timeout,
     }
 }
 

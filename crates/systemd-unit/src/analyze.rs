@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command as Process;
 
 use crate::Error;
-use crate::model::{SocketUnit, Unit};
+use crate::model::{SocketUnit, TimerUnit, Unit};
 
 /// Whether `systemd-analyze` can be run here.
 pub fn available() -> bool {
@@ -49,6 +49,40 @@ pub fn verify_activated(
     verify_with(name, unit, Some((socket_name, socket.render()?)))
 }
 
+/// [`verify`] of a scheduled service and the timer unit that starts it, side by side.
+///
+/// # Errors
+/// As [`verify`], for either unit.
+pub fn verify_timed(
+    name: &str,
+    unit: &Unit,
+    timer_name: &str,
+    timer: &TimerUnit,
+) -> Result<(), Error> {
+    verify_with(name, unit, Some((timer_name, timer.render()?)))
+}
+
+/// Whether systemd reads `expression` as a calendar event with a next elapse
+/// (`systemd-analyze calendar`); the error is systemd's message.
+///
+/// # Errors
+/// [`Error::Analyze`] when it does not.
+pub fn calendar(expression: &str) -> Result<(), Error> {
+    let out = Process::new("systemd-analyze")
+        .args(["calendar", expression])
+        .output()
+        .map_err(|e| analyze_error(format!("cannot run systemd-analyze: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(analyze_error(format!(
+            "systemd-analyze calendar {expression:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Verifies `unit` installed as `name`, with a companion unit (its socket or timer) if any.
 fn verify_with(name: &str, unit: &Unit, socket: Option<(&str, String)>) -> Result<(), Error> {
     let text = unit.render()?;
     let root = tempfile::tempdir()

@@ -1,5 +1,6 @@
 //! A typed model of systemd service units, the hardening profile Veza's services share, and
-//! the units of `veza-backend-api`, `veza-lb` and `veza-stream-server`.
+//! the units of `veza-backend-api`, `veza-lb`, `veza-stream-server` and `veza-load` (with its
+//! timer).
 //!
 //! Every directive value is a type that validates on construction and knows how systemd
 //! reads it back (specifier `%`, `$` in command lines, quoting of lists), so a rendered unit
@@ -23,6 +24,8 @@
 //!     jit: false,
 //!     watchdog: None,
 //!     stop_timeout: Timespan::from_secs(30),
+//!     schedule: None,
+//!     start_timeout: None,
 //! };
 //! let text = spec.unit()?.render()?;
 //! assert!(text.contains("\nProtectSystem=strict\n"));
@@ -38,14 +41,14 @@ mod render;
 mod value;
 mod veza;
 
-pub use model::{Hardening, Service, SocketUnit, Unit};
+pub use model::{Hardening, Service, SocketUnit, TimerUnit, Unit};
 pub use value::{
-    AbsPath, AccountName, AddressFamily, Arg, Capability, Command, DevicePolicy, DirName, EnvName,
-    EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,
-    ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text, Timespan,
-    Umask, UnitName, Uri,
+    AbsPath, AccountName, AddressFamily, Arg, CalendarSpec, Capability, Command, DevicePolicy,
+    DirName, EnvName, EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset,
+    ProtectHome, ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text,
+    Timespan, Umask, UnitName, Uri,
 };
-pub use veza::{Role, ServiceSpec};
+pub use veza::{Role, Schedule, ServiceSpec};
 
 /// Everything that can go wrong building or rendering a unit.
 #[derive(Debug, thiserror::Error)]

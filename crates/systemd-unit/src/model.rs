@@ -1,8 +1,8 @@
 //! The unit model: `[Unit]`, `[Service]`, `[Install]` and the sandboxing directives.
 
 use crate::value::{
-    AbsPath, AccountName, AddressFamily, Capability, Command, DevicePolicy, DirName, EnvName,
-    EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,
+    AbsPath, AccountName, AddressFamily, CalendarSpec, Capability, Command, DevicePolicy, DirName,
+    EnvName, EnvironmentFile, IpAddressSpec, KeyringMode, NotifyAccess, ProcSubset, ProtectHome,
     ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text, Timespan,
     Umask, UnitName, Uri,
 };
@@ -49,6 +49,25 @@ pub struct SocketUnit {
     pub wanted_by: Vec<UnitName>,
 }
 
+/// A timer unit (systemd.timer(5)) that starts its service on a calendar schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerUnit {
+    /// `[Unit] Description=`.
+    pub description: Text,
+    /// `[Unit] Documentation=`.
+    pub documentation: Vec<Uri>,
+    /// `[Timer] OnCalendar=`, one per event.
+    pub on_calendar: Vec<CalendarSpec>,
+    /// `[Timer] RandomizedDelaySec=`: spreads hosts that share a schedule.
+    pub randomized_delay: Option<Timespan>,
+    /// `[Timer] Persistent=`: a run missed while the host was off happens at boot.
+    pub persistent: bool,
+    /// `[Timer] Unit=`: the service it starts.
+    pub unit: UnitName,
+    /// `[Install] WantedBy=`.
+    pub wanted_by: Vec<UnitName>,
+}
+
 /// The `[Service]` section, except sandboxing, which lives in [`Hardening`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
@@ -62,6 +81,8 @@ pub struct Service {
     pub restart: Restart,
     /// `RestartSec=`.
     pub restart_sec: Option<Timespan>,
+    /// `TimeoutStartSec=`: how long starting may take (for `Type=oneshot`, the whole run).
+    pub timeout_start_sec: Option<Timespan>,
     /// `TimeoutStopSec=`: how long a graceful stop may take before SIGKILL.
     pub timeout_stop_sec: Option<Timespan>,
     /// `WatchdogSec=`: the service must send `WATCHDOG=1` at least this often.

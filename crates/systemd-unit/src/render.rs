@@ -3,7 +3,7 @@
 use askama::Template;
 
 use crate::Error;
-use crate::model::{Hardening, Service, SocketUnit, Unit};
+use crate::model::{Hardening, Service, SocketUnit, TimerUnit, Unit};
 use crate::value::{AbsPath, EnvName, quote_word};
 
 /// The askama context. `escape = "none"`: systemd quoting is done by the value types, never by
@@ -49,6 +49,27 @@ impl SocketUnit {
     /// [`Error::Render`] if askama fails.
     pub fn render(&self) -> Result<String, Error> {
         let mut text = SocketUnitTemplate { unit: self }
+            .render()
+            .map_err(|e| Error::Render(e.to_string()))?;
+        text.push('\n');
+        Ok(text)
+    }
+}
+
+/// The askama context of a timer unit.
+#[derive(Template)]
+#[template(path = "timer.unit", escape = "none")]
+struct TimerUnitTemplate<'a> {
+    unit: &'a TimerUnit,
+}
+
+impl TimerUnit {
+    /// Renders the unit file text.
+    ///
+    /// # Errors
+    /// [`Error::Render`] if askama fails.
+    pub fn render(&self) -> Result<String, Error> {
+        let mut text = TimerUnitTemplate { unit: self }
             .render()
             .map_err(|e| Error::Render(e.to_string()))?;
         text.push('\n');
@@ -105,6 +126,8 @@ mod tests {
             jit: false,
             watchdog: Some(Timespan::from_secs(30)),
             stop_timeout: Timespan::from_secs(35),
+            schedule: None,
+            start_timeout: None,
         }
     }
 

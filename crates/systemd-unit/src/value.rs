@@ -469,6 +469,60 @@ impl fmt::Display for Timespan {
     }
 }
 
+/// A calendar event (`OnCalendar=`, systemd.time(7)): `daily`, `*-*-* 02:30:00`,
+/// `Mon..Fri 03:00 Europe/Paris`. Printable ASCII without `%` (a specifier), `\\`, quotes or
+/// `;`; whether systemd can compute the next elapse is checked by `systemd-analyze calendar`
+/// in the tests and by `verify` when a unit is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CalendarSpec(String);
+
+impl CalendarSpec {
+    /// Validates a calendar expression.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] when empty or holding a character systemd would read differently.
+    pub fn new(text: impl Into<String>) -> Result<Self, Error> {
+        let text = text.into();
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(invalid(
+                "calendar event",
+                &text,
+                "it is empty; write e.g. \"*-*-* 02:30:00\"",
+            ));
+        }
+        if let Some(c) = trimmed.chars().find(|c| {
+            !(c.is_ascii_graphic() || *c == ' ') || matches!(c, '%' | '\\' | '"' | '\'' | ';')
+        }) {
+            return Err(invalid(
+                "calendar event",
+                &text,
+                format!("{c:?} is not allowed in a calendar expression"),
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The expression.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CalendarSpec {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self, Error> {
+        Self::new(value)
+    }
+}
+
+impl fmt::Display for CalendarSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A file mode creation mask (`UMask=`), at most `0777`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Umask(u16);

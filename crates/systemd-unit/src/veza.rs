@@ -1,12 +1,13 @@
-//! Veza's three services as units: `veza-backend-api`, `veza-lb`, `veza-stream-server`.
+//! Veza's services as units: `veza-backend-api`, `veza-lb`, `veza-stream-server`, and the
+//! nightly load test `veza-load` (a oneshot service started by its timer).
 
 use serde::Deserialize;
 
 use crate::Error;
-use crate::model::{Hardening, Service, SocketUnit, Unit};
+use crate::model::{Hardening, Service, SocketUnit, TimerUnit, Unit};
 use crate::value::{
-    AbsPath, AccountName, Command, DirName, EnvName, EnvironmentFile, IpAddressSpec, NotifyAccess,
-    Restart, ServiceType, Text, Timespan, UnitName, Uri,
+    AbsPath, AccountName, CalendarSpec, Command, DirName, EnvName, EnvironmentFile, IpAddressSpec,
+    NotifyAccess, Restart, ServiceType, Text, Timespan, UnitName, Uri,
 };
 
 /// Which Veza service a unit runs; decides the service type and supervision.
@@ -21,6 +22,9 @@ pub enum Role {
     /// The stream server: `Type=exec`, restarted on failure.
     #[serde(rename = "stream-server")]
     StreamServer,
+    /// The load test (`veza-load`): `Type=oneshot`, started by its timer, never restarted.
+    #[serde(rename = "veza-load")]
+    LoadTest,
 }
 
 impl Role {
@@ -30,8 +34,32 @@ impl Role {
             Self::BackendApi => "backend-api",
             Self::Lb => "veza-lb",
             Self::StreamServer => "stream-server",
+            Self::LoadTest => "veza-load",
         }
     }
+
+    /// Whether the service runs to completion on a schedule rather than as a daemon.
+    pub const fn is_scheduled(self) -> bool {
+        matches!(self, Self::LoadTest)
+    }
+}
+
+/// When a scheduled service runs: a timer unit next to it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// `OnCalendar=`.
+    pub on_calendar: CalendarSpec,
+    /// `RandomizedDelaySec=`.
+    #[serde(default)]
+    pub randomized_delay: Option<Timespan>,
+    /// `Persistent=`: catch up a run missed while the host was down.
+    #[serde(default = "persistent_default")]
+    pub persistent: bool,
+}
+
+const fn persistent_default() -> bool {
+    true
 }
 
 /// What varies between hosts for one Veza service; [`ServiceSpec::unit`] adds the rest.
@@ -65,6 +93,10 @@ pub struct ServiceSpec {
     pub watchdog: Option<Timespan>,
     /// `TimeoutStopSec=`: at least the service's own graceful-stop budget.
     pub stop_timeout: Timespan,
+    /// When a scheduled role runs (its timer); `None` for daemons.
+    pub schedule: Option<Schedule>,
+    /// `TimeoutStartSec=` of a scheduled role: how long one run may last.
+    pub start_timeout: Option<Timespan>,
 }
 
 impl ServiceSpec {
@@ -85,7 +117,38 @@ impl ServiceSpec {
             Role::Lb => "veza-lb",
             Role::BackendApi => "veza-backend-api",
             Role::StreamServer => "veza-stream-server",
+            Role::LoadTest => "veza-load",
         }
+    }
+
+    /// The timer unit's name (`NAME.timer`), when the service is scheduled.
+    ///
+    /// # Errors
+    /// Only if the service's name makes no valid unit name.
+    pub fn timer_unit_name(&self) -> Result<Option<UnitName>, Error> {
+        if self.schedule.is_none() {
+            return Ok(None);
+        }
+        UnitName::new(format!("{}.timer", self.user_facing_name())).map(Some)
+    }
+
+    /// The timer starting `service` on the schedule, if any.
+    ///
+    /// # Errors
+    /// Only if a built-in constant fails validation.
+    pub fn timer_unit(&self, service: &UnitName) -> Result<Option<TimerUnit>, Error> {
+        let Some(schedule) = &self.schedule else {
+            return Ok(None);
+        };
+        Ok(Some(TimerUnit {
+            description: Text::new(format!("{} (schedule)", self.description.as_str()))?,
+            documentation: vec![Uri::new("https://git.veza.example/veza/edge")?],
+            on_calendar: vec![schedule.on_calendar.clone()],
+            randomized_delay: schedule.randomized_delay,
+            persistent: schedule.persistent,
+            unit: service.clone(),
+            wanted_by: vec![UnitName::new("timers.target")?],
+        }))
     }
 
     /// The socket unit binding `sockets` for this service, if any: a backlog as deep as the
@@ -129,6 +192,7 @@ impl ServiceSpec {
             hardening = hardening.allow_ip(allow.clone());
         }
         let notify = self.role == Role::Lb;
+        let scheduled = self.role.is_scheduled();
         let exec_reload = if notify {
             // systemd 252 has no Type=notify-reload: kill(1) runs inside the same sandbox and
             // signals the main process, which answers RELOADING=1 then READY=1.
@@ -148,17 +212,25 @@ impl ServiceSpec {
             wants: vec![network_online.clone()],
             requires: socket.iter().cloned().collect(),
             after: std::iter::once(network_online).chain(socket).collect(),
-            start_limit: Some((Timespan::from_secs(60), 5)),
+            // A scheduled run that fails is reported by its exit code, not retried.
+            start_limit: (!scheduled).then_some((Timespan::from_secs(60), 5)),
             service: Service {
                 kind: if notify {
                     ServiceType::Notify
+                } else if scheduled {
+                    ServiceType::Oneshot
                 } else {
                     ServiceType::Exec
                 },
                 exec_start: self.exec_start.clone(),
                 exec_reload,
-                restart: Restart::OnFailure,
-                restart_sec: Some(Timespan::from_secs(2)),
+                restart: if scheduled {
+                    Restart::No
+                } else {
+                    Restart::OnFailure
+                },
+                restart_sec: (!scheduled).then_some(Timespan::from_secs(2)),
+                timeout_start_sec: if scheduled { self.start_timeout } else { None },
                 timeout_stop_sec: Some(self.stop_timeout),
                 watchdog_sec: if notify { self.watchdog } else { None },
                 notify_access: notify.then_some(NotifyAccess::Main),
@@ -182,7 +254,12 @@ impl ServiceSpec {
                 limit_nofile: Some(65_536),
                 hardening,
             },
-            wanted_by: vec![UnitName::new("multi-user.target")?],
+            // A scheduled service is started by its timer only.
+            wanted_by: if scheduled {
+                Vec::new()
+            } else {
+                vec![UnitName::new("multi-user.target")?]
+            },
         })
     }
 }

@@ -50,6 +50,8 @@ fn veza_specs() -> Vec<(&'static str, ServiceSpec)> {
         jit: false,
         watchdog: (role == Role::Lb).then(|| Timespan::from_secs(30)),
         stop_timeout: Timespan::from_secs(35),
+        schedule: None,
+        start_timeout: None,
     };
     vec![
         (
@@ -196,6 +198,65 @@ fn socket_activation_needs_no_capability() {
     let score = analyze::security(&file).unwrap().exposure;
     println!("{name} socket-activated on 80/443: exposure {score:.1}");
     assert!(score <= 1.0, "{score}");
+}
+
+/// The nightly load test: a oneshot service with no [Install] (its timer starts it), the
+/// timer verified next to it, the service scored as the daemons are.
+#[test]
+fn scheduled_load_test_verifies_with_its_timer() {
+    if !systemd_analyze_present() {
+        return;
+    }
+    let (_, mut spec) = veza_specs().remove(0);
+    spec.role = Role::LoadTest;
+    spec.user = AccountName::new("veza-load").unwrap();
+    spec.exec_start = Command::new(path("/opt/veza/load/veza-load"))
+        .args([
+            "run",
+            "--target",
+            "http://10.0.0.10",
+            "--reports",
+            "/var/lib/veza-load",
+        ])
+        .unwrap();
+    spec.read_write_paths = vec![path("/var/lib/veza-load")];
+    spec.listen_ports = Vec::new();
+    spec.schedule = Some(systemd_unit::Schedule {
+        on_calendar: systemd_unit::CalendarSpec::new("*-*-* 02:30:00").unwrap(),
+        randomized_delay: Some(Timespan::from_secs(900)),
+        persistent: true,
+    });
+    spec.start_timeout = Some(Timespan::from_secs(1800));
+    let name = "veza-load.service";
+    let unit = spec.unit().unwrap();
+    let timer_name = spec.timer_unit_name().unwrap().expect("scheduled");
+    assert_eq!(timer_name.as_str(), "veza-load.timer");
+    let service = systemd_unit::UnitName::new(name).unwrap();
+    let timer = spec.timer_unit(&service).unwrap().expect("a timer unit");
+    let timer_text = timer.render().unwrap();
+    for line in [
+        "\nOnCalendar=*-*-* 02:30:00\n",
+        "\nRandomizedDelaySec=900s\n",
+        "\nPersistent=yes\n",
+        "\nUnit=veza-load.service\n",
+        "\nWantedBy=timers.target",
+    ] {
+        assert!(timer_text.contains(line), "{line:?} missing:\n{timer_text}");
+    }
+    analyze::verify_timed(name, &unit, timer_name.as_str(), &timer)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rendered = unit.render().unwrap();
+    assert!(rendered.contains("\nType=oneshot\n"), "{rendered}");
+    assert!(rendered.contains("\nRestart=no\n"), "{rendered}");
+    assert!(rendered.contains("\nTimeoutStartSec=1800s\n"), "{rendered}");
+    assert!(!rendered.contains("[Install]"), "{rendered}");
+    let score = analyze(name, &unit).exposure;
+    println!("{name}: exposure {score:.1}");
+    assert!(score <= 1.0, "{score}");
+    // systemd reads the schedules the role files use; a typo is refused.
+    analyze::calendar("*-*-* 02:30:00").unwrap();
+    analyze::calendar("Mon..Fri 03:00").unwrap();
+    assert!(analyze::calendar("*-*-* 25:00:00").is_err());
 }
 
 #[test]

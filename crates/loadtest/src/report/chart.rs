@@ -22,6 +22,9 @@ pub struct Series {
     pub name: String,
     /// `(x, y)`, x ascending.
     pub points: Vec<(f64, f64)>,
+    /// A fixed palette slot, so a series keeps its colour across charts (errors by kind);
+    /// `None` for its position.
+    pub color: Option<usize>,
 }
 
 /// A vertical line at `x` with a label (a fault).
@@ -174,7 +177,7 @@ impl LineChart {
             );
         }
         for (i, series) in self.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
+            let color = PALETTE[series.color.unwrap_or(i) % PALETTE.len()];
             let points: Vec<String> = series
                 .points
                 .iter()
@@ -221,10 +224,12 @@ mod tests {
                 Series {
                     name: "api".into(),
                     points: vec![(1.0, 10.0), (2.0, 180.0), (3.0, f64::NAN)],
+                    color: None,
                 },
                 Series {
                     name: "empty".into(),
                     points: vec![],
+                    color: Some(3),
                 },
             ],
             markers: vec![Marker {
@@ -263,6 +268,10 @@ mod tests {
         assert!(svg.contains("stop backend-api-1"));
         assert!(!svg.contains(r#"data-series="empty""#));
         assert!(svg.contains(">empty<"), "the legend still names it");
+        assert!(
+            svg.contains(&format!("fill=\"{}\"/><text", PALETTE[3])),
+            "its fixed colour"
+        );
     }
 
     #[test]

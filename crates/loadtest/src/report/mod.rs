@@ -96,11 +96,13 @@ fn throughput(run: &Run) -> LineChart {
         .map(|(flow, buckets)| Series {
             name: flow.name.clone(),
             points: per_second(buckets, |b| Some(b.requests as f64)),
+            color: None,
         })
         .collect();
     series.push(Series {
         name: "all".into(),
         points: per_second(&run.recording.all_seconds(), |b| Some(b.requests as f64)),
+        color: None,
     });
     base(
         run,
@@ -117,6 +119,7 @@ fn latency(run: &Run) -> LineChart {
         .map(|p| Series {
             name: format!("p{p} all flows"),
             points: per_second(&all, |b| b.percentile_ms(p)),
+            color: None,
         })
         .collect();
     base(
@@ -136,6 +139,7 @@ fn latency_by_flow(run: &Run) -> LineChart {
         .map(|(flow, buckets)| Series {
             name: format!("p95 {}", flow.name),
             points: per_second(buckets, |b| b.percentile_ms(95.0)),
+            color: None,
         })
         .collect();
     base(
@@ -156,12 +160,15 @@ fn errors(run: &Run) -> LineChart {
             points: per_second(&all, |b| {
                 Some(b.errors.get(&kind).copied().unwrap_or(0) as f64)
             }),
+            // One colour per kind, the same in every run's chart.
+            color: ErrorKind::ALL.iter().position(|k| *k == kind),
         })
         .collect();
     if series.is_empty() {
         series.push(Series {
             name: "no errors".into(),
             points: per_second(&all, |_| Some(0.0)),
+            color: None,
         });
     }
     base(
@@ -181,6 +188,7 @@ fn servers(run: &Run) -> Option<LineChart> {
         .map(|(name, points)| Series {
             name: name.clone(),
             points,
+            color: None,
         })
         .collect();
     Some(base(
@@ -201,6 +209,7 @@ fn busy(run: &Run) -> LineChart {
             .enumerate()
             .map(|(i, n)| (x_of(i), *n as f64))
             .collect(),
+        color: None,
     }];
     base(
         run,

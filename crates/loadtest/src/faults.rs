@@ -1,0 +1,158 @@
+//! Faults during a run: stopping and starting backend servers at the scenario's times,
+//! through whatever reaches them (the caller's [`Faults`]; shell commands for a deployed
+//! edge).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::scenario::{Fault, FaultAction, Scenario};
+
+/// Applies faults: stops and starts backend servers.
+pub trait Faults {
+    /// Applies `fault`; the error says why it could not be.
+    fn apply<'a>(
+        &'a mut self,
+        fault: &'a Fault,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
+}
+
+/// For runs without a way to reach the servers: every fault fails, saying so.
+pub struct NoFaults;
+
+impl Faults for NoFaults {
+    fn apply<'a>(
+        &'a mut self,
+        fault: &'a Fault,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>> {
+        Box::pin(async move {
+            Err(format!(
+                "cannot {} {}: no fault commands given",
+                fault.action.as_str(),
+                fault.server
+            ))
+        })
+    }
+}
+
+/// Faults on a deployed edge: the operator's shell commands (`sh -c`), `{server}` replaced
+/// by the server's name, e.g. `incus stop --force {server}`.
+#[derive(Debug, Clone, Default)]
+pub struct ShellFaults {
+    stop: Option<String>,
+    start: Option<String>,
+}
+
+impl ShellFaults {
+    /// Commands that stop and start a server.
+    pub fn new(stop: Option<String>, start: Option<String>) -> ShellFaults {
+        ShellFaults { stop, start }
+    }
+
+    /// Whether every fault of `scenario` has its command; checked before the run.
+    pub fn covers(&self, scenario: &Scenario) -> Result<(), String> {
+        let missing: Vec<&str> = [
+            (FaultAction::Stop, self.stop.is_none(), "--stop-cmd"),
+            (FaultAction::Start, self.start.is_none(), "--start-cmd"),
+        ]
+        .into_iter()
+        .filter(|(action, absent, _)| {
+            *absent && scenario.faults.iter().any(|f| f.action == *action)
+        })
+        .map(|(_, _, flag)| flag)
+        .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the scenario stops and starts {}: give {}",
+                scenario.faulted_servers().join(", "),
+                missing.join(" and ")
+            ))
+        }
+    }
+}
+
+impl Faults for ShellFaults {
+    fn apply<'a>(
+        &'a mut self,
+        fault: &'a Fault,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>> {
+        Box::pin(async move {
+            let template = match fault.action {
+                FaultAction::Stop => &self.stop,
+                FaultAction::Start => &self.start,
+            };
+            let Some(template) = template else {
+                return Err(format!("no --{}-cmd given", fault.action.as_str()));
+            };
+            let command = template.replace("{server}", &fault.server);
+            let status = tokio::process::Command::new("sh")
+                .args(["-c", &command])
+                .status()
+                .await
+                .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("`{command}` failed ({status})"))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(faults: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\nduration = \"10s\"\n[load]\nexecutor = \"vus\"\nstages = [{{ duration = \"1s\", target = 1 }}]\n[[flow]]\nname = \"a\"\nkind = \"api\"\nsteps = [{{ path = \"/\" }}]\n{faults}"
+        );
+        Scenario::parse(&text, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn shell_commands_run_with_the_server_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut faults = ShellFaults::new(
+            Some(format!("echo stop {{server}} >> {}", log.display())),
+            Some("exit 3".into()),
+        );
+        let stop = Fault {
+            at: std::time::Duration::ZERO,
+            action: FaultAction::Stop,
+            server: "backend-api-1".into(),
+        };
+        faults.apply(&stop).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "stop backend-api-1\n"
+        );
+        let start = Fault {
+            action: FaultAction::Start,
+            ..stop
+        };
+        let error = faults.apply(&start).await.unwrap_err();
+        assert!(error.contains("`exit 3` failed"), "{error}");
+    }
+
+    #[test]
+    fn missing_commands_are_named_before_the_run() {
+        let both = scenario(
+            "[[fault]]\nat = \"1s\"\nstop = \"s\"\n[[fault]]\nat = \"2s\"\nstart = \"s\"\n",
+        );
+        let error = ShellFaults::new(None, None).covers(&both).unwrap_err();
+        assert_eq!(
+            error,
+            "the scenario stops and starts s: give --stop-cmd and --start-cmd"
+        );
+        let only_stop = scenario("[[fault]]\nat = \"1s\"\nstop = \"s\"\n");
+        assert!(
+            ShellFaults::new(Some("true".into()), None)
+                .covers(&only_stop)
+                .is_ok()
+        );
+        assert!(ShellFaults::default().covers(&scenario("")).is_ok());
+    }
+}
