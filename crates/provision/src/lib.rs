@@ -86,6 +86,12 @@ pub fn render_unit(plan: &Plan, name: &str) -> Result<String, Error> {
             return Ok(socket.render()?);
         }
     }
+    if plan.timer_unit_name().as_deref() == Some(name) {
+        let service = systemd_unit::UnitName::new(defined.clone())?;
+        if let Some(timer) = plan.service_spec.timer_unit(&service)? {
+            return Ok(timer.render()?);
+        }
+    }
     if name != defined && format!("{name}.service") != defined {
         return Err(Error::UnknownUnit {
             asked: name.to_owned(),

@@ -396,7 +396,7 @@ fn every_example_applies_and_its_unit_verifies_with_systemd() {
     if !running_as_root() {
         return;
     }
-    for name in ["backend-api", "veza-lb", "stream-server"] {
+    for name in ["backend-api", "veza-lb", "stream-server", "veza-load"] {
         let root = fresh_root();
         let plan = Plan::load(&example(name)).unwrap();
         let report = apply(&plan, &options(root.path()));
@@ -493,5 +493,100 @@ fn a_socket_activated_lb_gets_its_socket_unit() {
         calls(),
         "daemon-reload\nstop veza-lb.service veza-lb.socket\nstart veza-lb.socket veza-lb.service\n\
          is-enabled veza-lb.socket\nis-enabled veza-lb.service\n"
+    );
+}
+
+/// The nightly load test: the oneshot service and its timer installed; only the timer is
+/// enabled and (re)started, and only when the schedule changed; a new command line reloads
+/// systemd and applies to the next run without starting one.
+#[test]
+fn a_scheduled_load_test_gets_its_timer() {
+    if !running_as_root() {
+        return;
+    }
+    let role = fs::read_to_string(example("veza-load")).unwrap();
+    let dir = testkit::temp_dir();
+    let file = dir.path().join("veza-load.toml");
+    fs::write(&file, &role).unwrap();
+    let plan = Plan::load(&file).unwrap();
+    let stubbed = Stubbed::new();
+    let (root, opts, calls) = (&stubbed.root, &stubbed.options, || stubbed.calls());
+    let first = apply(&plan, opts);
+    assert!(!first.failed(), "{first:#?}");
+    assert_eq!(
+        calls(),
+        "daemon-reload\nrestart veza-load.timer\nis-enabled veza-load.timer\nenable veza-load.timer\n"
+    );
+    let units = root.path().join("etc/systemd/system");
+    let timer = fs::read_to_string(units.join("veza-load.timer")).unwrap();
+    assert_eq!(
+        timer,
+        provision::render_unit(&plan, "veza-load.timer").unwrap()
+    );
+    assert!(timer.contains("\nOnCalendar=*-*-* 02:30:00\nRandomizedDelaySec=900s\nPersistent=yes\nUnit=veza-load.service\n"), "{timer}");
+    let service = fs::read_to_string(units.join("veza-load.service")).unwrap();
+    assert!(
+        service.contains("\nType=oneshot\n") && !service.contains("[Install]"),
+        "{service}"
+    );
+    if systemd_unit::analyze::available() {
+        let spec = &plan.service_spec;
+        let name = systemd_unit::UnitName::new(plan.unit_name()).unwrap();
+        systemd_unit::analyze::verify_timed(
+            &plan.unit_name(),
+            &spec.unit().unwrap(),
+            "veza-load.timer",
+            &spec.timer_unit(&name).unwrap().unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    let second = apply(&plan, opts);
+    assert_eq!(second.count(Status::Changed), 0, "{second:#?}");
+    assert_eq!(calls(), "is-enabled veza-load.timer\n");
+
+    fs::write(&file, role.replace("--quiet", "--label=edge")).unwrap();
+    let new_command = Plan::load(&file).unwrap();
+    let third = apply(&new_command, opts);
+    assert!(!third.failed());
+    assert_eq!(calls(), "daemon-reload\nis-enabled veza-load.timer\n");
+    assert_eq!(
+        step(&third, "restart veza-load.timer").detail,
+        "timer unchanged; the next run uses the new unit and env file"
+    );
+
+    fs::write(&file, role.replace("02:30:00", "04:00:00")).unwrap();
+    let rescheduled = Plan::load(&file).unwrap();
+    assert!(!apply(&rescheduled, opts).failed());
+    assert_eq!(
+        calls(),
+        "daemon-reload\nrestart veza-load.timer\nis-enabled veza-load.timer\n"
+    );
+}
+
+#[test]
+fn a_schedule_belongs_to_the_load_test_only() {
+    let lb = fs::read_to_string(example("veza-lb")).unwrap();
+    let scheduled = lb.replace(
+        "watchdog = \"30s\"",
+        "watchdog = \"30s\"\nschedule = { on_calendar = \"daily\" }",
+    );
+    let error = Plan::parse("lb.toml", &scheduled).unwrap_err().to_string();
+    assert!(error.contains("schedule is only for veza-load"), "{error}");
+    let load = fs::read_to_string(example("veza-load")).unwrap();
+    let unscheduled: String = load
+        .lines()
+        .filter(|l| !l.starts_with("schedule"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let error = Plan::parse("load.toml", &unscheduled)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("veza-load runs on a schedule"), "{error}");
+    let bad = load.replace("*-*-* 02:30:00", "02:30 %H");
+    let error = Plan::parse("load.toml", &bad).unwrap_err().to_string();
+    assert!(
+        error.contains("not allowed in a calendar expression"),
+        "{error}"
     );
 }
