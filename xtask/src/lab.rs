@@ -7,7 +7,8 @@
 //! units, veza-lb in front, all provisioned by `veza-provision`), checks that every unit runs
 //! with its hardening in force (`systemctl show`, the kernel's view of the main process,
 //! `systemd-analyze security`), that a second deploy changes and restarts nothing, then runs
-//! the smoke steps against the real services, killing backend-api-1 with `systemctl kill`.
+//! the smoke steps against the real services, killing backend-api-1 with `systemctl kill`,
+//! and provisions the nightly load test (`veza-load.service` and its timer) next to them.
 //!
 //! tidy: long file: the container's life cycle (make, boot, enter, stop) and the checks run
 //! inside it, read as one script.
@@ -482,13 +483,16 @@ async fn test(paths: &Paths, keep: bool, release: bool) -> Result<ExitCode> {
     } else {
         Profile::Dev
     };
-    let bin_dir = build::build_packages(profile, &deploy::packages(&inventory)).await?;
+    let mut packages = deploy::packages(&inventory);
+    // The load-test host's binary: the nightly check provisions it in the same container.
+    packages.push("veza-load");
+    let bin_dir = build::build_packages(profile, &packages).await?;
     if running_nspawn(paths).is_some() {
         println!("lab: a lab is running; stopping it for a fresh one");
         down(paths, None).await?;
     }
     let mut machine = up(paths).await?;
-    let outcome = test_in(&inventory, &bin_dir, &machine).await;
+    let outcome = test_in(&inventory, &bin_dir, &machine, &paths.machine).await;
     if keep {
         // Reaped by init once we exit; `lab down` finds it through the pid file.
         machine.child = None;
@@ -534,7 +538,12 @@ fn ports_free(inventory: &Inventory) -> Result<()> {
     Ok(())
 }
 
-async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Result<bool> {
+async fn test_in(
+    inventory: &Inventory,
+    bin_dir: &Path,
+    machine: &Machine,
+    machine_root: &Path,
+) -> Result<bool> {
     let mut checks = Checks {
         results: Vec::new(),
     };
@@ -689,6 +698,15 @@ async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Re
     checks.record("binary upgrade", upgraded);
     let redeployed = deploy_new_binary_under_load(inventory, bin_dir, &inside, &lb).await;
     checks.record("deploy of a new veza-lb binary under load", redeployed);
+    let nightly = nightly_load_test(
+        machine_root,
+        bin_dir,
+        &inside,
+        &lb,
+        &inventory.lb.metrics_listen,
+    )
+    .await;
+    checks.record("nightly load test (veza-load.timer)", nightly);
 
     let passed = checks.results.iter().filter(|(_, p)| *p).count();
     println!(
@@ -702,6 +720,97 @@ async fn test_in(inventory: &Inventory, bin_dir: &Path, machine: &Machine) -> Re
             .join(", ")
     );
     Ok(passed == checks.results.len())
+}
+
+/// The load-test host's role, provisioned in the lab: `examples/provision/veza-load.toml`
+/// pointed at the lab's veza-lb, its run shortened to 10 s. The timer must be enabled and
+/// waiting; then the service is started as the timer would start it, under its hardened
+/// unit, and must exit 0 with a passing `summary.json` and a report next to it.
+async fn nightly_load_test(
+    machine_root: &Path,
+    bin_dir: &Path,
+    inside: &impl Fn(&[&str]) -> Vec<String>,
+    lb: &str,
+    metrics: &str,
+) -> Result<String> {
+    let io = |what: &str| Error::io(format!("nightly load test: {what}"));
+    let binary = machine_root.join("opt/veza/load/veza-load");
+    std::fs::create_dir_all(binary.parent().unwrap_or(machine_root)).map_err(io("mkdir"))?;
+    std::fs::copy(bin_dir.join("veza-load"), &binary).map_err(io("copy veza-load"))?;
+    let example = workspace_root().join("examples/provision/veza-load.toml");
+    let role = std::fs::read_to_string(&example).map_err(io("read the example role"))?;
+    let lab_role = role
+        .replace("http://10.0.0.10:8080", &format!("http://{lb}"))
+        .replace(
+            "http://10.0.0.10:9101/metrics",
+            &format!("http://{metrics}/metrics"),
+        )
+        .replace("\"--quiet\",", "\"--quiet\", \"--duration\", \"10s\",");
+    if !lab_role.contains("\"10s\"") || !lab_role.contains(lb) {
+        return fail("the example role's target or flags moved: update the lab's edit of it");
+    }
+    std::fs::write(machine_root.join("root/veza-load.toml"), lab_role)
+        .map_err(io("write the role"))?;
+    let provision = inside(&[
+        deploy::PROVISION_PATH,
+        "apply",
+        "-c",
+        "/root/veza-load.toml",
+    ]);
+    command_ok("nsenter", &to_refs(&provision)).await?;
+    let timer = show(
+        inside,
+        "veza-load.timer",
+        &["ActiveState", "UnitFileState", "NextElapseUSecRealtime"],
+    )
+    .await?;
+    let value = |props: &[(String, String)], key: &str| {
+        props
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    if value(&timer, "ActiveState") != "active" || value(&timer, "UnitFileState") != "enabled" {
+        return fail(format!(
+            "veza-load.timer is not active and enabled: {timer:?}"
+        ));
+    }
+    // A oneshot: `systemctl start` returns when the run has ended.
+    let started = inside(&["systemctl", "start", "veza-load.service"]);
+    let run = command_ok("nsenter", &to_refs(&started)).await;
+    let service = show(inside, "veza-load.service", &["Result", "ExecMainStatus"]).await?;
+    let reports = machine_root.join("var/lib/veza-load");
+    let summary = std::fs::read_dir(&reports)
+        .map_err(io("list /var/lib/veza-load"))?
+        .filter_map(|e| e.ok().map(|e| e.path().join("summary.json")))
+        .find(|p| p.is_file());
+    let Some(summary) = summary else {
+        return fail(format!(
+            "no summary.json under /var/lib/veza-load after the run ({run:?}, {service:?})"
+        ));
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).map_err(io("read summary.json"))?)
+            .map_err(|e| Error::Message(format!("{}: {e}", summary.display())))?;
+    let requests = json["runs"][0]["all"]["requests"].as_u64().unwrap_or(0);
+    let passed = json["passed"].as_bool() == Some(true);
+    let report = summary.with_file_name("report.html");
+    if run.is_err() || value(&service, "Result") != "success" || !passed || !report.is_file() {
+        return fail(format!(
+            "the scheduled run failed: {service:?}, passed={passed}, failures {}",
+            json["runs"][0]["failures"]
+        ));
+    }
+    Ok(format!(
+        "timer enabled, next run {}; one run under the hardened unit: exit {}, {requests} requests, every threshold held, {}",
+        value(&timer, "NextElapseUSecRealtime"),
+        value(&service, "ExecMainStatus"),
+        report
+            .strip_prefix(machine_root)
+            .unwrap_or(&report)
+            .display()
+    ))
 }
 
 /// The lab's veza-lb is socket-activated: `veza-lb.socket` listens on the frontend address and

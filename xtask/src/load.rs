@@ -69,16 +69,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             .join("target/load")
             .join(format!("{}-{stamp}", scenario.name))
     });
-    let (written, summary) = loadtest::write_report(&runs, &out).map_err(Error::io(format!(
+    let passed = loadtest::report_and_verdict(&runs, &out).map_err(Error::io(format!(
         "cannot write the report into {}",
         out.display()
     )))?;
-    for run in &summary.runs {
-        println!("\n{}", run.text());
-    }
-    println!("report   {}", written.report.display());
-    println!("summary  {}", written.summary.display());
-    Ok(if summary.passed {
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

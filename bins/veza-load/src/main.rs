@@ -174,14 +174,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, String> {
         args.reports
             .join(format!("{}-{}", scenario.name, run.started_unix))
     });
-    let (written, summary) = loadtest::write_report(std::slice::from_ref(&run), &dir)
+    let passed = loadtest::report_and_verdict(std::slice::from_ref(&run), &dir)
         .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
-    for run in &summary.runs {
-        println!("{}", run.text());
-    }
-    println!("report   {}", written.report.display());
-    println!("summary  {}", written.summary.display());
-    Ok(if summary.passed {
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -79,6 +79,18 @@ pub struct Written {
     pub summary: PathBuf,
 }
 
+/// Writes the report and the summary (see [`write_report`]), prints each run's table and
+/// where the files are; returns whether the first run passed (the exit status).
+pub fn report_and_verdict(runs: &[Run], dir: &Path) -> std::io::Result<bool> {
+    let (written, summary) = write_report(runs, dir)?;
+    for run in &summary.runs {
+        println!("\n{}", run.text());
+    }
+    println!("report   {}", written.report.display());
+    println!("summary  {}", written.summary.display());
+    Ok(summary.passed)
+}
+
 /// Writes `report.html` and `summary.json` for `runs` (the system under test first) into
 /// `dir`, creating it; returns the paths and the summary file (its `passed` is the verdict).
 pub fn write_report(runs: &[Run], dir: &Path) -> std::io::Result<(Written, SummaryFile)> {
