@@ -70,7 +70,7 @@ pub struct ServerTraffic {
 }
 
 impl ServerTraffic {
-    fn add(&mut self, at: f64, exposition: &str) {
+    pub(crate) fn add(&mut self, at: f64, exposition: &str) {
         let mut row = self
             .samples
             .last()

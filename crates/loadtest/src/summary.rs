@@ -374,3 +374,114 @@ impl SummaryFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::record::Recording;
+    use crate::run::FaultEvent;
+    use crate::scenario::{Fault, Scenario};
+    use crate::scrape::{SERIES, ServerTraffic};
+
+    const SCENARIO: &str = r#"
+name = "t"
+duration = "30s"
+[load]
+executor = "vus"
+stages = [{ duration = "1s", target = 1 }]
+[[flow]]
+name = "api"
+kind = "api"
+steps = [{ path = "/" }]
+[[fault]]
+at = "5s"
+stop = "api-1"
+[[fault]]
+at = "20s"
+start = "api-1"
+"#;
+
+    /// A run whose scrapes say api-1 got `during` sessions per second between the stop and
+    /// the start (other pools: stream-1 always busy).
+    fn run(during: f64) -> Run {
+        let scenario = Scenario::parse(SCENARIO, None).unwrap();
+        let mut traffic = ServerTraffic::default();
+        let (mut a1, mut a2, mut s1) = (0.0, 0.0, 0.0);
+        for t in 0..=30 {
+            let t = f64::from(t);
+            // The scrape at t counts the second before it: (5, 20] is the stopped time.
+            let stopped = t > 5.0 && t <= 20.0;
+            a1 += if stopped { during } else { 10.0 };
+            a2 += 10.0;
+            s1 += 10.0;
+            traffic.add(
+                t,
+                &format!(
+                    "{SERIES}{{proxy=\"api\",server=\"api-1\"}} {a1}\n{SERIES}{{proxy=\"api\",server=\"api-2\"}} {a2}\n{SERIES}{{proxy=\"stream\",server=\"stream-1\"}} {s1}\n"
+                ),
+            );
+        }
+        let events = scenario
+            .faults
+            .iter()
+            .map(|f: &Fault| FaultEvent {
+                fault: f.clone(),
+                at: f.at.as_secs_f64(),
+                error: None,
+            })
+            .collect();
+        let mut recording = Recording::new(1);
+        recording.finish(Duration::from_secs(30));
+        Run {
+            scenario,
+            label: "test".into(),
+            target: "127.0.0.1:1".into(),
+            started_unix: 0,
+            elapsed: Duration::from_secs(30),
+            recording,
+            faults: events,
+            servers: Some(traffic),
+        }
+    }
+
+    #[test]
+    fn traffic_must_leave_a_stopped_server_for_the_rest_of_its_pool() {
+        let moved = Summary::of(&run(0.0));
+        let stop = &moved.faults[0];
+        assert_eq!(stop.window_s, Some((10.0, 20.0)));
+        assert_eq!(stop.traffic_moved, Some(true));
+        // Only the stopped server's pool is shown: api-1 none, api-2 ten a second.
+        let shares: Vec<(&str, f64)> = stop
+            .sessions_in_window
+            .iter()
+            .map(|s| (s.server.as_str(), s.sessions))
+            .collect();
+        assert_eq!(shares, [("api/api-1", 0.0), ("api/api-2", 100.0)]);
+        assert_eq!(
+            moved.faults[1].traffic_moved, None,
+            "a start claims nothing"
+        );
+
+        let stuck = Summary::of(&run(1.0));
+        assert_eq!(stuck.faults[0].traffic_moved, Some(false));
+        assert!(!stuck.passed);
+        assert_eq!(
+            stuck.failures,
+            ["fault at 5.0s: traffic did not move off api-1 to the rest of its pool"]
+        );
+    }
+
+    #[test]
+    fn a_flow_that_sent_nothing_fails_its_thresholds() {
+        let mut run = run(0.0);
+        run.scenario.flows[0].thresholds = vec!["p95 < 1s".parse().unwrap()];
+        let summary = Summary::of(&run);
+        assert!(!summary.passed);
+        assert_eq!(
+            summary.failures[0],
+            "flow api: threshold `p95 < 1s` failed (p95: no requests)"
+        );
+    }
+}
