@@ -165,6 +165,7 @@ fn frontend_view(
         default_pool: pools.get(fe.default_pool.as_str())?.clone(),
         counters,
         rate_limit: table(fe.name.clone(), &fe.rate_limit),
+        monitor_uri: fe.monitor_uri.as_deref().map(Arc::from),
     })
 }
 

@@ -513,3 +513,31 @@ async fn connections_accepted_on_a_worker_loop_are_served() {
     let _ = stop.send(());
     thread.join().expect("worker thread");
 }
+
+/// `monitor_uri`: the frontend answers it itself, with every server down and without
+/// forwarding anything; other paths are still forwarded (here, to nothing: 503). A path that
+/// is not one is refused at load time.
+#[tokio::test]
+async fn monitor_uri_is_answered_by_the_frontend_with_every_server_down() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = |uri: &str| {
+        format!(
+            "[[frontend]]\nname = \"veza\"\nbind = [\"127.0.0.1:0\"]\ndefault_pool = \"api\"\n\
+             monitor_uri = \"{uri}\"\n[pool.api]\nbalance = \"roundrobin\"\n\
+             servers = [{{ name = \"api-1\", addr = \"{dead}\" }}]\n"
+        )
+    };
+    let lb = Lb::start(proxy::config::Config::parse(&text("/veza-lb/health"), "test.toml").unwrap()).await;
+    let ready = get(lb.addr, "/veza-lb/health", None).await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.text(), "veza-lb: ready\n");
+    let forwarded = get(lb.addr, "/veza-lb/health/more", None).await;
+    assert_eq!(forwarded.status, 503, "only the exact path is the monitor's");
+    let error = proxy::config::Config::parse(&text("health"), "test.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("`monitor_uri` must start with `/`"), "{error}");
+}

@@ -186,6 +186,10 @@ pub struct Frontend {
     /// Requests per client address allowed over a period (`rate_limit`), for every request
     /// of the frontend.
     pub rate_limit: Option<RateLimit>,
+    /// A path the frontend answers itself with 200, never forwarded (`monitor_uri`, as
+    /// HAProxy's `monitor-uri`): proof that veza-lb accepts and answers, for keepalived's
+    /// `vrrp_script` or an external load balancer.
+    pub monitor_uri: Option<String>,
 }
 
 /// A per-source request rate limit (`rate_limit = { key = "src", requests = N, per = "10s" }`),

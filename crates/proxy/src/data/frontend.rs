@@ -1,6 +1,6 @@
 //! What a frontend's connections share ([`ListenerContext`]), and what a frontend answers
-//! around forwarding a request: the HTTPS policy (`redirect_http` for plain requests,
-//! `Strict-Transport-Security` on HTTPS answers).
+//! around forwarding a request: `monitor_uri`, answered here; the HTTPS policy
+//! (`redirect_http` for plain requests, `Strict-Transport-Security` on HTTPS answers).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,14 +44,18 @@ pub(crate) struct ListenerContext {
     pub(crate) admission: Arc<Admission>,
 }
 
-/// [`forward::handle`] behind the frontend's HTTPS policy: plain requests are redirected when
-/// `redirect_http` is on, HTTPS responses get `Strict-Transport-Security` when `hsts` is set.
+/// [`forward::handle`] behind the frontend's own answers: `monitor_uri` is answered 200 here;
+/// plain requests are redirected when `redirect_http` is on, HTTPS responses get
+/// `Strict-Transport-Security` when `hsts` is set.
 pub(crate) async fn answer<'c>(
     client: &ClientContext,
     policy: &HttpsPolicy,
     parts: &'c mut Parts,
     body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
+    if let Some(resp) = monitor(client, parts) {
+        return resp;
+    }
     if !client.tls
         && let Some(resp) = redirect(client, policy, parts)
     {
@@ -63,6 +67,29 @@ pub(crate) async fn answer<'c>(
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     resp
+}
+
+/// `monitor_uri`: 200 from the frontend itself, whatever the servers' state (as HAProxy's
+/// `monitor-uri`), counted as a frontend request; the request body, if any, is not read.
+fn monitor(client: &ClientContext, req: &Parts) -> Option<Response<ProxyBody>> {
+    let view = client.frontend.load();
+    let uri = view.monitor_uri.as_deref()?;
+    if req.uri.path() != uri {
+        return None;
+    }
+    Counters::add(&view.counters.requests, 1);
+    view.counters.response(StatusCode::OK.as_u16());
+    const READY: &str = "veza-lb: ready\n";
+    let mut resp = Response::new(ProxyBody::full(bytes::Bytes::from_static(READY.as_bytes())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(READY.len()));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(resp)
 }
 
 /// `redirect_http`: a permanent redirect to the same URL over HTTPS (308 keeps the method

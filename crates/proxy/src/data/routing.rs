@@ -80,6 +80,8 @@ pub(crate) struct FrontendView {
     pub(crate) counters: Arc<Counters>,
     /// The frontend's rate limit, for every request.
     pub(crate) rate_limit: Option<Arc<RateTable>>,
+    /// The path answered 200 by the frontend itself (`monitor_uri`).
+    pub(crate) monitor_uri: Option<Arc<str>>,
 }
 
 /// A `path_prefix` route.

@@ -7,7 +7,15 @@ use super::fields::{Reported, Section, Value};
 use super::references::PoolRef;
 use crate::config::{Frontend, RateLimit, Route};
 
-const FRONTEND_KEYS: &[&str] = &["name", "bind", "default_pool", "route", "tls", "rate_limit"];
+const FRONTEND_KEYS: &[&str] = &[
+    "name",
+    "bind",
+    "default_pool",
+    "route",
+    "tls",
+    "rate_limit",
+    "monitor_uri",
+];
 const ROUTE_KEYS: &[&str] = &["path_prefix", "pool", "rate_limit"];
 const RATE_LIMIT_KEYS: &[&str] = &["key", "requests", "per", "table_size"];
 
@@ -124,8 +132,12 @@ impl Ctx<'_> {
             }
         }
         let rate_limit = self.rate_limit(&s);
+        let monitor_uri = self
+            .string(&s, "monitor_uri")
+            .map(|uri| uri.filter(|&(uri, at)| self.check_path("monitor_uri", uri, at, false)));
         Some(Frontend {
             rate_limit: rate_limit.ok()?,
+            monitor_uri: monitor_uri.ok()?.map(|(uri, _)| uri.to_owned()),
             name: name?.0.to_owned(),
             bind: bind
                 .ok()?
