@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod probe;
 mod top;
 
 #[derive(Parser, Debug)]
@@ -49,6 +50,15 @@ enum Command {
         /// `operator`): when refused, ctl says which level the command needs and exits 1.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// GET a URL (a frontend's `monitor_uri`) within a deadline: exit 0 on 2xx, 1 otherwise,
+    /// with the reason on stderr. keepalived's `vrrp_script` runs it.
+    Probe {
+        /// e.g. `http://127.0.0.1:8080/veza-lb/health`.
+        url: String,
+        /// The whole exchange's deadline (connect, send, status line).
+        #[arg(long, default_value = "1s", value_parser = proxy::config::parse_duration)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -116,6 +126,13 @@ fn main() -> ExitCode {
         }
         Some(Command::Ctl { socket, command }) => ctl(&socket, &command.join(" ")),
         Some(Command::Run(args)) => run(&args),
+        Some(Command::Probe { url, timeout }) => match probe::probe(&url, timeout) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("veza-lb probe: {why}");
+                ExitCode::FAILURE
+            }
+        },
         None => run(&cli.run),
     }
 }

@@ -10,10 +10,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use systemd_unit::AccountName;
+use systemd_unit::{AccountName, KeepalivedSpec};
 
 use crate::accounts::Accounts;
 use crate::plan::{DirectorySpec, EnvFileSpec, Mode, Plan};
+use crate::vrrp;
 
 /// How to run a plan.
 #[derive(Debug, Clone, Default)]
@@ -204,9 +205,27 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
             return report;
         }
     }
+    // One side of an LB pair: keepalived's configuration and unit.
+    let mut pair = PairChanged::default();
+    if let (Some(conf), Some(spec)) = (plan.rendered_keepalived_conf(), plan.keepalived_spec()) {
+        let (result, changed) = host.root_file(Path::new(vrrp::CONFIG_PATH), conf);
+        pair.conf = changed;
+        if !record(format!("keepalived config {}", vrrp::CONFIG_PATH), result) {
+            return report;
+        }
+        let unit = spec
+            .unit()
+            .and_then(|u| u.render())
+            .map_err(|e| format!("cannot render the unit: {e}"));
+        let (result, changed) = host.unit_file(KeepalivedSpec::UNIT, unit);
+        pair.unit = changed;
+        if !record(format!("unit {}", KeepalivedSpec::UNIT), result) {
+            return report;
+        }
+    }
     if !record(
         "systemctl daemon-reload".into(),
-        host.daemon_reload(unit_changed || socket_changed || timer_changed),
+        host.daemon_reload(unit_changed || socket_changed || timer_changed || pair.unit),
     ) {
         return report;
     }
@@ -235,8 +254,24 @@ pub fn apply(plan: &Plan, options: &Options) -> Report {
     {
         return report;
     }
-    record(format!("enable {unit_name}"), host.enable(&unit_name));
+    if !record(format!("enable {unit_name}"), host.enable(&unit_name)) {
+        return report;
+    }
+    if plan.vrrp.is_some() {
+        let unit = KeepalivedSpec::UNIT;
+        if record(format!("restart {unit}"), host.restart_keepalived(pair)) {
+            record(format!("enable {unit}"), host.enable(unit));
+        }
+    }
     report
+}
+
+/// What changed of keepalived's side: its unit (restart) or only its configuration (reload:
+/// keepalived rereads it and the address stays where it is).
+#[derive(Debug, Clone, Copy, Default)]
+struct PairChanged {
+    unit: bool,
+    conf: bool,
 }
 
 fn systemctl_unavailable(options: &Options) -> Option<String> {
@@ -274,10 +309,6 @@ impl Host<'_> {
             .systemctl
             .as_ref()
             .map_or_else(|| "systemctl".to_owned(), |p| p.display().to_string())
-    }
-
-    fn unit_path(&self, name: &str) -> PathBuf {
-        self.path(&Path::new("/etc/systemd/system").join(name))
     }
 
     fn user(&self) -> StepResult {
@@ -524,14 +555,25 @@ impl Host<'_> {
     /// The step's result, and whether the unit text changed (or would): `name`'s file, with
     /// `planned` (the rendered text, or why it could not be rendered).
     fn unit_file(&self, name: &str, planned: Result<String, String>) -> (StepResult, bool) {
+        self.root_file(&Path::new("/etc/systemd/system").join(name), planned)
+    }
+
+    /// As [`Host::unit_file`] for any file root owns and everyone may read (`display` is its
+    /// path on the host, under `--root` when set).
+    fn root_file(&self, display: &Path, planned: Result<String, String>) -> (StepResult, bool) {
         let mut content_changed = false;
         let result =
-            planned.and_then(|text| self.unit_file_step(name, &text, &mut content_changed));
+            planned.and_then(|text| self.root_file_step(display, &text, &mut content_changed));
         (result, content_changed)
     }
 
-    fn unit_file_step(&self, name: &str, planned: &str, content_changed: &mut bool) -> StepResult {
-        let path = self.unit_path(name);
+    fn root_file_step(
+        &self,
+        display: &Path,
+        planned: &str,
+        content_changed: &mut bool,
+    ) -> StepResult {
+        let path = self.path(display);
         let current = Self::read_optional(&path)?;
         let root_0644 = Mode::new(0o644).map_err(|e| e.to_string())?;
         if current.as_deref() == Some(planned) {
@@ -546,7 +588,6 @@ impl Host<'_> {
             );
         }
         *content_changed = true;
-        let display = Path::new("/etc/systemd/system").join(name);
         let diff = self.options.diff.then(|| {
             unified_diff(
                 &display.display().to_string(),
@@ -619,6 +660,26 @@ impl Host<'_> {
             _ => run(&self.systemctl(), &["restart".to_owned(), service])?,
         }
         Ok(Outcome::Changed(format!("restarted: {why}"), None))
+    }
+
+    /// Restarts keepalived when its unit changed, reloads it when only its configuration did.
+    fn restart_keepalived(&self, changed: PairChanged) -> StepResult {
+        if let Some(reason) = &self.systemctl_unavailable {
+            return Ok(Outcome::Skipped(reason.clone()));
+        }
+        let (verb, why) = match (changed.unit, changed.conf) {
+            (false, false) => return Ok(Outcome::Ok("unit and configuration unchanged".into())),
+            (true, _) => ("restart", "the unit changed"),
+            (false, true) => ("reload", "the configuration changed"),
+        };
+        if self.options.check {
+            return Ok(Outcome::Changed(format!("would {verb}: {why}"), None));
+        }
+        run(
+            &self.systemctl(),
+            &[verb.to_owned(), KeepalivedSpec::UNIT.to_owned()],
+        )?;
+        Ok(Outcome::Changed(format!("{verb}ed: {why}"), None))
     }
 
     /// (Re)starts a scheduled service's timer when it changed (a new schedule, or the first

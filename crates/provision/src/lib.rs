@@ -23,6 +23,7 @@
 mod accounts;
 mod apply;
 mod plan;
+pub mod vrrp;
 
 use std::path::PathBuf;
 
@@ -72,12 +73,18 @@ pub enum Error {
     /// The unit could not be built or rendered.
     #[error(transparent)]
     Unit(#[from] systemd_unit::Error),
+    /// keepalived's configuration could not be rendered.
+    #[error("cannot render keepalived's configuration: {0}")]
+    Keepalived(String),
 }
 
-/// Renders the unit of `plan` if `name` (with or without `.service`) names it.
+/// Renders the unit of `plan` if `name` (with or without `.service`) names it: the service,
+/// its socket or timer unit, and for one side of an LB pair `veza-keepalived` and
+/// `keepalived.conf` (keepalived's configuration).
 ///
 /// # Errors
-/// [`Error::UnknownUnit`] for another name, [`Error::Unit`] if rendering fails.
+/// [`Error::UnknownUnit`] for another name, [`Error::Unit`] or [`Error::Keepalived`] if
+/// rendering fails.
 pub fn render_unit(plan: &Plan, name: &str) -> Result<String, Error> {
     let defined = plan.unit_name();
     if plan.socket_unit_name().as_deref() == Some(name) {
@@ -90,6 +97,17 @@ pub fn render_unit(plan: &Plan, name: &str) -> Result<String, Error> {
         let service = systemd_unit::UnitName::new(defined.clone())?;
         if let Some(timer) = plan.service_spec.timer_unit(&service)? {
             return Ok(timer.render()?);
+        }
+    }
+    if let Some(spec) = plan.keepalived_spec() {
+        let unit = systemd_unit::KeepalivedSpec::UNIT;
+        if name == unit || format!("{name}.service") == unit {
+            return Ok(spec.unit()?.render()?);
+        }
+        if name == "keepalived.conf"
+            && let Some(conf) = plan.rendered_keepalived_conf()
+        {
+            return conf.map_err(Error::Keepalived);
         }
     }
     if name != defined && format!("{name}.service") != defined {

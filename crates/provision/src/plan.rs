@@ -11,11 +11,12 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use systemd_unit::{
-    AbsPath, AccountName, Command, EnvName, IpAddressSpec, Role, Schedule, ServiceSpec, Text,
-    Timespan,
+    AbsPath, AccountName, Command, EnvName, IpAddressSpec, KeepalivedSpec, Role, Schedule,
+    ServiceSpec, Text, Timespan,
 };
 
 use crate::Error;
+use crate::vrrp::{self, VrrpConfig};
 
 /// A file mode such as `0750`, written in the file as a quoted octal string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +262,7 @@ struct RoleFile {
     directories: Vec<DirectorySpec>,
     env_file: Option<EnvFileSpec>,
     service: ServiceConfig,
+    vrrp: Option<Spanned<VrrpConfig>>,
 }
 
 /// A validated role file: what one host role should look like.
@@ -278,6 +280,9 @@ pub struct Plan {
     pub service: ServiceConfig,
     /// The unit the service section describes.
     pub service_spec: ServiceSpec,
+    /// This host's side of an LB pair (`[vrrp]`, veza-lb only): keepalived's configuration
+    /// and unit.
+    pub vrrp: Option<VrrpConfig>,
 }
 
 impl Plan {
@@ -357,6 +362,19 @@ impl Plan {
             let message = "the env file must live in a directory such as /etc/veza".to_owned();
             return Err(at(locate(text, "[env_file]"), message));
         }
+        if let Some(vrrp) = &file.vrrp {
+            let message = if file.role == Role::Lb {
+                vrrp.get_ref().problems().join("; ")
+            } else {
+                format!(
+                    "[vrrp] is only for veza-lb; {} is not behind a virtual address",
+                    file.role.as_str()
+                )
+            };
+            if !message.is_empty() {
+                return Err(at(Some(vrrp.span()), message));
+            }
+        }
         let service_spec = service_spec(&file);
         Ok(Self {
             role: file.role,
@@ -365,6 +383,7 @@ impl Plan {
             env_file: file.env_file,
             service: file.service,
             service_spec,
+            vrrp: file.vrrp.map(Spanned::into_inner),
         })
     }
 
@@ -402,6 +421,38 @@ impl Plan {
             ),
             Err(e) => Some(Err(format!("cannot render the timer unit: {e}"))),
         }
+    }
+
+    /// keepalived's unit, when the host is one side of an LB pair. It may exchange packets
+    /// with this host (the probe), VRRP's multicast group, the virtual addresses' networks
+    /// (the other host's adverts come from there: the IP filter also applies to what is
+    /// received) and the unicast peers.
+    pub fn keepalived_spec(&self) -> Option<KeepalivedSpec> {
+        let vrrp = self.vrrp.as_ref()?;
+        let mut allow = vec![IpAddressSpec::Localhost, "224.0.0.18".parse().ok()?];
+        let networks = vrrp.virtual_ipaddress.iter().map(|v| v.network());
+        for spec in networks.chain(vrrp.unicast_peers.iter().map(ToString::to_string)) {
+            let spec: IpAddressSpec = spec.parse().ok()?;
+            if !allow.contains(&spec) {
+                allow.push(spec);
+            }
+        }
+        Some(KeepalivedSpec {
+            program: AbsPath::new("/usr/sbin/keepalived").ok()?,
+            config: AbsPath::new(vrrp::CONFIG_PATH).ok()?,
+            ip_address_allow: Some(allow),
+        })
+    }
+
+    /// keepalived's configuration for this host, when it is one side of an LB pair: the
+    /// health script runs this role's veza-lb binary as this role's account.
+    pub fn rendered_keepalived_conf(&self) -> Option<Result<String, String>> {
+        let vrrp = self.vrrp.as_ref()?;
+        Some(vrrp::render(
+            vrrp,
+            self.service.exec_start.command().program(),
+            &self.user.name,
+        ))
     }
 
     /// The service unit's text.

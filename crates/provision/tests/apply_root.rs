@@ -590,3 +590,89 @@ fn a_schedule_belongs_to_the_load_test_only() {
         "{error}"
     );
 }
+
+/// One side of the LB pair: `[vrrp]` in veza-lb's role file adds keepalived's configuration
+/// and its hardened unit; a second run changes nothing; a new priority reloads keepalived
+/// (the address stays put) without touching veza-lb; `[vrrp]` elsewhere is refused.
+#[test]
+fn an_lb_pair_host_gets_keepalived() {
+    if !running_as_root() {
+        return;
+    }
+    let role = fs::read_to_string(example("veza-lb")).unwrap();
+    let pair = format!(
+        "{role}\n[vrrp]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 150\n\
+         advert_interval = \"200ms\"\nvirtual_ipaddress = [\"192.0.2.100/24\"]\n\
+         check = {{ url = \"http://127.0.0.1:8080/veza-lb/health\" }}\n"
+    );
+    let dir = testkit::temp_dir();
+    let file = dir.path().join("veza-lb.toml");
+    fs::write(&file, &pair).unwrap();
+    let plan = Plan::load(&file).unwrap();
+    let stubbed = Stubbed::new();
+    let (root, opts, calls) = (&stubbed.root, &stubbed.options, || stubbed.calls());
+    let first = apply(&plan, opts);
+    assert!(!first.failed(), "{first:#?}");
+    assert_eq!(
+        calls(),
+        "daemon-reload\nrestart veza-lb.service\nis-enabled veza-lb.service\nenable veza-lb.service\n\
+         restart veza-keepalived.service\nis-enabled veza-keepalived.service\nenable veza-keepalived.service\n"
+    );
+    let conf = fs::read_to_string(root.path().join("etc/veza-lb/keepalived.conf")).unwrap();
+    assert_eq!(
+        conf,
+        provision::render_unit(&plan, "keepalived.conf").unwrap()
+    );
+    assert!(conf.contains("script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health --timeout 500ms\""), "{conf}");
+    assert!(conf.contains("  script_user veza-lb\n"), "{conf}");
+    let units = root.path().join("etc/systemd/system");
+    let unit = fs::read_to_string(units.join("veza-keepalived.service")).unwrap();
+    assert!(
+        unit.contains("--use-file /etc/veza-lb/keepalived.conf"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("\nIPAddressAllow=localhost 224.0.0.18/32 192.0.2.0/24\n"),
+        "{unit}"
+    );
+    if systemd_unit::analyze::available() {
+        let spec = plan.keepalived_spec().unwrap();
+        let security = systemd_unit::analyze::verify_and_score(
+            systemd_unit::KeepalivedSpec::UNIT,
+            &spec.unit().unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        println!("veza-keepalived.service exposure {:.1}", security.exposure);
+    }
+
+    let second = apply(&plan, opts);
+    assert_eq!(second.count(Status::Changed), 0, "{second:#?}");
+    assert_eq!(
+        calls(),
+        "is-enabled veza-lb.service\nis-enabled veza-keepalived.service\n"
+    );
+
+    fs::write(&file, pair.replace("priority = 150", "priority = 100")).unwrap();
+    let lower = Plan::load(&file).unwrap();
+    let third = apply(&lower, opts);
+    assert!(!third.failed());
+    assert_eq!(
+        calls(),
+        "is-enabled veza-lb.service\nreload veza-keepalived.service\nis-enabled veza-keepalived.service\n"
+    );
+    assert_eq!(
+        step(&third, "restart veza-keepalived.service").detail,
+        "reloaded: the configuration changed"
+    );
+
+    let api = fs::read_to_string(example("backend-api")).unwrap();
+    let vrrp_section = &pair[role.len()..];
+    let error = Plan::parse("api.toml", &format!("{api}{vrrp_section}"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("[vrrp] is only for veza-lb"), "{error}");
+    let error = Plan::parse("lb.toml", &pair.replace("priority = 150", "priority = 0"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("vrrp.priority: must be 1 to 254"), "{error}");
+}

@@ -530,14 +530,22 @@ async fn monitor_uri_is_answered_by_the_frontend_with_every_server_down() {
              servers = [{{ name = \"api-1\", addr = \"{dead}\" }}]\n"
         )
     };
-    let lb = Lb::start(proxy::config::Config::parse(&text("/veza-lb/health"), "test.toml").unwrap()).await;
+    let lb =
+        Lb::start(proxy::config::Config::parse(&text("/veza-lb/health"), "test.toml").unwrap())
+            .await;
     let ready = get(lb.addr, "/veza-lb/health", None).await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.text(), "veza-lb: ready\n");
     let forwarded = get(lb.addr, "/veza-lb/health/more", None).await;
-    assert_eq!(forwarded.status, 503, "only the exact path is the monitor's");
+    assert_eq!(
+        forwarded.status, 503,
+        "only the exact path is the monitor's"
+    );
     let error = proxy::config::Config::parse(&text("health"), "test.toml")
         .unwrap_err()
         .to_string();
-    assert!(error.contains("`monitor_uri` must start with `/`"), "{error}");
+    assert!(
+        error.contains("`monitor_uri` must start with `/`"),
+        "{error}"
+    );
 }

@@ -48,7 +48,7 @@ pub use value::{
     ProtectHome, ProtectProc, ProtectSystem, Restart, ServiceType, SyscallFilter, SyscallSet, Text,
     Timespan, Umask, UnitName, Uri,
 };
-pub use veza::{Role, Schedule, ServiceSpec};
+pub use veza::{KeepalivedSpec, Role, Schedule, ServiceSpec};
 
 /// Everything that can go wrong building or rendering a unit.
 #[derive(Debug, thiserror::Error)]

@@ -258,6 +258,36 @@ impl Hardening {
         self
     }
 
+    /// Relaxation: a VRRP daemon (keepalived) that moves a virtual address between hosts.
+    ///
+    /// It runs as root with only what VRRP needs in its bounding set: `CAP_NET_ADMIN` (add
+    /// and remove the address), `CAP_NET_RAW` (VRRP is IP protocol 112, sent on raw
+    /// sockets; gratuitous ARP), `CAP_SETUID`/`CAP_SETGID` (its health script runs as an
+    /// unprivileged user) and `CAP_KILL` (it stops a script that overran its timeout).
+    /// Netlink and packet sockets are added to the address families; `PrivateUsers=` is off
+    /// (capabilities inside a user namespace do not count on the host's network) and
+    /// `@privileged` leaves the system-call deny list (`setuid()` is in it). Exposure 2.5
+    /// with an IP allow list, 1.5 over the baseline (Debian's stock keepalived.service:
+    /// 9.6): the price of changing the host's network.
+    #[must_use]
+    pub fn allow_vrrp(mut self) -> Self {
+        self.capability_bounding_set = vec![
+            Capability::NetAdmin,
+            Capability::NetRaw,
+            Capability::Setuid,
+            Capability::Setgid,
+            Capability::Kill,
+        ];
+        self.ambient_capabilities = Vec::new();
+        self.private_users = false;
+        self.restrict_address_families
+            .extend([AddressFamily::Netlink, AddressFamily::Packet]);
+        self.system_call_filter
+            .deny
+            .retain(|set| *set != SyscallSet::Privileged);
+        self
+    }
+
     /// Restricts the peers the service may talk to (`IPAddressDeny=any`, then allow these).
     #[must_use]
     pub fn allow_ip(mut self, allow: Vec<IpAddressSpec>) -> Self {

@@ -719,6 +719,8 @@ keyword_enum! {
         Setuid => "CAP_SETUID",
         /// Change group ids.
         Setgid => "CAP_SETGID",
+        /// Signal processes of other users.
+        Kill => "CAP_KILL",
     }
 }
 

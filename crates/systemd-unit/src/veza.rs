@@ -263,3 +263,83 @@ impl ServiceSpec {
         })
     }
 }
+
+/// keepalived for an LB pair: the VRRP daemon that holds the edge's virtual address on
+/// whichever veza-lb host serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeepalivedSpec {
+    /// The keepalived binary (Debian: `/usr/sbin/keepalived`).
+    pub program: AbsPath,
+    /// Its configuration, rendered by veza-provision (not Debian's
+    /// `/etc/keepalived/keepalived.conf`, so Debian's own unit stays inert).
+    pub config: AbsPath,
+    /// Peers it may exchange packets with (VRRP's multicast group 224.0.0.18 or the unicast
+    /// peers, and the local veza-lb its health script asks); `None` for no IP filter.
+    pub ip_address_allow: Option<Vec<IpAddressSpec>>,
+}
+
+impl KeepalivedSpec {
+    /// The unit's name.
+    pub const UNIT: &'static str = "veza-keepalived.service";
+
+    /// `veza-keepalived.service`: keepalived in the foreground (`Type=notify`: Debian builds
+    /// it with systemd support), VRRP only (`--vrrp`), reloaded with SIGHUP (the address
+    /// stays where it is), under [`Hardening::allow_vrrp`].
+    ///
+    /// # Errors
+    /// Only if a built-in constant fails validation.
+    pub fn unit(&self) -> Result<Unit, Error> {
+        let mut hardening = Hardening::network_service(Vec::new()).allow_vrrp();
+        if let Some(allow) = &self.ip_address_allow {
+            hardening = hardening.allow_ip(allow.clone());
+        }
+        let network_online = UnitName::new("network-online.target")?;
+        let root = AccountName::new("root")?;
+        Ok(Unit {
+            description: Text::new("Veza edge: keepalived (VRRP) for the veza-lb pair")?,
+            documentation: vec![
+                Uri::new("https://git.veza.example/veza/edge")?,
+                Uri::new("man:keepalived.conf(5)")?,
+            ],
+            wants: vec![network_online.clone()],
+            requires: Vec::new(),
+            after: vec![network_online, UnitName::new("veza-lb.service")?],
+            start_limit: Some((Timespan::from_secs(60), 5)),
+            service: Service {
+                kind: ServiceType::Notify,
+                exec_start: Command::new(self.program.clone())
+                    .args(["--dont-fork", "--vrrp", "--log-console", "--log-detail"])?
+                    .arg("--use-file")?
+                    .arg(self.config.as_str())?
+                    // /run is read-only under ProtectSystem=strict: pid files go to the
+                    // unit's runtime directory.
+                    .args([
+                        "--pid",
+                        "/run/keepalived/keepalived.pid",
+                        "--vrrp_pid",
+                        "/run/keepalived/vrrp.pid",
+                    ])?,
+                exec_reload: Some(
+                    Command::new(AbsPath::new("/bin/kill")?)
+                        .arg("-HUP")?
+                        .var(EnvName::new("MAINPID")?),
+                ),
+                restart: Restart::OnFailure,
+                restart_sec: Some(Timespan::from_secs(2)),
+                timeout_start_sec: None,
+                timeout_stop_sec: Some(Timespan::from_secs(10)),
+                watchdog_sec: None,
+                notify_access: Some(NotifyAccess::Main),
+                user: root.clone(),
+                group: root,
+                working_directory: None,
+                environment_files: Vec::new(),
+                environment: Vec::new(),
+                runtime_directory: Some(DirName::new("keepalived")?),
+                limit_nofile: None,
+                hardening,
+            },
+            wanted_by: vec![UnitName::new("multi-user.target")?],
+        })
+    }
+}

@@ -259,6 +259,38 @@ fn scheduled_load_test_verifies_with_its_timer() {
     assert!(analyze::calendar("*-*-* 25:00:00").is_err());
 }
 
+/// keepalived for the LB pair: verifies, and its exposure is what the VRRP relaxation says
+/// (2.5 here: the capabilities to move an address cost 1.5 points over the baseline).
+#[test]
+fn keepalived_unit_verifies_and_is_scored() {
+    if !systemd_analyze_present() {
+        return;
+    }
+    let spec = systemd_unit::KeepalivedSpec {
+        program: path("/usr/sbin/keepalived"),
+        config: path("/etc/veza-lb/keepalived.conf"),
+        ip_address_allow: Some(
+            ["localhost", "224.0.0.18", "192.0.2.0/24"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
+        ),
+    };
+    let unit = spec.unit().unwrap();
+    let text = unit.render().unwrap();
+    for line in [
+        "\nCapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SETUID CAP_SETGID CAP_KILL\n",
+        "\nPrivateUsers=no\n",
+        "\nRuntimeDirectory=keepalived\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    let score = analyze(systemd_unit::KeepalivedSpec::UNIT, &unit).exposure;
+    println!("veza-keepalived.service: exposure {score:.1}");
+    // Debian's stock keepalived.service scores 9.6 (no sandbox at all).
+    assert!(score <= 2.5, "{score}");
+}
+
 #[test]
 fn awkward_values_still_verify() {
     if !systemd_analyze_present() {
