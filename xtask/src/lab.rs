@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 
 use crate::build::{self, Profile, workspace_root};
 use crate::deploy::{self, Inventory, Status};
+use crate::topology::find_program;
 use crate::transport::{display_command, nspawn_leader, words};
 use crate::{Error, Result, fail};
 
@@ -113,21 +114,13 @@ pub fn preflight() -> Result<(), String> {
         return Err("needs root (debootstrap, systemd-nspawn, nsenter)".to_owned());
     }
     for tool in ["debootstrap", "systemd-nspawn", "nsenter", "setsid", "cp"] {
-        if which(tool).is_none() {
+        if find_program(tool).is_none() {
             return Err(format!(
                 "{tool} is not installed (Debian: apt-get install debootstrap systemd-container)"
             ));
         }
     }
     Ok(())
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 /// A booted lab.

@@ -54,6 +54,8 @@ pub struct SeedTopology {
     pub api: ServerList,
     /// The stream pool's servers.
     pub stream: ServerList,
+    /// The frontend's `monitor_uri` (the LB pair's health check), if any.
+    pub monitor_uri: Option<String>,
 }
 
 /// A TOML basic string.
@@ -114,7 +116,7 @@ redispatch = true
 [[frontend]]
 name = "veza"
 bind = [{binds}]
-default_pool = "{API_POOL}"
+default_pool = "{API_POOL}"{monitor}
 [[frontend.route]]
 path_prefix = "/stream/"
 pool = "{STREAM_POOL}"
@@ -134,6 +136,11 @@ health = {{ path = "/health", interval = {interval}, timeout = {timeout}, fall =
 {stream}
 "#,
             header = self.header,
+            monitor = self
+                .monitor_uri
+                .as_ref()
+                .map(|uri| format!("\nmonitor_uri = {}", quoted(uri)))
+                .unwrap_or_default(),
             connect = quoted(&self.timeout_connect),
             binds = binds.join(", "),
             slowstart = quoted(&self.slowstart),
@@ -173,6 +180,9 @@ impl SeedTopology {
         out.push_str("\nfrontend veza\n");
         for bind in &self.binds {
             let _ = writeln!(out, "  bind {bind}");
+        }
+        if let Some(uri) = &self.monitor_uri {
+            let _ = writeln!(out, "  monitor-uri {uri}");
         }
         let _ = write!(
             out,
@@ -237,6 +247,7 @@ mod tests {
                 servers: vec![("stream-server-1".into(), "127.0.0.1:18091".into())],
                 comment: None,
             },
+            monitor_uri: Some("/veza-lb/health".into()),
         };
         let text = topology.render();
         let value: toml::Table = text.parse().expect("valid TOML");
@@ -244,6 +255,10 @@ mod tests {
         assert_eq!(api["servers"][0]["name"].as_str(), Some("backend-api-1"));
         assert_eq!(api["slowstart"].as_str(), Some("30s"));
         assert_eq!(value["global"]["threads"].as_integer(), Some(2));
+        assert_eq!(
+            value["frontend"][0]["monitor_uri"].as_str(),
+            Some("/veza-lb/health")
+        );
         assert!(text.contains("# From the inventory group backend_api_instances.\nservers = ["));
         let haproxy = topology.render_haproxy();
         assert!(haproxy.contains("  stats socket ipv4@127.0.0.1:9100 level admin\n"));

@@ -7,6 +7,7 @@
 //! cargo xtask deploy  push binaries, provision and restart the inventory's hosts
 //! cargo xtask lab     a systemd-nspawn host to deploy into and smoke-test (root)
 //! cargo xtask load    the traffic mix with thresholds, faults and an HTML report
+//! cargo xtask pair    two veza-lb behind keepalived in network namespaces, failover measured (root)
 //! ```
 //!
 //! Every subcommand builds what it needs, runs the real binaries as child processes on free
@@ -21,7 +22,10 @@ mod deploy;
 mod http;
 mod lab;
 mod lbconfig;
+mod lbpair;
 mod load;
+mod netns;
+mod pair;
 mod smoke;
 mod topology;
 mod transport;
@@ -55,6 +59,9 @@ enum Command {
     /// The load test: a scenario's traffic mix (API, WebSocket, HLS) with thresholds and
     /// faults, against the loopback topology or a deployed edge; writes an HTML report.
     Load(load::Args),
+    /// The LB pair (root, keepalived): two veza-lb behind a VRRP virtual address in network
+    /// namespaces; kills, link cuts and returns, failover measured.
+    Pair(pair::Args),
 }
 
 /// Why a subcommand could not do its job; printed as one line.
@@ -115,6 +122,7 @@ fn main() -> ExitCode {
             Command::Deploy(args) => until_interrupted(deploy::run(args)).await,
             Command::Lab(args) => until_interrupted(lab::run(args)).await,
             Command::Load(args) => until_interrupted(load::run(args)).await,
+            Command::Pair(args) => until_interrupted(pair::run(args)).await,
         }
     });
     // Dropping the runtime drops whatever tasks still hold child processes: they are killed.

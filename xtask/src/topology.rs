@@ -152,7 +152,7 @@ impl Process {
 
     /// Polls `ready` every 20 ms until it holds; fails if the process exits or `READY_TIMEOUT`
     /// passes, with the end of its log.
-    async fn wait_until<F, Fut>(&mut self, what: &str, mut ready: F) -> Result<()>
+    pub async fn wait_until<F, Fut>(&mut self, what: &str, mut ready: F) -> Result<()>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -554,6 +554,7 @@ fn seed_topology(
         slowstart: duration(settings.slowstart),
         api: servers(Kind::Api),
         stream: servers(Kind::Stream),
+        monitor_uri: None,
     }
 }
 

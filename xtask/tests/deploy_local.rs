@@ -16,7 +16,12 @@ fn running_as_root() -> bool {
 
 /// Runs `xtask deploy` in `dir` (where the `local:` trees go); returns (success, stdout).
 fn deploy(dir: &Path, bin: &Path, extra: &[&str]) -> (bool, String) {
-    let inventory = workspace().join("examples/lab-local.toml");
+    deploy_inventory("examples/lab-local.toml", dir, bin, extra)
+}
+
+/// Runs `xtask deploy` of the workspace's `inventory` in `dir`; returns (success, stdout).
+fn deploy_inventory(inventory: &str, dir: &Path, bin: &Path, extra: &[&str]) -> (bool, String) {
+    let inventory = workspace().join(inventory);
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("deploy")
         .arg("--inventory")
@@ -149,4 +154,55 @@ fn deploys_the_lab_into_local_trees_then_changes_nothing() {
     let (ok, _) = deploy(tmp.path(), &bin, &[]);
     assert!(ok, "repairing deploy failed");
     assert_eq!(std::fs::read_to_string(&config_path).unwrap(), config);
+}
+
+/// The LB pair's inventory (`[lb_pair]`) deployed into local trees: each LB host gets
+/// keepalived's configuration with its own priority, the other host as neither master nor
+/// peer of itself, veza-lb's configuration with the monitor_uri the health script asks, and
+/// veza-keepalived.service; a second deploy changes nothing.
+#[test]
+fn deploys_the_lb_pair_with_keepalived_then_changes_nothing() {
+    if !running_as_root() {
+        return;
+    }
+    let tmp = testkit::temp_dir();
+    let bin = binaries(tmp.path());
+    let inventory = "examples/inventory/lb-pair.toml";
+    let (ok, stdout) = deploy_inventory(inventory, tmp.path(), &bin, &[]);
+    assert!(ok, "first deploy failed");
+    let trees = tmp.path().join("target/pair-deploy");
+    for (host, priority) in [("lb-1", 150), ("lb-2", 100)] {
+        let tree = trees.join(host);
+        let conf = std::fs::read_to_string(tree.join("etc/veza-lb/keepalived.conf")).unwrap();
+        assert!(
+            conf.contains(&format!("\n  priority {priority}\n")),
+            "{conf}"
+        );
+        assert!(conf.contains("    192.0.2.100/24 dev eth0\n"), "{conf}");
+        assert!(
+            conf.contains(
+                "script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health"
+            ),
+            "{conf}"
+        );
+        assert!(
+            tree.join("etc/systemd/system/veza-keepalived.service")
+                .is_file()
+        );
+        let config = std::fs::read_to_string(tree.join("etc/veza-lb/veza-lb.toml")).unwrap();
+        assert!(
+            config.contains("monitor_uri = \"/veza-lb/health\""),
+            "{config}"
+        );
+        let line = recap(&stdout, host);
+        assert!(line.contains("failed=0"), "{line}");
+    }
+    let (ok, stdout) = deploy_inventory(inventory, tmp.path(), &bin, &[]);
+    assert!(ok, "second deploy failed");
+    let summary = stdout.rsplit("\nrecap\n").next().unwrap();
+    assert_eq!(
+        summary.matches("changed=0 ").count(),
+        6,
+        "the second run changed something:\n{summary}"
+    );
 }

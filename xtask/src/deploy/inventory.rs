@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::lbconfig::{SeedTopology, ServerList};
+use crate::lbpair::{self, LbPair};
 use crate::transport::{Host, Transport};
 use crate::{Result, fail, parse_duration};
 
@@ -165,6 +166,8 @@ pub struct Inventory {
     pub lb: LbSettings,
     /// The groups present, in deploy order.
     pub groups: Vec<Group>,
+    /// Two `[haproxy]` hosts behind a keepalived virtual address, if any.
+    pub lb_pair: Option<LbPair>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +180,7 @@ struct InventoryFile {
     backend_api_instances: Option<GroupFile>,
     stream_server_instances: Option<GroupFile>,
     haproxy: Option<GroupFile>,
+    lb_pair: Option<LbPair>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,14 +245,37 @@ impl Inventory {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut groups = Vec::new();
         let mut names = BTreeSet::new();
+        if let Some(pair) = &file.lb_pair {
+            let lb_hosts: Vec<&str> = file
+                .haproxy
+                .iter()
+                .flat_map(|g| g.hosts.iter().map(|h| h.name.as_str()))
+                .collect();
+            let problems = pair.problems(&lb_hosts);
+            if !problems.is_empty() {
+                return fail(format!("{shown}: {}", problems.join("; ")));
+            }
+        }
+        let pair = file
+            .lb_pair
+            .as_ref()
+            .map(|p| (p, lbpair::check_url(&lb.bind[0])));
         for (kind, group) in [
             (GroupKind::BackendApi, file.backend_api_instances),
             (GroupKind::StreamServer, file.stream_server_instances),
             (GroupKind::Haproxy, file.haproxy),
         ] {
             let Some(group) = group else { continue };
-            let group = load_group(kind, group, dir, base, &file.ssh_options, &mut names)
-                .map_err(|e| crate::Error::Message(format!("{shown}: [{}] {e}", kind.name())))?;
+            let group = load_group(
+                kind,
+                group,
+                dir,
+                base,
+                &file.ssh_options,
+                &mut names,
+                pair.as_ref(),
+            )
+            .map_err(|e| crate::Error::Message(format!("{shown}: [{}] {e}", kind.name())))?;
             groups.push(group);
         }
         if groups.is_empty() {
@@ -261,6 +288,7 @@ impl Inventory {
             path: path.to_path_buf(),
             lb,
             groups,
+            lb_pair: file.lb_pair,
         })
     }
 
@@ -339,6 +367,10 @@ impl Inventory {
             slowstart: lb.slowstart.clone(),
             api: list(GroupKind::BackendApi),
             stream: list(GroupKind::StreamServer),
+            monitor_uri: self
+                .lb_pair
+                .is_some()
+                .then(|| lbpair::MONITOR_URI.to_owned()),
         }
         .render()
     }
@@ -361,6 +393,7 @@ impl Inventory {
         if !lb.metrics_listen.is_empty() {
             lb.metrics_listen = remap(&lb.metrics_listen);
         }
+        let check_url = lbpair::check_url(&lb.bind[0]);
         for group in &mut self.groups {
             let template = std::fs::read_to_string(&group.role).map_err(crate::Error::io(
                 format!("cannot read {}", group.role.display()),
@@ -368,8 +401,15 @@ impl Inventory {
             for instance in &mut group.instances {
                 instance.addr = instance.addr.as_deref().map(&mut remap);
                 let name = &instance.host.name;
-                instance.role_text = render_role(&template, name, instance.addr.as_deref())
-                    .map_err(crate::Error::Message)?;
+                let pair = self.lb_pair.as_ref().map(|p| (p, check_url.clone()));
+                instance.role_text = role_text(
+                    &template,
+                    name,
+                    instance.addr.as_deref(),
+                    group.kind,
+                    pair.as_ref(),
+                )
+                .map_err(crate::Error::Message)?;
                 let origin = format!("{} (for {name})", group.role.display());
                 instance.plan = provision::Plan::parse(&origin, &instance.role_text)
                     .map_err(|e| crate::Error::Message(e.to_string()))?;
@@ -386,6 +426,25 @@ impl Inventory {
     }
 }
 
+/// A host's role file: the group's template rendered for it, plus, for a host of the LB pair,
+/// its `[vrrp]` section.
+fn role_text(
+    template: &str,
+    name: &str,
+    addr: Option<&str>,
+    kind: GroupKind,
+    pair: Option<&(&LbPair, String)>,
+) -> Result<String, String> {
+    let mut text = render_role(template, name, addr)?;
+    if kind == GroupKind::Haproxy
+        && let Some((pair, check_url)) = pair
+        && let Some(section) = pair.vrrp_section(name, check_url)
+    {
+        text.push_str(&section);
+    }
+    Ok(text)
+}
+
 fn load_group(
     kind: GroupKind,
     group: GroupFile,
@@ -393,6 +452,7 @@ fn load_group(
     base: &Path,
     ssh_options: &[String],
     names: &mut BTreeSet<String>,
+    pair: Option<&(&LbPair, String)>,
 ) -> Result<Group, String> {
     if group.hosts.is_empty() {
         return Err(
@@ -439,7 +499,7 @@ fn load_group(
         {
             return Err(format!("host {name}: root must be an absolute path"));
         }
-        let role_text = render_role(&template, &name, host.addr.as_deref())
+        let role_text = role_text(&template, &name, host.addr.as_deref(), kind, pair)
             .map_err(|e| format!("host {name}: role {}: {e}", role.display()))?;
         let origin = format!("{} (for {name})", role.display());
         let plan = provision::Plan::parse(&origin, &role_text).map_err(|e| e.to_string())?;
