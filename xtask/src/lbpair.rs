@@ -64,6 +64,16 @@ pub struct LbPair {
     /// Unicast adverts to the other host instead of multicast.
     #[serde(default)]
     pub unicast: bool,
+    /// Seconds between two health probes of veza-lb (keepalived: whole seconds; 1s).
+    #[serde(default)]
+    pub check_interval: Option<String>,
+    /// Failed probes before a host gives the address away (2): 1 halves the time a dead
+    /// veza-lb keeps the address, at the price of moving it on a single slow answer.
+    #[serde(default)]
+    pub check_fall: Option<u32>,
+    /// Passed probes before a host may hold the address again (2).
+    #[serde(default)]
+    pub check_rise: Option<u32>,
     /// The two hosts.
     pub hosts: Vec<PairHost>,
 }
@@ -132,7 +142,17 @@ impl LbPair {
                 peers.join(", ")
             ));
         }
-        out.push_str(&format!("check = {{ url = {} }}\n", quoted(check_url)));
+        let mut check = format!("url = {}", quoted(check_url));
+        if let Some(interval) = &self.check_interval {
+            check.push_str(&format!(", interval = {}", quoted(interval)));
+        }
+        if let Some(fall) = self.check_fall {
+            check.push_str(&format!(", fall = {fall}"));
+        }
+        if let Some(rise) = self.check_rise {
+            check.push_str(&format!(", rise = {rise}"));
+        }
+        out.push_str(&format!("check = {{ {check} }}\n"));
         Some(out)
     }
 }
@@ -160,6 +180,7 @@ interface = "eth0"
 virtual_router_id = 51
 advert_interval = "200ms"
 unicast = true
+check_fall = 1
 hosts = [
   { name = "lb-1", priority = 150, address = "192.0.2.11" },
   { name = "lb-2", priority = 100, address = "192.0.2.12" },
@@ -186,6 +207,7 @@ hosts = [
             ["192.0.2.11".parse::<IpAddr>().unwrap()]
         );
         assert_eq!(vrrp.check.url, "http://127.0.0.1:8080/veza-lb/health");
+        assert_eq!((vrrp.check.fall, vrrp.check.rise), (1, 2));
         assert!(pair.vrrp_section("backend-api-1", "x").is_none());
     }
 

@@ -54,6 +54,13 @@ pub struct Args {
     /// Build release binaries.
     #[arg(long)]
     release: bool,
+    /// Unicast adverts between the two hosts instead of the inventory's multicast.
+    #[arg(long)]
+    unicast: bool,
+    /// Failed health probes before a host gives the address away, instead of the
+    /// inventory's (1 halves the time a killed veza-lb keeps the address).
+    #[arg(long, value_name = "N")]
+    check_fall: Option<u32>,
 }
 
 /// Why `xtask pair` cannot run here, if it cannot.
@@ -78,7 +85,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         parse_duration(advert).map_err(|e| Error::Message(format!("--adverts: {e}")))?;
     }
     let root = workspace_root();
-    let inventory = Inventory::load(&root.join(INVENTORY), &root)?;
+    let mut inventory = Inventory::load(&root.join(INVENTORY), &root)?;
+    if let Some(pair) = inventory.lb_pair.as_mut() {
+        pair.unicast |= args.unicast;
+        pair.check_fall = args.check_fall.or(pair.check_fall);
+    }
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
         None => {
