@@ -133,7 +133,7 @@ struct Machine {
     child: Option<std::process::Child>,
 }
 
-async fn command_ok(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) async fn command_ok(program: &str, args: &[&str]) -> Result<String> {
     let output = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -151,6 +151,14 @@ async fn command_ok(program: &str, args: &[&str]) -> Result<String> {
         output.status,
         String::from_utf8_lossy(&output.stderr).trim()
     ))
+}
+
+/// The lab's cached base tree (a Debian bookworm with systemd), made the first time.
+pub(crate) async fn base() -> Result<PathBuf> {
+    preflight().map_err(|e| Error::Message(format!("lab: {e}")))?;
+    let paths = Paths::new();
+    ensure_base(&paths).await?;
+    Ok(paths.base)
 }
 
 /// The cached base tree, made with debootstrap the first time.
@@ -325,7 +333,7 @@ async fn up(paths: &Paths) -> Result<Machine> {
 
 /// Waits until the container's systemd has booted: `running`, or `degraded` (a unit that
 /// needs hardware or a host service failed; the lab does not need it).
-async fn wait_booted(leader: &str) -> Result<String> {
+pub(crate) async fn wait_booted(leader: &str) -> Result<String> {
     let start = Instant::now();
     loop {
         let output = tokio::process::Command::new("nsenter")

@@ -23,6 +23,10 @@ use serde::Deserialize;
 /// The path veza-lb answers itself on a pair's hosts (`monitor_uri`).
 pub const MONITOR_URI: &str = "/veza-lb/health";
 
+/// The first line of the `[vrrp]` section appended to a pair host's role file.
+pub const SECTION_MARK: &str =
+    "\n# Rendered by `cargo xtask deploy` from [lb_pair]: this host's side of the pair.\n";
+
 fn yes() -> bool {
     true
 }
@@ -118,8 +122,7 @@ impl LbPair {
         let me = self.hosts.iter().find(|h| h.name == host)?;
         let vips: Vec<String> = self.virtual_ipaddress.iter().map(|v| quoted(v)).collect();
         let mut out = format!(
-            "\n# Rendered by `cargo xtask deploy` from [lb_pair]: this host's side of the pair.\n\
-             [vrrp]\ninterface = {}\nvirtual_router_id = {}\npriority = {}\nversion = {}\n\
+            "{SECTION_MARK}[vrrp]\ninterface = {}\nvirtual_router_id = {}\npriority = {}\nversion = {}\n\
              advert_interval = {}\nvirtual_ipaddress = [{}]\npreempt = {}\n",
             quoted(&self.interface),
             self.virtual_router_id,

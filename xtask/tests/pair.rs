@@ -24,11 +24,16 @@ fn the_pair_fails_over_and_routes_alike() {
     }
     let tmp = testkit::temp_dir();
     let bin = binaries(tmp.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["pair", "--adverts", "200ms", "--bin-dir"])
         .arg(&bin)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // Its namespaces are named after its pid.
+    let prefix = format!("vz{}-", child.id());
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "xtask pair failed");
@@ -45,11 +50,11 @@ fn the_pair_fails_over_and_routes_alike() {
         .filter_map(|l| l.split_whitespace().last())
         .collect();
     assert_eq!(holders, ["lb-2", "lb-1", "lb-2", "lb-1"], "{table}");
-    // No namespace is left behind.
+    // None of its namespaces is left behind.
     let left = std::fs::read_dir("/run/netns")
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("vz"))
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
                 .count()
         })
         .unwrap_or(0);

@@ -177,7 +177,8 @@ fn render_unit_prints_the_unit_or_names_the_right_one() {
     assert!(unit.starts_with("# Rendered by veza systemd-unit"));
     assert!(
         unit.contains("\nType=notify\n")
-            && unit.contains("\nExecReload=/bin/kill -HUP ${MAINPID}\n")
+            && unit
+                .contains("\nExecReload=/bin/sh -c \"kill -HUP \\\"$$1\\\"\" reload ${MAINPID}\n")
     );
     assert!(unit.contains("\nWatchdogSec=30s\n") && unit.contains("\nTimeoutStopSec=35s\n"));
     assert!(unit.contains("\nExecStart=/opt/veza/lb/veza-lb run -c /etc/veza-lb/veza-lb.toml\n"));

@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(unit.value("Service", "NotifyAccess"), Some("main"));
         assert_eq!(
             command_words(unit.value("Service", "ExecReload").unwrap()).unwrap(),
-            ["/bin/kill", "-HUP", "${MAINPID}"]
+            ["/bin/sh", "-c", "kill -HUP \"$1\"", "reload", "${MAINPID}"]
         );
         assert_eq!(
             command_words(unit.value("Service", "ExecStart").unwrap()).unwrap(),

@@ -44,6 +44,16 @@ impl Role {
     }
 }
 
+/// `ExecReload=` that sends SIGHUP to the main process with the shell's own `kill`:
+/// `/bin/kill` is procps', which a minimal Debian does not have (a reload there failed with
+/// status 203/EXEC); `/bin/sh` is always there. Rendered as
+/// `/bin/sh -c "kill -HUP \"$$1\"" reload ${MAINPID}`: systemd gives the pid as `$1`.
+fn sighup_main() -> Result<Command, Error> {
+    Ok(Command::new(AbsPath::new("/bin/sh")?)
+        .args(["-c", "kill -HUP \"$1\"", "reload"])?
+        .var(EnvName::new("MAINPID")?))
+}
+
 /// When a scheduled service runs: a timer unit next to it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,17 +203,9 @@ impl ServiceSpec {
         }
         let notify = self.role == Role::Lb;
         let scheduled = self.role.is_scheduled();
-        let exec_reload = if notify {
-            // systemd 252 has no Type=notify-reload: kill(1) runs inside the same sandbox and
-            // signals the main process, which answers RELOADING=1 then READY=1.
-            Some(
-                Command::new(AbsPath::new("/bin/kill")?)
-                    .arg("-HUP")?
-                    .var(EnvName::new("MAINPID")?),
-            )
-        } else {
-            None
-        };
+        // systemd 252 has no Type=notify-reload: SIGHUP is sent to the main process, which
+        // answers RELOADING=1 then READY=1.
+        let exec_reload = if notify { Some(sighup_main()?) } else { None };
         let network_online = UnitName::new("network-online.target")?;
         let socket = self.socket_unit_name()?;
         Ok(Unit {
@@ -319,11 +321,7 @@ impl KeepalivedSpec {
                         "--vrrp_pid",
                         "/run/keepalived/vrrp.pid",
                     ])?,
-                exec_reload: Some(
-                    Command::new(AbsPath::new("/bin/kill")?)
-                        .arg("-HUP")?
-                        .var(EnvName::new("MAINPID")?),
-                ),
+                exec_reload: Some(sighup_main()?),
                 restart: Restart::OnFailure,
                 restart_sec: Some(Timespan::from_secs(2)),
                 timeout_start_sec: None,

@@ -1,0 +1,145 @@
+//! The client's side of the pair test: plain HTTP GETs from inside the client namespace, and
+//! the probe that hits the virtual address every 10 ms and records every attempt.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{FRONT_PORT, RETRY_BUDGET, SETTLE, VIP};
+use crate::netns::Network;
+use crate::{Error, Result, fail};
+
+/// What a backend answered.
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) served_by: String,
+    pub(super) set_cookie: Option<String>,
+}
+
+/// One GET on a fresh connection (`Connection: close`), within 1 s.
+pub(super) fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Result<Answer, String> {
+    let timeout = Duration::from_millis(1000);
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Connection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    stream.read_to_end(&mut text).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&text);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let status = head
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {:?}", head.lines().next()))?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    Ok(Answer {
+        status,
+        served_by: header("x-served-by").unwrap_or_default(),
+        set_cookie: header("set-cookie")
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned()),
+    })
+}
+
+/// The client: a GET through the virtual address every 10 ms, each attempt recorded.
+pub(super) struct Probe {
+    attempts: Arc<Mutex<Vec<(Instant, bool)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Probe {
+    pub(super) fn start(net: &Network) -> Result<Probe> {
+        let attempts: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (record, halt) = (attempts.clone(), stop.clone());
+        let vip: SocketAddr = format!("{VIP}:{FRONT_PORT}")
+            .parse()
+            .map_err(|_| Error::Message("address".into()))?;
+        net.thread("client", move || {
+            while !halt.load(Ordering::Relaxed) {
+                let ok = matches!(get(vip, "/api/v1/health", None), Ok(a) if a.status == 200);
+                if let Ok(mut attempts) = record.lock() {
+                    attempts.push((Instant::now(), ok));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })?;
+        Ok(Probe { attempts, stop })
+    }
+
+    fn since(&self, t0: Instant) -> Vec<(Instant, bool)> {
+        self.attempts
+            .lock()
+            .map(|a| a.iter().copied().filter(|(t, _)| *t >= t0).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits for a 200 after `t0` that follows every failure since `t0`.
+    pub(super) async fn wait_success_after(&self, t0: Instant) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.since(t0).last().is_some_and(|(_, ok)| *ok) {
+                return Ok(());
+            }
+            if start.elapsed() > SETTLE {
+                return fail(format!("no 200 through {VIP} within {SETTLE:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Lets a second of traffic through, so late failures are counted in their round.
+    pub(super) async fn settle(&self) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    /// From `t0`: the time to the first success after the first failure (zero without
+    /// failure), the failed attempts, and those not followed by a success within
+    /// [`RETRY_BUDGET`] (what a retrying client would have seen fail).
+    pub(super) fn outcome_since(&self, t0: Instant) -> (Duration, usize, usize) {
+        let attempts = self.since(t0);
+        let failed = attempts.iter().filter(|(_, ok)| !ok).count();
+        let first_failure = attempts.iter().position(|(_, ok)| !ok);
+        let recovered = first_failure
+            .and_then(|i| attempts[i..].iter().find(|(_, ok)| *ok))
+            .map_or(Duration::ZERO, |(t, _)| t.duration_since(t0));
+        let hopeless = attempts
+            .iter()
+            .enumerate()
+            .filter(|(i, (t, ok))| {
+                !ok && !attempts[i + 1..]
+                    .iter()
+                    .any(|(later, ok)| *ok && later.duration_since(*t) <= RETRY_BUDGET)
+            })
+            .count();
+        (recovered, failed, hopeless)
+    }
+
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
