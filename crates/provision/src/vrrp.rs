@@ -356,16 +356,21 @@ check = { url = "http://127.0.0.1:8080/veza-lb/health" }
         toml::from_str(text).unwrap()
     }
 
+    /// `vrrp` rendered for veza-lb at its usual path, its account running the probe.
+    fn rendered(vrrp: &VrrpConfig) -> String {
+        render(
+            vrrp,
+            &AbsPath::new("/opt/veza/lb/veza-lb").unwrap(),
+            &AccountName::new("veza-lb").unwrap(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn renders_an_instance_with_its_health_script() {
         let vrrp = config(SECTION);
         assert!(vrrp.problems().is_empty(), "{:?}", vrrp.problems());
-        let text = render(
-            &vrrp,
-            &AbsPath::new("/opt/veza/lb/veza-lb").unwrap(),
-            &AccountName::new("veza-lb").unwrap(),
-        )
-        .unwrap();
+        let text = rendered(&vrrp);
         for line in [
             "  script_user veza-lb\n",
             "  script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health --timeout 500ms\"\n",
@@ -388,12 +393,7 @@ check = { url = "http://127.0.0.1:8080/veza-lb/health" }
         )
         .replace("200ms", "1s"));
         assert!(vrrp.problems().is_empty(), "{:?}", vrrp.problems());
-        let text = render(
-            &vrrp,
-            &AbsPath::new("/opt/veza/lb/veza-lb").unwrap(),
-            &AccountName::new("veza-lb").unwrap(),
-        )
-        .unwrap();
+        let text = rendered(&vrrp);
         assert!(text.contains("  nopreempt\n"), "{text}");
         assert!(text.contains("  advert_int 1\n"), "{text}");
         assert!(text.contains("  vrrp_version 2\n"), "{text}");

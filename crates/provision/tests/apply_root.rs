@@ -59,6 +59,16 @@ impl Stubbed {
 }
 
 /// uid/gid of a user in the tree's passwd.
+/// `text` written as a role file in a temporary directory (kept alive by the first value),
+/// its path, and its plan.
+fn role_file(name: &str, text: &str) -> (testkit::TempDir, std::path::PathBuf, Plan) {
+    let dir = testkit::temp_dir();
+    let file = dir.path().join(name);
+    fs::write(&file, text).unwrap();
+    let plan = Plan::load(&file).unwrap();
+    (dir, file, plan)
+}
+
 fn ids(root: &Path, user: &str) -> (u32, u32) {
     let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
     let line = passwd
@@ -437,10 +447,7 @@ fn a_socket_activated_lb_gets_its_socket_unit() {
         "listen_ports = [80, 443, 9100, 9101]\nsockets = [\"0.0.0.0:80\", \"0.0.0.0:443\"]",
     );
     assert_ne!(activated, role, "the example's listen_ports line moved");
-    let dir = testkit::temp_dir();
-    let file = dir.path().join("veza-lb.toml");
-    fs::write(&file, &activated).unwrap();
-    let plan = Plan::load(&file).unwrap();
+    let (_dir, file, plan) = role_file("veza-lb.toml", &activated);
     let stubbed = Stubbed::new();
     let (root, opts, calls) = (&stubbed.root, &stubbed.options, || stubbed.calls());
     let first = apply(&plan, opts);
@@ -505,10 +512,7 @@ fn a_scheduled_load_test_gets_its_timer() {
         return;
     }
     let role = fs::read_to_string(example("veza-load")).unwrap();
-    let dir = testkit::temp_dir();
-    let file = dir.path().join("veza-load.toml");
-    fs::write(&file, &role).unwrap();
-    let plan = Plan::load(&file).unwrap();
+    let (_dir, file, plan) = role_file("veza-load.toml", &role);
     let stubbed = Stubbed::new();
     let (root, opts, calls) = (&stubbed.root, &stubbed.options, || stubbed.calls());
     let first = apply(&plan, opts);
@@ -605,10 +609,7 @@ fn an_lb_pair_host_gets_keepalived() {
          advert_interval = \"200ms\"\nvirtual_ipaddress = [\"192.0.2.100/24\"]\n\
          check = {{ url = \"http://127.0.0.1:8080/veza-lb/health\" }}\n"
     );
-    let dir = testkit::temp_dir();
-    let file = dir.path().join("veza-lb.toml");
-    fs::write(&file, &pair).unwrap();
-    let plan = Plan::load(&file).unwrap();
+    let (_dir, file, plan) = role_file("veza-lb.toml", &pair);
     let stubbed = Stubbed::new();
     let (root, opts, calls) = (&stubbed.root, &stubbed.options, || stubbed.calls());
     let first = apply(&plan, opts);

@@ -102,6 +102,17 @@ impl Machine {
         line.extend_from_slice(args);
         command_ok("nsenter", &line).await
     }
+
+    /// `veza-provision apply` of the host's role file, as a deploy runs it; its report.
+    async fn provision(&self) -> Result<String> {
+        self.run(&[
+            "/opt/veza/bin/veza-provision",
+            "apply",
+            "-c",
+            "/opt/veza/pair/role.toml",
+        ])
+        .await
+    }
 }
 
 /// Both hosts, booted and provisioned.
@@ -170,14 +181,7 @@ impl Containers {
             let setup = "install -D -m 0755 /opt/veza/bin/veza-lb /opt/veza/lb/veza-lb && \
                          install -D -m 0644 /opt/veza/pair/veza-lb.toml /etc/veza-lb/veza-lb.toml";
             machine.run(&["/bin/sh", "-c", setup]).await?;
-            machine
-                .run(&[
-                    "/opt/veza/bin/veza-provision",
-                    "apply",
-                    "-c",
-                    "/opt/veza/pair/role.toml",
-                ])
-                .await?;
+            machine.provision().await?;
             hosts.machines.push(machine);
         }
         for (i, (name, _, _)) in LBS.iter().enumerate() {
@@ -296,14 +300,7 @@ impl LbHosts for Containers {
             )
             .map_err(Error::io("cannot write the role file"))?;
             let machine = &self.machines[i];
-            let report = machine
-                .run(&[
-                    "/opt/veza/bin/veza-provision",
-                    "apply",
-                    "-c",
-                    "/opt/veza/pair/role.toml",
-                ])
-                .await?;
+            let report = machine.provision().await?;
             let keepalived = report
                 .lines()
                 .find(|l| l.contains("restart veza-keepalived.service"))
