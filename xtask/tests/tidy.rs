@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("counters", 0),
     ("tls", 1),
     ("listen", 1),
+    ("resolve", 1),
     ("stats", 2),
     ("data", 3),
     ("control", 4),

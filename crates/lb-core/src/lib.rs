@@ -63,6 +63,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cookie;
+pub mod discovery;
 pub mod hash;
 pub mod health;
 pub mod key;
@@ -71,6 +72,7 @@ pub mod slowstart;
 pub mod wrr;
 
 pub use cookie::{ClientCookie, CookieError, StickyCookie};
+pub use discovery::{Decision, Lookup, NameState};
 pub use hash::{jump, key_hash};
 pub use health::{AdminState, CheckResult, CheckStatus, DownReason, Health, Transition};
 pub use key::HashKeyRule;

@@ -31,6 +31,7 @@ mod data;
 mod listen;
 mod observe;
 mod process;
+mod resolve;
 pub mod stats;
 mod supervisor;
 mod tls;
@@ -82,6 +83,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A server written `name:port` could not be resolved at start.
+    #[error("{0}")]
+    Resolve(String),
     /// The async runtime or signal handlers could not be set up.
     #[error("cannot start the runtime: {source}")]
     Runtime {

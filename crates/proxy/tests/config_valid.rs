@@ -109,6 +109,7 @@ fn the_brief_example_parses_to_what_it_says() {
             ServerConfig {
                 name: "backend-api-1".into(),
                 addr: addr("127.0.0.1:18081"),
+                host: None,
                 weight: 1,
                 check: true,
                 maxconn: None,
@@ -116,6 +117,7 @@ fn the_brief_example_parses_to_what_it_says() {
             ServerConfig {
                 name: "backend-api-2".into(),
                 addr: addr("127.0.0.1:18082"),
+                host: None,
                 weight: 1,
                 check: true,
                 maxconn: None,
@@ -246,6 +248,7 @@ fn every_key_with_non_default_values() {
         ServerConfig {
             name: "s2".into(),
             addr: addr("[fd00::2]:9000"),
+            host: None,
             weight: 0,
             check: false,
             maxconn: Some(100),

@@ -85,6 +85,17 @@ pub struct Global {
     /// Client connections served at once (`maxconn`); `None`: as many as the open-files
     /// limit allows. Above it, listeners stop accepting until connections close.
     pub maxconn: Option<u32>,
+    /// The DNS servers asked for servers written `name:port` (`resolvers`, `IP:PORT` each);
+    /// empty: the `nameserver`s of /etc/resolv.conf.
+    pub resolvers: Vec<SocketAddr>,
+    /// How often names are resolved again (`resolve_interval`, default 10s, as HAProxy's
+    /// `hold valid`).
+    pub resolve_interval: Duration,
+    /// One DNS question's deadline, per resolver (`resolve_timeout`, default 1s).
+    pub resolve_timeout: Duration,
+    /// How long a name that stopped existing (NXDOMAIN) keeps its last address before its
+    /// server goes to maintenance (`hold_nx`, default 30s, as HAProxy's).
+    pub hold_nx: Duration,
 }
 
 impl Default for Global {
@@ -95,6 +106,10 @@ impl Default for Global {
             shutdown_grace: Duration::from_secs(30),
             threads: None,
             maxconn: None,
+            resolvers: Vec::new(),
+            resolve_interval: Duration::from_secs(10),
+            resolve_timeout: Duration::from_secs(1),
+            hold_nx: Duration::from_secs(30),
         }
     }
 }
@@ -385,8 +400,12 @@ pub struct ServerConfig {
     /// Name, unique in its pool; also the sticky-cookie value, so it is made of RFC 6265
     /// cookie-octets.
     pub name: String,
-    /// IP address and port.
+    /// IP address and port: as written, or the address `host` resolved to (port as written,
+    /// `0.0.0.0` until resolved).
     pub addr: SocketAddr,
+    /// The DNS name of a server written `name:port` (lowercase, no final dot), resolved at
+    /// start and again every `resolve_interval`; `None` for an IP address.
+    pub host: Option<String>,
     /// Relative weight, 0..=256 (default 1); 0 means the server gets no new balanced traffic.
     pub weight: u16,
     /// Whether the pool's health check applies to this server (`check`, default true).
@@ -457,6 +476,32 @@ impl ConfigError {
 }
 
 impl Config {
+    /// The distinct DNS names of the servers written `name:port`, sorted.
+    pub fn server_names(&self) -> Vec<String> {
+        let names: std::collections::BTreeSet<&String> = self
+            .pools
+            .iter()
+            .flat_map(|p| p.servers.iter().filter_map(|s| s.host.as_ref()))
+            .collect();
+        names.into_iter().cloned().collect()
+    }
+
+    /// This configuration with every server written `name:port` at the address `resolved`
+    /// gives its name (a name it does not give keeps its server's address).
+    #[must_use]
+    pub fn with_resolved(
+        &self,
+        resolved: &std::collections::HashMap<String, std::net::IpAddr>,
+    ) -> Config {
+        let mut config = self.clone();
+        for server in config.pools.iter_mut().flat_map(|p| p.servers.iter_mut()) {
+            if let Some(ip) = server.host.as_ref().and_then(|h| resolved.get(h)) {
+                server.addr.set_ip(*ip);
+            }
+        }
+        config
+    }
+
     /// Reads, parses and validates the configuration file at `path`.
     ///
     /// Diagnostics name the file as `path` is written; relative paths inside the file are

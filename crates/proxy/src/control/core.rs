@@ -537,8 +537,8 @@ fn core_slots(pools: &[PoolControl]) -> Vec<Arc<PoolSlot>> {
 }
 
 /// The servers of a reconfigured pool, by slot: a server keeps its runtime (connections,
-/// counters, kill switch) when its name and address stay; tombstones keep theirs so their
-/// requests can finish.
+/// counters, kill switch) when its name and address stay, and its counters when only its
+/// address changed; tombstones keep theirs so their requests can finish.
 fn reconciled_servers(
     state: &PoolState,
     current: &[Arc<Upstream>],
@@ -554,6 +554,9 @@ fn reconciled_servers(
                     up.clone()
                 }
                 (Some(up), None) => up.clone(),
+                (Some(up), Some(cfg)) if *up.name == *cfg.name => {
+                    Arc::new(up.moved(cfg.addr, cfg.maxconn))
+                }
                 (_, Some(cfg)) => Arc::new(Upstream::new(cfg.name.clone(), cfg.addr, cfg.maxconn)),
                 (None, None) => {
                     Arc::new(Upstream::new(server.name().to_owned(), unspecified(), None))

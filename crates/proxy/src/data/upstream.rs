@@ -119,6 +119,16 @@ impl Upstream {
         }
     }
 
+    /// The same server at a new address (its name resolved elsewhere, or a reload moved it):
+    /// a new connection pool and kill switch, the same counters.
+    #[must_use]
+    pub(crate) fn moved(&self, addr: SocketAddr, maxconn: Option<u32>) -> Self {
+        Self {
+            counters: self.counters.clone(),
+            ..Self::new(self.name.to_string(), addr, maxconn)
+        }
+    }
+
     /// A tripwire tripped when this server's sessions are shut down. Every connection and
     /// tunnel to the server watches the one current when it started.
     pub(crate) fn sessions(&self) -> Tripwire {

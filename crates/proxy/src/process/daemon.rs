@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::discovery::{self, Discovery};
 use crate::Error;
 use crate::config::{Config, ConfigError, Diagnostic, Diagnostics};
 use crate::listen;
@@ -90,6 +91,7 @@ async fn serve(config: Config, path: &Path, exe: &Path, workers: Vec<Handle>) ->
     let mut signals = Signals::install()?;
     check_ports(&config, path)?;
     let status = serving_status(&config);
+    let (mut discovery, config) = Discovery::start(config).await.map_err(Error::Resolve)?;
     let mut proxy = Proxy::start_on(config, workers).await?;
     for addr in listen::close_unused_inherited() {
         tracing::warn!(
@@ -110,11 +112,15 @@ async fn serve(config: Config, path: &Path, exe: &Path, workers: Vec<Handle>) ->
         let (requested, reply) = tokio::select! {
             signal = signals.next() => (signal, None),
             Some(reply) = upgrade_rx.recv() => (Signal::Upgrade, Some(reply)),
+            round = discovery.round(), if discovery.active() => {
+                apply_round(&mut proxy, &discovery, round).await;
+                continue;
+            }
         };
         match requested {
             Signal::Reload => {
                 notifier.reloading();
-                let status = reload(&mut proxy, path).await;
+                let status = reload(&mut proxy, &mut discovery, path).await;
                 notifier.ready(&status);
             }
             Signal::Stop => break,
@@ -184,8 +190,21 @@ async fn upgrade(
     done
 }
 
+/// Applies what a round of name resolution changed: new addresses as a reload, and the
+/// maintenance of servers whose name went away or came back.
+async fn apply_round(proxy: &mut Proxy, discovery: &Discovery, round: discovery::Round) {
+    if let Some(config) = round.changed
+        && let Err(e) = proxy.reload(config).await
+    {
+        tracing::error!("new server addresses not applied: {e}");
+    }
+    for (name, on) in round.maintenance {
+        discovery.set_maintenance(&proxy.handle(), &name, on).await;
+    }
+}
+
 /// Re-reads the file and applies it; returns the status to show in `systemctl status`.
-async fn reload(proxy: &mut Proxy, path: &Path) -> String {
+async fn reload(proxy: &mut Proxy, discovery: &mut Discovery, path: &Path) -> String {
     tracing::info!("reloading {}", path.display());
     let config = match Config::load(path) {
         Ok(config) => config,
@@ -193,6 +212,13 @@ async fn reload(proxy: &mut Proxy, path: &Path) -> String {
             tracing::error!("reload refused, configuration unchanged:\n{e}");
             return "Reload refused: invalid configuration (see the log); serving the previous one"
                 .to_owned();
+        }
+    };
+    let config = match discovery.adopt(config).await {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("reload refused, configuration unchanged: {e}");
+            return format!("Reload refused: {e}; serving the previous configuration");
         }
     };
     for warning in config.warnings() {

@@ -16,6 +16,10 @@ const GLOBAL_KEYS: &[&str] = &[
     "shutdown_grace",
     "threads",
     "maxconn",
+    "resolvers",
+    "resolve_interval",
+    "resolve_timeout",
+    "hold_nx",
 ];
 
 const SOCKET_KEYS: &[&str] = &["addr", "level", "mode"];
@@ -73,7 +77,20 @@ impl Ctx<'_> {
             1..=10_000_000,
             "; remove it to serve as many connections as the open-files limit allows",
         );
+        let resolvers = self.addresses(&s, "resolvers");
+        let resolve_interval = self.duration(&s, "resolve_interval", false);
+        let resolve_timeout = self.duration(&s, "resolve_timeout", false);
+        let hold_nx = self.duration(&s, "hold_nx", true);
         Some(Global {
+            resolvers: resolvers
+                .ok()?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect(),
+            resolve_interval: resolve_interval.ok()?.unwrap_or(defaults.resolve_interval),
+            resolve_timeout: resolve_timeout.ok()?.unwrap_or(defaults.resolve_timeout),
+            hold_nx: hold_nx.ok()?.unwrap_or(defaults.hold_nx),
             stats_sockets: stats_sockets.ok()?,
             metrics_listen: metrics_listen.ok()?,
             shutdown_grace: shutdown_grace.ok()?.unwrap_or(defaults.shutdown_grace),

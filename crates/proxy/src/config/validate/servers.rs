@@ -33,7 +33,9 @@ impl Ctx<'_> {
         let mut servers = Some(Vec::new());
         for table in tables {
             let server = self.read_server(table, &mut names);
-            if let Some((server, at)) = &server {
+            if let Some((server, at)) = &server
+                && server.host.is_none()
+            {
                 if let Some(first) = addrs.get(&server.addr) {
                     let message = format!(
                         "servers `{first}` and `{}` have the same address, {}",
@@ -98,7 +100,16 @@ impl Ctx<'_> {
         }
         let addr = self.string(&s, "addr");
         let addr = self.required(&s, "addr", "add `addr = \"IP:PORT\"`", addr);
+        let mut host = None;
         let addr = addr.and_then(|(text, at)| {
+            if let Some((name, port)) = host_name_and_port(text) {
+                if port == 0 {
+                    self.error(at, "a server's port cannot be 0; write the port it listens on");
+                    return None;
+                }
+                host = Some(name);
+                return Some(SocketAddr::from(([0, 0, 0, 0], port)));
+            }
             let addr = self.address("addr", text, at)?;
             if addr.port() == 0 {
                 self.error(at, "a server's port cannot be 0; write the port it listens on");
@@ -120,11 +131,62 @@ impl Ctx<'_> {
             ServerConfig {
                 name: name?.0.to_owned(),
                 addr: addr?,
+                host,
                 weight: weight.ok()?.map_or(Some(1), |w| u16::try_from(w).ok())?,
                 check: check.ok()?.unwrap_or(true),
                 maxconn: maxconn.ok()?.and_then(|n| u32::try_from(n).ok()),
             },
             s.start,
         ))
+    }
+}
+
+/// `name:port` where `name` is a DNS host name (RFC 1123 labels of letters, digits and `-`,
+/// at least one letter, 253 bytes at most): the name, lowercased without a final dot, and the
+/// port. `None` for anything else (an IP address is not a name).
+pub(crate) fn host_name_and_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.parse::<std::net::IpAddr>().is_err()
+        && host.chars().any(|c| c.is_ascii_alphabetic())
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    valid.then(|| (host.to_ascii_lowercase(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name_and_port;
+
+    #[test]
+    fn host_names_with_ports_are_recognised() {
+        assert_eq!(
+            host_name_and_port("Backend-API-1.veza.internal.:8080"),
+            Some(("backend-api-1.veza.internal".to_owned(), 8080))
+        );
+        assert_eq!(
+            host_name_and_port("localhost:80"),
+            Some(("localhost".to_owned(), 80))
+        );
+        for not_a_name in [
+            "10.0.0.1:80",
+            "backend:http",
+            "backend",
+            "-bad.veza:80",
+            "bad-.veza:80",
+            "a..b:80",
+            "under_score.veza:80",
+            "123.456:80",
+            "[::1]:80",
+        ] {
+            assert_eq!(host_name_and_port(not_a_name), None, "{not_a_name}");
+        }
     }
 }

@@ -1,0 +1,270 @@
+//! Servers written `name:port`, against a real DNS server: Debian's dnsmasq on 127.0.0.1 and
+//! a random port, its hosts file rewritten and reloaded (SIGHUP) by the test. Skipped with
+//! the reason where dnsmasq is absent (CI installs it).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use support::{Lb, WAIT, free_port, get, temp_dir};
+use veza_demo_backend::{BackendConfig, RunningBackend};
+
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+const NAME: &str = "api.veza.test";
+
+/// dnsmasq answering from `hosts` only, on 127.0.0.1:`port`; killed on drop.
+struct Dns {
+    child: Child,
+    hosts: PathBuf,
+    port: u16,
+}
+
+impl Dns {
+    fn start(dir: &Path, port: u16, hosts: &str) -> Dns {
+        let path = dir.join("hosts");
+        std::fs::write(&path, hosts).unwrap();
+        let child = Command::new(DNSMASQ)
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file=",
+                "--log-facility=-",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--addn-hosts={}", path.display()))
+            .arg("--local-ttl=1")
+            // Authoritative for veza.test: a name not in `hosts` is NXDOMAIN, not REFUSED.
+            .arg("--local=/veza.test/")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        let dns = Dns {
+            child,
+            hosts: path,
+            port,
+        };
+        dns.wait_answering();
+        dns
+    }
+
+    /// Waits until dnsmasq answers a question.
+    fn wait_answering(&self) {
+        let deadline = std::time::Instant::now() + WAIT;
+        let question = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03api\x04veza\x04test\x00\x00\x01\x00\x01";
+        while std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(100)))?;
+                s.connect(("127.0.0.1", self.port))?;
+                s.send(question)?;
+                s.recv(&mut [0u8; 512])
+            })
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dnsmasq does not answer on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// New records, read again (SIGHUP).
+    fn set(&self, hosts: &str) {
+        std::fs::write(&self.hosts, hosts).unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn backend_at(ip: &str, port: u16, name: &str) -> RunningBackend {
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    veza_demo_backend::spawn(addr, BackendConfig::new(name))
+        .await
+        .expect("backend")
+}
+
+fn config(dns_port: u16, port: u16, hold_nx: &str) -> String {
+    format!(
+        r#"
+[global]
+resolvers = ["127.0.0.1:{dns_port}"]
+resolve_interval = "300ms"
+resolve_timeout = "200ms"
+hold_nx = "{hold_nx}"
+shutdown_grace = "1s"
+stats_socket = "127.0.0.1:0"
+[defaults]
+timeout_connect = "1s"
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "api"
+[pool.api]
+health = {{ path = "/health", interval = "200ms", timeout = "200ms", fall = 2, rise = 1 }}
+servers = [{{ name = "api-1", addr = "{NAME}:{port}" }}]
+"#
+    )
+}
+
+/// Clients GETting `/` back to back until stopped: (requests, failures, served by `new`).
+fn load(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, usize)> {
+    tokio::spawn(async move {
+        let (mut sent, mut failed) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            sent += 1;
+            match get(addr, "/").await {
+                Ok(r) if r.status == 200 => {}
+                _ => failed += 1,
+            }
+        }
+        (sent, failed)
+    })
+}
+
+/// Waits until a GET is served by `name`.
+async fn wait_served_by(addr: SocketAddr, name: &str) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Ok(r) = get(addr, "/").await
+            && r.header("x-served-by") == Some(name)
+        {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < WAIT, "never served by {name}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn dnsmasq_present() -> bool {
+    let present = Path::new(DNSMASQ).exists();
+    if !present {
+        println!("SKIPPED: dnsmasq is not installed (apt-get install dnsmasq); CI installs it");
+    }
+    present
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_record_moves_traffic_without_failing_a_request() {
+    if !dnsmasq_present() {
+        return;
+    }
+    let dir = temp_dir();
+    let port = free_port();
+    let old = backend_at("127.0.0.2", port, "old").await;
+    let new = backend_at("127.0.0.3", port, "new").await;
+    let dns = Dns::start(dir.path(), free_port(), &format!("127.0.0.2 {NAME}\n"));
+    let mut lb = Lb::start(&config(dns.port, port, "30s"));
+    let front = lb.frontend_addr("veza").await;
+    wait_served_by(front, "old").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4).map(|_| load(front, stop.clone())).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dns.set(&format!("127.0.0.3 {NAME}\n"));
+    let moved_after = wait_served_by(front, "new").await;
+    lb.wait_for(&format!("{NAME} now resolves to 127.0.0.3 (was 127.0.0.2)"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The resolver goes away: the last address keeps serving.
+    drop(dns);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut sent, mut failed) = (0, 0);
+    for client in clients {
+        let (s, f) = client.await.unwrap();
+        sent += s;
+        failed += f;
+    }
+    println!("moved after {moved_after:?}; {sent} requests, {failed} failed");
+    assert!(sent > 100, "{sent}");
+    assert_eq!(failed, 0, "requests failed while the address moved");
+    assert_eq!(
+        get(front, "/").await.unwrap().header("x-served-by"),
+        Some("new")
+    );
+    let runtime = lb.runtime_api_addr().await;
+    let stat = testkit::runtime_api::command(runtime.parse().unwrap(), "show stat")
+        .await
+        .unwrap();
+    let row = stat.lines().find(|l| l.starts_with("api,api-1,")).unwrap();
+    assert!(row.contains("127.0.0.3:"), "{row}");
+    assert!(
+        !lb.lines_with("cannot resolve api.veza.test").is_empty(),
+        "the resolver outage is logged"
+    );
+    drop((old, new));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_disappears_is_held_then_put_in_maintenance_until_it_returns() {
+    if !dnsmasq_present() {
+        return;
+    }
+    let dir = temp_dir();
+    let port = free_port();
+    let _backend = backend_at("127.0.0.2", port, "old").await;
+    let dns = Dns::start(dir.path(), free_port(), &format!("127.0.0.2 {NAME}\n"));
+    let mut lb = Lb::start(&config(dns.port, port, "1s"));
+    let front = lb.frontend_addr("veza").await;
+    wait_served_by(front, "old").await;
+    dns.set("127.0.0.9 other.veza.test\n");
+    lb.wait_for(&format!("{NAME} has not existed for 1s (NXDOMAIN)"))
+        .await;
+    let runtime = lb.runtime_api_addr().await;
+    let stat = testkit::runtime_api::command(runtime.parse().unwrap(), "show stat")
+        .await
+        .unwrap();
+    let row = stat.lines().find(|l| l.starts_with("api,api-1,")).unwrap();
+    assert!(row.contains(",MAINT,"), "{row}");
+    assert_eq!(get(front, "/").await.unwrap().status, 503);
+    dns.set(&format!("127.0.0.2 {NAME}\n"));
+    lb.wait_for(&format!("{NAME} resolves again")).await;
+    wait_served_by(front, "old").await;
+}
+
+#[test]
+fn a_name_that_does_not_resolve_stops_the_start() {
+    if !dnsmasq_present() {
+        return;
+    }
+    let dir = temp_dir();
+    let dns = Dns::start(dir.path(), free_port(), "127.0.0.9 other.veza.test\n");
+    let out = Command::new(support::binary())
+        .arg("-c")
+        .arg(write(dir.path(), &config(dns.port, 8080, "30s")))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot resolve {NAME} (NXDOMAIN)")),
+        "{stderr}"
+    );
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("veza-lb.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

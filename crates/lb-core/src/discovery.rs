@@ -1,0 +1,162 @@
+//! Servers named by DNS: what to do with each answer for a server's name, decided here so
+//! every instance decides alike and the rules are tested with a fake clock.
+//!
+//! - An answer with addresses: keep the address in use if the answer still holds it (round-
+//!   robin DNS reorders answers; a reorder must not move traffic), else take the lowest one.
+//! - A failed lookup (timeout, SERVFAIL, a resolver down): keep the last good address, for
+//!   as long as it fails; traffic goes on to the last known server.
+//! - NXDOMAIN, or an answer without any address: keep the last good address for `hold_nx`
+//!   (HAProxy's `hold nx`), then take the server out (maintenance) until the name resolves.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// What one lookup of a name returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The name's addresses (A, or AAAA when it has no A record).
+    Addresses(Vec<IpAddr>),
+    /// NXDOMAIN, or NOERROR without any address.
+    NoSuchName,
+    /// No usable answer: timeout, SERVFAIL, REFUSED, a malformed or truncated reply.
+    Failed,
+}
+
+/// What to do with the server after a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Use this address (the same as before, or a new one).
+    Use(IpAddr),
+    /// Nothing usable yet and nothing known: the server has no address.
+    Unresolved,
+    /// The name is gone for longer than `hold_nx`: take the server out of service.
+    Maintenance,
+}
+
+/// The resolution state of one name.
+#[derive(Debug, Clone, Default)]
+pub struct NameState {
+    current: Option<IpAddr>,
+    missing_since: Option<Instant>,
+}
+
+impl NameState {
+    /// A name resolved at start to `addr` (or not at all).
+    pub fn new(current: Option<IpAddr>) -> Self {
+        Self {
+            current,
+            missing_since: None,
+        }
+    }
+
+    /// The address in use.
+    pub fn current(&self) -> Option<IpAddr> {
+        self.current
+    }
+
+    /// Takes one lookup's result, observed at `now`.
+    pub fn observe(&mut self, lookup: &Lookup, now: Instant, hold_nx: Duration) -> Decision {
+        match lookup {
+            Lookup::Addresses(addrs) if !addrs.is_empty() => {
+                self.missing_since = None;
+                let keep = self.current.filter(|c| addrs.contains(c));
+                let chosen = keep.or_else(|| addrs.iter().min().copied());
+                self.current = chosen;
+                chosen.map_or(Decision::Unresolved, Decision::Use)
+            }
+            Lookup::Addresses(_) | Lookup::NoSuchName => {
+                let since = *self.missing_since.get_or_insert(now);
+                match self.current {
+                    Some(addr) if now.saturating_duration_since(since) < hold_nx => {
+                        Decision::Use(addr)
+                    }
+                    Some(_) => Decision::Maintenance,
+                    None => Decision::Unresolved,
+                }
+            }
+            Lookup::Failed => self.current.map_or(Decision::Unresolved, Decision::Use),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_reordered_answer_keeps_the_address_a_changed_one_moves() {
+        let t = Instant::now();
+        let hold = Duration::from_secs(30);
+        let mut name = NameState::new(None);
+        let both = Lookup::Addresses(vec![ip("10.0.0.2"), ip("10.0.0.1")]);
+        assert_eq!(name.observe(&both, t, hold), Decision::Use(ip("10.0.0.1")));
+        let reordered = Lookup::Addresses(vec![ip("10.0.0.1"), ip("10.0.0.2")]);
+        assert_eq!(
+            name.observe(&reordered, t, hold),
+            Decision::Use(ip("10.0.0.1"))
+        );
+        let moved = Lookup::Addresses(vec![ip("10.0.0.9"), ip("10.0.0.2")]);
+        assert_eq!(name.observe(&moved, t, hold), Decision::Use(ip("10.0.0.2")));
+        assert_eq!(name.current(), Some(ip("10.0.0.2")));
+    }
+
+    #[test]
+    fn failures_keep_the_last_good_address_for_ever() {
+        let t = Instant::now();
+        let mut name = NameState::new(Some(ip("10.0.0.1")));
+        for minutes in [0, 1, 60, 600] {
+            let now = t + Duration::from_secs(60 * minutes);
+            assert_eq!(
+                name.observe(&Lookup::Failed, now, Duration::from_secs(30)),
+                Decision::Use(ip("10.0.0.1"))
+            );
+        }
+        let mut never = NameState::new(None);
+        assert_eq!(
+            never.observe(&Lookup::Failed, t, Duration::from_secs(30)),
+            Decision::Unresolved
+        );
+    }
+
+    #[test]
+    fn a_missing_name_is_held_then_taken_out_until_it_returns() {
+        let t = Instant::now();
+        let hold = Duration::from_secs(30);
+        let mut name = NameState::new(Some(ip("10.0.0.1")));
+        assert_eq!(
+            name.observe(&Lookup::NoSuchName, t, hold),
+            Decision::Use(ip("10.0.0.1"))
+        );
+        // A failure in between does not restart the hold.
+        assert_eq!(
+            name.observe(&Lookup::Failed, t + Duration::from_secs(10), hold),
+            Decision::Use(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            name.observe(
+                &Lookup::Addresses(vec![]),
+                t + Duration::from_secs(29),
+                hold
+            ),
+            Decision::Use(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            name.observe(&Lookup::NoSuchName, t + Duration::from_secs(30), hold),
+            Decision::Maintenance
+        );
+        let back = Lookup::Addresses(vec![ip("10.0.0.1")]);
+        assert_eq!(
+            name.observe(&back, t + Duration::from_secs(40), hold),
+            Decision::Use(ip("10.0.0.1"))
+        );
+        // The hold starts over after the name came back.
+        assert_eq!(
+            name.observe(&Lookup::NoSuchName, t + Duration::from_secs(41), hold),
+            Decision::Use(ip("10.0.0.1"))
+        );
+    }
+}
