@@ -38,6 +38,10 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Also resolve the servers written `name:port` (with `[global] resolvers`, or the
+        /// system's), as a start would.
+        #[arg(long)]
+        resolve: bool,
     },
     /// Send a command to the runtime API and print the answer (`help` lists commands).
     Ctl {
@@ -120,7 +124,7 @@ fn main() -> ExitCode {
         .build();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { config }) => check(&config),
+        Some(Command::Check { config, resolve }) => check(&config, resolve),
         Some(Command::Ctl { socket, command }) if command.first().is_some_and(|c| c == "top") => {
             top(&socket, &command[1..])
         }
@@ -155,13 +159,26 @@ fn run(args: &RunArgs) -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, resolve: bool) -> ExitCode {
     match proxy::config::Config::load(path) {
         Ok(config) => {
             for w in config.warnings() {
                 eprintln!("warning: {w}");
             }
             println!("{}", config.summary());
+            if resolve {
+                match proxy::daemon::resolve_names(&config) {
+                    Ok(names) => {
+                        for (name, addr) in names {
+                            println!("{name} resolves to {addr}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

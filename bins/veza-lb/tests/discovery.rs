@@ -268,3 +268,57 @@ fn write(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+#[test]
+fn check_resolve_names_each_name_or_the_one_that_fails() {
+    if !dnsmasq_present() {
+        return;
+    }
+    let dir = temp_dir();
+    let dns = Dns::start(dir.path(), free_port(), &format!("127.0.0.2 {NAME}\n"));
+    let path = write(dir.path(), &config(dns.port, 8080, "30s"));
+    let run = |extra: &[&str]| {
+        Command::new(support::binary())
+            .arg("check")
+            .arg("-c")
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Without --resolve the name is only checked for its form: no DNS needed.
+    let plain = run(&[]);
+    assert!(plain.status.success());
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("resolves"));
+    let resolved = run(&["--resolve"]);
+    assert!(
+        resolved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&resolved.stdout)
+            .contains(&format!("{NAME} resolves to 127.0.0.2")),
+        "{}",
+        String::from_utf8_lossy(&resolved.stdout)
+    );
+    dns.set("127.0.0.9 other.veza.test\n");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let failed = run(&["--resolve"]);
+        let stderr = String::from_utf8_lossy(&failed.stderr).into_owned();
+        if !failed.status.success() {
+            assert!(
+                stderr.contains(&format!("cannot resolve {NAME} (NXDOMAIN)")),
+                "{stderr}"
+            );
+            break;
+        }
+        // dnsmasq rereads its hosts file asynchronously after SIGHUP.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the name kept resolving"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -69,6 +69,22 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
     served
 }
 
+/// Resolves the server names of `config` once, as a start would (`veza-lb check
+/// --resolve`): each name and its address, or why one does not resolve.
+///
+/// # Errors
+/// A sentence naming what did not resolve, or the runtime that could not start.
+pub fn resolve_names(config: &Config) -> Result<Vec<(String, std::net::IpAddr)>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let (discovery, _) = Discovery::start(config.clone()).await?;
+        Ok(discovery.addresses())
+    })
+}
+
 /// Raises the soft open-files limit to the hard one, as HAProxy does at start: the default soft
 /// limit (1024) would cap a proxy at about 480 connections. The effective limit is in
 /// `show info` (`Ulimit-n`) and sets the default `maxconn`.

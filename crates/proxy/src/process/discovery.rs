@@ -108,6 +108,17 @@ impl Discovery {
         Ok(self.effective())
     }
 
+    /// Every name and the address it resolved to, sorted by name.
+    pub(crate) fn addresses(&self) -> Vec<(String, IpAddr)> {
+        let mut out: Vec<(String, IpAddr)> = self
+            .names
+            .iter()
+            .filter_map(|(name, state)| Some((name.clone(), state.current()?)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Whether there is anything to resolve.
     pub(crate) fn active(&self) -> bool {
         !self.names.is_empty()
