@@ -26,6 +26,11 @@ struct Dns {
 
 impl Dns {
     fn start(dir: &Path, port: u16, hosts: &str) -> Dns {
+        Dns::start_with(dir, port, hosts, &[])
+    }
+
+    /// With more options (`--srv-host=...`).
+    fn start_with(dir: &Path, port: u16, hosts: &str, extra: &[String]) -> Dns {
         let path = dir.join("hosts");
         std::fs::write(&path, hosts).unwrap();
         let child = Command::new(DNSMASQ)
@@ -46,6 +51,7 @@ impl Dns {
             .arg("--local-ttl=1")
             // Authoritative for veza.test: a name not in `hosts` is NXDOMAIN, not REFUSED.
             .arg("--local=/veza.test/")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -321,4 +327,112 @@ fn check_resolve_names_each_name_or_the_one_that_fails() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `show stat`'s row of `api/server`.
+async fn stat_row(lb: &mut Lb, server: &str) -> String {
+    let runtime = lb.runtime_api_addr().await;
+    let stat = testkit::runtime_api::command(runtime.parse().unwrap(), "show stat")
+        .await
+        .unwrap();
+    stat.lines()
+        .find(|l| l.starts_with(&format!("api,{server},")))
+        .unwrap_or_else(|| panic!("no row for {server}:\n{stat}"))
+        .to_owned()
+}
+
+/// Waits until `server`'s row contains `needle`.
+async fn wait_row(lb: &mut Lb, server: &str, needle: &str) -> String {
+    let start = tokio::time::Instant::now();
+    loop {
+        let row = stat_row(lb, server).await;
+        if row.contains(needle) {
+            return row;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{server} never showed {needle}: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_fill_template_slots_and_traffic_follows_them() {
+    if !dnsmasq_present() {
+        return;
+    }
+    let dir = temp_dir();
+    let (port_a, port_b, dns_port) = (free_port(), free_port(), free_port());
+    let _a = backend_at("127.0.0.2", port_a, "a").await;
+    let _b = backend_at("127.0.0.3", port_b, "b").await;
+    let hosts = "127.0.0.2 a.veza.test\n127.0.0.3 b.veza.test\n";
+    let srv =
+        |target: &str, port: u16| format!("--srv-host=_api._tcp.veza.test,{target},{port},0,10");
+    let dns = Dns::start_with(dir.path(), dns_port, hosts, &[srv("a.veza.test", port_a)]);
+    let config = format!(
+        r#"
+[global]
+resolvers = ["127.0.0.1:{dns_port}"]
+resolve_interval = "300ms"
+resolve_timeout = "200ms"
+hold_nx = "1s"
+shutdown_grace = "1s"
+stats_socket = "127.0.0.1:0"
+[defaults]
+timeout_connect = "1s"
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "api"
+[pool.api]
+health = {{ path = "/health", interval = "200ms", timeout = "200ms", fall = 2, rise = 1 }}
+server_template = {{ prefix = "api-", count = 3, srv = "_api._tcp.veza.test" }}
+"#
+    );
+    let mut lb = Lb::start(&config);
+    let front = lb.frontend_addr("veza").await;
+    wait_served_by(front, "a").await;
+    let one = stat_row(&mut lb, "api-1").await;
+    assert!(one.contains(&format!("127.0.0.2:{port_a}")), "{one}");
+    for empty in ["api-2", "api-3"] {
+        wait_row(&mut lb, empty, ",MAINT,").await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4).map(|_| load(front, stop.clone())).collect();
+    // A record appears: a free slot takes it, and it gets traffic.
+    drop(dns);
+    let both = [srv("a.veza.test", port_a), srv("b.veza.test", port_b)];
+    let dns = Dns::start_with(dir.path(), dns_port, hosts, &both);
+    wait_served_by(front, "b").await;
+    let two = wait_row(&mut lb, "api-2", &format!("127.0.0.3:{port_b}")).await;
+    assert!(!two.contains("MAINT"), "{two}");
+    // a's record goes: its slot drains into maintenance, b keeps its slot and the traffic.
+    drop(dns);
+    let _dns = Dns::start_with(dir.path(), dns_port, hosts, &[srv("b.veza.test", port_b)]);
+    wait_row(&mut lb, "api-1", ",MAINT,").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..20 {
+        assert_eq!(
+            get(front, "/").await.unwrap().header("x-served-by"),
+            Some("b")
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut sent, mut failed) = (0, 0);
+    for client in clients {
+        let (s, f) = client.await.unwrap();
+        sent += s;
+        failed += f;
+    }
+    println!("{sent} requests, {failed} failed while records came and went");
+    assert!(sent > 100, "{sent}");
+    assert_eq!(failed, 0);
+    assert!(
+        stat_row(&mut lb, "api-2")
+            .await
+            .contains(&format!("127.0.0.3:{port_b}")),
+        "b kept its slot"
+    );
 }

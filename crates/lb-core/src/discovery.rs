@@ -79,6 +79,48 @@ impl NameState {
     }
 }
 
+/// A server a SRV record names, its target resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The record's target host.
+    pub target: String,
+    /// The record's port.
+    pub port: u16,
+    /// The record's weight (the server's weight, at most 256; 0 counts as 1).
+    pub weight: u16,
+    /// The target's address.
+    pub addr: IpAddr,
+}
+
+impl Endpoint {
+    fn same_server(&self, other: &Endpoint) -> bool {
+        self.target == other.target && self.port == other.port
+    }
+}
+
+/// Fills a `server_template`'s slots from `endpoints` (in preference order): an endpoint
+/// already in a slot stays in it, so its sticky cookies and hash keys stay with it (its
+/// address or weight may change); new endpoints take the free slots in order; endpoints
+/// beyond the slots are left out; a slot whose endpoint is gone is emptied.
+pub fn fill_slots(slots: &[Option<Endpoint>], endpoints: &[Endpoint]) -> Vec<Option<Endpoint>> {
+    let mut filled: Vec<Option<Endpoint>> = slots
+        .iter()
+        .map(|slot| {
+            let kept = slot.as_ref()?;
+            endpoints.iter().find(|e| e.same_server(kept)).cloned()
+        })
+        .collect();
+    for endpoint in endpoints {
+        if filled.iter().flatten().any(|e| e.same_server(endpoint)) {
+            continue;
+        }
+        if let Some(free) = filled.iter_mut().find(|slot| slot.is_none()) {
+            *free = Some(endpoint.clone());
+        }
+    }
+    filled
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +144,36 @@ mod tests {
         let moved = Lookup::Addresses(vec![ip("10.0.0.9"), ip("10.0.0.2")]);
         assert_eq!(name.observe(&moved, t, hold), Decision::Use(ip("10.0.0.2")));
         assert_eq!(name.current(), Some(ip("10.0.0.2")));
+    }
+
+    fn endpoint(target: &str, port: u16, addr: &str) -> Endpoint {
+        Endpoint {
+            target: target.into(),
+            port,
+            weight: 10,
+            addr: ip(addr),
+        }
+    }
+
+    #[test]
+    fn slots_keep_their_endpoint_and_take_new_ones_in_order() {
+        let a = endpoint("a.veza", 8080, "10.0.0.1");
+        let b = endpoint("b.veza", 8080, "10.0.0.2");
+        let c = endpoint("c.veza", 8080, "10.0.0.3");
+        let slots = fill_slots(&[None, None, None], std::slice::from_ref(&a));
+        assert_eq!(slots, [Some(a.clone()), None, None]);
+        // b appears: the free slot; a keeps slot 1 even listed second.
+        let slots = fill_slots(&slots, &[b.clone(), a.clone()]);
+        assert_eq!(slots, [Some(a.clone()), Some(b.clone()), None]);
+        // a goes: its slot empties, b stays in slot 2; c takes slot 1, the first free one.
+        let slots = fill_slots(&slots, std::slice::from_ref(&b));
+        assert_eq!(slots, [None, Some(b.clone()), None]);
+        let moved_b = endpoint("b.veza", 8080, "10.0.0.9");
+        let slots = fill_slots(&slots, &[moved_b.clone(), c.clone()]);
+        assert_eq!(slots, [Some(c.clone()), Some(moved_b), None]);
+        // More endpoints than slots: the first ones in preference order.
+        let full = fill_slots(&[None, None], &[a.clone(), b.clone(), c]);
+        assert_eq!(full, [Some(a), Some(b)]);
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub mod slowstart;
 pub mod wrr;
 
 pub use cookie::{ClientCookie, CookieError, StickyCookie};
-pub use discovery::{Decision, Lookup, NameState};
+pub use discovery::{Decision, Endpoint, Lookup, NameState, fill_slots};
 pub use hash::{jump, key_hash};
 pub use health::{AdminState, CheckResult, CheckStatus, DownReason, Health, Transition};
 pub use key::HashKeyRule;

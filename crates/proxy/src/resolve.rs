@@ -1,4 +1,5 @@
-//! A DNS stub resolver for server names: one A (then AAAA) question over UDP to the
+//! A DNS stub resolver for server names: one A (then AAAA) question, or SRV for a
+//! `server_template`, over UDP to the
 //! configured resolvers (`[global] resolvers`, or the `nameserver`s of /etc/resolv.conf), in
 //! order, each within `resolve_timeout`. Answers are read strictly (id, question, response
 //! bit, compression pointers bounded); what they mean for a server is decided by
@@ -15,6 +16,7 @@ use tokio::net::UdpSocket;
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
+const TYPE_SRV: u16 = 33;
 const CLASS_IN: u16 = 1;
 const RCODE_NXDOMAIN: u8 = 3;
 
@@ -57,21 +59,35 @@ impl Resolvers {
 
     /// One question to each server in turn until one answers.
     async fn ask(&self, name: &str, qtype: u16) -> Lookup {
-        let Some(query) = encode_query(query_id(name), name, qtype) else {
-            return Lookup::NoSuchName;
+        match self.exchange_any(name, qtype).await {
+            Some((reply, query)) => decode_reply(&reply, &query, qtype).unwrap_or(Lookup::Failed),
+            None => Lookup::Failed,
+        }
+    }
+
+    /// The SRV records of `name` (`_api._tcp.veza.internal`), lowest priority first, then
+    /// heaviest; their targets are not resolved here.
+    pub async fn lookup_srv(&self, name: &str) -> SrvLookup {
+        let Some((reply, query)) = self.exchange_any(name, TYPE_SRV).await else {
+            return SrvLookup::Failed;
         };
+        decode_srv(&reply, &query).unwrap_or(SrvLookup::Failed)
+    }
+
+    /// A reply to one question about `name` from the first server that gives one, with the
+    /// query it answers.
+    async fn exchange_any(&self, name: &str, qtype: u16) -> Option<(Vec<u8>, Vec<u8>)> {
+        let query = encode_query(query_id(name), name, qtype)?;
         for server in &self.servers {
             let answer = tokio::time::timeout(self.timeout, exchange(*server, &query)).await;
             match answer {
-                Ok(Ok(reply)) => match decode_reply(&reply, &query, qtype) {
-                    Some(lookup) => return lookup,
-                    None => tracing::debug!("{server}: not an answer to our question for {name}"),
-                },
+                Ok(Ok(reply)) if parse(&reply, &query).is_some() => return Some((reply, query)),
+                Ok(Ok(_)) => tracing::debug!("{server}: not an answer to our question for {name}"),
                 Ok(Err(e)) => tracing::debug!("{server}: {e}"),
                 Err(_) => tracing::debug!("{server}: no answer within {:?}", self.timeout),
             }
         }
-        Lookup::Failed
+        None
     }
 }
 
@@ -120,9 +136,16 @@ pub fn encode_query(id: u16, name: &str, qtype: u16) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A reply's outcome and its answer records (type and rdata span).
+struct Parsed {
+    rcode: u8,
+    truncated: bool,
+    answers: Vec<(u16, std::ops::Range<usize>)>,
+}
+
 /// Reads a reply to `query`: `None` when it is not one (another id, not a response, a
 /// different question, malformed): the caller asks the next server.
-pub fn decode_reply(reply: &[u8], query: &[u8], qtype: u16) -> Option<Lookup> {
+fn parse(reply: &[u8], query: &[u8]) -> Option<Parsed> {
     let header = reply.get(..12)?;
     if header[..2] != query[..2] || header[2] & 0x80 == 0 {
         return None;
@@ -132,30 +155,49 @@ pub fn decode_reply(reply: &[u8], query: &[u8], qtype: u16) -> Option<Lookup> {
     if reply.get(12..12 + question.len())? != question || reply[4..6] != [0, 1] {
         return None;
     }
-    let truncated = header[2] & 0x02 != 0;
-    let rcode = header[3] & 0x0f;
-    match rcode {
-        0 if truncated => return Some(Lookup::Failed),
-        0 => {}
-        RCODE_NXDOMAIN => return Some(Lookup::NoSuchName),
-        _ => return Some(Lookup::Failed),
-    }
-    let answers = u16::from_be_bytes([header[6], header[7]]);
+    let count = u16::from_be_bytes([header[6], header[7]]);
     let mut at = 12 + question.len();
-    let mut addrs = Vec::new();
-    for _ in 0..answers {
+    let mut answers = Vec::new();
+    for _ in 0..count {
         at = skip_name(reply, at)?;
         let fixed = reply.get(at..at + 10)?;
         let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
         let class = u16::from_be_bytes([fixed[2], fixed[3]]);
         let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-        let data = reply.get(at + 10..at + 10 + len)?;
-        at += 10 + len;
-        if class != CLASS_IN || rtype != qtype {
-            // A CNAME on the way, or a record of another kind: the addresses follow.
-            continue;
+        reply.get(at + 10..at + 10 + len)?;
+        if class == CLASS_IN {
+            answers.push((rtype, at + 10..at + 10 + len));
         }
-        match (rtype, data.len()) {
+        at += 10 + len;
+    }
+    Some(Parsed {
+        rcode: header[3] & 0x0f,
+        truncated: header[2] & 0x02 != 0,
+        answers,
+    })
+}
+
+/// What a reply's header says, when it is not "here are the records".
+fn outcome(parsed: &Parsed) -> Option<Lookup> {
+    match parsed.rcode {
+        0 if parsed.truncated => Some(Lookup::Failed),
+        0 => None,
+        RCODE_NXDOMAIN => Some(Lookup::NoSuchName),
+        _ => Some(Lookup::Failed),
+    }
+}
+
+/// The addresses of an A or AAAA reply; `None` when it is not a reply to `query`.
+pub fn decode_reply(reply: &[u8], query: &[u8], qtype: u16) -> Option<Lookup> {
+    let parsed = parse(reply, query)?;
+    if let Some(outcome) = outcome(&parsed) {
+        return Some(outcome);
+    }
+    let mut addrs = Vec::new();
+    // Records of another type (a CNAME on the way) are passed over.
+    for (rtype, span) in parsed.answers.iter().filter(|(t, _)| *t == qtype) {
+        let data = &reply[span.clone()];
+        match (*rtype, data.len()) {
             (TYPE_A, 4) => addrs.push(IpAddr::from([data[0], data[1], data[2], data[3]])),
             (TYPE_AAAA, 16) => {
                 let bytes: [u8; 16] = data.try_into().ok()?;
@@ -165,6 +207,100 @@ pub fn decode_reply(reply: &[u8], query: &[u8], qtype: u16) -> Option<Lookup> {
         }
     }
     Some(Lookup::Addresses(addrs))
+}
+
+/// A SRV record (RFC 2782).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvRecord {
+    /// Lower is preferred.
+    pub priority: u16,
+    /// Share among records of one priority.
+    pub weight: u16,
+    /// The service's port on the target.
+    pub port: u16,
+    /// The target host (lowercase, no final dot).
+    pub target: String,
+}
+
+/// What a SRV question returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SrvLookup {
+    /// The records, lowest priority first, then heaviest, then by target.
+    Records(Vec<SrvRecord>),
+    /// NXDOMAIN, or no record.
+    NoSuchName,
+    /// No usable answer.
+    Failed,
+}
+
+/// The records of a SRV reply; `None` when it is not a reply to `query`.
+pub fn decode_srv(reply: &[u8], query: &[u8]) -> Option<SrvLookup> {
+    let parsed = parse(reply, query)?;
+    match outcome(&parsed) {
+        Some(Lookup::NoSuchName) => return Some(SrvLookup::NoSuchName),
+        Some(_) => return Some(SrvLookup::Failed),
+        None => {}
+    }
+    let mut records = Vec::new();
+    for (_, span) in parsed.answers.iter().filter(|(t, _)| *t == TYPE_SRV) {
+        let data = &reply[span.clone()];
+        let field = |i: usize| Some(u16::from_be_bytes([*data.get(i)?, *data.get(i + 1)?]));
+        let (priority, weight, port) = (field(0)?, field(2)?, field(4)?);
+        let (target, end) = read_name(reply, span.start + 6)?;
+        if end > span.end || target.is_empty() {
+            // "." as target: the service is decidedly not available there.
+            continue;
+        }
+        records.push(SrvRecord {
+            priority,
+            weight,
+            port,
+            target,
+        });
+    }
+    if records.is_empty() {
+        return Some(SrvLookup::NoSuchName);
+    }
+    records.sort_by(|a, b| {
+        (a.priority, std::cmp::Reverse(a.weight), &a.target, a.port).cmp(&(
+            b.priority,
+            std::cmp::Reverse(b.weight),
+            &b.target,
+            b.port,
+        ))
+    });
+    Some(SrvLookup::Records(records))
+}
+
+/// The name at `at` (following compression pointers, at most 16 of them) and the offset just
+/// after it where it stands.
+fn read_name(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
+    let mut labels: Vec<String> = Vec::new();
+    let mut end = None;
+    for _ in 0..16 {
+        loop {
+            let len = *msg.get(at)?;
+            match len {
+                0 => {
+                    let name = labels.join(".").to_ascii_lowercase();
+                    return (name.len() <= 253).then_some((name, end.unwrap_or(at + 1)));
+                }
+                l if l & 0xc0 == 0xc0 => {
+                    let pointer = usize::from(l & 0x3f) << 8 | usize::from(*msg.get(at + 1)?);
+                    end.get_or_insert(at + 2);
+                    at = pointer;
+                    break;
+                }
+                l if l & 0xc0 == 0 => {
+                    let label = msg.get(at + 1..at + 1 + usize::from(l))?;
+                    labels.push(String::from_utf8_lossy(label).into_owned());
+                    at += 1 + usize::from(l);
+                }
+                _ => return None,
+            }
+        }
+    }
+    None
 }
 
 /// The offset after the (possibly compressed) name at `at`.
@@ -289,6 +425,54 @@ mod tests {
         }
         let bad_length = reply(&q, 0, 0, &[(TYPE_A, &[10, 0, 0])]);
         assert_eq!(decode_reply(&bad_length, &q, TYPE_A), None);
+    }
+
+    #[test]
+    fn srv_records_are_read_with_compressed_targets_and_sorted() {
+        let q = encode_query(9, "_api._tcp.veza.test", TYPE_SRV).unwrap();
+        // Targets: "b.veza.test" written out, then "a" + pointer to ".veza.test" in it.
+        let first: Vec<u8> =
+            [&[0, 10, 0, 5, 0x1f, 0x90][..], b"\x01b\x04veza\x04test\x00"].concat();
+        let mut r = reply(&q, 0, 0, &[(TYPE_SRV, &first)]);
+        let veza_at = u8::try_from(r.len() - 11).unwrap();
+        let second: Vec<u8> = [
+            &[0, 10, 0, 9, 0x1f, 0x91][..],
+            &[1, b'a', 0xc0, veza_at][..],
+        ]
+        .concat();
+        r[7] = 2;
+        r.extend_from_slice(&[0xc0, 12, 0, 33, 0, 1, 0, 0, 0, 60]);
+        r.extend_from_slice(&u16::try_from(second.len()).unwrap().to_be_bytes());
+        r.extend_from_slice(&second);
+        let Some(SrvLookup::Records(records)) = decode_srv(&r, &q) else {
+            panic!("{:?}", decode_srv(&r, &q));
+        };
+        let got: Vec<(String, u16, u16)> = records
+            .iter()
+            .map(|r| (r.target.clone(), r.port, r.weight))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.veza.test".into(), 8081, 9),
+                ("b.veza.test".into(), 8080, 5)
+            ]
+        );
+        assert_eq!(
+            decode_srv(&reply(&q, 0, 3, &[]), &q),
+            Some(SrvLookup::NoSuchName)
+        );
+        assert_eq!(
+            decode_srv(&reply(&q, 0, 0, &[]), &q),
+            Some(SrvLookup::NoSuchName)
+        );
+        assert_eq!(
+            decode_srv(&reply(&q, 0, 2, &[]), &q),
+            Some(SrvLookup::Failed)
+        );
+        // A pointer loop ends, refused.
+        let looping = [0xc0u8, 0];
+        assert_eq!(read_name(&looping, 0), None);
     }
 
     #[test]

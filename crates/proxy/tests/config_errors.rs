@@ -162,7 +162,7 @@ fn pools_without_servers() {
         6,
         1,
         "pool `api` has no servers; add `servers`: write them as servers = [{ name = \"app-1\", \
-         addr = \"10.0.0.1:8080\" }]",
+         addr = \"10.0.0.1:8080\" }], or a `server_template`",
     );
 }
 

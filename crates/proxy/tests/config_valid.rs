@@ -110,6 +110,7 @@ fn the_brief_example_parses_to_what_it_says() {
                 name: "backend-api-1".into(),
                 addr: addr("127.0.0.1:18081"),
                 host: None,
+                srv: None,
                 weight: 1,
                 check: true,
                 maxconn: None,
@@ -118,6 +119,7 @@ fn the_brief_example_parses_to_what_it_says() {
                 name: "backend-api-2".into(),
                 addr: addr("127.0.0.1:18082"),
                 host: None,
+                srv: None,
                 weight: 1,
                 check: true,
                 maxconn: None,
@@ -249,6 +251,7 @@ fn every_key_with_non_default_values() {
             name: "s2".into(),
             addr: addr("[fd00::2]:9000"),
             host: None,
+            srv: None,
             weight: 0,
             check: false,
             maxconn: Some(100),
@@ -352,4 +355,68 @@ servers = [{ name = "a", addr = "127.0.0.1:2" }, { name = "b", addr = "127.0.0.1
             ),
         ]
     );
+}
+
+#[test]
+fn a_server_template_expands_into_its_slots_and_names_are_kept_for_dns() {
+    let text = r#"
+[global]
+resolvers = ["127.0.0.1:5353"]
+resolve_interval = "5s"
+hold_nx = "0s"
+[[frontend]]
+name = "web"
+bind = ["127.0.0.1:8080"]
+default_pool = "api"
+[pool.api]
+server_template = { prefix = "api-", count = 3, srv = "_API._tcp.veza.internal." }
+servers = [{ name = "fixed", addr = "Backend.veza.internal:8080" }]
+"#;
+    let config = Config::parse(text, "t.toml").expect("valid");
+    let api = &config.pools[0];
+    let names: Vec<&str> = api.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["api-1", "api-2", "api-3", "fixed"]);
+    assert!(
+        api.servers[..3]
+            .iter()
+            .all(|s| s.srv.as_deref() == Some("_api._tcp.veza.internal"))
+    );
+    assert_eq!(
+        api.servers[3].host.as_deref(),
+        Some("backend.veza.internal")
+    );
+    assert_eq!(api.servers[3].addr.port(), 8080);
+    assert_eq!(config.server_names(), ["backend.veza.internal"]);
+    assert_eq!(
+        config.srv_templates(),
+        [("api".to_owned(), "_api._tcp.veza.internal".to_owned())]
+    );
+    assert_eq!(config.global.resolve_interval, Duration::from_secs(5));
+    assert_eq!(config.global.hold_nx, Duration::ZERO);
+
+    let template =
+        "server_template = { prefix = \"api-\", count = 3, srv = \"_API._tcp.veza.internal.\" }";
+    for (bad, needle) in [
+        (
+            "{ prefix = \"api-\", count = 0, srv = \"_a._tcp.x\" }",
+            "`count` must be at least 1",
+        ),
+        (
+            "{ prefix = \"api-\", count = 3, srv = \"no spaces\" }",
+            "is not a DNS name",
+        ),
+        ("{ prefix = \"api-\", count = 3 }", "add `srv ="),
+        (
+            "{ prefix = \"a b\", count = 3, srv = \"_a._tcp.x\" }",
+            "cookie characters",
+        ),
+    ] {
+        let broken = text.replace(template, &format!("server_template = {bad}"));
+        assert_ne!(broken, text);
+        let error = Config::parse(&broken, "t.toml").unwrap_err().to_string();
+        assert!(error.contains(needle), "{bad}: {error}");
+    }
+    let clash = text.replace("name = \"fixed\"", "name = \"api-2\"");
+    let error = Config::parse(&clash, "t.toml").unwrap_err().to_string();
+    assert!(error.contains("api-2"), "{error}");
 }

@@ -406,6 +406,9 @@ pub struct ServerConfig {
     /// The DNS name of a server written `name:port` (lowercase, no final dot), resolved at
     /// start and again every `resolve_interval`; `None` for an IP address.
     pub host: Option<String>,
+    /// For a slot of a `server_template`: the SRV name whose records fill the pool's slots
+    /// (its address, port and weight come from a record; without one it is in maintenance).
+    pub srv: Option<String>,
     /// Relative weight, 0..=256 (default 1); 0 means the server gets no new balanced traffic.
     pub weight: u16,
     /// Whether the pool's health check applies to this server (`check`, default true).
@@ -476,6 +479,20 @@ impl ConfigError {
 }
 
 impl Config {
+    /// The distinct `(pool, SRV name)` of the pools' `server_template`s, in file order.
+    pub fn srv_templates(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for pool in &self.pools {
+            for srv in pool.servers.iter().filter_map(|s| s.srv.as_ref()) {
+                let entry = (pool.name.clone(), srv.clone());
+                if !out.contains(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+        out
+    }
+
     /// The distinct DNS names of the servers written `name:port`, sorted.
     pub fn server_names(&self) -> Vec<String> {
         let names: std::collections::BTreeSet<&String> = self

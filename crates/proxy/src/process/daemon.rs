@@ -109,6 +109,7 @@ async fn serve(config: Config, path: &Path, exe: &Path, workers: Vec<Handle>) ->
     let status = serving_status(&config);
     let (mut discovery, config) = Discovery::start(config).await.map_err(Error::Resolve)?;
     let mut proxy = Proxy::start_on(config, workers).await?;
+    Discovery::set_maintenance(&proxy.handle(), discovery.take_pending()).await;
     for addr in listen::close_unused_inherited() {
         tracing::warn!(
             "the service manager passed a socket on {addr} that no bind address of the \
@@ -129,7 +130,7 @@ async fn serve(config: Config, path: &Path, exe: &Path, workers: Vec<Handle>) ->
             signal = signals.next() => (signal, None),
             Some(reply) = upgrade_rx.recv() => (Signal::Upgrade, Some(reply)),
             round = discovery.round(), if discovery.active() => {
-                apply_round(&mut proxy, &discovery, round).await;
+                apply_round(&mut proxy, round).await;
                 continue;
             }
         };
@@ -208,15 +209,13 @@ async fn upgrade(
 
 /// Applies what a round of name resolution changed: new addresses as a reload, and the
 /// maintenance of servers whose name went away or came back.
-async fn apply_round(proxy: &mut Proxy, discovery: &Discovery, round: discovery::Round) {
+async fn apply_round(proxy: &mut Proxy, round: discovery::Round) {
     if let Some(config) = round.changed
         && let Err(e) = proxy.reload(config).await
     {
         tracing::error!("new server addresses not applied: {e}");
     }
-    for (name, on) in round.maintenance {
-        discovery.set_maintenance(&proxy.handle(), &name, on).await;
-    }
+    Discovery::set_maintenance(&proxy.handle(), round.maintenance).await;
 }
 
 /// Re-reads the file and applies it; returns the status to show in `systemctl status`.
@@ -243,10 +242,12 @@ async fn reload(proxy: &mut Proxy, discovery: &mut Discovery, path: &Path) -> St
     let status = serving_status(&config);
     match proxy.reload(config).await {
         Ok(()) => {
+            Discovery::set_maintenance(&proxy.handle(), discovery.take_pending()).await;
             tracing::info!("reload complete");
             status
         }
         Err(e) => {
+            let _ = discovery.take_pending();
             tracing::error!("reload failed, configuration unchanged: {e}");
             format!("Reload failed: {e}; serving the previous configuration")
         }

@@ -16,6 +16,7 @@ const POOL_KEYS: &[&str] = &[
     "slowstart",
     "on_marked_down",
     "servers",
+    "server_template",
     "passive_error_limit",
     "hash_balance_factor",
 ];

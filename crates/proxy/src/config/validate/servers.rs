@@ -9,14 +9,28 @@ use crate::config::ServerConfig;
 use crate::config::values::{describe_char, first_invalid, is_cookie_octet};
 
 const SERVER_KEYS: &[&str] = &["name", "addr", "weight", "check", "maxconn"];
+const TEMPLATE_KEYS: &[&str] = &["prefix", "count", "srv"];
+/// Slots a `server_template` may have.
+const MAX_TEMPLATE_SLOTS: i64 = 256;
 
 impl Ctx<'_> {
     pub(super) fn read_servers(&mut self, s: &Section<'_, '_>) -> Option<Vec<ServerConfig>> {
         let hint = "write them as servers = [{ name = \"app-1\", addr = \"10.0.0.1:8080\" }]";
+        let mut names = HashMap::new();
+        let template = match s.get("server_template") {
+            Some(value) => Some(self.read_template(value, &mut names)?),
+            None => None,
+        };
         let Some(value) = s.get("servers") else {
+            if let Some(slots) = template {
+                return Some(slots);
+            }
             self.error(
                 s.start,
-                format!("{} has no servers; add `servers`: {hint}", s.what),
+                format!(
+                    "{} has no servers; add `servers`: {hint}, or a `server_template`",
+                    s.what
+                ),
             );
             return None;
         };
@@ -28,9 +42,8 @@ impl Ctx<'_> {
             );
             return None;
         }
-        let mut names = HashMap::new();
         let mut addrs: HashMap<SocketAddr, String> = HashMap::new();
-        let mut servers = Some(Vec::new());
+        let mut servers = Some(template.unwrap_or_default());
         for table in tables {
             let server = self.read_server(table, &mut names);
             if let Some((server, at)) = &server
@@ -52,7 +65,9 @@ impl Ctx<'_> {
             }
         }
         if let Some(all) = &servers
-            && all.iter().all(|server| server.weight == 0)
+            && all
+                .iter()
+                .all(|server| server.weight == 0 && server.srv.is_none())
         {
             self.warn(
                 value.span().start,
@@ -132,12 +147,82 @@ impl Ctx<'_> {
                 name: name?.0.to_owned(),
                 addr: addr?,
                 host,
+                srv: None,
                 weight: weight.ok()?.map_or(Some(1), |w| u16::try_from(w).ok())?,
                 check: check.ok()?.unwrap_or(true),
                 maxconn: maxconn.ok()?.and_then(|n| u32::try_from(n).ok()),
             },
             s.start,
         ))
+    }
+}
+
+impl Ctx<'_> {
+    /// `server_template = { prefix = "api-", count = 8, srv = "_api._tcp.veza.internal" }`:
+    /// `count` servers named `prefix1`..`prefixN`, filled from the SRV records of `srv`.
+    fn read_template(
+        &mut self,
+        value: &Value<'_>,
+        names: &mut HashMap<String, usize>,
+    ) -> Option<Vec<ServerConfig>> {
+        let s = self.section(
+            value,
+            "server_template",
+            "the `server_template`".to_owned(),
+            TEMPLATE_KEYS,
+        )?;
+        let prefix = self.string(&s, "prefix");
+        let prefix = self.required(&s, "prefix", "add `prefix = \"api-\"`", prefix);
+        let count = self.integer(&s, "count", 1..=MAX_TEMPLATE_SLOTS, "");
+        let count = self.required(
+            &s,
+            "count",
+            "add `count = 8`, the most servers it holds",
+            count.map(|c| c.map(|c| (c, s.start))),
+        );
+        let srv = self.string(&s, "srv");
+        let srv = self.required(&s, "srv", "add `srv = \"_api._tcp.veza.internal\"`", srv);
+        let srv = srv.filter(|&(srv, at)| {
+            let name = srv.strip_suffix('.').unwrap_or(srv);
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| (1..=63).contains(&l.len()))
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !valid {
+                self.error(
+                    at,
+                    format!("`{srv}` is not a DNS name such as \"_api._tcp.veza.internal\""),
+                );
+            }
+            valid
+        });
+        let prefix = prefix.filter(|&(prefix, at)| {
+            let valid = !prefix.is_empty() && first_invalid(prefix, is_cookie_octet).is_none();
+            if !valid {
+                self.error(at, format!("the prefix `{prefix}` must be made of cookie characters (no spaces, quotes, `,`, `;`, `\\`)"));
+            }
+            valid
+        });
+        let ((prefix, at), (count, _), (srv, _)) = (prefix?, count?, srv?);
+        let srv = srv.strip_suffix('.').unwrap_or(srv).to_ascii_lowercase();
+        let slots = (1..=count)
+            .map(|i| {
+                let name = format!("{prefix}{i}");
+                self.check_unique(names, "server", &name, at);
+                ServerConfig {
+                    name,
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    host: None,
+                    srv: Some(srv.clone()),
+                    weight: 1,
+                    check: true,
+                    maxconn: None,
+                }
+            })
+            .collect();
+        Some(slots)
     }
 }
 

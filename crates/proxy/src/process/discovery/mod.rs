@@ -1,12 +1,16 @@
-//! Servers written `name:port` (service discovery by DNS, as HAProxy's `resolvers`): every
-//! name is resolved before the first bind (a name that does not resolve stops the start, as
-//! HAProxy's default `init-addr` does), then again every `resolve_interval`. What each answer
-//! means is `lb_core::discovery`'s decision; a changed address is applied exactly as a reload
-//! applies one (the written configuration with the new addresses): requests in flight finish
-//! on the old address, new ones go to the new one, the server keeps its name, counters and
-//! health state, its checks move with it. A name gone for longer than `hold_nx` puts its
-//! servers in maintenance until it resolves again; a resolver that does not answer changes
-//! nothing.
+//! Servers found by DNS (service discovery, as HAProxy's `resolvers`): servers written
+//! `name:port`, and pools' `server_template` slots filled from SRV records (`srv`). Every name
+//! is resolved before the first bind (a server name that does not resolve stops the start, as
+//! HAProxy's default `init-addr` does; an empty SRV name only leaves its slots empty), then
+//! again every `resolve_interval`. What each answer means is `lb_core::discovery`'s decision;
+//! a changed address is applied exactly as a reload applies one (the written configuration
+//! with the addresses in use): requests in flight finish on the old address, new ones go to
+//! the new one, the server keeps its name, counters and health state, its checks move with
+//! it. A name gone for longer than `hold_nx` puts its servers in maintenance until it
+//! resolves again, an empty template slot is in maintenance; a resolver that does not answer
+//! changes nothing.
+
+mod srv;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -19,24 +23,31 @@ use crate::config::Config;
 use crate::control::AdminCommand;
 use crate::observe::ProxyHandle;
 use crate::resolve::Resolvers;
+use srv::Template;
 
-/// The resolution of a configuration's server names.
+/// A server to put in maintenance (`true`) or take out of it: `(pool, server, on)`.
+pub(crate) type Maintenance = (String, String, bool);
+
+/// The resolution of a configuration's server names and SRV names.
 pub(crate) struct Discovery {
     /// The configuration as written: names, no addresses for them.
     written: Config,
     names: HashMap<String, NameState>,
+    templates: Vec<Template>,
     resolvers: Resolvers,
     /// Names whose servers discovery put in maintenance (and only discovery takes out).
     held_out: HashSet<String>,
+    /// Maintenance changes not applied yet (slots found empty at start or on a reload).
+    pending: Vec<Maintenance>,
     next: Instant,
 }
 
 /// What one round of resolution changed.
 pub(crate) struct Round {
-    /// The configuration to apply, when an address changed.
+    /// The configuration to apply, when an address or weight changed.
     pub(crate) changed: Option<Config>,
-    /// `(name, into maintenance)` for names that went away or came back.
-    pub(crate) maintenance: Vec<(String, bool)>,
+    /// Servers going into or out of maintenance.
+    pub(crate) maintenance: Vec<Maintenance>,
 }
 
 fn resolvers_of(config: &Config) -> Resolvers {
@@ -60,14 +71,17 @@ impl Discovery {
             next: Instant::now() + written.global.resolve_interval,
             written: written.clone(),
             names: HashMap::new(),
+            templates: Vec::new(),
             held_out: HashSet::new(),
+            pending: Vec::new(),
         };
         let effective = discovery.adopt(written).await?;
         Ok((discovery, effective))
     }
 
-    /// A reloaded configuration: names already known keep their state; new ones must resolve
-    /// now. The configuration to apply, or why it is refused.
+    /// A reloaded configuration: names and templates already known keep their state; new
+    /// names must resolve now, new templates are filled now. The configuration to apply, or
+    /// why it is refused.
     pub(crate) async fn adopt(&mut self, written: Config) -> Result<Config, String> {
         let resolvers = resolvers_of(&written);
         let mut names = HashMap::new();
@@ -79,9 +93,11 @@ impl Discovery {
                 _ => {
                     let mut state = NameState::new(None);
                     let lookup = resolvers.lookup(&name).await;
-                    let decision =
-                        state.observe(&lookup, std::time::Instant::now(), Duration::ZERO);
-                    if !matches!(decision, Decision::Use(_)) {
+                    let now = std::time::Instant::now();
+                    if !matches!(
+                        state.observe(&lookup, now, Duration::ZERO),
+                        Decision::Use(_)
+                    ) {
                         unresolved.push(format!("{name} ({})", describe(&lookup)));
                     }
                     state
@@ -101,11 +117,31 @@ impl Discovery {
                 }
             ));
         }
+        let mut templates = Template::of(&written, &mut self.templates);
+        for template in &mut templates {
+            if template.filled.iter().all(Option::is_none) {
+                template.refresh(&resolvers, written.global.hold_nx).await;
+            }
+            // Every empty slot starts (again) in maintenance: a reload may have brought
+            // the slot back as a new server.
+            for (name, filled) in template.slots.iter().zip(&template.filled) {
+                if filled.is_none() {
+                    self.pending
+                        .push((template.pool.clone(), name.clone(), true));
+                }
+            }
+        }
         self.held_out.retain(|n| names.contains_key(n));
         self.names = names;
+        self.templates = templates;
         self.resolvers = resolvers;
         self.written = written;
         Ok(self.effective())
+    }
+
+    /// Maintenance changes to apply now that the proxy runs the configuration.
+    pub(crate) fn take_pending(&mut self) -> Vec<Maintenance> {
+        std::mem::take(&mut self.pending)
     }
 
     /// Every name and the address it resolved to, sorted by name.
@@ -115,13 +151,23 @@ impl Discovery {
             .iter()
             .filter_map(|(name, state)| Some((name.clone(), state.current()?)))
             .collect();
+        for template in &self.templates {
+            for (slot, filled) in template.slots.iter().zip(&template.filled) {
+                if let Some(e) = filled {
+                    out.push((
+                        format!("{} ({}/{slot}, port {})", e.target, template.srv, e.port),
+                        e.addr,
+                    ));
+                }
+            }
+        }
         out.sort();
         out
     }
 
     /// Whether there is anything to resolve.
     pub(crate) fn active(&self) -> bool {
-        !self.names.is_empty()
+        !self.names.is_empty() || !self.templates.is_empty()
     }
 
     /// The written configuration at the addresses in use.
@@ -131,7 +177,22 @@ impl Discovery {
             .iter()
             .filter_map(|(name, state)| Some((name.clone(), state.current()?)))
             .collect();
-        self.written.with_resolved(&addresses)
+        let mut config = self.written.with_resolved(&addresses);
+        for template in &self.templates {
+            template.apply(&mut config);
+        }
+        config
+    }
+
+    /// The servers written with `name`, as maintenance changes.
+    fn servers_named(&self, name: &str, on: bool) -> Vec<Maintenance> {
+        self.written
+            .pools
+            .iter()
+            .flat_map(|p| p.servers.iter().map(move |s| (p, s)))
+            .filter(|(_, s)| s.host.as_deref() == Some(name))
+            .map(|(p, s)| (p.name.clone(), s.name.clone(), on))
+            .collect()
     }
 
     /// Waits for the next round, resolves every name and says what changed.
@@ -162,7 +223,7 @@ impl Discovery {
                         "{name} has not existed for {hold_nx:?} ({}): its servers go to maintenance until it resolves again",
                         describe(&lookup)
                     );
-                    maintenance.push((name.clone(), true));
+                    maintenance.extend(self.servers_named(&name, true));
                 }
                 _ if matches!(lookup, Lookup::Failed) => tracing::warn!(
                     "cannot resolve {name}: no resolver answered; keeping {}",
@@ -172,8 +233,13 @@ impl Discovery {
             }
             if matches!(decision, Decision::Use(_)) && self.held_out.remove(&name) {
                 tracing::warn!("{name} resolves again: its servers leave maintenance");
-                maintenance.push((name.clone(), false));
+                maintenance.extend(self.servers_named(&name, false));
             }
+        }
+        for template in &mut self.templates {
+            let (moved, transitions) = template.refresh(&self.resolvers, hold_nx).await;
+            changed |= moved;
+            maintenance.extend(transitions);
         }
         Round {
             changed: changed.then(|| self.effective()),
@@ -181,27 +247,21 @@ impl Discovery {
         }
     }
 
-    /// Puts the servers of `name` in (or takes them out of) maintenance.
-    pub(crate) async fn set_maintenance(&self, handle: &ProxyHandle, name: &str, on: bool) {
-        let state = if on {
-            AdminState::Maint
-        } else {
-            AdminState::Ready
-        };
-        for pool in &self.written.pools {
-            for server in pool
-                .servers
-                .iter()
-                .filter(|s| s.host.as_deref() == Some(name))
-            {
-                let command = AdminCommand::SetState {
-                    pool: pool.name.clone(),
-                    server: server.name.clone(),
-                    state,
-                };
-                if let Err(e) = handle.admin(command).await {
-                    tracing::error!("cannot set {}/{} to {state:?}: {e}", pool.name, server.name);
-                }
+    /// Puts servers in (or takes them out of) maintenance.
+    pub(crate) async fn set_maintenance(handle: &ProxyHandle, changes: Vec<Maintenance>) {
+        for (pool, server, on) in changes {
+            let state = if on {
+                AdminState::Maint
+            } else {
+                AdminState::Ready
+            };
+            let command = AdminCommand::SetState {
+                pool: pool.clone(),
+                server: server.clone(),
+                state,
+            };
+            if let Err(e) = handle.admin(command).await {
+                tracing::error!("cannot set {pool}/{server} to {state:?}: {e}");
             }
         }
     }
