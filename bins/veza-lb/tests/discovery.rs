@@ -109,7 +109,8 @@ async fn backend_at(ip: &str, port: u16, name: &str) -> RunningBackend {
         .expect("backend")
 }
 
-fn config(dns_port: u16, port: u16, hold_nx: &str) -> String {
+/// veza-lb asking dnsmasq on `dns_port` every 300 ms, one pool `api` holding `servers`.
+fn config_with(dns_port: u16, hold_nx: &str, servers: &str) -> String {
     format!(
         r#"
 [global]
@@ -127,8 +128,17 @@ bind = ["127.0.0.1:0"]
 default_pool = "api"
 [pool.api]
 health = {{ path = "/health", interval = "200ms", timeout = "200ms", fall = 2, rise = 1 }}
-servers = [{{ name = "api-1", addr = "{NAME}:{port}" }}]
+{servers}
 "#
+    )
+}
+
+/// The pool's one server `api-1` written `api.veza.test:port`.
+fn config(dns_port: u16, port: u16, hold_nx: &str) -> String {
+    config_with(
+        dns_port,
+        hold_nx,
+        &format!("servers = [{{ name = \"api-1\", addr = \"{NAME}:{port}\" }}]"),
     )
 }
 
@@ -371,25 +381,10 @@ async fn srv_records_fill_template_slots_and_traffic_follows_them() {
     let srv =
         |target: &str, port: u16| format!("--srv-host=_api._tcp.veza.test,{target},{port},0,10");
     let dns = Dns::start_with(dir.path(), dns_port, hosts, &[srv("a.veza.test", port_a)]);
-    let config = format!(
-        r#"
-[global]
-resolvers = ["127.0.0.1:{dns_port}"]
-resolve_interval = "300ms"
-resolve_timeout = "200ms"
-hold_nx = "1s"
-shutdown_grace = "1s"
-stats_socket = "127.0.0.1:0"
-[defaults]
-timeout_connect = "1s"
-[[frontend]]
-name = "veza"
-bind = ["127.0.0.1:0"]
-default_pool = "api"
-[pool.api]
-health = {{ path = "/health", interval = "200ms", timeout = "200ms", fall = 2, rise = 1 }}
-server_template = {{ prefix = "api-", count = 3, srv = "_api._tcp.veza.test" }}
-"#
+    let config = config_with(
+        dns_port,
+        "1s",
+        "server_template = { prefix = \"api-\", count = 3, srv = \"_api._tcp.veza.test\" }",
     );
     let mut lb = Lb::start(&config);
     let front = lb.frontend_addr("veza").await;
