@@ -63,6 +63,13 @@ enum Command {
         /// The whole exchange's deadline (connect, send, status line).
         #[arg(long, default_value = "1s", value_parser = proxy::config::parse_duration)]
         timeout: std::time::Duration,
+        /// Keep probing for this long, every `--every`, and fail at the first failure: one
+        /// run of keepalived's whole-second script then watches the whole second.
+        #[arg(long = "for", value_name = "DURATION", value_parser = proxy::config::parse_duration)]
+        watch: Option<std::time::Duration>,
+        /// Pause between two probes with `--for`.
+        #[arg(long, default_value = "100ms", value_parser = proxy::config::parse_duration)]
+        every: std::time::Duration,
     },
 }
 
@@ -130,7 +137,12 @@ fn main() -> ExitCode {
         }
         Some(Command::Ctl { socket, command }) => ctl(&socket, &command.join(" ")),
         Some(Command::Run(args)) => run(&args),
-        Some(Command::Probe { url, timeout }) => match probe::probe(&url, timeout) {
+        Some(Command::Probe {
+            url,
+            timeout,
+            watch,
+            every,
+        }) => match probe::watch(&url, timeout, watch.unwrap_or_default(), every) {
             Ok(_) => ExitCode::SUCCESS,
             Err(why) => {
                 eprintln!("veza-lb probe: {why}");

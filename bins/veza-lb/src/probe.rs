@@ -89,6 +89,25 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, Failure> {
     }
 }
 
+/// Probes `url` again and again for `span` (at least once), `every` apart; the first failure
+/// ends it. keepalived runs its scripts every whole second at best: a probe that watches the
+/// whole second reports a dead veza-lb within `every` of its death, not a second later.
+pub fn watch(
+    url: &str,
+    timeout: Duration,
+    span: Duration,
+    every: Duration,
+) -> Result<u16, Failure> {
+    let end = Instant::now() + span;
+    loop {
+        let status = probe(url, timeout)?;
+        if Instant::now() + every >= end {
+            return Ok(status);
+        }
+        std::thread::sleep(every);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +137,51 @@ mod tests {
         let error =
             probe(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(1)).unwrap_err();
         assert!(error.contains("cannot connect"), "{error}");
+    }
+
+    #[test]
+    fn watching_fails_as_soon_as_the_server_goes() {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/veza-lb/health", listener.local_addr().unwrap());
+        // Answers three probes, then closes its listener.
+        let server = std::thread::spawn(move || {
+            for _ in 0..3 {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 2 {
+                    line.clear();
+                }
+                (&stream)
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .unwrap();
+            }
+        });
+        let error = watch(
+            &url,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            Duration::from_millis(10),
+        )
+        .unwrap_err();
+        assert!(error.contains("cannot connect"), "{error}");
+        server.join().unwrap();
+        // A span shorter than a pause: one probe, its answer.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(
+            watch(
+                &format!("http://127.0.0.1:{port}/"),
+                Duration::from_millis(100),
+                Duration::ZERO,
+                Duration::from_secs(1)
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -128,7 +128,8 @@ fn default_instance() -> String {
 pub struct HealthCheck {
     /// The frontend's `monitor_uri`, on this host: `http://127.0.0.1:8080/veza-lb/health`.
     pub url: String,
-    /// Seconds between probes (keepalived's script interval: whole seconds).
+    /// Seconds between two runs of the probe (keepalived's script interval: whole seconds);
+    /// each run probes every 100 ms for most of the interval.
     #[serde(default = "one_second")]
     pub interval: Timespan,
     /// One probe's deadline (below the interval).
@@ -291,11 +292,17 @@ pub fn render(
         format!("{:.2}", ms as f64 / 1000.0)
     };
     let timeout = vrrp.check.timeout.duration();
+    // keepalived runs the script every whole second at best; the probe watches that second
+    // (a probe every 100 ms, the first failure ends it), so a dead veza-lb is seen within
+    // 100 ms, not up to a second later.
+    let interval = vrrp.check.interval.duration();
+    let watch = interval.saturating_sub(Duration::from_millis(200));
     let probe = format!(
-        "{} probe {} --timeout {}ms",
+        "{} probe {} --timeout {}ms --for {}ms --every 100ms",
         veza_lb.as_str(),
         vrrp.check.url,
-        timeout.as_millis()
+        timeout.as_millis(),
+        watch.as_millis()
     );
     let conf = KeepalivedConf {
         vrrp,
@@ -303,7 +310,7 @@ pub fn render(
         script_user,
         advert,
         // keepalived's own bound on the script, whole seconds, above the probe's deadline.
-        script_timeout: timeout.as_secs() + 1,
+        script_timeout: interval.as_secs() + timeout.as_secs() + 1,
     };
     let mut text = conf.render().map_err(|e| e.to_string())?;
     text.push('\n');
@@ -373,7 +380,7 @@ check = { url = "http://127.0.0.1:8080/veza-lb/health" }
         let text = rendered(&vrrp);
         for line in [
             "  script_user veza-lb\n",
-            "  script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health --timeout 500ms\"\n",
+            "  script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health --timeout 500ms --for 800ms --every 100ms\"\n  interval 1\n  timeout 2\n",
             "vrrp_instance veza_edge {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 150\n  advert_int 0.20\n",
             "    192.0.2.100/24 dev eth0\n",
             "  track_script {\n    veza_lb_serves\n  }\n",

@@ -624,7 +624,7 @@ fn an_lb_pair_host_gets_keepalived() {
         conf,
         provision::render_unit(&plan, "keepalived.conf").unwrap()
     );
-    assert!(conf.contains("script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health --timeout 500ms\""), "{conf}");
+    assert!(conf.contains("script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health --timeout 500ms --for 800ms --every 100ms\""), "{conf}");
     assert!(conf.contains("  script_user veza-lb\n"), "{conf}");
     let units = root.path().join("etc/systemd/system");
     let unit = fs::read_to_string(units.join("veza-keepalived.service")).unwrap();

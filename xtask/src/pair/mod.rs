@@ -305,8 +305,8 @@ async fn wait_lb_ready(net: &Network, i: usize) -> Result<()> {
 struct Round {
     advert: String,
     title: &'static str,
-    /// From the fault to the first 200 through the virtual address after a failure; zero
-    /// when no request failed.
+    /// The longest time without a 200 through the virtual address around failures: for a
+    /// fault, from the fault to the first 200; zero when no request failed.
     to_first_200: Duration,
     failed: usize,
     /// Failed attempts a client retrying for up to [`RETRY_BUDGET`] would still have seen
@@ -331,7 +331,7 @@ async fn rounds_with(
     let mut round = |title, t0: Instant, holder| {
         let (to_first_200, failed, failed_with_retries) = probe.outcome_since(t0);
         println!(
-            "  {title}: first 200 after {:.0} ms, {failed} failed attempts \
+            "  {title}: {:.0} ms without a 200, {failed} failed attempts \
              ({failed_with_retries} with retries), address on {holder}",
             to_first_200.as_secs_f64() * 1000.0
         );
@@ -491,7 +491,7 @@ fn print_report(rounds: &[Round]) {
     println!("\npair: failover through the virtual address {VIP} (client probing every 10 ms)");
     println!(
         "  {:<7} {:<46} {:>14} {:>7} {:>13} {:>7}",
-        "adverts", "round", "first 200 (ms)", "failed", "with retries", "holder"
+        "adverts", "round", "no 200 for (ms)", "failed", "with retries", "holder"
     );
     for r in rounds {
         println!(

@@ -111,16 +111,28 @@ impl Probe {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
-    /// From `t0`: the time to the first success after the first failure (zero without
-    /// failure), the failed attempts, and those not followed by a success within
-    /// [`RETRY_BUDGET`] (what a retrying client would have seen fail).
+    /// From `t0`: the longest time without a success around failures (zero without failure;
+    /// for a fault, the time from the fault to the first 200), the failed attempts, and those
+    /// not followed by a success within [`RETRY_BUDGET`] (what a retrying client saw fail).
     pub(super) fn outcome_since(&self, t0: Instant) -> (Duration, usize, usize) {
         let attempts = self.since(t0);
         let failed = attempts.iter().filter(|(_, ok)| !ok).count();
-        let first_failure = attempts.iter().position(|(_, ok)| !ok);
-        let recovered = first_failure
-            .and_then(|i| attempts[i..].iter().find(|(_, ok)| *ok))
-            .map_or(Duration::ZERO, |(t, _)| t.duration_since(t0));
+        // The longest stretch without a 200 that had a failure in it, from the fault (or
+        // the last 200 before the failure) to the next 200: the outage a client saw.
+        let mut recovered = Duration::ZERO;
+        let mut last_ok = t0;
+        let mut failing = false;
+        for (t, ok) in &attempts {
+            if *ok {
+                if failing {
+                    recovered = recovered.max(t.duration_since(last_ok));
+                }
+                last_ok = *t;
+                failing = false;
+            } else {
+                failing = true;
+            }
+        }
         let hopeless = attempts
             .iter()
             .enumerate()
