@@ -20,6 +20,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use crate::lbconfig::quoted;
+
 /// The path veza-lb answers itself on a pair's hosts (`monitor_uri`).
 pub const MONITOR_URI: &str = "/veza-lb/health";
 
@@ -80,11 +82,6 @@ pub struct LbPair {
     pub check_rise: Option<u32>,
     /// The two hosts.
     pub hosts: Vec<PairHost>,
-}
-
-/// A TOML string.
-fn quoted(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
 }
 
 impl LbPair {

@@ -142,19 +142,46 @@ fn config(dns_port: u16, port: u16, hold_nx: &str) -> String {
     )
 }
 
-/// Clients GETting `/` back to back until stopped: (requests, failures, served by `new`).
-fn load(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, usize)> {
-    tokio::spawn(async move {
+/// Clients GETting `/` back to back until [`Load::finish`].
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<(usize, usize)>>,
+}
+
+impl Load {
+    /// `n` clients on `addr`.
+    fn start(addr: SocketAddr, n: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let (mut sent, mut failed) = (0, 0);
+                    while !stop.load(Ordering::Relaxed) {
+                        sent += 1;
+                        match get(addr, "/").await {
+                            Ok(r) if r.status == 200 => {}
+                            _ => failed += 1,
+                        }
+                    }
+                    (sent, failed)
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Stops the clients: (requests sent, failed).
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
         let (mut sent, mut failed) = (0, 0);
-        while !stop.load(Ordering::Relaxed) {
-            sent += 1;
-            match get(addr, "/").await {
-                Ok(r) if r.status == 200 => {}
-                _ => failed += 1,
-            }
+        for client in self.clients {
+            let (s, f) = client.await.unwrap();
+            sent += s;
+            failed += f;
         }
         (sent, failed)
-    })
+    }
 }
 
 /// Waits until a GET is served by `name`.
@@ -193,8 +220,7 @@ async fn a_changed_record_moves_traffic_without_failing_a_request() {
     let front = lb.frontend_addr("veza").await;
     wait_served_by(front, "old").await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4).map(|_| load(front, stop.clone())).collect();
+    let load = Load::start(front, 4);
     tokio::time::sleep(Duration::from_millis(500)).await;
     dns.set(&format!("127.0.0.3 {NAME}\n"));
     let moved_after = wait_served_by(front, "new").await;
@@ -206,13 +232,7 @@ async fn a_changed_record_moves_traffic_without_failing_a_request() {
     // rule is lb-core's, tested over hours with a fake clock).
     drop(dns);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut sent, mut failed) = (0, 0);
-    for client in clients {
-        let (s, f) = client.await.unwrap();
-        sent += s;
-        failed += f;
-    }
+    let (sent, failed) = load.finish().await;
     println!("moved after {moved_after:?}; {sent} requests, {failed} failed");
     assert!(sent > 100, "{sent}");
     assert_eq!(failed, 0, "requests failed while the address moved");
@@ -395,8 +415,7 @@ async fn srv_records_fill_template_slots_and_traffic_follows_them() {
         wait_row(&mut lb, empty, ",MAINT,").await;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4).map(|_| load(front, stop.clone())).collect();
+    let load = Load::start(front, 4);
     // A record appears: a free slot takes it, and it gets traffic.
     drop(dns);
     let both = [srv("a.veza.test", port_a), srv("b.veza.test", port_b)];
@@ -415,13 +434,7 @@ async fn srv_records_fill_template_slots_and_traffic_follows_them() {
             Some("b")
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    let (mut sent, mut failed) = (0, 0);
-    for client in clients {
-        let (s, f) = client.await.unwrap();
-        sent += s;
-        failed += f;
-    }
+    let (sent, failed) = load.finish().await;
     println!("{sent} requests, {failed} failed while records came and went");
     assert!(sent > 100, "{sent}");
     assert_eq!(failed, 0);

@@ -27,6 +27,17 @@ pub struct Series {
     pub color: Option<usize>,
 }
 
+impl Series {
+    /// A series coloured by its position.
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Series {
+            name: name.into(),
+            points,
+            color: None,
+        }
+    }
+}
+
 /// A vertical line at `x` with a label (a fault).
 #[derive(Debug, Clone)]
 pub struct Marker {

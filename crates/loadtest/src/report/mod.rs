@@ -76,146 +76,122 @@ fn markers(run: &Run) -> Vec<Marker> {
         .collect()
 }
 
-fn base(run: &Run, title: String, unit: &str, series: Vec<Series>) -> LineChart {
-    LineChart {
-        title,
-        unit: unit.to_owned(),
-        x_max: run.scenario.duration.as_secs_f64(),
-        y_max: 0.0,
-        series,
-        markers: markers(run),
+/// A run and its per-second buckets of all flows together, merged once for every chart.
+struct Charted<'a> {
+    run: &'a Run,
+    all: Vec<Bucket>,
+}
+
+impl<'a> Charted<'a> {
+    fn new(run: &'a Run) -> Self {
+        Self {
+            run,
+            all: run.recording.all_seconds(),
+        }
+    }
+
+    /// A chart of this run, titled `what: label`.
+    fn chart(&self, what: &str, unit: &str, series: Vec<Series>) -> LineChart {
+        LineChart {
+            title: format!("{what}: {}", self.run.label),
+            unit: unit.to_owned(),
+            x_max: self.run.scenario.duration.as_secs_f64(),
+            y_max: 0.0,
+            series,
+            markers: markers(self.run),
+        }
+    }
+
+    /// One series per flow: `name(flow)`, `value(bucket)` each second.
+    fn per_flow(
+        &self,
+        name: impl Fn(&str) -> String,
+        value: impl Fn(&Bucket) -> Option<f64>,
+    ) -> Vec<Series> {
+        self.run
+            .scenario
+            .flows
+            .iter()
+            .zip(&self.run.recording.seconds)
+            .map(|(flow, buckets)| Series::new(name(&flow.name), per_second(buckets, &value)))
+            .collect()
     }
 }
 
-fn throughput(run: &Run) -> LineChart {
-    let mut series: Vec<Series> = run
-        .scenario
-        .flows
-        .iter()
-        .zip(&run.recording.seconds)
-        .map(|(flow, buckets)| Series {
-            name: flow.name.clone(),
-            points: per_second(buckets, |b| Some(b.requests as f64)),
-            color: None,
-        })
-        .collect();
-    series.push(Series {
-        name: "all".into(),
-        points: per_second(&run.recording.all_seconds(), |b| Some(b.requests as f64)),
-        color: None,
-    });
-    base(
-        run,
-        format!("Requests per second: {}", run.label),
-        "req/s",
-        series,
-    )
+fn throughput(c: &Charted<'_>) -> LineChart {
+    let requests = |b: &Bucket| Some(b.requests as f64);
+    let mut series = c.per_flow(str::to_owned, requests);
+    series.push(Series::new("all", per_second(&c.all, requests)));
+    c.chart("Requests per second", "req/s", series)
 }
 
-fn latency(run: &Run) -> LineChart {
-    let all = run.recording.all_seconds();
+fn latency(c: &Charted<'_>) -> LineChart {
     let series = [50.0, 95.0, 99.0]
         .into_iter()
-        .map(|p| Series {
-            name: format!("p{p} all flows"),
-            points: per_second(&all, |b| b.percentile_ms(p)),
-            color: None,
+        .map(|p| {
+            Series::new(
+                format!("p{p} all flows"),
+                per_second(&c.all, |b| b.percentile_ms(p)),
+            )
         })
         .collect();
-    base(
-        run,
-        format!("Latency percentiles: {}", run.label),
-        "ms",
-        series,
-    )
+    c.chart("Latency percentiles", "ms", series)
 }
 
-fn latency_by_flow(run: &Run) -> LineChart {
-    let series = run
-        .scenario
-        .flows
+fn latency_by_flow(c: &Charted<'_>) -> LineChart {
+    let series = c.per_flow(|name| format!("p95 {name}"), |b| b.percentile_ms(95.0));
+    c.chart("p95 latency by flow", "ms", series)
+}
+
+fn errors(c: &Charted<'_>) -> LineChart {
+    let kinds: BTreeSet<ErrorKind> = c
+        .all
         .iter()
-        .zip(&run.recording.seconds)
-        .map(|(flow, buckets)| Series {
-            name: format!("p95 {}", flow.name),
-            points: per_second(buckets, |b| b.percentile_ms(95.0)),
-            color: None,
-        })
+        .flat_map(|b| b.errors.keys().copied())
         .collect();
-    base(
-        run,
-        format!("p95 latency by flow: {}", run.label),
-        "ms",
-        series,
-    )
-}
-
-fn errors(run: &Run) -> LineChart {
-    let all = run.recording.all_seconds();
-    let kinds: BTreeSet<ErrorKind> = all.iter().flat_map(|b| b.errors.keys().copied()).collect();
     let mut series: Vec<Series> = kinds
         .into_iter()
         .map(|kind| Series {
-            name: kind.as_str().to_owned(),
-            points: per_second(&all, |b| {
-                Some(b.errors.get(&kind).copied().unwrap_or(0) as f64)
-            }),
             // One colour per kind, the same in every run's chart.
             color: ErrorKind::ALL.iter().position(|k| *k == kind),
+            ..Series::new(
+                kind.as_str(),
+                per_second(&c.all, |b| {
+                    Some(b.errors.get(&kind).copied().unwrap_or(0) as f64)
+                }),
+            )
         })
         .collect();
     if series.is_empty() {
-        series.push(Series {
-            name: "no errors".into(),
-            points: per_second(&all, |_| Some(0.0)),
-            color: None,
-        });
+        series.push(Series::new("no errors", per_second(&c.all, |_| Some(0.0))));
     }
-    base(
-        run,
-        format!("Errors per second by kind: {}", run.label),
-        "errors/s",
-        series,
-    )
+    c.chart("Errors per second by kind", "errors/s", series)
 }
 
-fn servers(run: &Run) -> Option<LineChart> {
-    let traffic = run.servers.as_ref().filter(|t| t.samples.len() > 1)?;
+fn servers(c: &Charted<'_>) -> Option<LineChart> {
+    let traffic = c.run.servers.as_ref().filter(|t| t.samples.len() > 1)?;
     let series = traffic
         .servers
         .iter()
         .zip(traffic.rates())
-        .map(|(name, points)| Series {
-            name: name.clone(),
-            points,
-            color: None,
-        })
+        .map(|(name, points)| Series::new(name.clone(), points))
         .collect();
-    Some(base(
-        run,
-        format!("Traffic per backend server: {}", run.label),
-        "sessions/s",
-        series,
-    ))
+    Some(c.chart("Traffic per backend server", "sessions/s", series))
 }
 
-fn busy(run: &Run) -> LineChart {
-    let series = vec![Series {
-        name: "busy virtual users".into(),
-        points: run
-            .recording
-            .active_vus
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (x_of(i), *n as f64))
-            .collect(),
-        color: None,
-    }];
-    base(
-        run,
-        format!("Busy virtual users: {}", run.label),
+fn busy(c: &Charted<'_>) -> LineChart {
+    let points = c
+        .run
+        .recording
+        .active_vus
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (x_of(i), *n as f64))
+        .collect();
+    c.chart(
+        "Busy virtual users",
         "users",
-        series,
+        vec![Series::new("busy virtual users", points)],
     )
 }
 
@@ -244,7 +220,8 @@ fn row(title: &str, note: &str, mut charts: Vec<LineChart>) -> ChartRow {
 }
 
 fn chart_rows(runs: &[Run]) -> Vec<ChartRow> {
-    let each = |f: fn(&Run) -> LineChart| runs.iter().map(f).collect::<Vec<_>>();
+    let charted: Vec<Charted<'_>> = runs.iter().map(Charted::new).collect();
+    let each = |f: fn(&Charted<'_>) -> LineChart| charted.iter().map(f).collect::<Vec<_>>();
     let mut rows = vec![
         row(
             "Requests per second",
@@ -263,7 +240,7 @@ fn chart_rows(runs: &[Run]) -> Vec<ChartRow> {
             each(errors),
         ),
     ];
-    let traffic: Vec<LineChart> = runs.iter().filter_map(servers).collect();
+    let traffic: Vec<LineChart> = charted.iter().filter_map(servers).collect();
     if traffic.len() == runs.len() {
         rows.push(row(
             "Traffic per backend server",

@@ -55,14 +55,15 @@ pub(crate) struct ClientContext {
 /// Handles one request from a client: its head (`parts`, rewritten for the server in place:
 /// the caller keeps it, and an HTTP/1 session reuses its allocations for the next request)
 /// and its body. An HTTP/1 request's head was already checked by the `h1` codec when it was
-/// parsed; an HTTP/2 request's is checked here.
+/// parsed; an HTTP/2 request's is checked here. `frontend` is the snapshot the request keeps
+/// from start to end (the caller took it to answer what the frontend answers itself).
 pub(crate) async fn handle<'c>(
     ctx: &ClientContext,
+    frontend: Arc<FrontendView>,
     parts: &'c mut Parts,
     body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
-    let frontend = ctx.frontend.load_full();
     Counters::add(&frontend.counters.requests, 1);
     let request_line = RequestLine::of(parts);
     let checked = match body {

@@ -53,15 +53,17 @@ pub(crate) async fn answer<'c>(
     parts: &'c mut Parts,
     body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
-    if let Some(resp) = monitor(client, parts) {
+    // One snapshot of the frontend for the whole request, its own answers included.
+    let frontend = client.frontend.load_full();
+    if let Some(resp) = monitor(&frontend, parts) {
         return resp;
     }
     if !client.tls
-        && let Some(resp) = redirect(client, policy, parts)
+        && let Some(resp) = redirect(&frontend, policy, parts)
     {
         return resp;
     }
-    let mut resp = forward::handle(client, parts, body).await;
+    let mut resp = forward::handle(client, frontend, parts, body).await;
     if let (true, Some(hsts)) = (client.tls, &policy.hsts) {
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -71,14 +73,12 @@ pub(crate) async fn answer<'c>(
 
 /// `monitor_uri`: 200 from the frontend itself, whatever the servers' state (as HAProxy's
 /// `monitor-uri`), counted as a frontend request; the request body, if any, is not read.
-fn monitor(client: &ClientContext, req: &Parts) -> Option<Response<ProxyBody>> {
-    let view = client.frontend.load();
-    let uri = view.monitor_uri.as_deref()?;
+fn monitor(frontend: &FrontendView, req: &Parts) -> Option<Response<ProxyBody>> {
+    let uri = frontend.monitor_uri.as_deref()?;
     if req.uri.path() != uri {
         return None;
     }
-    Counters::add(&view.counters.requests, 1);
-    view.counters.response(StatusCode::OK.as_u16());
+    count_own_answer(frontend, StatusCode::OK);
     const READY: &str = "veza-lb: ready\n";
     let mut resp = Response::new(ProxyBody::full(bytes::Bytes::from_static(READY.as_bytes())));
     resp.headers_mut().insert(
@@ -92,10 +92,16 @@ fn monitor(client: &ClientContext, req: &Parts) -> Option<Response<ProxyBody>> {
     Some(resp)
 }
 
+/// A request the frontend answered itself, counted as the frontend's.
+fn count_own_answer(frontend: &FrontendView, status: StatusCode) {
+    Counters::add(&frontend.counters.requests, 1);
+    frontend.counters.response(status.as_u16());
+}
+
 /// `redirect_http`: a permanent redirect to the same URL over HTTPS (308 keeps the method
 /// and body, unlike 301). Requests without a host are left to [`forward`] to refuse.
 fn redirect(
-    client: &ClientContext,
+    frontend: &FrontendView,
     policy: &HttpsPolicy,
     req: &Parts,
 ) -> Option<Response<ProxyBody>> {
@@ -106,9 +112,7 @@ fn redirect(
     };
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let location = policy.location(host, pq)?;
-    let counters = client.frontend.load().counters.clone();
-    Counters::add(&counters.requests, 1);
-    counters.response(StatusCode::PERMANENT_REDIRECT.as_u16());
+    count_own_answer(frontend, StatusCode::PERMANENT_REDIRECT);
     let mut resp = Response::new(ProxyBody::empty());
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
     resp.headers_mut().insert(header::LOCATION, location);
