@@ -584,7 +584,7 @@ fn nginx_proxy_conf(
          \x20 upstream ws_pool {{ server {ws}; }}\n\
          \x20 server {{\n    listen {listen};\n\
          \x20   location / {{ proxy_pass http://http_pool; proxy_http_version 1.1; \
-         proxy_set_header Connection \"\"; }}\n\
+         proxy_set_header Connection \"\"; {NGINX_FORWARDING} }}\n\
          \x20   location /ws {{ proxy_pass http://ws_pool; proxy_http_version 1.1; \
          proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"; \
          proxy_read_timeout 1h; proxy_send_timeout 1h; }}\n  }}\n}}\n",
@@ -594,6 +594,17 @@ fn nginx_proxy_conf(
         b2 = backends[1],
     )
 }
+
+/// The fields veza-lb adds to every request it forwards (`X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `Forwarded`), added by the peers too so that every proxy does the
+/// same work and sends servers the same bytes.
+const HAPROXY_FORWARDING: &str = "  option forwardfor\n\
+     \x20 http-request set-header X-Forwarded-Proto http\n\
+     \x20 http-request set-header Forwarded \"for=%[src];proto=http\"\n";
+/// nginx's spelling of the same fields, for its `location /`.
+const NGINX_FORWARDING: &str = "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; \
+     proxy_set_header X-Forwarded-Proto $scheme; \
+     proxy_set_header Forwarded \"for=$remote_addr;proto=$scheme\";";
 
 fn haproxy_conf(
     listen: SocketAddr,
@@ -606,11 +617,13 @@ fn haproxy_conf(
         "global\n  nbthread {threads}\n  maxconn {maxconn}\n\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n\
          \x20 timeout server 30s\n  timeout tunnel 1h\n\n\
-         frontend bench\n  bind {listen}\n  use_backend ws if {{ path_beg /ws }}\n\
-         \x20 default_backend http\n\n\
+         frontend bench\n  bind {listen}\n{forwarding}\
+         \x20 use_backend ws if {{ path_beg /ws }}\n  default_backend http\n\n\
          backend http\n  balance roundrobin\n  server b1 {}\n  server b2 {}\n\n\
          backend ws\n  server ws {ws}\n",
-        backends[0], backends[1]
+        backends[0],
+        backends[1],
+        forwarding = HAPROXY_FORWARDING,
     )
 }
 
