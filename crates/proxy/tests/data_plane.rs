@@ -428,6 +428,48 @@ async fn a_server_stalling_mid_body_is_cut_after_timeout_server() {
 }
 
 #[tokio::test]
+async fn maint_cuts_requests_waiting_on_the_server_at_once() {
+    // One server that answers nothing, one that sends 5 of 100 bytes; `timeout_server` is
+    // long, so only shutdown-sessions can end the waits within the test's bound.
+    let silent = scripted_server(b"", Duration::from_secs(30)).await;
+    let stalling = scripted_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello",
+        Duration::from_secs(30),
+    )
+    .await;
+    for (addr, want_status, want_body) in [(silent, 503, None), (stalling, 200, Some("hello"))] {
+        let config = one_server_config("stall", addr, "timeout_server = \"30s\"");
+        let lb = Lb::start(config).await;
+        let waiting = tokio::spawn(get(lb.addr, "/", None));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the server has not finished answering"
+        );
+        let started = tokio::time::Instant::now();
+        lb.admin(AdminCommand::SetState {
+            pool: "stall".into(),
+            server: "stall-1".into(),
+            state: AdminState::Maint,
+        })
+        .await;
+        let r = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("MAINT ends the wait, long before timeout_server")
+            .expect("request task");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(r.status, want_status, "{}", r.text());
+        if let Some(body) = want_body {
+            assert_eq!(
+                r.body,
+                body.as_bytes(),
+                "the body is cut where the kill came"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_client_stalling_mid_upload_gets_408() {
     let a = backend("api-1", Kind::Api).await;
     let lb = Lb::start(config(&[&a], &[], "timeout_client = \"300ms\"")).await;

@@ -1,7 +1,8 @@
 //! One try of a request on one server, on a connection the request owns: a pooled one (or a
 //! fresh one when a pooled one turned out stale), the head written with the `h1` codec, the
 //! body streamed with its framing, and the response head read and parsed in place, within
-//! `timeout_server`, unless the server's sessions are shut meanwhile.
+//! `timeout_server`, unless the server's sessions are shut meanwhile (which shuts the socket
+//! down under the try).
 
 use std::sync::Arc;
 
@@ -104,7 +105,6 @@ pub(crate) async fn attempt(
     if log.connect_ms.is_none() {
         log.connect_ms = Some(0);
     }
-    let killed = upstream.sessions();
     let head_request = parts.method == Method::HEAD;
     let exchange = async {
         let streams_body = body.as_ref().is_some_and(|b| !b.is_end_stream());
@@ -126,15 +126,13 @@ pub(crate) async fn attempt(
             .await
             .map_err(AttemptError::NoResponse)
     };
-    let mut head = tokio::select! {
-        // A shutdown also breaks the request's connection: checking the kill first names
-        // the real cause.
-        biased;
-        () = killed.tripped() => return Err(AttemptError::Killed),
-        r = tokio::time::timeout(timeouts.server, exchange) => match r {
-            Err(_) => return Err(AttemptError::Timeout),
-            Ok(r) => r?,
-        },
+    let mut head = match tokio::time::timeout(timeouts.server, exchange).await {
+        Err(_) => return Err(AttemptError::Timeout),
+        Ok(Ok(head)) => head,
+        // `shutdown-sessions` shuts the socket down, which is how the wait above ended:
+        // name the real cause.
+        Ok(Err(_)) if conn.is_killed() => return Err(AttemptError::Killed),
+        Ok(Err(e)) => return Err(e),
     };
     let parsed = answer(&mut conn, &head);
     head.fields.clear();

@@ -14,7 +14,6 @@ use crate::data::framed::{self, Decoded};
 use crate::data::queue::Served;
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
-use crate::data::tripwire::Tripwire;
 use crate::data::tunnel::Tunnel;
 use crate::data::upstream::{ServerConn, Upstream};
 
@@ -214,10 +213,6 @@ pub(crate) struct ServerBody {
     /// The request's `maxconn` slot on the server, given back when the body ends (or is
     /// dropped: the client went away).
     served: Option<Served>,
-    killed: Tripwire,
-    /// Set up the first time the body has to wait, so an answer that came with its head costs
-    /// no allocation for it.
-    kill_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl ServerBody {
@@ -228,7 +223,6 @@ impl ServerBody {
         upstream: Arc<Upstream>,
         served: Served,
     ) -> Self {
-        let killed = upstream.sessions();
         Self {
             conn: Some(conn),
             decoder: Decoder::new(framing),
@@ -236,8 +230,6 @@ impl ServerBody {
             keep_alive,
             upstream,
             served: Some(served),
-            killed,
-            kill_wait: None,
         }
     }
 
@@ -260,14 +252,6 @@ impl ServerBody {
             self.upstream.checkin(conn);
         }
     }
-
-    fn killed(&mut self, cx: &mut Context<'_>) -> bool {
-        let token = &self.killed;
-        let wait = self
-            .kill_wait
-            .get_or_insert_with(|| Box::pin(token.clone().tripped_owned()));
-        wait.as_mut().poll(cx).is_ready()
-    }
 }
 
 fn shut() -> std::io::Error {
@@ -287,13 +271,14 @@ impl Body for ServerBody {
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = &mut *self;
         loop {
-            if this.killed.is_tripped() {
-                this.conn = None;
-                return Poll::Ready(Some(Err(shut())));
-            }
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
+            // `shutdown-sessions` shut the socket down (waking a wait for more below).
+            if conn.is_killed() {
+                this.conn = None;
+                return Poll::Ready(Some(Err(shut())));
+            }
             match framed::decode(&mut this.decoder, &mut conn.read)? {
                 Decoded::Data(data) => {
                     if this.decoder.is_done() {
@@ -324,13 +309,7 @@ impl Body for ServerBody {
                     this.conn = None;
                     return Poll::Ready(Some(Err(e)));
                 }
-                Poll::Pending => {
-                    if this.killed(cx) {
-                        this.conn = None;
-                        return Poll::Ready(Some(Err(shut())));
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

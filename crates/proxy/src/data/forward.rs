@@ -618,7 +618,6 @@ impl<'c> Stream<'c> {
             let served = self.settings.maxconn_counts_tunnels.then_some(served);
             let tunnel = Box::new(tunnel::Tunnel {
                 server: conn,
-                upstream,
                 counters,
                 idle_timeout: self.settings.timeouts.tunnel,
                 hard_stop: ctx.hard_stop.clone(),

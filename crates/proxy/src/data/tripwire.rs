@@ -54,11 +54,6 @@ impl Tripwire {
         }
         notified.await;
     }
-
-    /// [`Self::tripped`], owning the tripwire (for a future that must be stored).
-    pub(crate) async fn tripped_owned(self) {
-        self.tripped().await;
-    }
 }
 
 impl Wire {
@@ -94,7 +89,7 @@ mod tests {
                 .expect("task");
         }
         assert!(wire.is_tripped());
-        tokio::time::timeout(Duration::from_millis(1), wire.clone().tripped_owned())
+        tokio::time::timeout(Duration::from_millis(1), wire.tripped())
             .await
             .expect("an already tripped wire completes at once");
     }

@@ -16,14 +16,13 @@ use crate::data::accesslog::AccessLog;
 use crate::data::queue::Served;
 use crate::data::termination::Termination;
 use crate::data::tripwire::Tripwire;
-use crate::data::upstream::{ServerConn, Upstream};
+use crate::data::upstream::ServerConn;
 
 /// Everything a tunnel needs once both sides have switched protocols.
 pub(crate) struct Tunnel {
     /// The server's connection, switched; its read buffer holds whatever the server sent
     /// after its `101` head.
     pub(crate) server: ServerConn,
-    pub(crate) upstream: Arc<Upstream>,
     /// Frontend, pool and server counters.
     pub(crate) counters: [Arc<Counters>; 3],
     pub(crate) idle_timeout: Duration,
@@ -43,12 +42,12 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let mut t = *t;
-    let killed = t.upstream.sessions();
-    let ServerConn {
-        stream: mut server,
-        read: early,
-        ..
-    } = t.server;
+    // The kill switch current when the server's connection opened: `shutdown-sessions`
+    // shuts that socket down, and the wire tells the tunnel to close the client's side too.
+    let killed = t.server.live.wire.clone();
+    // The connection stays whole (and in its server's live set) until the tunnel ends.
+    let early = std::mem::take(&mut t.server.read);
+    let server = &mut t.server.stream;
     if !client_early.is_empty() {
         if server.write_all(client_early).await.is_err() {
             t.log.termination = Termination::SERVER_ABORT_DATA;

@@ -3,12 +3,19 @@
 //!
 //! A connection ([`ServerConn`]) is owned by the request using it, from checkout to the end
 //! of its response body, then parked again: no task per connection, no channel between the
-//! request and the socket. Both the pool and the kill switch are lock-free: the idle pool is
-//! a bounded MPMC queue, the kill switch an atomically swapped token, so requests on every
-//! thread share a server without contending on a lock.
+//! request and the socket. A request touches nothing shared but the idle pool, a bounded
+//! lock-free queue.
+//!
+//! The kill switch costs nothing per request. It is a [`Wire`] (swapped for a fresh one at
+//! every `shutdown-sessions`) plus the server's live connections by descriptor, which every
+//! connection joins when it is opened and leaves before its socket closes: pulling the switch
+//! trips the wire and shuts each live socket down, so whatever waits on one (a response
+//! head, a body) wakes with its end and, seeing its wire tripped, knows it was killed. This
+//! is HAProxy's `srv_shutdown_streams` without a list walk on the request path.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::data::tripwire::{Tripwire, Wire};
@@ -56,6 +63,9 @@ impl std::fmt::Display for ConnectError {
 /// One HTTP/1.1 connection to a server, with its buffers.
 #[derive(Debug)]
 pub(crate) struct ServerConn {
+    /// Its place among the server's live connections. Declared before `stream` so that it
+    /// drops first: the descriptor leaves the set before it is closed (and maybe reused).
+    pub(crate) live: Membership,
     pub(crate) stream: TcpStream,
     /// Bytes read from the server and not consumed yet.
     pub(crate) read: BytesMut,
@@ -69,14 +79,20 @@ pub(crate) struct ServerConn {
 }
 
 impl ServerConn {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: TcpStream, live: Membership) -> Self {
         Self {
+            live,
             stream,
             read: BytesMut::with_capacity(READ_BUFFER),
             write: Vec::with_capacity(1024),
             head: h1::ResponseHead::default(),
             fields: http::HeaderMap::new(),
         }
+    }
+
+    /// Whether `shutdown-sessions` closed it (its server's wire at its opening has tripped).
+    pub(crate) fn is_killed(&self) -> bool {
+        self.live.wire.is_tripped()
     }
 
     /// Whether the server has not closed it meanwhile: nothing to read (one non-blocking
@@ -87,6 +103,32 @@ impl ServerConn {
             self.stream.try_read(&mut probe),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
         )
+    }
+}
+
+/// A server's open connections, by descriptor.
+#[derive(Debug, Default)]
+struct Live(Mutex<slab::Slab<RawFd>>);
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, slab::Slab<RawFd>> {
+        // The set stays consistent whatever panicked while holding it.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A connection's entry in its server's [`Live`] set, and the kill switch that was current
+/// when it opened. Leaving the set is what dropping it does.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    live: Arc<Live>,
+    key: usize,
+    pub(crate) wire: Tripwire,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.live.lock().remove(self.key);
     }
 }
 
@@ -103,6 +145,7 @@ pub(crate) struct Upstream {
     pub(crate) counters: Arc<Counters>,
     idle: ArrayQueue<Parked>,
     sessions: ArcSwap<Wire>,
+    live: Arc<Live>,
     /// `maxconn`, the requests served now, and the server's queue.
     pub(crate) limit: Slots,
 }
@@ -115,6 +158,7 @@ impl Upstream {
             counters: Arc::default(),
             idle: ArrayQueue::new(MAX_IDLE),
             sessions: ArcSwap::from_pointee(Wire::default()),
+            live: Arc::default(),
             limit: Slots::new(maxconn),
         }
     }
@@ -129,8 +173,8 @@ impl Upstream {
         }
     }
 
-    /// A tripwire tripped when this server's sessions are shut down. Every connection and
-    /// tunnel to the server watches the one current when it started.
+    /// A tripwire tripped when this server's sessions are shut down: the one current now,
+    /// which every connection opened from now on keeps.
     pub(crate) fn sessions(&self) -> Tripwire {
         Tripwire::of(self.sessions.load_full())
     }
@@ -139,7 +183,13 @@ impl Upstream {
     /// (`on-marked-down shutdown-sessions`); connections made afterwards are unaffected.
     pub(crate) fn shutdown_sessions(&self) {
         let old = self.sessions.swap(Arc::new(Wire::default()));
+        // Tripped first: whoever wakes from the shutdown below must see why.
         old.trip();
+        for (_, &fd) in self.live.lock().iter() {
+            // Wakes any read or write on it with its end. A descriptor is in the set only
+            // while its socket is open (it leaves before it closes, under this lock).
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+        }
         self.close_idle();
     }
 
@@ -183,7 +233,18 @@ impl Upstream {
         };
         // Small writes (headers) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        Ok(ServerConn::new(stream))
+        let live = self.join(&stream);
+        Ok(ServerConn::new(stream, live))
+    }
+
+    /// Enters a new connection in the live set, under the kill switch current now.
+    fn join(&self, stream: &TcpStream) -> Membership {
+        let key = self.live.lock().insert(stream.as_raw_fd());
+        Membership {
+            live: self.live.clone(),
+            key,
+            wire: self.sessions(),
+        }
     }
 }
 
@@ -206,8 +267,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let connecting = TcpStream::connect(addr);
         let (client, accepted) = tokio::join!(connecting, listener.accept());
-        let _ = upstream;
-        (ServerConn::new(client.unwrap()), accepted.unwrap().0)
+        let client = client.unwrap();
+        let live = upstream.join(&client);
+        (ServerConn::new(client, live), accepted.unwrap().0)
     }
 
     #[tokio::test]
@@ -244,5 +306,34 @@ mod tests {
         assert!(token.is_tripped());
         assert!(!up.sessions().is_tripped());
         assert!(up.checkout().is_none());
+    }
+
+    #[tokio::test]
+    async fn shutdown_wakes_a_read_on_a_connection_in_use_and_spares_later_ones() {
+        use tokio::io::AsyncReadExt;
+        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap(), None);
+        let (mut busy, _server) = pair(&up).await;
+        let reading = tokio::spawn(async move {
+            let mut buf = [0_u8; 16];
+            let n = busy.stream.read(&mut buf).await;
+            (n.map_err(|e| e.kind()), busy.is_killed())
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!reading.is_finished(), "the server has said nothing yet");
+        up.shutdown_sessions();
+        let (read, killed) = tokio::time::timeout(Duration::from_secs(1), reading)
+            .await
+            .expect("the shutdown wakes the read")
+            .unwrap();
+        assert_eq!(read, Ok(0), "the read sees the end of the stream");
+        assert!(killed, "and knows why");
+        let (later, _server2) = pair(&up).await;
+        assert!(
+            !later.is_killed(),
+            "a connection opened after the kill is not"
+        );
+        assert_eq!(up.live.lock().len(), 1, "the killed one left the live set");
+        drop(later);
+        assert!(up.live.lock().is_empty());
     }
 }

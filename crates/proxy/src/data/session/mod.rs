@@ -13,7 +13,7 @@
 mod response;
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -32,7 +32,6 @@ use crate::data::framed::{self, READ_BUFFER};
 use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
 use crate::data::request_body::{ClientStream, H1Body, RequestBody};
-use crate::data::tripwire::Tripwire;
 use crate::data::tunnel::{self, Tunnel};
 
 use response::{Exchange, Outcome};
@@ -121,11 +120,15 @@ enum HeadRead {
 impl<S: ClientStream> Conn<S> {
     /// Serves requests until the connection ends; returns the tunnel the last answer opened.
     async fn serve_requests(&mut self, client: &ClientContext, ctx: &ListenerContext) -> End {
+        // One wait on the frontend's drain for the connection's whole life: it registers with
+        // the drain once, not once per request.
+        let drain = ctx.drain.tripped();
+        let mut drain = pin!(drain);
         let mut first = true;
         loop {
             // A drain closes idle keep-alive connections, never one accepted just before it:
             // its first request may already be on its way.
-            let drain = (!first).then_some(&ctx.drain);
+            let drain = (!first).then_some(drain.as_mut());
             first = false;
             let exchange = match self.read_head(ctx.head_timeout, drain).await {
                 HeadRead::Complete => Exchange::of(&self.head, &self.read),
@@ -180,7 +183,11 @@ impl<S: ClientStream> Conn<S> {
     /// Reads until a request head is complete. The timeout runs from the end of the last
     /// answer: a head that started and stalled gets 408, an idle keep-alive connection is
     /// closed without a word (HAProxy's `timeout http-request` and `http-keep-alive`).
-    async fn read_head(&mut self, timeout: Duration, drain: Option<&Tripwire>) -> HeadRead {
+    async fn read_head<D: Future<Output = ()>>(
+        &mut self,
+        timeout: Duration,
+        mut drain: Option<Pin<&mut D>>,
+    ) -> HeadRead {
         let mut deadline = None;
         loop {
             if !self.read.is_empty() {
@@ -197,7 +204,7 @@ impl<S: ClientStream> Conn<S> {
             let read = tokio::select! {
                 r = read => r,
                 // Draining: an idle connection closes; a head under way is still answered.
-                () = tripped(drain), if idle => return HeadRead::Closed,
+                () = tripped(drain.as_mut().map(Pin::as_mut)), if idle => return HeadRead::Closed,
             };
             match read {
                 Ok(Ok(0) | Err(_)) => return HeadRead::Closed,
@@ -291,10 +298,10 @@ async fn now_or_by<F: Future>(
         .map_err(|_| Elapsed)
 }
 
-/// Resolves when `drain` trips; never without one.
-async fn tripped(drain: Option<&Tripwire>) {
+/// Resolves when `drain` (a wait on the drain) does; never without one.
+async fn tripped<D: Future<Output = ()>>(drain: Option<Pin<&mut D>>) {
     match drain {
-        Some(drain) => drain.tripped().await,
+        Some(drain) => drain.await,
         None => std::future::pending().await,
     }
 }

@@ -297,7 +297,8 @@ impl<S: ClientStream> Conn<S> {
         self.flush(ctx).await
     }
 
-    /// One write; a timer is armed only when the socket cannot take bytes at once.
+    /// One write (`send` for one buffer, `writev` for more: the kernel's vectored path costs
+    /// more per call); a timer is armed only when the socket cannot take bytes at once.
     async fn write_some(
         &mut self,
         bufs: &[IoSlice<'_>],
@@ -305,7 +306,11 @@ impl<S: ClientStream> Conn<S> {
     ) -> std::io::Result<usize> {
         let timeout = ctx.client_timeout;
         let by = || Instant::now() + timeout;
-        match now_or_by(by, self.io.write_vectored(bufs)).await {
+        let written = match bufs {
+            [one] => now_or_by(by, self.io.write(one)).await,
+            _ => now_or_by(by, self.io.write_vectored(bufs)).await,
+        };
+        match written {
             Ok(Ok(0)) => Err(std::io::ErrorKind::WriteZero.into()),
             Ok(r) => r,
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
