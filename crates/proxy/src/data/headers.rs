@@ -154,6 +154,17 @@ fn tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass over the (few) fields finds which of the list are there, usually none or
+    // just `Connection`: cheaper than a hashed removal of every name on the list.
+    let present = h.keys().fold(0_u8, |seen, name| {
+        HOP_BY_HOP
+            .iter()
+            .position(|n| n == name)
+            .map_or(seen, |i| seen | 1 << i)
+    });
+    if present == 0 {
+        return;
+    }
     // `Connection: keep-alive`, `close` or `upgrade` nominate nothing beyond the fixed list:
     // the common case costs no allocation.
     let nominates_others = h
@@ -177,8 +188,10 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        h.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & 1 << i != 0 {
+            h.remove(name);
+        }
     }
 }
 
@@ -378,6 +391,31 @@ mod tests {
             check_request(&long, 50, 65536).map_err(|e| e.0),
             Err(StatusCode::URI_TOO_LONG)
         );
+    }
+
+    #[test]
+    fn each_hop_by_hop_field_is_removed_alone_or_with_others() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("x"));
+            h.append(name.clone(), HeaderValue::from_static("a"));
+            h.append(name.clone(), HeaderValue::from_static("b"));
+            let next = &HOP_BY_HOP[(i + 3) % HOP_BY_HOP.len()];
+            let mut both = h.clone();
+            both.insert(next.clone(), HeaderValue::from_static("c"));
+            strip_hop_by_hop(&mut h);
+            strip_hop_by_hop(&mut both);
+            assert_eq!(h.keys().collect::<Vec<_>>(), [header::HOST], "{name}");
+            assert_eq!(
+                both.keys().collect::<Vec<_>>(),
+                [header::HOST],
+                "{name} and {next}"
+            );
+        }
+        let mut end_to_end = HeaderMap::new();
+        end_to_end.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut end_to_end);
+        assert_eq!(end_to_end.len(), 1, "nothing else is touched");
     }
 
     #[test]
