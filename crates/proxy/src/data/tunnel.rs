@@ -45,8 +45,8 @@ where
     // The kill switch current when the server's connection opened: `shutdown-sessions`
     // shuts that socket down, and the wire tells the tunnel to close the client's side too.
     let killed = t.server.live.wire.clone();
-    // The connection stays whole (and in its server's live set) until the tunnel ends.
-    let early = std::mem::take(&mut t.server.read);
+    // The connection stays in its server's live set until the tunnel ends.
+    let early = t.server.shed_for_tunnel();
     let server = &mut t.server.stream;
     if !client_early.is_empty() {
         if server.write_all(client_early).await.is_err() {

@@ -90,6 +90,16 @@ impl ServerConn {
         }
     }
 
+    /// Keeps only what a tunnel needs (the socket, and its place in the live set): the HTTP
+    /// buffers are freed, as an idle WebSocket must cost little; returns what the server sent
+    /// past its `101` head.
+    pub(crate) fn shed_for_tunnel(&mut self) -> BytesMut {
+        self.write = Vec::new();
+        self.head = h1::ResponseHead::default();
+        self.fields = http::HeaderMap::new();
+        std::mem::take(&mut self.read)
+    }
+
     /// Whether `shutdown-sessions` closed it (its server's wire at its opening has tripped).
     pub(crate) fn is_killed(&self) -> bool {
         self.live.wire.is_tripped()

@@ -70,7 +70,8 @@ pub(crate) async fn serve<S: ClientStream>(
         End::Linger => conn.linger().await,
         End::Tunnel(tunnel) => {
             // What the client sent after its upgrade request belongs to the new protocol.
-            tunnel::run(tunnel, &mut conn.io, &conn.read).await;
+            let early = conn.shed_for_tunnel();
+            tunnel::run(tunnel, &mut conn.io, &early).await;
         }
     }
 }
@@ -251,6 +252,17 @@ impl<S: ClientStream> Conn<S> {
             expects_continue,
         );
         Ok((parts, RequestBody::H1(body)))
+    }
+
+    /// Frees the HTTP buffers of a connection that becomes a tunnel (an idle WebSocket must
+    /// cost little); returns what the client sent past its upgrade request.
+    fn shed_for_tunnel(&mut self) -> Vec<u8> {
+        let early = self.read.to_vec();
+        self.read = BytesMut::new();
+        self.write = Vec::new();
+        self.head = RequestHead::default();
+        self.request = Request::new(()).into_parts().0;
+        early
     }
 
     /// Forgets the last request's head, keeping the allocations: nothing may keep the read
