@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError}; // tidy: lock per connection, never per request
 use std::time::Duration;
 
 use crate::data::tripwire::{Tripwire, Wire};
@@ -116,9 +116,12 @@ impl ServerConn {
     }
 }
 
-/// A server's open connections, by descriptor.
+/// A server's open connections, by descriptor. Its lock is taken when a connection opens or
+/// closes and by `shutdown-sessions`, never by a request on a connection already open; it is
+/// what makes shutting a descriptor down safe (one that left the set may be closed and its
+/// number reused).
 #[derive(Debug, Default)]
-struct Live(Mutex<slab::Slab<RawFd>>);
+struct Live(Mutex<slab::Slab<RawFd>>); // tidy: lock per connection, never per request
 
 impl Live {
     fn lock(&self) -> std::sync::MutexGuard<'_, slab::Slab<RawFd>> {
@@ -192,14 +195,19 @@ impl Upstream {
     /// Closes every connection, in-flight request and tunnel to this server
     /// (`on-marked-down shutdown-sessions`); connections made afterwards are unaffected.
     pub(crate) fn shutdown_sessions(&self) {
+        // Under the live set's lock, as joining is: a connection opening meanwhile either
+        // joined before (old wire, shut down here) or joins after (new wire, spared).
+        let live = self.live.lock();
         let old = self.sessions.swap(Arc::new(Wire::default()));
         // Tripped first: whoever wakes from the shutdown below must see why.
         old.trip();
-        for (_, &fd) in self.live.lock().iter() {
+        for (_, &fd) in live.iter() {
             // Wakes any read or write on it with its end. A descriptor is in the set only
             // while its socket is open (it leaves before it closes, under this lock).
             let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
         }
+        // Released first: closing an idle connection takes it out of the set.
+        drop(live);
         self.close_idle();
     }
 
@@ -249,11 +257,14 @@ impl Upstream {
 
     /// Enters a new connection in the live set, under the kill switch current now.
     fn join(&self, stream: &TcpStream) -> Membership {
-        let key = self.live.lock().insert(stream.as_raw_fd());
+        let mut live = self.live.lock();
+        let wire = self.sessions();
+        let key = live.insert(stream.as_raw_fd());
+        drop(live);
         Membership {
             live: self.live.clone(),
             key,
-            wire: self.sessions(),
+            wire,
         }
     }
 }
