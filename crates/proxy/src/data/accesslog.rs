@@ -49,9 +49,9 @@ pub(crate) struct AccessLog {
     pub(crate) queue_ms: u64,
     /// `srv_queue/backend_queue`.
     pub(crate) queues: [u32; 2],
-    /// Counts the request as in flight for a graceful stop until its line is written: a
-    /// tunnel outlives the client connection that opened it, and a stop must still wait
-    /// for it (up to `shutdown_grace`).
+    /// Counts an HTTP/2 request as in flight for a graceful stop until its line is written:
+    /// its stream runs in a task of hyper's, which may outlive the connection's task a stop
+    /// waits for. An HTTP/1 request, its body and its tunnel live in the connection's task.
     pub(crate) in_flight: Option<TaskTrackerToken>,
 }
 

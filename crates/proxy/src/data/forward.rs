@@ -18,7 +18,6 @@ use lb_core::{
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::config;
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::{AccessLog, RequestLine};
 use crate::data::attempt::{Answer, AttemptError, NoResponse, attempt};
@@ -28,7 +27,7 @@ use crate::data::passive::{PassiveReports, TrafficReport};
 use crate::data::queue::{Served, record_wait, try_serve};
 use crate::data::ratelimit::Verdict;
 use crate::data::request_body::RequestBody;
-use crate::data::routing::{FrontendView, PoolSlot};
+use crate::data::routing::{FrontendView, PoolSlot, PoolView};
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, ClientBodyFailure, Idle, Side};
 use crate::data::tripwire::Tripwire;
@@ -236,8 +235,9 @@ enum Next {
 struct Stream<'c> {
     frontend: Arc<Counters>,
     pool: Arc<PoolSlot>,
-    settings: Arc<config::Pool>,
-    sticky: Option<StickyCookie>,
+    /// The pool's snapshot at routing: its settings and sticky cookie serve the whole
+    /// request (held, not copied: a cookie's name is a `String`).
+    view: Arc<PoolView>,
     cookie: RequestCookie,
     key: Option<Vec<u8>>,
     /// The client asked to switch protocols (HTTP/1.1 `Upgrade`).
@@ -270,9 +270,9 @@ impl<'c> Stream<'c> {
     ) -> Self {
         let pool = frontend.route(parts.uri.path()).clone();
         let view = pool.view.load_full();
-        let settings = view.settings.clone();
-        let sticky = view.router.sticky().cloned();
-        let cookie = request_cookie(sticky.as_ref(), &parts.headers);
+        let settings = &view.settings;
+        let sticky = view.router.sticky();
+        let cookie = request_cookie(sticky, &parts.headers);
         let key: Option<Vec<u8>> = view.router.hash_key().and_then(|rule| {
             let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             rule.extract(pq, |name| {
@@ -280,12 +280,12 @@ impl<'c> Stream<'c> {
             })
             .map(<[u8]>::to_vec)
         });
-        drop(view);
 
         let upgrade = headers::upgrade_protocol(&parts.headers);
-        let client_upgrade = upgrade.is_some() && matches!(body, RequestBody::H1(_));
+        let h1 = matches!(body, RequestBody::H1(_));
+        let client_upgrade = upgrade.is_some() && h1;
         headers::prepare_upstream_request(parts, &ctx.forwarding, upgrade.as_ref());
-        if let Some(s) = sticky.as_ref().filter(|s| s.indirect) {
+        if let Some(s) = sticky.filter(|s| s.indirect) {
             headers::strip_cookie(&mut parts.headers, s);
         }
         // HTTP/1.1 to every server, in origin form.
@@ -315,15 +315,17 @@ impl<'c> Stream<'c> {
             conns: [0; 4],
             queue_ms: 0,
             queues: [0, 0],
-            in_flight: Some(ctx.tracker.token()),
+            // An HTTP/1 request (its body, its tunnel) lives in its connection's task, which
+            // a graceful stop already waits for; an HTTP/2 stream runs in a task of hyper's,
+            // which may outlive its connection's.
+            in_flight: (!h1).then(|| ctx.tracker.token()),
         });
         Counters::add(&pool.counters.requests, 1);
         Stream {
             frontend: frontend.counters.clone(),
             retries_left: settings.retries,
             pool,
-            settings,
-            sticky,
+            view,
             cookie,
             key,
             client_upgrade,
@@ -353,7 +355,7 @@ impl<'c> Stream<'c> {
                 &target.upstream,
                 self.parts,
                 &mut self.body,
-                &self.settings.timeouts,
+                &self.view.settings.timeouts,
                 self.fresh_only,
                 &mut self.log,
             );
@@ -381,7 +383,7 @@ impl<'c> Stream<'c> {
 
     /// Servers a redispatch must avoid: those the request failed on.
     fn excluded(&self) -> &[ServerId] {
-        if self.settings.redispatch {
+        if self.view.settings.redispatch {
             &self.tried
         } else {
             &[]
@@ -402,7 +404,7 @@ impl<'c> Stream<'c> {
         }
         let pool_queue = self.pool.queue.clone();
         let since = Instant::now();
-        let deadline = since + self.settings.timeouts.queue;
+        let deadline = since + self.view.settings.timeouts.queue;
         let first = choice.upstream.clone();
         let bound = matches!(
             choice.pick.reason,
@@ -604,7 +606,7 @@ impl<'c> Stream<'c> {
         }
         let upgraded = status == StatusCode::SWITCHING_PROTOCOLS && self.client_upgrade;
         headers::prepare_client_response(resp.headers_mut(), upgraded);
-        if let (true, Some(sticky)) = (target.set_cookie, &self.sticky) {
+        if let (true, Some(sticky)) = (target.set_cookie, self.view.router.sticky()) {
             if let Ok(v) = HeaderValue::from_str(&sticky.set_cookie(&upstream.name)) {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -615,11 +617,11 @@ impl<'c> Stream<'c> {
         if upgraded {
             self.log.request = self.log.request.detached();
             // The tunnel keeps its server slot, unless tunnels do not count against maxconn.
-            let served = self.settings.maxconn_counts_tunnels.then_some(served);
+            let served = self.view.settings.maxconn_counts_tunnels.then_some(served);
             let tunnel = Box::new(tunnel::Tunnel {
                 server: conn,
                 counters,
-                idle_timeout: self.settings.timeouts.tunnel,
+                idle_timeout: self.view.settings.timeouts.tunnel,
                 hard_stop: ctx.hard_stop.clone(),
                 session,
                 served,
@@ -631,7 +633,7 @@ impl<'c> Stream<'c> {
         drop(session);
         let (parts, ()) = resp.into_parts();
         let body = ServerBody::new(conn, framing, keep_alive, upstream, served);
-        let body = Idle::new(body, Side::Server, self.settings.timeouts.server);
+        let body = Idle::new(body, Side::Server, self.view.settings.timeouts.server);
         let body = ProxyBody::upstream(body).with_accounting(counters, Some(self.log));
         Response::from_parts(parts, body)
     }
