@@ -67,7 +67,7 @@ pub(crate) enum NoResponse {
 /// whatever body bytes came with the head).
 pub(crate) struct Answer {
     pub(crate) response: Response<()>,
-    pub(crate) conn: ServerConn,
+    pub(crate) conn: Box<ServerConn>,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
 }

@@ -205,7 +205,7 @@ impl std::fmt::Debug for ProxyBody {
 /// `h1` codec. At its end the connection goes back to the server's idle pool (when the server
 /// keeps it alive and nothing was left over); a body dropped early closes it.
 pub(crate) struct ServerBody {
-    conn: Option<ServerConn>,
+    conn: Option<Box<ServerConn>>,
     decoder: Decoder,
     framing: Framing,
     keep_alive: bool,
@@ -217,7 +217,7 @@ pub(crate) struct ServerBody {
 
 impl ServerBody {
     pub(crate) fn new(
-        conn: ServerConn,
+        conn: Box<ServerConn>,
         framing: Framing,
         keep_alive: bool,
         upstream: Arc<Upstream>,

@@ -22,7 +22,7 @@ use crate::data::upstream::ServerConn;
 pub(crate) struct Tunnel {
     /// The server's connection, switched; its read buffer holds whatever the server sent
     /// after its `101` head.
-    pub(crate) server: ServerConn,
+    pub(crate) server: Box<ServerConn>,
     /// Frontend, pool and server counters.
     pub(crate) counters: [Arc<Counters>; 3],
     pub(crate) idle_timeout: Duration,

@@ -79,15 +79,18 @@ pub(crate) struct ServerConn {
 }
 
 impl ServerConn {
-    fn new(stream: TcpStream, live: Membership) -> Self {
-        Self {
+    /// Boxed: a connection lives across many requests (parked between them), and each
+    /// request moves it through several futures; a pointer moves cheaper than its buffers'
+    /// headers.
+    fn new(stream: TcpStream, live: Membership) -> Box<Self> {
+        Box::new(Self {
             live,
             stream,
             read: BytesMut::with_capacity(READ_BUFFER),
             write: Vec::with_capacity(1024),
             head: h1::ResponseHead::default(),
             fields: http::HeaderMap::new(),
-        }
+        })
     }
 
     /// Keeps only what a tunnel needs (the socket, and its place in the live set): the HTTP
@@ -146,7 +149,7 @@ impl Drop for Membership {
 }
 
 struct Parked {
-    conn: ServerConn,
+    conn: Box<ServerConn>,
     since: Instant,
 }
 
@@ -217,7 +220,7 @@ impl Upstream {
     }
 
     /// An idle connection that is still open, if any.
-    pub(crate) fn checkout(&self) -> Option<ServerConn> {
+    pub(crate) fn checkout(&self) -> Option<Box<ServerConn>> {
         loop {
             let idle = self.idle.pop()?;
             if idle.since.elapsed() <= MAX_IDLE_AGE && idle.conn.is_open() {
@@ -227,7 +230,7 @@ impl Upstream {
     }
 
     /// Parks a connection whose response was read completely, with nothing left over.
-    pub(crate) fn checkin(&self, mut conn: ServerConn) {
+    pub(crate) fn checkin(&self, mut conn: Box<ServerConn>) {
         if !conn.read.is_empty() {
             return;
         }
@@ -243,7 +246,7 @@ impl Upstream {
     }
 
     /// Opens a new connection, within `timeout`.
-    pub(crate) async fn connect(&self, timeout: Duration) -> Result<ServerConn, ConnectError> {
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<Box<ServerConn>, ConnectError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Err(_) => return Err(ConnectError::Timeout),
             Ok(Err(e)) => return Err(ConnectError::Io(e)),
@@ -283,7 +286,7 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    async fn pair(upstream: &Upstream) -> (ServerConn, TcpStream) {
+    async fn pair(upstream: &Upstream) -> (Box<ServerConn>, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connecting = TcpStream::connect(addr);
