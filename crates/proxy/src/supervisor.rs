@@ -88,13 +88,13 @@ fn start_listener(
         .collect();
     // One socket per loop; sockets handed over by an older binary may be more than the
     // loops, and each is accepted from (a queue nobody accepts from would lose connections).
-    let loops = std::iter::once(&here).chain(workers).cycle();
-    for (socket, handle) in group.into_iter().zip(loops) {
+    let loops = std::iter::once(&here).chain(workers).enumerate().cycle();
+    for (socket, (index, handle)) in group.into_iter().zip(loops) {
         let (ctx, stop) = (ctx.clone(), stop.clone());
         handle.spawn(async move {
             // Registered with the reactor of the loop that accepts on it.
             match TcpListener::from_std(socket) {
-                Ok(listener) => data::listener::accept_loop(listener, ctx, stop).await,
+                Ok(listener) => data::listener::accept_loop(listener, index, ctx, stop).await,
                 Err(e) => tracing::error!("cannot register a listening socket: {e}"),
             }
         });
@@ -125,6 +125,8 @@ pub struct Proxy {
     services: Services,
     /// Event loops besides the current one that accept and serve connections.
     workers: Vec<Handle>,
+    /// All event loops (the current one first) and the connections each serves.
+    loops: Arc<data::loops::EventLoops>,
 }
 
 fn frontend_view(
@@ -231,6 +233,9 @@ impl Proxy {
             tracker: TaskTracker::new(),
             grace: config.global.shutdown_grace,
             services: Services::default(),
+            loops: Arc::new(data::loops::EventLoops::new(
+                std::iter::once(Handle::current()).chain(workers.iter().cloned()),
+            )),
             workers,
         };
         proxy.apply_frontends(&config, &slots, certs)?;
@@ -387,6 +392,7 @@ impl Proxy {
             hard_stop: self.hard_stop.clone(),
             tracker: self.tracker.clone(),
             admission: self.handle.admission.clone(),
+            loops: self.loops.clone(),
         };
         for (addr, tls) in listen::frontend(fe) {
             if let Some(group) = bound.remove(&(fe.name.clone(), addr, tls)) {

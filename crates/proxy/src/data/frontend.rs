@@ -42,6 +42,8 @@ pub(crate) struct ListenerContext {
     pub(crate) tracker: TaskTracker,
     /// The process-wide connection limit.
     pub(crate) admission: Arc<Admission>,
+    /// The event loops connections are spread over.
+    pub(crate) loops: Arc<crate::data::loops::EventLoops>,
 }
 
 /// [`forward::handle`] behind the frontend's own answers: `monitor_uri` is answered 200 here;

@@ -19,6 +19,7 @@ use crate::data::body::ProxyBody;
 use crate::data::forward::ClientContext;
 use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
+use crate::data::loops::Served;
 use crate::data::request_body::RequestBody;
 use crate::data::session;
 use crate::data::tripwire::Tripwire;
@@ -27,7 +28,15 @@ use crate::tls::HttpsPolicy;
 /// Accepts on `listener` until `stop` (this listener closing) or the drain token, while the
 /// connection limit allows: at `maxconn`, or out of descriptors, the listener pauses and the
 /// excess waits in the kernel's backlog.
-pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, stop: Tripwire) {
+///
+/// `here` is the index of the event loop it runs on: a connection stays there unless that
+/// loop serves more than its share ([`crate::data::loops`]).
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    here: usize,
+    ctx: ListenerContext,
+    stop: Tripwire,
+) {
     loop {
         let slot = match ctx.admission.try_admit() {
             Some(slot) => slot,
@@ -56,10 +65,15 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, sto
         };
         match accepted {
             Ok((stream, peer)) => {
-                let ctx = ctx.clone();
-                ctx.tracker
-                    .clone()
-                    .spawn(serve_client(stream, peer, ctx, slot));
+                let served = ctx.loops.place(here);
+                if served.index() == here {
+                    let ctx = ctx.clone();
+                    ctx.tracker
+                        .clone()
+                        .spawn(serve_client(stream, peer, ctx, (slot, served)));
+                } else {
+                    hand_over(stream, peer, &ctx, (slot, served));
+                }
             }
             Err(e) if out_of_descriptors(&e) => {
                 drop(slot);
@@ -82,6 +96,24 @@ pub(crate) async fn accept_loop(listener: TcpListener, ctx: ListenerContext, sto
     }
 }
 
+/// Serves a connection on another event loop: the socket leaves this loop's reactor and
+/// joins the other's, so its I/O never crosses threads.
+fn hand_over(stream: TcpStream, peer: SocketAddr, ctx: &ListenerContext, held: (Slot, Served)) {
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => return tracing::debug!("cannot move a connection between loops: {e}"),
+    };
+    let there = ctx.loops.handle(&held.1).clone();
+    let tracker = ctx.tracker.clone();
+    let ctx = ctx.clone();
+    there.spawn(tracker.track_future(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => serve_client(stream, peer, ctx, held).await,
+            Err(e) => tracing::debug!("cannot move a connection between loops: {e}"),
+        }
+    }));
+}
+
 /// `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: the process or system has no room for another
 /// connection right now.
 fn out_of_descriptors(e: &std::io::Error) -> bool {
@@ -93,7 +125,13 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     })
 }
 
-async fn serve_client(stream: TcpStream, peer: SocketAddr, ctx: ListenerContext, _slot: Slot) {
+/// `_held`: the connection's place under `maxconn` and on its event loop, for its lifetime.
+async fn serve_client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: ListenerContext,
+    _held: (Slot, Served),
+) {
     let _ = stream.set_nodelay(true);
     let view = ctx.view.load();
     let _session = SessionGuard::start([ctx.process.clone(), view.counters.clone()]);

@@ -6,6 +6,8 @@
 //! - `routing`: the immutable snapshots of frontends and pools, read without a lock;
 //! - `passive`: the channel of passive health observations to the control plane;
 //! - `listener`: accept loops, TLS termination, and the protocol each connection speaks;
+//! - `loops`: the event loops and the connections each serves (a busy loop hands new
+//!   connections to the least loaded one);
 //! - `session`: an HTTP/1.1 client connection on the `h1` codec (heads parsed in place,
 //!   answers written with their framing, 408 for a stalled head, keep-alive, upgrades);
 //!   HTTP/2 is served by hyper;
@@ -34,6 +36,7 @@ pub(crate) mod framed;
 pub(crate) mod frontend;
 pub(crate) mod headers;
 pub(crate) mod listener;
+pub(crate) mod loops;
 pub(crate) mod passive;
 pub(crate) mod queue;
 pub(crate) mod ratelimit;

@@ -1,0 +1,129 @@
+//! The event loops connections are served on, and how many each serves now.
+//!
+//! Each loop accepts from its own `SO_REUSEPORT` socket, and the kernel spreads connections
+//! over those sockets by a hash of their addresses: 64 connections land 40/24 as often as
+//! 32/32, and the busier loop then answers late while the other idles. So, as HAProxy picks
+//! the least loaded thread for a connection it accepts, a loop keeps a connection it accepts
+//! unless it already serves more than [`MARGIN`] connections above the least loaded loop,
+//! which then gets it. Moving a connection costs a cross-thread spawn and a move of the
+//! socket from one reactor to the other, once per moved connection; requests never cross
+//! loops.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use tokio::runtime::Handle;
+
+/// How many connections a loop may serve above the least loaded one before it hands new
+/// ones over.
+const MARGIN: usize = 1;
+
+/// The process's event loops (the first is the one the supervisor runs on).
+#[derive(Debug)]
+pub(crate) struct EventLoops {
+    loops: Box<[EventLoop]>,
+}
+
+/// One event loop: where to spawn on it, and the connections it serves. Aligned so that two
+/// loops' counters never share a cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+struct EventLoop {
+    handle: Handle,
+    connections: AtomicUsize,
+}
+
+/// A connection counted on a loop until it is dropped.
+#[derive(Debug)]
+pub(crate) struct Served {
+    loops: Arc<EventLoops>,
+    index: usize,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.loops.loops[self.index]
+            .connections
+            .fetch_sub(1, Relaxed);
+    }
+}
+
+impl EventLoops {
+    pub(crate) fn new(handles: impl IntoIterator<Item = Handle>) -> Self {
+        let loops = handles
+            .into_iter()
+            .map(|handle| EventLoop {
+                handle,
+                connections: AtomicUsize::new(0),
+            })
+            .collect();
+        Self { loops }
+    }
+
+    /// The loop a connection accepted on loop `here` is served on, counted there.
+    pub(crate) fn place(self: &Arc<Self>, here: usize) -> Served {
+        let load = |i: usize| self.loops[i].connections.load(Relaxed);
+        let least = (0..self.loops.len())
+            .min_by_key(|&i| load(i))
+            .unwrap_or(here);
+        let index = if load(here) > load(least) + MARGIN {
+            least
+        } else {
+            here
+        };
+        self.loops[index].connections.fetch_add(1, Relaxed);
+        Served {
+            loops: self.clone(),
+            index,
+        }
+    }
+
+    /// Where to spawn a connection's task on the loop `served` counts it on.
+    pub(crate) fn handle(&self, served: &Served) -> &Handle {
+        &self.loops[served.index].handle
+    }
+}
+
+impl Served {
+    /// The loop's index.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loops(n: usize) -> Arc<EventLoops> {
+        let handle = Handle::current();
+        Arc::new(EventLoops::new((0..n).map(|_| handle.clone())))
+    }
+
+    #[tokio::test]
+    async fn a_busy_loop_hands_new_connections_to_the_least_loaded() {
+        let loops = loops(3);
+        // Every connection accepted on loop 0, as an unlucky reuseport hash would have it.
+        let served: Vec<Served> = (0..30).map(|_| loops.place(0)).collect();
+        let mut per_loop = [0; 3];
+        for s in &served {
+            per_loop[s.index()] += 1;
+        }
+        assert_eq!(per_loop, [11, 10, 9], "spread within the margin");
+        // Connections that end free their loop.
+        let kept: Vec<Served> = served.into_iter().filter(|s| s.index() != 1).collect();
+        assert_eq!(loops.loops[1].connections.load(Relaxed), 0);
+        assert_eq!(loops.place(0).index(), 1, "the idle loop gets the next one");
+        drop(kept);
+        assert!(loops.loops.iter().all(|l| l.connections.load(Relaxed) == 0));
+    }
+
+    #[tokio::test]
+    async fn a_loop_within_the_margin_keeps_its_connections() {
+        let loops = loops(2);
+        let served: Vec<Served> = (0..3).map(|_| loops.place(1)).collect();
+        let kept: Vec<usize> = served.iter().map(Served::index).collect();
+        // 0 and 1 above an idle loop are within the margin; 2 above is not.
+        assert_eq!(kept, [1, 1, 0]);
+    }
+}
