@@ -9,6 +9,7 @@
 //! socket from one reactor to the other, once per moved connection; requests never cross
 //! loops.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -17,6 +18,35 @@ use tokio::runtime::Handle;
 /// How many connections a loop may serve above the least loaded one before it hands new
 /// ones over.
 const MARGIN: usize = 1;
+
+/// How many event loops the process runs (set once at start; 1 until then, and in tests).
+static COUNT: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// The index of the event loop this thread drives (0: the main loop).
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Records how many event loops the process runs, before any server state is built.
+pub(crate) fn set_count(loops: usize) {
+    COUNT.store(loops.max(1), Relaxed);
+}
+
+/// How many event loops the process runs.
+pub(crate) fn count() -> usize {
+    COUNT.load(Relaxed)
+}
+
+/// Marks this thread as driving event loop `index`.
+pub(crate) fn set_current(index: usize) {
+    CURRENT.with(|c| c.set(index));
+}
+
+/// The index of the event loop the caller runs on. What is per loop (a server's idle
+/// connections, whose sockets are registered with one loop's reactor) is indexed by it.
+pub(crate) fn current() -> usize {
+    CURRENT.with(Cell::get)
+}
 
 /// The process's event loops (the first is the one the supervisor runs on).
 #[derive(Debug)]

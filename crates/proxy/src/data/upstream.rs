@@ -3,7 +3,7 @@
 //!
 //! A connection ([`ServerConn`]) is owned by the request using it, from checkout to the end
 //! of its response body, then parked again: no task per connection, no channel between the
-//! request and the socket. A request touches nothing shared but the idle pool, a bounded
+//! request and the socket. A request touches nothing shared but its loop's idle pool, a bounded
 //! lock-free queue.
 //!
 //! The kill switch costs nothing per request. It is a [`Wire`] (swapped for a fresh one at
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::counters::Counters;
 use crate::data::framed::READ_BUFFER;
+use crate::data::loops;
 use crate::data::queue::Slots;
 use crate::data::request_body::RequestBody;
 use crate::data::timeout::Idle;
@@ -35,7 +36,7 @@ use crate::data::timeout::Idle;
 /// the client connection `'c`.
 pub(crate) type UpstreamBody<'c> = Idle<RequestBody<'c>>;
 
-/// Idle connections kept per server.
+/// Idle connections kept per server and event loop.
 const MAX_IDLE: usize = 128;
 /// An idle connection older than this is closed instead of reused: servers drop idle
 /// keep-alive connections on their own schedule, and reusing one they are closing costs a
@@ -159,7 +160,10 @@ pub(crate) struct Upstream {
     pub(crate) name: Arc<str>,
     pub(crate) addr: SocketAddr,
     pub(crate) counters: Arc<Counters>,
-    idle: ArrayQueue<Parked>,
+    /// Idle connections, one pool per event loop: a socket is registered with the reactor of
+    /// the loop that opened it, and a request on another loop would have its readiness
+    /// relayed across threads (and wait on the other loop's turn).
+    idle: Box<[ArrayQueue<Parked>]>,
     sessions: ArcSwap<Wire>,
     live: Arc<Live>,
     /// `maxconn`, the requests served now, and the server's queue.
@@ -172,7 +176,9 @@ impl Upstream {
             name: name.into(),
             addr,
             counters: Arc::default(),
-            idle: ArrayQueue::new(MAX_IDLE),
+            idle: (0..loops::count())
+                .map(|_| ArrayQueue::new(MAX_IDLE))
+                .collect(),
             sessions: ArcSwap::from_pointee(Wire::default()),
             live: Arc::default(),
             limit: Slots::new(maxconn),
@@ -216,13 +222,20 @@ impl Upstream {
 
     /// Closes idle connections only (graceful stop, removed servers).
     pub(crate) fn close_idle(&self) {
-        while self.idle.pop().is_some() {}
+        for idle in &self.idle {
+            while idle.pop().is_some() {}
+        }
+    }
+
+    /// The idle pool of the caller's event loop.
+    fn idle_here(&self) -> &ArrayQueue<Parked> {
+        &self.idle[loops::current() % self.idle.len()]
     }
 
     /// An idle connection that is still open, if any.
     pub(crate) fn checkout(&self) -> Option<Box<ServerConn>> {
         loop {
-            let idle = self.idle.pop()?;
+            let idle = self.idle_here().pop()?;
             if idle.since.elapsed() <= MAX_IDLE_AGE && idle.conn.is_open() {
                 return Some(idle.conn);
             }
@@ -239,7 +252,7 @@ impl Upstream {
             conn.read = BytesMut::with_capacity(READ_BUFFER);
         }
         // A full pool drops (closes) the connection.
-        let _ = self.idle.push(Parked {
+        let _ = self.idle_here().push(Parked {
             conn,
             since: Instant::now(),
         });
@@ -330,6 +343,31 @@ mod tests {
         assert!(token.is_tripped());
         assert!(!up.sessions().is_tripped());
         assert!(up.checkout().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_loop_reuses_only_the_connections_it_opened() {
+        // Two loops (process-wide; every other test runs on loop 0, which stays correct).
+        loops::set_count(2);
+        let up = Arc::new(Upstream::new(
+            "s".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            None,
+        ));
+        let (conn, _server) = pair(&up).await;
+        up.checkin(conn);
+        let elsewhere = std::thread::spawn({
+            let up = up.clone();
+            move || {
+                loops::set_current(1);
+                up.checkout().is_none()
+            }
+        });
+        assert!(
+            elsewhere.join().unwrap(),
+            "loop 1 never gets a socket registered with loop 0's reactor"
+        );
+        assert!(up.checkout().is_some(), "loop 0 gets its own back");
     }
 
     #[tokio::test]

@@ -3,9 +3,11 @@
 //!
 //! `threads = N` runs N event loops, like HAProxy's `nbthread` or nginx's worker processes:
 //! every listening address has one `SO_REUSEPORT` socket per loop, the kernel spreads new
-//! connections across them, and a connection lives on the loop that accepted it. There is
-//! no work stealing and so no cross-thread wake-up on the request path; what loops share
-//! (routing snapshots, counters, idle connections) is lock-free.
+//! connections across them (a busy loop hands new ones to the least loaded), and a connection
+//! lives on its loop. There is no work stealing and so no cross-thread wake-up on the request
+//! path: each loop knows its index (`data::loops::current`), and what is per loop (a server's
+//! idle connections) is indexed by it; what loops share (routing snapshots, counters) is
+//! lock-free.
 
 use std::thread::JoinHandle;
 
@@ -37,6 +39,7 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("veza-lb-loop-{i}"))
                 .spawn(move || {
+                    crate::data::loops::set_current(i);
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });
