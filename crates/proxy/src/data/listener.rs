@@ -19,7 +19,7 @@ use crate::data::body::ProxyBody;
 use crate::data::forward::ClientContext;
 use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
-use crate::data::loops::Served;
+use crate::data::loops::Placed;
 use crate::data::request_body::RequestBody;
 use crate::data::session;
 use crate::data::tripwire::Tripwire;
@@ -65,14 +65,14 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let served = ctx.loops.place(here);
-                if served.index() == here {
+                let placed = ctx.loops.place(here);
+                if placed.index() == here {
                     let ctx = ctx.clone();
                     ctx.tracker
                         .clone()
-                        .spawn(serve_client(stream, peer, ctx, (slot, served)));
+                        .spawn(serve_client(stream, peer, ctx, (slot, placed)));
                 } else {
-                    hand_over(stream, peer, &ctx, (slot, served));
+                    hand_over(stream, peer, &ctx, (slot, placed));
                 }
             }
             Err(e) if out_of_descriptors(&e) => {
@@ -98,7 +98,7 @@ pub(crate) async fn accept_loop(
 
 /// Serves a connection on another event loop: the socket leaves this loop's reactor and
 /// joins the other's, so its I/O never crosses threads.
-fn hand_over(stream: TcpStream, peer: SocketAddr, ctx: &ListenerContext, held: (Slot, Served)) {
+fn hand_over(stream: TcpStream, peer: SocketAddr, ctx: &ListenerContext, held: (Slot, Placed)) {
     let stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(e) => return tracing::debug!("cannot move a connection between loops: {e}"),
@@ -130,7 +130,7 @@ async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: ListenerContext,
-    _held: (Slot, Served),
+    _held: (Slot, Placed),
 ) {
     let _ = stream.set_nodelay(true);
     let view = ctx.view.load();

@@ -63,14 +63,14 @@ struct EventLoop {
     connections: AtomicUsize,
 }
 
-/// A connection counted on a loop until it is dropped.
+/// A connection placed on a loop, counted there until it is dropped.
 #[derive(Debug)]
-pub(crate) struct Served {
+pub(crate) struct Placed {
     loops: Arc<EventLoops>,
     index: usize,
 }
 
-impl Drop for Served {
+impl Drop for Placed {
     fn drop(&mut self) {
         self.loops.loops[self.index]
             .connections
@@ -91,7 +91,7 @@ impl EventLoops {
     }
 
     /// The loop a connection accepted on loop `here` is served on, counted there.
-    pub(crate) fn place(self: &Arc<Self>, here: usize) -> Served {
+    pub(crate) fn place(self: &Arc<Self>, here: usize) -> Placed {
         let load = |i: usize| self.loops[i].connections.load(Relaxed);
         let least = (0..self.loops.len())
             .min_by_key(|&i| load(i))
@@ -102,19 +102,19 @@ impl EventLoops {
             here
         };
         self.loops[index].connections.fetch_add(1, Relaxed);
-        Served {
+        Placed {
             loops: self.clone(),
             index,
         }
     }
 
-    /// Where to spawn a connection's task on the loop `served` counts it on.
-    pub(crate) fn handle(&self, served: &Served) -> &Handle {
-        &self.loops[served.index].handle
+    /// Where to spawn a connection's task: the loop it was placed on.
+    pub(crate) fn handle(&self, placed: &Placed) -> &Handle {
+        &self.loops[placed.index].handle
     }
 }
 
-impl Served {
+impl Placed {
     /// The loop's index.
     pub(crate) fn index(&self) -> usize {
         self.index
@@ -134,14 +134,14 @@ mod tests {
     async fn a_busy_loop_hands_new_connections_to_the_least_loaded() {
         let loops = loops(3);
         // Every connection accepted on loop 0, as an unlucky reuseport hash would have it.
-        let served: Vec<Served> = (0..30).map(|_| loops.place(0)).collect();
+        let placed: Vec<Placed> = (0..30).map(|_| loops.place(0)).collect();
         let mut per_loop = [0; 3];
-        for s in &served {
+        for s in &placed {
             per_loop[s.index()] += 1;
         }
         assert_eq!(per_loop, [11, 10, 9], "spread within the margin");
         // Connections that end free their loop.
-        let kept: Vec<Served> = served.into_iter().filter(|s| s.index() != 1).collect();
+        let kept: Vec<Placed> = placed.into_iter().filter(|s| s.index() != 1).collect();
         assert_eq!(loops.loops[1].connections.load(Relaxed), 0);
         assert_eq!(loops.place(0).index(), 1, "the idle loop gets the next one");
         drop(kept);
@@ -151,8 +151,8 @@ mod tests {
     #[tokio::test]
     async fn a_loop_within_the_margin_keeps_its_connections() {
         let loops = loops(2);
-        let served: Vec<Served> = (0..3).map(|_| loops.place(1)).collect();
-        let kept: Vec<usize> = served.iter().map(Served::index).collect();
+        let placed: Vec<Placed> = (0..3).map(|_| loops.place(1)).collect();
+        let kept: Vec<usize> = placed.iter().map(Placed::index).collect();
         // 0 and 1 above an idle loop are within the margin; 2 above is not.
         assert_eq!(kept, [1, 1, 0]);
     }
