@@ -68,7 +68,7 @@ type Bound = HashMap<(String, SocketAddr, bool), Vec<std::net::TcpListener>>;
 fn start_listener(
     name: &str,
     group: Vec<std::net::TcpListener>,
-    workers: &[Handle],
+    loops: &data::loops::EventLoops,
     configured: SocketAddr,
     tls: bool,
     ctx: &ListenerContext,
@@ -78,17 +78,16 @@ fn start_listener(
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(configured);
     let scheme = if tls { "https" } else { "http" };
-    let loops = 1 + workers.len();
-    tracing::info!("frontend {name} listening on {scheme}://{addr} ({loops} event loop(s))");
+    let count = loops.len();
+    tracing::info!("frontend {name} listening on {scheme}://{addr} ({count} event loop(s))");
     let stop = Tripwire::new();
-    let here = tokio::runtime::Handle::current();
     let sockets = group
         .iter()
         .filter_map(|s| s.as_fd().try_clone_to_owned().ok())
         .collect();
     // One socket per loop; sockets handed over by an older binary may be more than the
     // loops, and each is accepted from (a queue nobody accepts from would lose connections).
-    let loops = std::iter::once(&here).chain(workers).enumerate().cycle();
+    let loops = loops.handles().enumerate().cycle();
     for (socket, (index, handle)) in group.into_iter().zip(loops) {
         let (ctx, stop) = (ctx.clone(), stop.clone());
         handle.spawn(async move {
@@ -123,9 +122,8 @@ pub struct Proxy {
     tracker: TaskTracker,
     grace: Duration,
     services: Services,
-    /// Event loops besides the current one that accept and serve connections.
-    workers: Vec<Handle>,
-    /// All event loops (the current one first) and the connections each serves.
+    /// The event loops that accept and serve connections (the current one first), and the
+    /// connections each serves.
     loops: Arc<data::loops::EventLoops>,
 }
 
@@ -210,6 +208,10 @@ impl Proxy {
     /// A listener cannot be bound.
     pub async fn start_on(config: Config, workers: Vec<Handle>) -> Result<Self, Error> {
         let certs = load_certificates(&config)?;
+        // Before any server state: servers keep their idle connections per loop.
+        let loops = Arc::new(data::loops::EventLoops::new(
+            std::iter::once(Handle::current()).chain(workers),
+        ));
         let (task, control, passive, slots) = ControlTask::new(&config);
         tokio::spawn(task.run());
         let process = Arc::new(Counters::default());
@@ -233,16 +235,11 @@ impl Proxy {
             tracker: TaskTracker::new(),
             grace: config.global.shutdown_grace,
             services: Services::default(),
-            loops: Arc::new(data::loops::EventLoops::new(
-                std::iter::once(Handle::current()).chain(workers.iter().cloned()),
-            )),
-            workers,
+            loops,
         };
         proxy.apply_frontends(&config, &slots, certs)?;
         // The stats socket and metrics listener; a reload keeps them as they are.
-        let loops = std::iter::once(Handle::current())
-            .chain(proxy.workers.iter().cloned())
-            .collect();
+        let loops = proxy.loops.handles().cloned().collect();
         match Services::start(
             &config.global,
             &proxy.handle,
@@ -306,7 +303,7 @@ impl Proxy {
                 });
                 if !held {
                     let purpose = Purpose::frontend(&fe.name, tls);
-                    let group = listen::bind_group(purpose, addr, 1 + self.workers.len())?;
+                    let group = listen::bind_group(purpose, addr, self.loops.len())?;
                     bound.insert((fe.name.clone(), addr, tls), group);
                 }
             }
@@ -403,7 +400,7 @@ impl Proxy {
                 listeners.push(start_listener(
                     &fe.name,
                     group,
-                    &self.workers,
+                    &self.loops,
                     addr,
                     tls,
                     &ctx,

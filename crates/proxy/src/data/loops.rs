@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 /// ones over.
 const MARGIN: usize = 1;
 
-/// How many event loops the process runs (set once at start; 1 until then, and in tests).
+/// How many event loops the process runs (set by [`EventLoops::new`]; 1 until then).
 static COUNT: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
@@ -27,8 +27,8 @@ thread_local! {
     static CURRENT: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Records how many event loops the process runs, before any server state is built.
-pub(crate) fn set_count(loops: usize) {
+/// Records how many event loops the process runs.
+fn set_count(loops: usize) {
     COUNT.store(loops.max(1), Relaxed);
 }
 
@@ -38,7 +38,7 @@ pub(crate) fn count() -> usize {
 }
 
 /// Marks this thread as driving event loop `index`.
-pub(crate) fn set_current(index: usize) {
+fn set_current(index: usize) {
     CURRENT.with(|c| c.set(index));
 }
 
@@ -79,15 +79,33 @@ impl Drop for Placed {
 }
 
 impl EventLoops {
+    /// The loops of these runtimes (current-thread ones, each driven by its own thread), in
+    /// index order. Each loop's thread learns its index (its first task says so, before any
+    /// connection reaches it), and the process its number of loops, before any server state
+    /// that is kept per loop is built.
     pub(crate) fn new(handles: impl IntoIterator<Item = Handle>) -> Self {
-        let loops = handles
+        let loops: Box<[EventLoop]> = handles
             .into_iter()
             .map(|handle| EventLoop {
                 handle,
                 connections: AtomicUsize::new(0),
             })
             .collect();
+        for (index, l) in loops.iter().enumerate() {
+            l.handle.spawn(async move { set_current(index) });
+        }
+        set_count(loops.len());
         Self { loops }
+    }
+
+    /// How many loops there are.
+    pub(crate) fn len(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// Each loop's runtime, in index order.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = &Handle> + Clone {
+        self.loops.iter().map(|l| &l.handle)
     }
 
     /// The loop a connection accepted on loop `here` is served on, counted there.

@@ -347,8 +347,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_loop_reuses_only_the_connections_it_opened() {
-        // Two loops (process-wide; every other test runs on loop 0, which stays correct).
-        loops::set_count(2);
+        // A second loop on a thread of its own (the loop count is process-wide; every other
+        // test runs on loop 0, which stays correct).
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let there = other.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            other.block_on(async {
+                let _ = stopped.await;
+            });
+        });
+        let _loops = loops::EventLoops::new([tokio::runtime::Handle::current(), there.clone()]);
         let up = Arc::new(Upstream::new(
             "s".into(),
             "127.0.0.1:1".parse().unwrap(),
@@ -356,18 +368,17 @@ mod tests {
         ));
         let (conn, _server) = pair(&up).await;
         up.checkin(conn);
-        let elsewhere = std::thread::spawn({
+        let elsewhere = there.spawn({
             let up = up.clone();
-            move || {
-                loops::set_current(1);
-                up.checkout().is_none()
-            }
+            async move { up.checkout().is_none() }
         });
         assert!(
-            elsewhere.join().unwrap(),
+            elsewhere.await.unwrap(),
             "loop 1 never gets a socket registered with loop 0's reactor"
         );
         assert!(up.checkout().is_some(), "loop 0 gets its own back");
+        let _ = stop.send(());
+        thread.join().unwrap();
     }
 
     #[tokio::test]

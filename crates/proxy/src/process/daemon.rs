@@ -60,7 +60,6 @@ pub fn run(options: &RunOptions) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|source| Error::Runtime { source })?;
-    crate::data::loops::set_count(loops);
     let workers = Workers::start(loops - 1).map_err(|source| Error::Runtime { source })?;
     // The path this binary was started from, read now: once a new binary replaces the file,
     // `/proc/self/exe` names the old one "(deleted)".

@@ -39,7 +39,6 @@ impl Workers {
             let thread = std::thread::Builder::new()
                 .name(format!("veza-lb-loop-{i}"))
                 .spawn(move || {
-                    crate::data::loops::set_current(i);
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });
