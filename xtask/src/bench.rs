@@ -16,7 +16,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::unistd::Pid;
 use tokio::process::Command;
 
 use crate::build::{self, Profile};
@@ -46,6 +48,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     threads: u32,
+    /// Pin each proxy to the first `--threads` CPUs and the backends and load generators to
+    /// the others, so a proxy's CPU is its own: unpinned, the scheduler may place the load
+    /// generator or the backend next to one proxy and not the other (see `preempted/1k`).
+    #[arg(long)]
+    pin: bool,
     /// Skip counting veza-lb's heap allocations per request (a second, instrumented build).
     #[arg(long)]
     no_allocs: bool,
@@ -148,6 +155,24 @@ struct Run {
     requests: u64,
     /// CPU time (user + system) the proxy's processes spent per request, in microseconds.
     cpu_us_per_req: Option<f64>,
+    /// Times per 1000 requests a thread of the proxy was preempted (involuntary context
+    /// switches): how often the scheduler made it share its CPU.
+    preempted_per_kreq: Option<f64>,
+}
+
+impl Run {
+    /// Fills in what the proxy spent over this run, from readings before and after it.
+    fn spent(&mut self, before: Option<Usage>, after: Option<Usage>) {
+        let (Some(before), Some(after), true) = (before, after, self.requests > 0) else {
+            return;
+        };
+        let requests = self.requests as f64;
+        // Linux reports CPU time in USER_HZ, 100 per second.
+        let seconds = after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / 100.0;
+        self.cpu_us_per_req = Some(seconds * 1e6 / requests);
+        let preempted = after.preempted.saturating_sub(before.preempted) as f64;
+        self.preempted_per_kreq = Some(preempted * 1000.0 / requests);
+    }
 }
 
 /// Everything measured for one proxy.
@@ -216,6 +241,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
 
     let binaries = build::build(Profile::Release).await?;
+    // Before anything is spawned: every child inherits the load's CPUs, proxies are moved.
+    let pinning = if args.pin {
+        let pinning = Pinning::split(args.threads as usize)?;
+        pinning.pin_self()?;
+        println!(
+            "pinned: proxies on CPUs {}, backends and load generators on CPUs {}",
+            pinning.proxies_list, pinning.load_list
+        );
+        Some(pinning)
+    } else {
+        None
+    };
     let dir = tempfile::Builder::new()
         .prefix("veza-bench-")
         .tempdir()
@@ -336,6 +373,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         });
     }
 
+    if let Some(pinning) = &pinning {
+        for proxy in &proxies {
+            if let Some(pid) = proxy.process.pid() {
+                pinning.pin_proxy(pid)?;
+            }
+        }
+    }
     println!(
         "\nbackend: {backend_kind} on {} and {}; WebSockets: veza-demo-backend on {ws_backend}",
         http_backends[0], http_backends[1]
@@ -398,14 +442,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 let keep_alive = load.drive(proxy.addr, false, pid).await?;
                 let new_conn = load.drive(proxy.addr, true, pid).await?;
                 println!(
-                    "  round {} {:<8} keep-alive {:>9.0} req/s p50 {} p99 {} cpu {}/req{} | \
-                     new-conn {:>8.0} req/s cpu {}/req{}",
+                    "  round {} {:<8} keep-alive {:>9.0} req/s p50 {} p99 {} cpu {}/req \
+                     preempted {}/1k{} | new-conn {:>8.0} req/s cpu {}/req{}",
                     round + 1,
                     proxy.peer.name(),
                     keep_alive.requests_per_sec,
                     ms(keep_alive.p50_ms),
                     ms(keep_alive.p99_ms),
                     or_dash(keep_alive.cpu_us_per_req.map(us)),
+                    or_dash(keep_alive.preempted_per_kreq.map(|v| format!("{v:.0}"))),
                     errors(keep_alive.errors),
                     new_conn.requests_per_sec,
                     or_dash(new_conn.cpu_us_per_req.map(us)),
@@ -676,7 +721,7 @@ async fn drive_h2(
     duration: Duration,
     pid: Option<u32>,
 ) -> Result<Run> {
-    let before = pid.and_then(tree_cpu_ticks);
+    let before = pid.and_then(usage);
     let output = Command::new(h2load)
         .arg(format!("-c{connections}"))
         .args(["-m10", "-t1"])
@@ -686,13 +731,10 @@ async fn drive_h2(
         .output()
         .await
         .map_err(Error::io("cannot run h2load"))?;
-    let after = pid.and_then(tree_cpu_ticks);
+    let after = pid.and_then(usage);
     let text = String::from_utf8_lossy(&output.stdout);
     let mut run = parse_h2load(&text)?;
-    if let (Some(before), Some(after), true) = (before, after, run.requests > 0) {
-        run.cpu_us_per_req =
-            Some(after.saturating_sub(before) as f64 / 100.0 * 1e6 / run.requests as f64);
-    }
+    run.spent(before, after);
     Ok(run)
 }
 
@@ -729,6 +771,7 @@ fn parse_h2load(text: &str) -> Result<Run> {
             errors,
             requests: succeeded,
             cpu_us_per_req: None,
+            preempted_per_kreq: None,
         })
     })();
     parsed.ok_or_else(|| Error::Message(format!("cannot read h2load's output:\n{text}")))
@@ -804,28 +847,162 @@ fn dhat_blocks(text: &str) -> Option<u64> {
     blocks.replace(',', "").parse().ok()
 }
 
-/// User plus system CPU time, in clock ticks, of process `pid` and its direct children (an
-/// nginx master's worker), from /proc.
-fn tree_cpu_ticks(pid: u32) -> Option<u64> {
-    let ticks = |stat: &str| -> Option<(u32, u64)> {
+/// What a proxy's processes have spent so far: `pid` and its direct children (an nginx
+/// master's workers), every thread of each, from /proc.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    /// User plus system CPU time, in clock ticks.
+    cpu_ticks: u64,
+    /// Involuntary context switches.
+    preempted: u64,
+}
+
+/// `pid` and its direct children.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let parent = |stat: &str| -> Option<u32> {
         // Fields after the command name, which may contain spaces and parentheses.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let mut tree = vec![pid];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        tree.extend(
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|child| {
+                    std::fs::read_to_string(format!("/proc/{child}/stat"))
+                        .is_ok_and(|stat| parent(&stat) == Some(pid))
+                }),
+        );
+    }
+    tree
+}
+
+/// The threads of process `pid`.
+fn threads(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn usage(pid: u32) -> Option<Usage> {
+    let cpu_ticks = |stat: &str| -> Option<u64> {
         let rest = stat.rsplit_once(')')?.1;
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ppid = fields.get(1)?.parse().ok()?;
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
-        Some((ppid, utime + stime))
+        Some(utime + stime)
     };
-    let own = ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?.1;
-    let children: u64 = std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter_map(|stat| ticks(&stat))
-        .filter(|(ppid, _)| *ppid == pid)
-        .map(|(_, t)| t)
-        .sum();
-    Some(own + children)
+    let mut total = Usage {
+        cpu_ticks: 0,
+        preempted: 0,
+    };
+    for process in process_tree(pid) {
+        // A process's own stat counts all its threads' time.
+        total.cpu_ticks +=
+            cpu_ticks(&std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?)?;
+        for thread in threads(process) {
+            let status = std::fs::read_to_string(format!("/proc/{process}/task/{thread}/status"));
+            total.preempted += status
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
+/// Which CPUs the proxies run on and which the rest (backends, load generators, this
+/// process) run on, for `--pin`.
+struct Pinning {
+    proxies: CpuSet,
+    load: CpuSet,
+    proxies_list: String,
+    load_list: String,
+}
+
+impl Pinning {
+    /// The first `threads` CPUs this process may use go to the proxies, the others to the
+    /// load.
+    fn split(threads: usize) -> Result<Pinning> {
+        let allowed = sched_getaffinity(Pid::from_raw(0))
+            .map_err(|e| Error::Message(format!("cannot read this process's CPUs: {e}")))?;
+        let cpus: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| allowed.is_set(c).unwrap_or(false))
+            .collect();
+        Self::of(&cpus, threads)
+    }
+
+    /// The split of the CPUs in `cpus`.
+    fn of(cpus: &[usize], threads: usize) -> Result<Pinning> {
+        if cpus.len() <= threads {
+            return fail(format!(
+                "--pin needs more CPUs than the proxies' {threads} thread(s), to run the load \
+                 apart; this process may use {} CPU(s)",
+                cpus.len()
+            ));
+        }
+        let (proxy_cpus, load_cpus) = cpus.split_at(threads);
+        let set = |list: &[usize]| -> Result<CpuSet> {
+            let mut set = CpuSet::new();
+            for &cpu in list {
+                set.set(cpu)
+                    .map_err(|e| Error::Message(format!("CPU {cpu}: {e}")))?;
+            }
+            Ok(set)
+        };
+        let name = |list: &[usize]| {
+            list.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Ok(Pinning {
+            proxies: set(proxy_cpus)?,
+            load: set(load_cpus)?,
+            proxies_list: name(proxy_cpus),
+            load_list: name(load_cpus),
+        })
+    }
+
+    /// Moves every thread of this process to the load's CPUs; what it spawns inherits them.
+    fn pin_self(&self) -> Result<()> {
+        for thread in threads(std::process::id()) {
+            pin(thread, &self.load)?;
+        }
+        Ok(())
+    }
+
+    /// Moves every thread of a proxy (and of its child processes) to the proxies' CPUs.
+    fn pin_proxy(&self, pid: u32) -> Result<()> {
+        for process in process_tree(pid) {
+            for thread in threads(process) {
+                pin(thread, &self.proxies)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pin(thread: u32, cpus: &CpuSet) -> Result<()> {
+    let tid = i32::try_from(thread)
+        .map_err(|_| Error::Message(format!("thread id {thread} out of range")))?;
+    sched_setaffinity(Pid::from_raw(tid), cpus)
+        .map_err(|e| Error::Message(format!("cannot pin thread {thread}: {e}")))
 }
 
 /// RSS in KiB of a process (`VmRSS` in /proc/PID/status).
@@ -899,14 +1076,10 @@ impl Load {
     /// One run against `addr`; `close` sends `Connection: close` (a new connection each
     /// request).
     async fn drive(&self, addr: SocketAddr, close: bool, pid: Option<u32>) -> Result<Run> {
-        let before = pid.and_then(tree_cpu_ticks);
+        let before = pid.and_then(usage);
         let mut run = self.drive_tool(addr, close).await?;
-        let after = pid.and_then(tree_cpu_ticks);
-        if let (Some(before), Some(after), true) = (before, after, run.requests > 0) {
-            // Linux reports CPU time in USER_HZ, 100 per second.
-            let seconds = after.saturating_sub(before) as f64 / 100.0;
-            run.cpu_us_per_req = Some(seconds * 1e6 / run.requests as f64);
-        }
+        let after = pid.and_then(usage);
+        run.spent(before, after);
         Ok(run)
     }
 
@@ -1011,6 +1184,7 @@ fn parse_wrk(text: &str) -> Result<Run> {
             errors,
             requests,
             cpu_us_per_req: None,
+            preempted_per_kreq: None,
         })
     })();
     parsed.ok_or_else(|| Error::Message(format!("cannot read wrk's output:\n{text}")))
@@ -1031,6 +1205,7 @@ fn parse_oha(text: &str) -> Result<Run> {
             errors: ((1.0 - success) * total).round() as u64,
             requests: total as u64,
             cpu_us_per_req: None,
+            preempted_per_kreq: None,
         })
     })();
     parsed.ok_or_else(|| Error::Message("oha's JSON lacks summary or latencyPercentiles".into()))
@@ -1059,6 +1234,7 @@ struct Row {
     p99_ms: Option<f64>,
     new_conn_rps: Option<f64>,
     cpu_us_per_req: Option<f64>,
+    preempted_per_kreq: Option<f64>,
     new_conn_cpu_us_per_req: Option<f64>,
     h2_rps: Option<f64>,
     h2_cpu_us_per_req: Option<f64>,
@@ -1076,6 +1252,7 @@ impl Row {
             p99_ms: median(s.keep_alive.iter().map(|r| r.p99_ms)),
             new_conn_rps: median(s.new_conn.iter().map(|r| r.requests_per_sec)),
             cpu_us_per_req: median(s.keep_alive.iter().filter_map(|r| r.cpu_us_per_req)),
+            preempted_per_kreq: median(s.keep_alive.iter().filter_map(|r| r.preempted_per_kreq)),
             new_conn_cpu_us_per_req: median(s.new_conn.iter().filter_map(|r| r.cpu_us_per_req)),
             h2_rps: median(s.h2.iter().map(|r| r.requests_per_sec)),
             h2_cpu_us_per_req: median(s.h2.iter().filter_map(|r| r.cpu_us_per_req)),
@@ -1137,8 +1314,16 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
         out,
         "medians of {} rounds, {} connections, {} worker thread(s) per proxy; memory with \
          {websockets} idle WebSockets; cpu/req: user+system time of the proxy's processes per \
-         request",
-        args.rounds, args.connections, args.threads
+         request; preempted/1k: involuntary context switches of its threads per 1000 \
+         keep-alive requests; {}",
+        args.rounds,
+        args.connections,
+        args.threads,
+        if args.pin {
+            "pinned: proxies and load on separate CPUs"
+        } else {
+            "not pinned: the scheduler places proxies and load"
+        }
     );
     let header = [
         "proxy",
@@ -1146,6 +1331,7 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
         "p50",
         "p99",
         "cpu/req",
+        "preempted/1k",
         "new-conn req/s",
         "new-conn cpu/req",
         "h2 req/s",
@@ -1154,7 +1340,7 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
         "RSS/idle WS",
         "errors",
     ];
-    let mut lines: Vec<[String; 12]> = vec![header.map(String::from)];
+    let mut lines: Vec<[String; 13]> = vec![header.map(String::from)];
     for row in rows {
         lines.push([
             row.peer.name().into(),
@@ -1162,6 +1348,7 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
             or_dash(row.p50_ms.map(ms)),
             or_dash(row.p99_ms.map(ms)),
             or_dash(row.cpu_us_per_req.map(us)),
+            or_dash(row.preempted_per_kreq.map(|v| format!("{v:.0}"))),
             or_dash(row.new_conn_rps.map(|v| format!("{v:.0}"))),
             or_dash(row.new_conn_cpu_us_per_req.map(us)),
             or_dash(row.h2_rps.map(|v| format!("{v:.0}"))),
@@ -1180,6 +1367,7 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
             ratio(veza.p50_ms, other.p50_ms),
             ratio(veza.p99_ms, other.p99_ms),
             ratio(veza.cpu_us_per_req, other.cpu_us_per_req),
+            String::new(),
             ratio(veza.new_conn_rps, other.new_conn_rps),
             ratio(veza.new_conn_cpu_us_per_req, other.new_conn_cpu_us_per_req),
             ratio(veza.h2_rps, other.h2_rps),
@@ -1192,7 +1380,7 @@ fn table(rows: &[Row], args: &Args, websockets: usize) -> String {
             String::new(),
         ]);
     }
-    let mut widths = [0; 12];
+    let mut widths = [0; 13];
     for line in &lines {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(cell.len());
@@ -1242,6 +1430,7 @@ fn json(
                 "p99_ms": r.p99_ms,
                 "new_conn_rps": r.new_conn_rps,
                 "cpu_us_per_req": r.cpu_us_per_req,
+                "preempted_per_1k_req": r.preempted_per_kreq,
                 "new_conn_cpu_us_per_req": r.new_conn_cpu_us_per_req,
                 "h2_rps": r.h2_rps,
                 "h2_cpu_us_per_req": r.h2_cpu_us_per_req,
@@ -1262,6 +1451,7 @@ fn json(
             LoadTool::Oha(_) => "oha",
         }),
         "threads_per_proxy": args.threads,
+        "pinned": args.pin,
         "proxies": proxies,
     })
 }
@@ -1333,5 +1523,77 @@ Transfer/sec:      6.00MB
         assert_eq!(median(std::iter::empty()), None);
         assert_eq!(ratio(Some(3.0), Some(2.0)), "1.50x");
         assert_eq!(ratio(Some(3.0), None), "-");
+    }
+
+    #[test]
+    fn a_run_is_charged_what_the_proxy_spent_per_request() {
+        let mut run = parse_wrk(
+            "  Latency Distribution\n     50%  500.00us\n     99%    1.00ms\n  \
+             200000 requests in 2.00s, 1.00MB read\nRequests/sec: 100000.00\n",
+        )
+        .expect("parsed");
+        let before = Usage {
+            cpu_ticks: 1000,
+            preempted: 50,
+        };
+        let after = Usage {
+            cpu_ticks: 1190,
+            preempted: 2050,
+        };
+        run.spent(Some(before), Some(after));
+        // 1.9 s of CPU over 200,000 requests; 2000 preemptions over 200 thousand.
+        assert_eq!(run.cpu_us_per_req.map(|v| (v * 10.0).round()), Some(95.0));
+        assert_eq!(run.preempted_per_kreq, Some(10.0));
+        let mut unread = run;
+        unread.cpu_us_per_req = None;
+        unread.spent(None, Some(after));
+        assert_eq!(
+            unread.cpu_us_per_req, None,
+            "no reading before: nothing charged"
+        );
+    }
+
+    #[test]
+    fn pinning_keeps_cpus_for_the_load() {
+        let pinning = Pinning::of(&[0, 1, 2, 3], 1).expect("split");
+        assert_eq!(
+            (pinning.proxies_list.as_str(), pinning.load_list.as_str()),
+            ("0", "1,2,3")
+        );
+        let pinning = Pinning::of(&[2, 5, 7], 2).expect("split");
+        assert_eq!(
+            (pinning.proxies_list.as_str(), pinning.load_list.as_str()),
+            ("2,5", "7")
+        );
+        let too_few = Pinning::of(&[0, 1], 2).err().expect("refused");
+        assert!(too_few.to_string().contains("more CPUs"), "{too_few}");
+    }
+
+    #[test]
+    fn a_pinned_proxy_runs_only_on_its_cpus() {
+        let allowed = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+        let cpus: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| allowed.is_set(c).unwrap_or(false))
+            .collect();
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id();
+        // The last allowed CPU for the proxies (and, as a machine may have one CPU, the load).
+        let last = *cpus.last().expect("a CPU");
+        let pinning = Pinning::of(&[last, last], 1).ok();
+        let result = pinning.as_ref().map(|p| p.pin_proxy(pid));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let _ = child.kill();
+        let _ = child.wait();
+        result.expect("pinning").expect("pinned");
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim);
+        assert_eq!(list, Some(cpus.last().expect("a CPU").to_string().as_str()));
+        let spent = usage(pid);
+        assert!(spent.is_none(), "a process gone has no usage: {spent:?}");
     }
 }
