@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::Timeouts;
 use crate::data::accesslog::AccessLog;
+use crate::data::deadline::{Deadline, Elapsed};
 use crate::data::framed;
 use crate::data::timeout::BodyError;
 use crate::data::upstream::{ConnectError, ServerConn, Upstream, UpstreamBody};
@@ -106,6 +107,8 @@ pub(crate) async fn attempt(
         log.connect_ms = Some(0);
     }
     let head_request = parts.method == Method::HEAD;
+    // The connection's timer, lent to this exchange (which borrows the connection).
+    let mut deadline = conn.deadline.take().unwrap_or_else(Deadline::new);
     let exchange = async {
         let streams_body = body.as_ref().is_some_and(|b| !b.is_end_stream());
         write_head(&mut conn, parts, streams_body)
@@ -126,8 +129,12 @@ pub(crate) async fn attempt(
             .await
             .map_err(AttemptError::NoResponse)
     };
-    let mut head = match tokio::time::timeout(timeouts.server, exchange).await {
-        Err(_) => return Err(AttemptError::Timeout),
+    let answered = deadline
+        .now_or_by(|| Instant::now() + timeouts.server, exchange)
+        .await;
+    conn.deadline = Some(deadline);
+    let mut head = match answered {
+        Err(Elapsed) => return Err(AttemptError::Timeout),
         Ok(Ok(head)) => head,
         // `shutdown-sessions` shuts the socket down, which is how the wait above ended:
         // name the real cause.

@@ -21,7 +21,8 @@
 //! - `body`: the response body streamed back, which returns the connection to the pool and
 //!   writes the access log at its end;
 //! - `tunnel`: WebSocket and other upgraded connections;
-//! - `timeout`: inactivity bounds on streamed bodies;
+//! - `timeout`: inactivity bounds on streamed bodies; `deadline`: a connection's one timer,
+//!   moved only when a wait needs it sooner;
 //! - `tripwire`: the lock-free one-shot signals requests check (`shutdown-sessions`, drain,
 //!   hard stop);
 //! - `headers`: request hygiene and header rewriting;
@@ -31,6 +32,7 @@ pub(crate) mod accesslog;
 pub(crate) mod admission;
 pub(crate) mod attempt;
 pub(crate) mod body;
+pub(crate) mod deadline;
 pub(crate) mod forward;
 pub(crate) mod framed;
 pub(crate) mod frontend;

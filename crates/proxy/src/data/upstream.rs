@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::counters::Counters;
+use crate::data::deadline::Deadline;
 use crate::data::framed::READ_BUFFER;
 use crate::data::loops;
 use crate::data::queue::Slots;
@@ -77,6 +78,9 @@ pub(crate) struct ServerConn {
     /// The field map answers are given to the client in, handed back empty once written, so
     /// its allocations serve every response.
     pub(crate) fields: http::HeaderMap,
+    /// The timer of every wait for a response (`timeout_server`); lent to the request that
+    /// uses the connection (so `None` only meanwhile).
+    pub(crate) deadline: Option<Deadline>,
 }
 
 impl ServerConn {
@@ -91,16 +95,18 @@ impl ServerConn {
             write: Vec::with_capacity(1024),
             head: h1::ResponseHead::default(),
             fields: http::HeaderMap::new(),
+            deadline: Some(Deadline::new()),
         })
     }
 
     /// Keeps only what a tunnel needs (the socket, and its place in the live set): the HTTP
-    /// buffers are freed, as an idle WebSocket must cost little; returns what the server sent
+    /// buffers and the timer are freed, as an idle WebSocket must cost little; returns what the server sent
     /// past its `101` head.
     pub(crate) fn shed_for_tunnel(&mut self) -> BytesMut {
         self.write = Vec::new();
         self.head = h1::ResponseHead::default();
         self.fields = http::HeaderMap::new();
+        self.deadline = None;
         std::mem::take(&mut self.read)
     }
 
@@ -250,6 +256,9 @@ impl Upstream {
         // Keep one buffer's worth: a response that grew it does not pin the memory.
         if conn.read.capacity() > 4 * READ_BUFFER {
             conn.read = BytesMut::with_capacity(READ_BUFFER);
+        }
+        if let Some(deadline) = &mut conn.deadline {
+            deadline.forget_waker();
         }
         // A full pool drops (closes) the connection.
         let _ = self.idle_here().push(Parked {

@@ -15,7 +15,6 @@ mod response;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -27,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::data::accesslog::RequestLine;
+use crate::data::deadline::{Deadline, Elapsed};
 use crate::data::forward::{self, ClientContext, Refusal};
 use crate::data::framed::{self, READ_BUFFER};
 use crate::data::frontend::{self, ListenerContext};
@@ -58,6 +58,7 @@ pub(crate) async fn serve<S: ClientStream>(
         head: RequestHead::default(),
         decoder: Decoder::new(h1::Framing::Empty),
         request: Request::new(()).into_parts().0,
+        deadline: Deadline::new(),
     };
     let end = tokio::select! {
         end = conn.serve_requests(&client, ctx) => end,
@@ -65,7 +66,10 @@ pub(crate) async fn serve<S: ClientStream>(
     };
     match end {
         End::Close => {
-            let _ = now_or_by(|| Instant::now() + LINGER, conn.io.shutdown()).await;
+            let _ = conn
+                .deadline
+                .now_or_by(|| Instant::now() + LINGER, conn.io.shutdown())
+                .await;
         }
         End::Linger => conn.linger().await,
         End::Tunnel(tunnel) => {
@@ -106,6 +110,8 @@ struct Conn<S> {
     decoder: Decoder,
     /// The current request's head as `http` parts, rewritten in place for the server.
     request: Parts,
+    /// The timer of every wait on the client: a head, a write, a shutdown.
+    deadline: Deadline,
 }
 
 /// How waiting for a request head ended.
@@ -201,7 +207,9 @@ impl<S: ClientStream> Conn<S> {
             framed::make_room(&mut self.read);
             let idle = self.read.is_empty();
             let by = || *deadline.get_or_insert_with(|| Instant::now() + timeout);
-            let read = now_or_by(by, self.io.read_buf(&mut self.read));
+            let read = self
+                .deadline
+                .now_or_by(by, self.io.read_buf(&mut self.read));
             let read = tokio::select! {
                 r = read => r,
                 // Draining: an idle connection closes; a head under way is still answered.
@@ -288,26 +296,6 @@ fn refuse(
 
 fn status_of(e: HeadError) -> StatusCode {
     StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
-}
-
-/// A deadline passed.
-#[derive(Debug)]
-struct Elapsed;
-
-/// Runs `f`; a timer (by `deadline`) is armed only if `f` cannot finish at once, so the
-/// common case (the socket is ready) reads no clock and touches no timer wheel.
-async fn now_or_by<F: Future>(
-    deadline: impl FnOnce() -> Instant,
-    f: F,
-) -> Result<F::Output, Elapsed> {
-    let mut f = pin!(f);
-    let first = std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await;
-    if let Poll::Ready(out) = first {
-        return Ok(out);
-    }
-    tokio::time::timeout_at(deadline(), f)
-        .await
-        .map_err(|_| Elapsed)
 }
 
 /// Resolves when `drain` (a wait on the drain) does; never without one.

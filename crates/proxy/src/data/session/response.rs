@@ -17,7 +17,7 @@ use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-use super::{Conn, now_or_by};
+use super::Conn;
 use crate::data::body::ProxyBody;
 use crate::data::frontend::ListenerContext;
 use crate::data::request_body::ClientStream;
@@ -269,7 +269,11 @@ impl<S: ClientStream> Conn<S> {
 
     async fn flush(&mut self, ctx: &ListenerContext) -> std::io::Result<()> {
         let timeout = ctx.client_timeout;
-        match now_or_by(|| Instant::now() + timeout, self.io.flush()).await {
+        match self
+            .deadline
+            .now_or_by(|| Instant::now() + timeout, self.io.flush())
+            .await
+        {
             Ok(r) => r,
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         }
@@ -307,8 +311,12 @@ impl<S: ClientStream> Conn<S> {
         let timeout = ctx.client_timeout;
         let by = || Instant::now() + timeout;
         let written = match bufs {
-            [one] => now_or_by(by, self.io.write(one)).await,
-            _ => now_or_by(by, self.io.write_vectored(bufs)).await,
+            [one] => self.deadline.now_or_by(by, self.io.write(one)).await,
+            _ => {
+                self.deadline
+                    .now_or_by(by, self.io.write_vectored(bufs))
+                    .await
+            }
         };
         match written {
             Ok(Ok(0)) => Err(std::io::ErrorKind::WriteZero.into()),
