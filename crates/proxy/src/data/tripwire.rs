@@ -7,8 +7,10 @@
 //! atomic operations; only a task that actually waits registers with the `Notify` (whose waiter
 //! list tokio guards with a lock of its own), and it does so once per wait.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
 
 use tokio::sync::Notify;
 
@@ -44,15 +46,33 @@ impl Tripwire {
     }
 
     /// Completes once it has tripped (at once if it already has).
+    ///
+    /// A wait that is polled again by the same task costs one atomic load: tokio's `Notified`
+    /// takes its `Notify`'s lock on every poll, and this wait sits next to a connection's
+    /// socket in a `select!`, polled on each of its readiness events, while every connection
+    /// of the frontend (of the process, for the hard stop) waits on the same `Notify`.
     pub(crate) async fn tripped(&self) {
         let notified = self.0.notify.notified();
         let mut notified = std::pin::pin!(notified);
         // Registered before the check, so a trip between the check and the wait is not missed.
         notified.as_mut().enable();
-        if self.is_tripped() {
-            return;
-        }
-        notified.await;
+        let mut registered: Option<Waker> = None;
+        std::future::poll_fn(|cx| {
+            if self.is_tripped() {
+                return Poll::Ready(());
+            }
+            // Already registered with this task's waker: a trip wakes it (the flag is set
+            // before the `Notify` is), and the check above then sees the flag.
+            if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+            let poll = notified.as_mut().poll(cx);
+            if poll.is_pending() {
+                registered = Some(cx.waker().clone());
+            }
+            poll
+        })
+        .await;
     }
 }
 
@@ -92,5 +112,36 @@ mod tests {
         tokio::time::timeout(Duration::from_millis(1), wire.tripped())
             .await
             .expect("an already tripped wire completes at once");
+    }
+
+    #[derive(Default)]
+    struct Woken(AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wait_polled_again_wakes_its_latest_waker_on_the_trip() {
+        let wire = Tripwire::new();
+        let mut wait = Box::pin(wire.tripped());
+        let first = Arc::new(Woken::default());
+        let second = Arc::new(Woken::default());
+        let first_waker = Waker::from(first.clone());
+        let second_waker = Waker::from(second.clone());
+        // Polled many times by one task, as a `select!` next to a socket is.
+        for _ in 0..3 {
+            let mut cx = std::task::Context::from_waker(&first_waker);
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        // Then by another waker: it must be the one woken.
+        let mut cx = std::task::Context::from_waker(&second_waker);
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        wire.trip();
+        assert!(second.0.load(Ordering::SeqCst), "the latest waker is woken");
+        assert!(!first.0.load(Ordering::SeqCst), "a replaced waker is not");
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
     }
 }
