@@ -55,8 +55,12 @@ impl Deadline {
             return Ok(out);
         }
         self.set(at());
+        // `f` was just polled, with this task's waker: the first turn only arms the timer.
+        let mut polled = true;
         std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = f.as_mut().poll(cx) {
+            if !std::mem::take(&mut polled)
+                && let Poll::Ready(out) = f.as_mut().poll(cx)
+            {
                 return Poll::Ready(Ok(out));
             }
             self.poll_reached(cx).map(|()| Err(Elapsed))
