@@ -210,3 +210,35 @@ fn authority_form_is_only_for_connect() {
         400
     );
 }
+
+#[test]
+fn framing_and_persistence_fields_are_read_in_any_case_and_only_by_their_whole_name() {
+    // Mixed case, and names of the same lengths that are not the known ones.
+    let raw = b"POST / HTTP/1.1\r\nhOsT: a\r\nHoss: b\r\nTRANSFER-encoding: chunked\r\n\
+                Transfer-Encodinx: gzip\r\nconnection: keep-alive, Upgrade\r\n\
+                Connectiom: close\r\nUPGRADE: websocket\r\nContent-Lengtx: 9\r\n\r\n";
+    let (_, head) = request(raw).expect("parsed");
+    assert_eq!(head.host.map(|h| h.of(raw)), Some(&b"a"[..]));
+    assert_eq!(head.framing, Framing::Chunked);
+    assert!(
+        head.connection.keep_alive,
+        "`Connectiom: close` is not Connection"
+    );
+    assert!(head.connection.upgrade);
+    // Without the real fields, their look-alikes count for nothing.
+    let decoys = b"GET / HTTP/1.1\r\nHost: a\r\nUpgradx: websocket\r\nConnection: upgrade\r\n\
+                   Content-Lengtx: 5\r\nTransfer-Encodinx: chunked\r\n\r\n";
+    let (_, head) = request(decoys).expect("parsed");
+    assert_eq!(head.framing, Framing::Empty);
+    assert!(!head.connection.upgrade);
+    let one_host = b"GET / HTTP/1.1\r\nHost: a\r\nHosT: b\r\n\r\n";
+    assert_eq!(
+        status_of(one_host),
+        400,
+        "two Host fields in different case"
+    );
+    let response_fields = b"HTTP/1.1 200 OK\r\ncontent-LENGTH: 3\r\nCONNECTION: close\r\n\r\n";
+    let head = response(response_fields, false).expect("parsed");
+    assert_eq!(head.framing, Framing::Length(3));
+    assert!(!head.connection.keep_alive);
+}
