@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use h1::{Framing, HeadError, Limits, Parse, ResponseHead, encode};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -20,6 +20,7 @@ use crate::config::Timeouts;
 use crate::data::accesslog::AccessLog;
 use crate::data::deadline::{Deadline, Elapsed};
 use crate::data::framed;
+use crate::data::headers;
 use crate::data::timeout::BodyError;
 use crate::data::upstream::{ConnectError, ServerConn, Upstream, UpstreamBody};
 
@@ -242,19 +243,7 @@ fn answer(conn: &mut ServerConn, head: &ResponseHead) -> Parsed {
     let mut headers = std::mem::take(&mut conn.fields);
     headers.clear();
     headers.reserve(head.fields.len() + ADDED_FIELDS);
-    for f in &head.fields {
-        let name = f.name.of(&bytes);
-        if head.drop_content_length && name.eq_ignore_ascii_case(b"content-length") {
-            continue;
-        }
-        let Ok(name) = HeaderName::from_bytes(name) else {
-            continue;
-        };
-        let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(f.value.range())) else {
-            continue;
-        };
-        headers.append(name, value);
-    }
+    headers::response_fields(head, &bytes, &mut headers);
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = headers;
