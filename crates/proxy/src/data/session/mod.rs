@@ -1,8 +1,8 @@
 //! An HTTP/1.1 client connection, served on the `h1` codec: the request task owns the
 //! socket and its buffers, parses each request head in place, lends the socket to the
 //! request's body while the request is forwarded, then writes the answer
-//! ([`response`]). No task, channel or timer per request beyond the one the head read needs
-//! when the client is slower than the proxy.
+//! ([`response`]). No task, channel or timer per request: the connection's one timer
+//! ([`Deadline`]) bounds every wait on the client.
 //!
 //! The session is HAProxy's "HTTP/1 mux" for one client: it refuses a head the codec cannot
 //! frame unambiguously before anything is routed (400, 414, 431), answers 408 to a head that
