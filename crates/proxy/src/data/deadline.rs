@@ -71,6 +71,10 @@ impl Deadline {
     /// Lets go of the task the timer would wake: a connection parked in a pool must not keep
     /// the last request's task (finished, maybe) alive until its timer fires. Costs no timer
     /// operation: the timer stays armed, with a waker that does nothing.
+    ///
+    /// It polls the timer, which tokio forbids once the timer's runtime has shut its driver
+    /// down: only a connection's own event loop parks it (pools are per loop), and a runtime
+    /// drops its tasks (and the bodies that park connections) before its driver.
     pub(crate) fn forget_waker(&mut self) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let _ = self.timer.as_mut().poll(&mut cx);
