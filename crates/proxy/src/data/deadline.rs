@@ -105,10 +105,20 @@ impl Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::testing::Woken;
 
     /// A wait that never finishes by itself.
     fn forever() -> std::future::Pending<()> {
         std::future::pending()
+    }
+
+    /// A wait with deadline `at` that the answer ends after one second.
+    async fn answered_after_a_second(deadline: &mut Deadline, at: Instant) {
+        let quick = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            "answered"
+        };
+        assert_eq!(deadline.now_or_by(|| at, quick).await, Ok("answered"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -127,14 +137,7 @@ mod tests {
         let mut deadline = Deadline::new();
         let start = Instant::now();
         // The first wait arms the timer at 5 s and finishes at 1 s.
-        let quick = async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            "answered"
-        };
-        let out = deadline
-            .now_or_by(|| start + Duration::from_secs(5), quick)
-            .await;
-        assert_eq!(out, Ok("answered"));
+        answered_after_a_second(&mut deadline, start + Duration::from_secs(5)).await;
         assert_eq!(deadline.timer.deadline(), start + Duration::from_secs(5));
         // The next wait's deadline is 11 s: the timer stays at 5 s, fires, and is re-armed.
         let out = deadline
@@ -148,11 +151,7 @@ mod tests {
     async fn a_sooner_deadline_moves_the_timer() {
         let mut deadline = Deadline::new();
         let start = Instant::now();
-        let _ = deadline
-            .now_or_by(|| start + Duration::from_secs(30), async {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            })
-            .await;
+        answered_after_a_second(&mut deadline, start + Duration::from_secs(30)).await;
         let out = deadline
             .now_or_by(|| Instant::now() + Duration::from_secs(2), forever())
             .await;
@@ -164,7 +163,7 @@ mod tests {
     async fn a_forgotten_waker_is_dropped_and_the_timer_still_serves() {
         let mut deadline = Deadline::new();
         let start = Instant::now();
-        let task = std::sync::Arc::new(Flag::default());
+        let task = std::sync::Arc::new(Woken::default());
         let waker = std::task::Waker::from(task.clone());
         let mut cx = Context::from_waker(&waker);
         let mut wait = Box::pin(deadline.now_or_by(|| start + Duration::from_secs(5), forever()));
@@ -182,19 +181,7 @@ mod tests {
             .await;
         assert_eq!(out, Err(Elapsed));
         assert_eq!(Instant::now() - start, Duration::from_secs(6));
-        assert!(
-            !task.0.load(std::sync::atomic::Ordering::SeqCst),
-            "never woken"
-        );
-    }
-
-    #[derive(Default)]
-    struct Flag(std::sync::atomic::AtomicBool);
-
-    impl std::task::Wake for Flag {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
+        assert!(!task.was_woken(), "never woken");
     }
 
     #[tokio::test(start_paused = true)]

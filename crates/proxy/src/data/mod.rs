@@ -46,6 +46,8 @@ pub(crate) mod request_body;
 pub(crate) mod routing;
 pub(crate) mod session;
 pub(crate) mod termination;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod timeout;
 pub(crate) mod tripwire;
 pub(crate) mod tunnel;

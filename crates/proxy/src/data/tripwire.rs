@@ -87,6 +87,7 @@ impl Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::testing::Woken;
     use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
@@ -114,15 +115,6 @@ mod tests {
             .expect("an already tripped wire completes at once");
     }
 
-    #[derive(Default)]
-    struct Woken(AtomicBool);
-
-    impl std::task::Wake for Woken {
-        fn wake(self: Arc<Self>) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
     #[test]
     fn a_wait_polled_again_wakes_its_latest_waker_on_the_trip() {
         let wire = Tripwire::new();
@@ -140,8 +132,8 @@ mod tests {
         let mut cx = std::task::Context::from_waker(&second_waker);
         assert!(wait.as_mut().poll(&mut cx).is_pending());
         wire.trip();
-        assert!(second.0.load(Ordering::SeqCst), "the latest waker is woken");
-        assert!(!first.0.load(Ordering::SeqCst), "a replaced waker is not");
+        assert!(second.was_woken(), "the latest waker is woken");
+        assert!(!first.was_woken(), "a replaced waker is not");
         assert!(wait.as_mut().poll(&mut cx).is_ready());
     }
 }
