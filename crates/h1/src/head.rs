@@ -131,6 +131,9 @@ pub struct Connection {
     pub keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` field.
     pub upgrade: bool,
+    /// `Connection` names options beyond `close`, `keep-alive` and `upgrade`: fields a proxy
+    /// must not forward (RFC 9110 section 7.6.1).
+    pub options: bool,
 }
 
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -152,18 +155,25 @@ fn fields_named<'a>(
 }
 
 fn connection(buf: &[u8], fields: &[Field], minor: u8) -> Connection {
-    let (mut close, mut keep_alive, mut upgrade) = (false, false, false);
+    let (mut close, mut keep_alive, mut upgrade, mut options) = (false, false, false, false);
     for value in fields_named(buf, fields, b"connection") {
         for token in tokens(value) {
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            upgrade |= token.eq_ignore_ascii_case(b"upgrade");
+            if token.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                upgrade = true;
+            } else {
+                options = true;
+            }
         }
     }
     let has_upgrade = fields_named(buf, fields, b"upgrade").next().is_some();
     Connection {
         keep_alive: !close && (minor == 1 || keep_alive),
         upgrade: upgrade && has_upgrade,
+        options,
     }
 }
 

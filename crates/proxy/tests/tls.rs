@@ -107,7 +107,8 @@ impl Pki {
     }
 }
 
-/// An HTTP/1.1 server answering every request with what it saw.
+/// An HTTP/1.1 server answering every request with what it saw, with a field of its own and
+/// an HSTS policy of its own (which the proxy's replaces).
 async fn echo_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -132,7 +133,14 @@ async fn echo_server() -> SocketAddr {
                         h("x-forwarded-proto"),
                         h("cookie"),
                     );
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                    let mut resp = Response::new(Full::new(Bytes::from(body)));
+                    resp.headers_mut()
+                        .insert("x-echo", http::HeaderValue::from_static("1"));
+                    resp.headers_mut().insert(
+                        "strict-transport-security",
+                        http::HeaderValue::from_static("max-age=5"),
+                    );
+                    Ok::<_, Infallible>(resp)
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -453,9 +461,18 @@ async fn alpn_h2_is_served_and_forwarded_as_http11() {
         let (resp, body) = read(sender.send_request(req).await.expect("response")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.version(), http::Version::HTTP_2);
+        let sts: Vec<_> = resp
+            .headers()
+            .get_all("strict-transport-security")
+            .iter()
+            .collect();
+        assert_eq!(sts, ["max-age=31536000"], "the proxy's policy, once");
+        // The server's own fields reach an HTTP/2 client, its length included.
+        assert_eq!(resp.headers()["x-echo"], "1");
+        let length = body.len().to_string();
         assert_eq!(
-            resp.headers()["strict-transport-security"],
-            "max-age=31536000"
+            resp.headers()["content-length"].to_str().ok(),
+            Some(&*length)
         );
         // The server got HTTP/1.1 in origin form, a Host from `:authority`, one Cookie.
         assert_eq!(
@@ -475,10 +492,13 @@ async fn alpn_h2_is_served_and_forwarded_as_http11() {
         assert_ne!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         let mut sender = http1(stream).await;
         let (resp, body) = get_h1(&mut sender, "/h1").await;
-        assert_eq!(
-            resp.headers()["strict-transport-security"],
-            "max-age=31536000"
-        );
+        let sts: Vec<_> = resp
+            .headers()
+            .get_all("strict-transport-security")
+            .iter()
+            .collect();
+        assert_eq!(sts, ["max-age=31536000"], "the proxy's policy, once");
+        assert_eq!(resp.headers()["x-echo"], "1");
         assert_eq!(body, "HTTP/1.1 /h1 host=lb.test proto=https cookie=");
     }
 
@@ -493,7 +513,8 @@ async fn alpn_h2_is_served_and_forwarded_as_http11() {
         .body(Empty::<Bytes>::new())
         .expect("request");
     let (resp, body) = read(sender.send_request(req).await.expect("response")).await;
-    assert!(resp.headers().get("strict-transport-security").is_none());
+    // The server's own HSTS passes on plain HTTP: the proxy adds and replaces only on TLS.
+    assert_eq!(resp.headers()["strict-transport-security"], "max-age=5");
     assert_eq!(body, "HTTP/1.1 /plain host=lb.test proto=http cookie=");
     lb.proxy.abort();
 }

@@ -62,6 +62,16 @@ fn persistence_follows_the_version() {
     assert!(!request(no_upgrade).unwrap().1.connection.upgrade);
 }
 
+#[test]
+fn connection_options_beyond_persistence_and_upgrade_are_flagged() {
+    let plain = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive, close, Upgrade\r\n\r\n";
+    assert!(!request(plain).unwrap().1.connection.options);
+    let named = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: X-Hop\r\n\r\n";
+    assert!(request(named).unwrap().1.connection.options);
+    let none = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert!(!request(none).unwrap().1.connection.options);
+}
+
 /// The framing table of docs/http1.md, as tests: (what, request, veza-lb's status).
 const FRAMING_CASES: &[(&str, &[u8], u16)] = &[
     ("Content-Length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", 200),

@@ -20,7 +20,7 @@ use crate::config::Timeouts;
 use crate::data::accesslog::AccessLog;
 use crate::data::deadline::{Deadline, Elapsed};
 use crate::data::framed;
-use crate::data::headers;
+use crate::data::server_fields::ServerFields;
 use crate::data::timeout::BodyError;
 use crate::data::upstream::{ConnectError, ServerConn, Upstream, UpstreamBody};
 
@@ -68,7 +68,10 @@ pub(crate) enum NoResponse {
 /// A response head received on a connection, with the connection (its read buffer holds
 /// whatever body bytes came with the head).
 pub(crate) struct Answer {
+    /// The status, and the fields the proxy may edit.
     pub(crate) response: Response<()>,
+    /// The fields passed on as received.
+    pub(crate) passed: ServerFields,
     pub(crate) conn: Box<ServerConn>,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
@@ -142,11 +145,11 @@ pub(crate) async fn attempt(
         Ok(Err(_)) if conn.is_killed() => return Err(AttemptError::Killed),
         Ok(Err(e)) => return Err(e),
     };
-    let parsed = answer(&mut conn, &head);
-    head.fields.clear();
+    let parsed = answer(&mut conn, &mut head);
     conn.head = head;
     Ok(Answer {
         response: parsed.response,
+        passed: parsed.passed,
         conn,
         framing: parsed.framing,
         keep_alive: parsed.keep_alive,
@@ -235,20 +238,23 @@ async fn read_head(conn: &mut ServerConn, head_request: bool) -> Result<Response
     }
 }
 
-/// The parsed head as an `http::Response`: values share the head's bytes, no copy.
-fn answer(conn: &mut ServerConn, head: &ResponseHead) -> Parsed {
+/// The parsed head as an `http::Response` with the fields the proxy may edit, and the others
+/// as they came: values share the head's bytes, no copy. `head` keeps no field list (the
+/// passed fields own it until the answer is written).
+fn answer(conn: &mut ServerConn, head: &mut ResponseHead) -> Parsed {
     let bytes: Bytes = conn.read.split_to(head.len).freeze();
     // Room for what the proxy adds (`Set-Cookie`, `Cache-Control`, HSTS): a map that grew
     // would cost two more allocations.
     let mut headers = std::mem::take(&mut conn.fields);
     headers.clear();
-    headers.reserve(head.fields.len() + ADDED_FIELDS);
-    headers::response_fields(head, &bytes, &mut headers);
+    headers.reserve(ADDED_FIELDS);
+    let passed = ServerFields::split(head, bytes, &mut headers);
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = headers;
     Parsed {
         response,
+        passed,
         framing: head.framing,
         keep_alive: head.connection.keep_alive,
     }
@@ -257,6 +263,7 @@ fn answer(conn: &mut ServerConn, head: &ResponseHead) -> Parsed {
 /// What [`answer`] makes of a head, before the connection joins it.
 struct Parsed {
     response: Response<()>,
+    passed: ServerFields,
     framing: Framing,
     keep_alive: bool,
 }

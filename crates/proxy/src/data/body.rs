@@ -12,6 +12,7 @@ use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
 use crate::data::framed::{self, Decoded};
 use crate::data::queue::Served;
+use crate::data::server_fields::ServerFields;
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
 use crate::data::tunnel::Tunnel;
@@ -20,6 +21,8 @@ use crate::data::upstream::{ServerConn, Upstream};
 /// A response body: the server's, streamed through, or one the proxy made itself.
 pub struct ProxyBody {
     kind: Kind,
+    /// A server's fields passed on as received, until the head is written.
+    passed: Option<ServerFields>,
     /// Counter sets that `bout` is added to (frontend, pool, server).
     counters: Option<[Arc<Counters>; 3]>,
     log: Option<Box<AccessLog>>,
@@ -41,6 +44,7 @@ impl ProxyBody {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Self {
             kind: Kind::Full(Some(bytes.into())),
+            passed: None,
             counters: None,
             log: None,
         }
@@ -55,6 +59,7 @@ impl ProxyBody {
     pub(crate) fn upstream(body: Idle<ServerBody>) -> Self {
         Self {
             kind: Kind::Upstream(body),
+            passed: None,
             counters: None,
             log: None,
         }
@@ -64,6 +69,7 @@ impl ProxyBody {
     pub(crate) fn tunnel(tunnel: Box<Tunnel>) -> Self {
         Self {
             kind: Kind::Tunnel(Some(tunnel)),
+            passed: None,
             counters: None,
             log: None,
         }
@@ -77,12 +83,31 @@ impl ProxyBody {
         }
     }
 
-    /// Gives an answer's field map back to the server connection it was read from, emptied,
-    /// so that the connection's next answer reuses its allocations.
-    pub(crate) fn recycle_fields(&mut self, mut fields: http::HeaderMap) {
+    /// The server's fields that go with this body's head, passed on as received.
+    pub(crate) fn with_server_fields(mut self, passed: ServerFields) -> Self {
+        self.passed = Some(passed);
+        self
+    }
+
+    /// The server's fields to write with the head (an HTTP/1 client), if a server answered.
+    pub(crate) fn take_server_fields(&mut self) -> Option<ServerFields> {
+        self.passed.take()
+    }
+
+    /// Appends the server's fields to `map` (for a client hyper writes to).
+    pub(crate) fn merge_server_fields(&mut self, map: &mut http::HeaderMap) {
+        if let Some(passed) = self.passed.take() {
+            let list = passed.into_map(map);
+            self.recycle(None, Some(list));
+        }
+    }
+
+    /// Gives what an answer's head was held in back to the server connection it was read
+    /// from, emptied (the edited fields' map, the passed fields' list), so that the
+    /// connection's next answer reuses their allocations.
+    pub(crate) fn recycle(&mut self, map: Option<http::HeaderMap>, list: Option<Vec<h1::Field>>) {
         if let Kind::Upstream(body) = &mut self.kind {
-            fields.clear();
-            body.get_mut().recycle_fields(fields);
+            body.get_mut().recycle(map, list);
         }
     }
 
@@ -233,9 +258,16 @@ impl ServerBody {
         }
     }
 
-    fn recycle_fields(&mut self, fields: http::HeaderMap) {
+    fn recycle(&mut self, map: Option<http::HeaderMap>, list: Option<Vec<h1::Field>>) {
         if let Some(conn) = &mut self.conn {
-            conn.fields = fields;
+            if let Some(mut map) = map {
+                map.clear();
+                conn.fields = map;
+            }
+            if let Some(mut list) = list {
+                list.clear();
+                conn.head.fields = list;
+            }
         }
     }
 

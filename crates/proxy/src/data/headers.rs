@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 #[cfg(test)]
 use http::Request;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -20,7 +19,7 @@ pub(crate) const MAX_URI_LEN: usize = 8 * 1024;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -150,56 +149,6 @@ fn tokens(v: &HeaderValue) -> impl Iterator<Item = &str> {
         .unwrap_or("")
         .split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
-/// Fills `into` with the fields of a server's response head `head` (parsed from `bytes`) that
-/// may reach the client: the hop-by-hop ones (the fixed list, and those its `Connection`
-/// fields name) never enter the map, where they would be hashed in only to be hashed out;
-/// `Upgrade` does on a `101`, for [`prepare_client_response`] to keep or drop. A
-/// `Content-Length` the framing overrides (`drop_content_length`) is left out too. Values
-/// share `bytes`.
-pub(crate) fn response_fields(head: &h1::ResponseHead, bytes: &Bytes, into: &mut HeaderMap) {
-    // `Connection: keep-alive` or `close` (the usual) names no other field: no lookup per
-    // field then.
-    let nominates = head
-        .values(bytes, b"connection")
-        .flat_map(byte_tokens)
-        .any(|t| {
-            !HOP_BY_HOP
-                .iter()
-                .any(|n| t.eq_ignore_ascii_case(n.as_str().as_bytes()))
-        });
-    for f in &head.fields {
-        let name = f.name.of(bytes);
-        if head.drop_content_length && name.eq_ignore_ascii_case(b"content-length") {
-            continue;
-        }
-        let Ok(name) = HeaderName::from_bytes(name) else {
-            continue;
-        };
-        if HOP_BY_HOP.contains(&name) && !(head.status == 101 && name == header::UPGRADE) {
-            continue;
-        }
-        if nominates
-            && head
-                .values(bytes, b"connection")
-                .flat_map(byte_tokens)
-                .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
-        {
-            continue;
-        }
-        let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(f.value.range())) else {
-            continue;
-        };
-        into.append(name, value);
-    }
-}
-
-/// The comma-separated tokens of a field value, trimmed.
-fn byte_tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
 }
 
@@ -442,59 +391,6 @@ mod tests {
             check_request(&long, 50, 65536).map_err(|e| e.0),
             Err(StatusCode::URI_TOO_LONG)
         );
-    }
-
-    /// The fields `response_fields` makes of a raw response head, as (name, value) pairs.
-    fn client_fields(raw: &[u8]) -> Vec<(String, String)> {
-        let mut head = h1::ResponseHead::default();
-        let parsed = head.parse(raw, false, &h1::Limits::default());
-        assert_eq!(parsed, Ok(h1::Parse::Complete));
-        let mut map = HeaderMap::new();
-        response_fields(&head, &Bytes::copy_from_slice(raw), &mut map);
-        map.iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn a_response_keeps_only_its_end_to_end_fields() {
-        let raw =
-            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\n\
-                    X-Private: secret\r\nSet-Cookie: a=1\r\nUpgrade: h2c\r\nSet-Cookie: b=2\r\n\
-                    Proxy-Connection: close\r\nTrailer: x\r\nContent-Type: text/plain\r\n\
-                    Content-Length: 3\r\n\r\n";
-        assert_eq!(
-            client_fields(raw),
-            [
-                ("set-cookie", "a=1"),
-                ("set-cookie", "b=2"),
-                ("content-type", "text/plain"),
-                ("content-length", "3")
-            ]
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        );
-        // Without a nominating `Connection`, `X-Private` is an ordinary field.
-        let plain =
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-Private: 1\r\nContent-Length: 0\r\n\r\n";
-        let names: Vec<String> = client_fields(plain).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["x-private", "content-length"]);
-    }
-
-    #[test]
-    fn a_response_drops_a_length_its_chunked_framing_overrides_and_keeps_upgrade_on_101() {
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
-        assert!(
-            client_fields(chunked).is_empty(),
-            "{:?}",
-            client_fields(chunked)
-        );
-        let switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
-                          Upgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n";
-        let names: Vec<String> = client_fields(switching)
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(names, ["upgrade", "sec-websocket-accept"]);
     }
 
     #[test]

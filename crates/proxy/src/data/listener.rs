@@ -189,7 +189,11 @@ fn service(
         let policy = https.load_full();
         async move {
             let (mut parts, body) = req.into_parts();
-            Ok(frontend::answer(&client, &policy, &mut parts, RequestBody::H2(body)).await)
+            let resp = frontend::answer(&client, &policy, &mut parts, RequestBody::H2(body)).await;
+            // hyper writes the map: the fields passed on as received join it.
+            let (mut head, mut body) = resp.into_parts();
+            body.merge_server_fields(&mut head.headers);
+            Ok(Response::from_parts(head, body))
         }
     })
 }

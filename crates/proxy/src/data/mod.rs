@@ -25,7 +25,8 @@
 //!   moved only when a wait needs it sooner;
 //! - `tripwire`: the lock-free one-shot signals requests check (`shutdown-sessions`, drain,
 //!   hard stop);
-//! - `headers`: request hygiene and header rewriting;
+//! - `headers`: request hygiene and header rewriting; `server_fields`: a server's answer's
+//!   fields, dropped, edited or passed on as received;
 //! - `accesslog`: HAProxy's HTTP log line.
 
 pub(crate) mod accesslog;
@@ -44,6 +45,7 @@ pub(crate) mod queue;
 pub(crate) mod ratelimit;
 pub(crate) mod request_body;
 pub(crate) mod routing;
+pub(crate) mod server_fields;
 pub(crate) mod session;
 pub(crate) mod termination;
 #[cfg(test)]

@@ -21,6 +21,7 @@ use super::Conn;
 use crate::data::body::ProxyBody;
 use crate::data::frontend::ListenerContext;
 use crate::data::request_body::ClientStream;
+use crate::data::server_fields::ServerFields;
 use crate::data::tunnel::Tunnel;
 
 /// Body frames up to this size are copied next to the head or chunk line before them;
@@ -93,6 +94,7 @@ impl Framing {
     fn of(
         exchange: Exchange,
         parts: &http::response::Parts,
+        passed: Option<&ServerFields>,
         body: &ProxyBody,
         tunnel: bool,
     ) -> Self {
@@ -104,7 +106,9 @@ impl Framing {
             || status == StatusCode::NOT_MODIFIED
         {
             Self::None
-        } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        } else if passed.is_some_and(ServerFields::has_content_length)
+            || parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
             Self::Fields
         } else if let Some(n) = body.size_hint().exact() {
             Self::Length(n)
@@ -130,7 +134,8 @@ impl<S: ClientStream> Conn<S> {
         } else {
             None
         };
-        let framing = Framing::of(exchange, &parts, &body, tunnel.is_some());
+        let passed = body.take_server_fields();
+        let framing = Framing::of(exchange, &parts, passed.as_ref(), &body, tunnel.is_some());
         // The connection carries another request only if this one's body was read to its
         // end, the answer's end is not the connection's, and nobody asked to close.
         let close = tunnel.is_none()
@@ -139,8 +144,8 @@ impl<S: ClientStream> Conn<S> {
                 || framing == Framing::UntilClose
                 || ctx.drain.is_tripped()
                 || asks_close(&parts.headers));
-        self.write_head(&parts, framing, close, exchange.minor);
-        body.recycle_fields(parts.headers);
+        self.write_head(&parts, passed.as_ref(), framing, close, exchange.minor);
+        body.recycle(Some(parts.headers), passed.map(ServerFields::into_list));
         let written = if framing == Framing::None {
             let head = std::mem::take(&mut self.write);
             let r = self.write_all(&head, ctx).await;
@@ -159,10 +164,12 @@ impl<S: ClientStream> Conn<S> {
         }
     }
 
-    /// Status line, fields, and the framing and persistence fields this exchange needs.
+    /// Status line, fields (the server's passed on as received, then the map's), and the
+    /// framing and persistence fields this exchange needs.
     fn write_head(
         &mut self,
         parts: &http::response::Parts,
+        passed: Option<&ServerFields>,
         framing: Framing,
         close: bool,
         minor: u8,
@@ -171,6 +178,9 @@ impl<S: ClientStream> Conn<S> {
         out.clear();
         let reason = parts.status.canonical_reason().unwrap_or("");
         encode::status_line(out, parts.status.as_u16(), reason.as_bytes());
+        if let Some(passed) = passed {
+            passed.encode(out);
+        }
         for (name, value) in &parts.headers {
             encode::field(out, name.as_str().as_bytes(), value.as_bytes());
         }

@@ -1,0 +1,320 @@
+//! A server's answer as the client gets it, field by field: each field of the server's head is
+//! dropped (hop-by-hop), entered in the response's `HeaderMap` (the few the proxy may edit:
+//! `Cache-Control` for `nocache`, `Strict-Transport-Security` for HSTS, `Upgrade` on a `101`),
+//! or passed on untouched, as a span of the head it was parsed from. An HTTP/1 client gets
+//! the passed fields written straight from those spans: they are never hashed into a map
+//! only to be read out again. An HTTP/2 client gets them in the map, as hyper needs them.
+
+use bytes::Bytes;
+use h1::{Field, ResponseHead, Span, encode};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// What becomes of one field of a server's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Hop-by-hop, or a `Content-Length` the chunked framing overrides: not forwarded.
+    Drop,
+    /// A field the proxy may read or replace: into the response's map.
+    Edit,
+    /// `Upgrade` on a `101`: into the map, for the handshake the proxy keeps or drops (the
+    /// `Connection` field names it, as it must).
+    Handshake,
+    /// Forwarded as received.
+    Pass,
+    /// `Content-Length`, forwarded as received: the client's framing is the server's.
+    PassLength,
+}
+
+/// The fate of a field by its name, the status and whether the framing overrides a length.
+/// One comparison at most per name length: most names are none of these.
+fn fate(name: &[u8], status: u16, drop_length: bool) -> Fate {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 if is(b"te") => Fate::Drop,
+        7 if is(b"trailer") => Fate::Drop,
+        7 if is(b"upgrade") => {
+            if status == 101 {
+                Fate::Handshake
+            } else {
+                Fate::Drop
+            }
+        }
+        10 if is(b"connection") || is(b"keep-alive") => Fate::Drop,
+        13 if is(b"cache-control") => Fate::Edit,
+        14 if is(b"content-length") => {
+            if drop_length {
+                Fate::Drop
+            } else {
+                Fate::PassLength
+            }
+        }
+        16 if is(b"proxy-connection") => Fate::Drop,
+        17 if is(b"transfer-encoding") => Fate::Drop,
+        25 if is(b"strict-transport-security") => Fate::Edit,
+        _ => Fate::Pass,
+    }
+}
+
+/// The end-to-end fields of a server's answer that nothing edits, in the order received:
+/// spans of the head they were parsed from.
+#[derive(Debug)]
+pub(crate) struct ServerFields {
+    head: Bytes,
+    fields: Vec<Field>,
+    content_length: bool,
+}
+
+impl ServerFields {
+    /// Splits the fields of `parsed` (a head parsed from `head`): the hop-by-hop ones (the
+    /// fixed list, and those its `Connection` fields name) are dropped, those the proxy may
+    /// edit are appended to `edited`, the others are kept as spans. Takes `parsed`'s field
+    /// list, whose allocation [`ServerFields::into_list`] gives back.
+    pub(crate) fn split(parsed: &mut ResponseHead, head: Bytes, edited: &mut HeaderMap) -> Self {
+        let mut fields = std::mem::take(&mut parsed.fields);
+        let nominated = if parsed.connection.options {
+            Nominated::by(&fields, &head)
+        } else {
+            Nominated::none(&head)
+        };
+        let mut content_length = false;
+        fields.retain(|f| {
+            let name = f.name.of(&head);
+            match fate(name, parsed.status, parsed.drop_content_length) {
+                Fate::Drop => false,
+                Fate::Edit | Fate::Pass | Fate::PassLength if nominated.names(name) => false,
+                Fate::Edit | Fate::Handshake => {
+                    let name = HeaderName::from_bytes(name);
+                    let value = HeaderValue::from_maybe_shared(head.slice(f.value.range()));
+                    if let (Ok(name), Ok(value)) = (name, value) {
+                        edited.append(name, value);
+                    }
+                    false
+                }
+                Fate::Pass => true,
+                Fate::PassLength => {
+                    content_length = true;
+                    true
+                }
+            }
+        });
+        Self {
+            head,
+            fields,
+            content_length,
+        }
+    }
+
+    /// Whether a `Content-Length` is among them (the client's framing is then the server's).
+    pub(crate) fn has_content_length(&self) -> bool {
+        self.content_length
+    }
+
+    /// Writes them as `name: value` lines, names as the server spelled them.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for f in &self.fields {
+            encode::field(out, f.name.of(&self.head), f.value.of(&self.head));
+        }
+    }
+
+    /// Appends them to `map` (for a client hyper writes to); the values share the head's
+    /// bytes. Returns the emptied list.
+    pub(crate) fn into_map(self, map: &mut HeaderMap) -> Vec<Field> {
+        map.reserve(self.fields.len());
+        for f in &self.fields {
+            // The codec already refused what either constructor refuses (httparse's token
+            // and value rules are `http`'s): nothing is lost here.
+            let name = HeaderName::from_bytes(f.name.of(&self.head));
+            let value = HeaderValue::from_maybe_shared(self.head.slice(f.value.range()));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                map.append(name, value);
+            }
+        }
+        self.into_list()
+    }
+
+    /// The field list, emptied, for the connection's next head.
+    pub(crate) fn into_list(self) -> Vec<Field> {
+        let mut fields = self.fields;
+        fields.clear();
+        fields
+    }
+}
+
+/// Names a `Connection` field nominates beyond the fixed hop-by-hop list (RFC 9110 section
+/// 7.6.1). `Connection: keep-alive` or `close` (the usual) nominate none (the codec says
+/// so, [`h1::Connection::options`]): then nothing is scanned or allocated and no field
+/// costs a lookup.
+struct Nominated<'a> {
+    head: &'a [u8],
+    /// The values of the `Connection` fields, if they nominate any such name.
+    values: Vec<Span>,
+}
+
+impl<'a> Nominated<'a> {
+    fn none(head: &'a [u8]) -> Self {
+        Self {
+            head,
+            values: Vec::new(),
+        }
+    }
+
+    fn by(fields: &[Field], head: &'a [u8]) -> Self {
+        let connection = || {
+            fields
+                .iter()
+                .filter(|f| f.name.of(head).eq_ignore_ascii_case(b"connection"))
+                .map(|f| f.value)
+        };
+        // The fixed list as any status but `101` reads it.
+        let any = connection()
+            .flat_map(|v| tokens(v.of(head)))
+            .any(|t| fate(t, 200, false) != Fate::Drop);
+        Self {
+            head,
+            values: if any {
+                connection().collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn names(&self, name: &[u8]) -> bool {
+        self.values
+            .iter()
+            .flat_map(|v| tokens(v.of(self.head)))
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The comma-separated tokens of a field value, trimmed.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::headers::HOP_BY_HOP;
+
+    /// A raw head split: (the passed fields as written, the edited map's fields).
+    fn split(raw: &[u8]) -> (String, Vec<(String, String)>, bool) {
+        let mut parsed = ResponseHead::default();
+        let done = parsed.parse(raw, false, &h1::Limits::default());
+        assert_eq!(done, Ok(h1::Parse::Complete));
+        let mut edited = HeaderMap::new();
+        let passed = ServerFields::split(&mut parsed, Bytes::copy_from_slice(raw), &mut edited);
+        let mut out = Vec::new();
+        passed.encode(&mut out);
+        let edited = edited
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().expect("ascii").to_owned()))
+            .collect();
+        let length = passed.has_content_length();
+        (String::from_utf8(out).expect("ascii"), edited, length)
+    }
+
+    #[test]
+    fn only_end_to_end_fields_pass_as_received() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\n\
+                    X-Private: secret\r\nSet-Cookie: a=1\r\nUpgrade: h2c\r\nSet-Cookie: b=2\r\n\
+                    Proxy-Connection: close\r\nTrailer: x\r\nTE: trailers\r\n\
+                    Transfer-Encoding: identity\r\nContent-Type: text/plain\r\n\r\n";
+        let (passed, edited, length) = split(raw);
+        assert_eq!(
+            passed,
+            "Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Type: text/plain\r\n"
+        );
+        assert!(edited.is_empty(), "{edited:?}");
+        assert!(!length);
+        // Without a nominating `Connection`, `X-Private` is an ordinary field.
+        let plain =
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-Private: 1\r\nContent-Length: 0\r\n\r\n";
+        let (passed, _, length) = split(plain);
+        assert_eq!(passed, "X-Private: 1\r\nContent-Length: 0\r\n");
+        assert!(length);
+    }
+
+    #[test]
+    fn fields_the_proxy_edits_go_to_the_map_whatever_their_case() {
+        let raw = b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: public\r\nETag: \"1\"\r\n\
+                    Strict-Transport-Security: max-age=1\r\nContent-Length: 2\r\n\r\n";
+        let (passed, edited, _) = split(raw);
+        assert_eq!(passed, "ETag: \"1\"\r\nContent-Length: 2\r\n");
+        let edited: Vec<(&str, &str)> = edited
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            edited,
+            [
+                ("cache-control", "public"),
+                ("strict-transport-security", "max-age=1")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_length_chunked_framing_overrides_is_dropped_and_upgrade_kept_on_101() {
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+        let (passed, edited, length) = split(chunked);
+        assert!(
+            passed.is_empty() && edited.is_empty() && !length,
+            "{passed}"
+        );
+        let switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+                          Upgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n";
+        let (passed, edited, _) = split(switching);
+        assert_eq!(passed, "Sec-WebSocket-Accept: x\r\n");
+        assert_eq!(edited, [("upgrade".to_owned(), "websocket".to_owned())]);
+        // A `Connection` that names more drops those, never the handshake's `Upgrade`.
+        let naming = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, X-Hop\r\n\
+                       X-Hop: 1\r\nUpgrade: websocket\r\nX-End: 2\r\n\r\n";
+        let (passed, edited, _) = split(naming);
+        assert_eq!(passed, "X-End: 2\r\n");
+        assert_eq!(edited, [("upgrade".to_owned(), "websocket".to_owned())]);
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_is_dropped() {
+        for name in &HOP_BY_HOP {
+            let bytes = name.as_str().as_bytes();
+            assert_eq!(fate(bytes, 200, false), Fate::Drop, "{name}");
+            assert_eq!(
+                fate(&bytes.to_ascii_uppercase(), 200, false),
+                Fate::Drop,
+                "{name}"
+            );
+        }
+        // Look-alikes of the same lengths pass.
+        for name in [&b"tx"[..], b"trailers", b"connected!", b"content-lengtH2"] {
+            assert_eq!(fate(name, 200, false), Fate::Pass);
+        }
+    }
+
+    #[test]
+    fn into_map_keeps_order_and_shares_the_heads_bytes() {
+        let raw = b"HTTP/1.1 200 OK\r\nA: 1\r\nConnection: close\r\nB: 2\r\nA: 3\r\n\r\n";
+        let mut parsed = ResponseHead::default();
+        assert_eq!(
+            parsed.parse(raw, false, &h1::Limits::default()),
+            Ok(h1::Parse::Complete)
+        );
+        let mut map = HeaderMap::new();
+        let passed = ServerFields::split(&mut parsed, Bytes::copy_from_slice(raw), &mut map);
+        let list = passed.into_map(&mut map);
+        assert!(
+            list.is_empty() && list.capacity() >= 3,
+            "the allocation is kept"
+        );
+        let all: Vec<(&str, &str)> = map
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect();
+        assert_eq!(all, [("a", "1"), ("a", "3"), ("b", "2")]);
+    }
+}
