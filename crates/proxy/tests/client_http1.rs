@@ -217,3 +217,110 @@ async fn an_unframed_server_answer_is_chunked_for_1_1_and_close_delimited_for_1_
     assert_eq!(r.body, b"until-close");
     assert!(c.closed().await);
 }
+
+/// A server that records the head and body of each request it reads (one per connection,
+/// framed by its Content-Length) and answers it `204`.
+async fn recording_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0_u8; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            let _ = tx.send(text);
+                            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+                            buf.drain(..end + 4 + length);
+                            continue;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn a_request_reaches_the_server_with_its_fields_as_received_and_the_proxys_rewrites() {
+    let (addr, mut seen) = recording_server().await;
+    let lb = Lb::start(one_server_config("rec", addr, "")).await;
+    let mut c = Client::connect(lb.addr).await;
+    // Absolute form (its authority equal to Host), a nominated field, a forwarding chain,
+    // a name spelled oddly, a body framed by its length.
+    c.send(
+        b"POST http://lb.test/up?x=1 HTTP/1.1\r\nHost: lb.test\r\nConnection: keep-alive, X-Hop\r\n\
+          X-Hop: secret\r\nX-cUsToM:  spaced value \r\nX-Forwarded-For: 192.0.2.9\r\n\
+          X-Forwarded-Proto: https\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .await;
+    assert_eq!(c.answer(false).await.status, 204);
+    let head = tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .expect("in time")
+        .expect("recorded");
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(lines[0], "POST /up?x=1 HTTP/1.1", "origin form");
+    let named = |name: &str| -> Vec<&str> {
+        lines[1..]
+            .iter()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    };
+    assert_eq!(named("host"), ["lb.test"], "one Host: {head}");
+    assert_eq!(named("x-custom"), ["spaced value"], "{head}");
+    assert!(
+        head.contains("X-cUsToM: "),
+        "the name as the client spelled it: {head}"
+    );
+    assert!(
+        named("x-hop").is_empty() && named("connection").is_empty(),
+        "{head}"
+    );
+    assert_eq!(named("x-forwarded-for"), ["192.0.2.9, 127.0.0.1"], "{head}");
+    assert_eq!(named("x-forwarded-proto"), ["http"], "{head}");
+    assert_eq!(named("forwarded"), ["for=127.0.0.1;proto=http"], "{head}");
+    assert_eq!(named("content-length"), ["2"], "{head}");
+    assert!(named("transfer-encoding").is_empty(), "{head}");
+    assert!(head.ends_with("\r\n\r\nhi"), "{head}");
+
+    // Without a length the body goes chunked.
+    c.send(b"POST /up HTTP/1.1\r\nHost: lb.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        .await;
+    assert_eq!(c.answer(false).await.status, 204);
+    let head = tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .expect("in time")
+        .expect("recorded");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length"),
+        "{head}"
+    );
+}

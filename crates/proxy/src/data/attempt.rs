@@ -20,7 +20,7 @@ use crate::config::Timeouts;
 use crate::data::accesslog::AccessLog;
 use crate::data::deadline::{Deadline, Elapsed};
 use crate::data::framed;
-use crate::data::server_fields::ServerFields;
+use crate::data::passed::PassedFields;
 use crate::data::timeout::BodyError;
 use crate::data::upstream::{ConnectError, ServerConn, Upstream, UpstreamBody};
 
@@ -71,7 +71,7 @@ pub(crate) struct Answer {
     /// The status, and the fields the proxy may edit.
     pub(crate) response: Response<()>,
     /// The fields passed on as received.
-    pub(crate) passed: ServerFields,
+    pub(crate) passed: PassedFields,
     pub(crate) conn: Box<ServerConn>,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
@@ -83,6 +83,7 @@ pub(crate) struct Answer {
 pub(crate) async fn attempt(
     upstream: &Arc<Upstream>,
     parts: &Parts,
+    passed: Option<&PassedFields>,
     body: &mut Option<UpstreamBody<'_>>,
     timeouts: &Timeouts,
     fresh_only: bool,
@@ -115,7 +116,7 @@ pub(crate) async fn attempt(
     let mut deadline = conn.deadline.take().unwrap_or_else(Deadline::new);
     let exchange = async {
         let streams_body = body.as_ref().is_some_and(|b| !b.is_end_stream());
-        write_head(&mut conn, parts, streams_body)
+        write_head(&mut conn, parts, passed, streams_body)
             .await
             .map_err(|e| {
                 if reused {
@@ -125,7 +126,7 @@ pub(crate) async fn attempt(
                 }
             })?;
         if let Some(body) = body.take() {
-            send_body(&mut conn, body, sends_chunked(parts))
+            send_body(&mut conn, body, sends_chunked(parts, passed))
                 .await
                 .map_err(AttemptError::NoResponse)?;
         }
@@ -158,25 +159,30 @@ pub(crate) async fn attempt(
 
 /// Whether the request's body goes chunked: it has no Content-Length to frame it (the
 /// client's own `Transfer-Encoding` was removed with the other hop-by-hop fields).
-fn sends_chunked(parts: &Parts) -> bool {
-    !parts.headers.contains_key(header::CONTENT_LENGTH)
+fn sends_chunked(parts: &Parts, passed: Option<&PassedFields>) -> bool {
+    !(passed.is_some_and(PassedFields::has_content_length)
+        || parts.headers.contains_key(header::CONTENT_LENGTH))
 }
 
-/// Writes the request head: request line, the (already rewritten) fields, and the framing
-/// field the body needs.
+/// Writes the request head: request line, the fields passed on as received, the (already
+/// rewritten) fields of the map, and the framing field the body needs.
 async fn write_head(
     conn: &mut ServerConn,
     parts: &Parts,
+    passed: Option<&PassedFields>,
     streams_body: bool,
 ) -> std::io::Result<()> {
     let out = &mut conn.write;
     out.clear();
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     encode::request_line(out, parts.method.as_str().as_bytes(), target.as_bytes());
+    if let Some(passed) = passed {
+        passed.encode(out);
+    }
     for (name, value) in &parts.headers {
         encode::field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if streams_body && sends_chunked(parts) {
+    if streams_body && sends_chunked(parts, passed) {
         encode::field(out, b"transfer-encoding", b"chunked");
     }
     encode::end_head(out);
@@ -248,7 +254,7 @@ fn answer(conn: &mut ServerConn, head: &mut ResponseHead) -> Parsed {
     let mut headers = std::mem::take(&mut conn.fields);
     headers.clear();
     headers.reserve(ADDED_FIELDS);
-    let passed = ServerFields::split(head, bytes, &mut headers);
+    let passed = PassedFields::of_response(head, bytes, &mut headers);
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = headers;
@@ -263,7 +269,7 @@ fn answer(conn: &mut ServerConn, head: &mut ResponseHead) -> Parsed {
 /// What [`answer`] makes of a head, before the connection joins it.
 struct Parsed {
     response: Response<()>,
-    passed: ServerFields,
+    passed: PassedFields,
     framing: Framing,
     keep_alive: bool,
 }

@@ -11,8 +11,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::counters::Counters;
 use crate::data::accesslog::AccessLog;
 use crate::data::framed::{self, Decoded};
+use crate::data::passed::PassedFields;
 use crate::data::queue::Served;
-use crate::data::server_fields::ServerFields;
 use crate::data::termination::Termination;
 use crate::data::timeout::{BodyError, Idle, Side};
 use crate::data::tunnel::Tunnel;
@@ -22,7 +22,7 @@ use crate::data::upstream::{ServerConn, Upstream};
 pub struct ProxyBody {
     kind: Kind,
     /// A server's fields passed on as received, until the head is written.
-    passed: Option<ServerFields>,
+    passed: Option<PassedFields>,
     /// Counter sets that `bout` is added to (frontend, pool, server).
     counters: Option<[Arc<Counters>; 3]>,
     log: Option<Box<AccessLog>>,
@@ -84,13 +84,13 @@ impl ProxyBody {
     }
 
     /// The server's fields that go with this body's head, passed on as received.
-    pub(crate) fn with_server_fields(mut self, passed: ServerFields) -> Self {
+    pub(crate) fn with_server_fields(mut self, passed: PassedFields) -> Self {
         self.passed = Some(passed);
         self
     }
 
     /// The server's fields to write with the head (an HTTP/1 client), if a server answered.
-    pub(crate) fn take_server_fields(&mut self) -> Option<ServerFields> {
+    pub(crate) fn take_server_fields(&mut self) -> Option<PassedFields> {
         self.passed.take()
     }
 

@@ -23,6 +23,7 @@ use crate::data::accesslog::{AccessLog, RequestLine};
 use crate::data::attempt::{Answer, AttemptError, NoResponse, attempt};
 use crate::data::body::{ProxyBody, ServerBody};
 use crate::data::headers;
+use crate::data::passed::PassedFields;
 use crate::data::passive::{PassiveReports, TrafficReport};
 use crate::data::queue::{Served, record_wait, try_serve};
 use crate::data::ratelimit::Verdict;
@@ -52,14 +53,16 @@ pub(crate) struct ClientContext {
 }
 
 /// Handles one request from a client: its head (`parts`, rewritten for the server in place:
-/// the caller keeps it, and an HTTP/1 session reuses its allocations for the next request)
-/// and its body. An HTTP/1 request's head was already checked by the `h1` codec when it was
+/// the caller keeps it, and an HTTP/1 session reuses its allocations for the next request;
+/// for an HTTP/1 request, `passed` holds the fields that are not in `parts`, forwarded as
+/// received) and its body. An HTTP/1 request's head was already checked by the `h1` codec when it was
 /// parsed; an HTTP/2 request's is checked here. `frontend` is the snapshot the request keeps
 /// from start to end (the caller took it to answer what the frontend answers itself).
 pub(crate) async fn handle<'c>(
     ctx: &ClientContext,
     frontend: Arc<FrontendView>,
     parts: &'c mut Parts,
+    passed: Option<&'c PassedFields>,
     body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
@@ -87,7 +90,7 @@ pub(crate) async fn handle<'c>(
         let refusal = Refusal::rate_limited(retry_after);
         return refuse(ctx, &frontend, started, request_line, refusal);
     }
-    let stream = Stream::route(ctx, frontend, parts, body, started, request_line);
+    let stream = Stream::route(ctx, frontend, parts, passed, body, started, request_line);
     stream.run(ctx).await
 }
 
@@ -244,6 +247,8 @@ struct Stream<'c> {
     client_upgrade: bool,
     /// The request head as the servers get it.
     parts: &'c mut Parts,
+    /// The fields of an HTTP/1 request forwarded as received (not in `parts`).
+    passed: Option<&'c PassedFields>,
     /// The client's body, until a try starts sending it.
     body: Option<UpstreamBody<'c>>,
     /// A request the server may already have received can be sent again (idempotent and
@@ -264,6 +269,7 @@ impl<'c> Stream<'c> {
         ctx: &ClientContext,
         frontend: Arc<FrontendView>,
         parts: &'c mut Parts,
+        passed: Option<&'c PassedFields>,
         body: RequestBody<'c>,
         started: Instant,
         request_line: RequestLine,
@@ -275,8 +281,9 @@ impl<'c> Stream<'c> {
         let cookie = request_cookie(sticky, &parts.headers);
         let key: Option<Vec<u8>> = view.router.hash_key().and_then(|rule| {
             let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            rule.extract(pq, |name| {
-                parts.headers.get(name).map(HeaderValue::as_bytes)
+            rule.extract(pq, |name| match parts.headers.get(name) {
+                Some(v) => Some(v.as_bytes()),
+                None => passed?.get(name.as_bytes()),
             })
             .map(<[u8]>::to_vec)
         });
@@ -284,7 +291,7 @@ impl<'c> Stream<'c> {
         let upgrade = headers::upgrade_protocol(&parts.headers);
         let h1 = matches!(body, RequestBody::H1(_));
         let client_upgrade = upgrade.is_some() && h1;
-        headers::prepare_upstream_request(parts, &ctx.forwarding, upgrade.as_ref());
+        headers::prepare_upstream_request(parts, passed, &ctx.forwarding, upgrade.as_ref());
         if let Some(s) = sticky.filter(|s| s.indirect) {
             headers::strip_cookie(&mut parts.headers, s);
         }
@@ -330,6 +337,7 @@ impl<'c> Stream<'c> {
             key,
             client_upgrade,
             parts,
+            passed,
             body,
             resendable,
             log,
@@ -354,6 +362,7 @@ impl<'c> Stream<'c> {
             let tried = attempt(
                 &target.upstream,
                 self.parts,
+                self.passed,
                 &mut self.body,
                 &self.view.settings.timeouts,
                 self.fresh_only,

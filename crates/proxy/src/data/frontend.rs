@@ -15,6 +15,7 @@ use crate::counters::Counters;
 use crate::data::admission::Admission;
 use crate::data::body::ProxyBody;
 use crate::data::forward::{self, ClientContext};
+use crate::data::passed::PassedFields;
 use crate::data::passive::PassiveReports;
 use crate::data::request_body::RequestBody;
 use crate::data::routing::FrontendView;
@@ -48,11 +49,13 @@ pub(crate) struct ListenerContext {
 
 /// [`forward::handle`] behind the frontend's own answers: `monitor_uri` is answered 200 here;
 /// plain requests are redirected when `redirect_http` is on, HTTPS responses get
-/// `Strict-Transport-Security` when `hsts` is set.
+/// `Strict-Transport-Security` when `hsts` is set. `passed`: an HTTP/1 request's fields that
+/// are not in `parts` (passed on as received).
 pub(crate) async fn answer<'c>(
     client: &ClientContext,
     policy: &HttpsPolicy,
     parts: &'c mut Parts,
+    passed: Option<&'c PassedFields>,
     body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
     // One snapshot of the frontend for the whole request, its own answers included.
@@ -61,11 +64,11 @@ pub(crate) async fn answer<'c>(
         return resp;
     }
     if !client.tls
-        && let Some(resp) = redirect(&frontend, policy, parts)
+        && let Some(resp) = redirect(&frontend, policy, parts, passed)
     {
         return resp;
     }
-    let mut resp = forward::handle(client, frontend, parts, body).await;
+    let mut resp = forward::handle(client, frontend, parts, passed, body).await;
     if let (true, Some(hsts)) = (client.tls, &policy.hsts) {
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -106,11 +109,15 @@ fn redirect(
     frontend: &FrontendView,
     policy: &HttpsPolicy,
     req: &Parts,
+    passed: Option<&PassedFields>,
 ) -> Option<Response<ProxyBody>> {
     policy.redirect_port?;
     let host = match req.headers.get(header::HOST) {
         Some(h) => h.to_str().ok()?,
-        None => req.uri.authority()?.as_str(),
+        None => match passed.and_then(|p| p.get(b"host")) {
+            Some(h) => std::str::from_utf8(h).ok()?,
+            None => req.uri.authority()?.as_str(),
+        },
     };
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let location = policy.location(host, pq)?;

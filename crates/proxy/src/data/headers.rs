@@ -8,6 +8,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode, Version};
 
+use crate::data::passed::PassedFields;
+
 /// Largest request head accepted (431 beyond): HAProxy's default `tune.bufsize`.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// Longest request target accepted (414 beyond).
@@ -224,14 +226,18 @@ impl Forwarding {
 }
 
 /// Rewrites a client's request for a server: hop-by-hop headers out (kept for an upgrade),
-/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` in.
+/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` in, `Host` from the target's
+/// authority when the request has none (in `parts` or among the fields `passed` on as
+/// received).
 pub(crate) fn prepare_upstream_request(
     parts: &mut Parts,
+    passed: Option<&PassedFields>,
     forwarding: &Forwarding,
     upgrade: Option<&HeaderValue>,
 ) {
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
+    if let Some(authority) = parts.uri.authority()
+        && !parts.headers.contains_key(header::HOST)
+        && passed.and_then(|p| p.get(b"host")).is_none()
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
     {
         // HTTP/2 carries the host in `:authority`; HTTP/1.1 servers need it in `Host`.
@@ -429,7 +435,7 @@ mod tests {
         });
         let mut parts = r;
         let fwd = Forwarding::new("192.0.2.7:4000".parse().expect("addr"), false);
-        prepare_upstream_request(&mut parts, &fwd, None);
+        prepare_upstream_request(&mut parts, None, &fwd, None);
         let h = &parts.headers;
         assert!(
             h.get("connection").is_none()
@@ -454,7 +460,7 @@ mod tests {
         );
         let mut parts = r;
         let fwd = Forwarding::new("[::1]:1".parse().expect("addr"), true);
-        prepare_upstream_request(&mut parts, &fwd, proto.as_ref());
+        prepare_upstream_request(&mut parts, None, &fwd, proto.as_ref());
         assert_eq!(parts.headers["connection"], "upgrade");
         assert_eq!(parts.headers["upgrade"], "websocket");
         assert_eq!(parts.headers["forwarded"], "for=\"[::1]\";proto=https");

@@ -189,7 +189,8 @@ fn service(
         let policy = https.load_full();
         async move {
             let (mut parts, body) = req.into_parts();
-            let resp = frontend::answer(&client, &policy, &mut parts, RequestBody::H2(body)).await;
+            let resp =
+                frontend::answer(&client, &policy, &mut parts, None, RequestBody::H2(body)).await;
             // hyper writes the map: the fields passed on as received join it.
             let (mut head, mut body) = resp.into_parts();
             body.merge_server_fields(&mut head.headers);

@@ -25,8 +25,8 @@
 //!   moved only when a wait needs it sooner;
 //! - `tripwire`: the lock-free one-shot signals requests check (`shutdown-sessions`, drain,
 //!   hard stop);
-//! - `headers`: request hygiene and header rewriting; `server_fields`: a server's answer's
-//!   fields, dropped, edited or passed on as received;
+//! - `headers`: request hygiene and header rewriting; `passed`: which fields of a head are
+//!   dropped, rewritten (in the message's map) or passed on as received (as spans);
 //! - `accesslog`: HAProxy's HTTP log line.
 
 pub(crate) mod accesslog;
@@ -40,12 +40,12 @@ pub(crate) mod frontend;
 pub(crate) mod headers;
 pub(crate) mod listener;
 pub(crate) mod loops;
+pub(crate) mod passed;
 pub(crate) mod passive;
 pub(crate) mod queue;
 pub(crate) mod ratelimit;
 pub(crate) mod request_body;
 pub(crate) mod routing;
-pub(crate) mod server_fields;
 pub(crate) mod session;
 pub(crate) mod termination;
 #[cfg(test)]

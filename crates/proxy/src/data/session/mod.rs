@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use h1::{Decoder, HeadError, Limits, Parse, RequestHead};
-use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode, Uri, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +30,7 @@ use crate::data::forward::{self, ClientContext, Refusal};
 use crate::data::framed::{self, READ_BUFFER};
 use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
+use crate::data::passed::PassedFields;
 use crate::data::request_body::{ClientStream, H1Body, RequestBody};
 use crate::data::tunnel::{self, Tunnel};
 
@@ -58,6 +58,7 @@ pub(crate) async fn serve<S: ClientStream>(
         head: RequestHead::default(),
         decoder: Decoder::new(h1::Framing::Empty),
         request: Request::new(()).into_parts().0,
+        passed: None,
         deadline: Deadline::new(),
     };
     let end = tokio::select! {
@@ -108,8 +109,12 @@ struct Conn<S> {
     head: RequestHead,
     /// The current request's body framing.
     decoder: Decoder,
-    /// The current request's head as `http` parts, rewritten in place for the server.
+    /// The current request's head as `http` parts, rewritten in place for the server: the
+    /// fields the proxy reads or rewrites.
     request: Parts,
+    /// The current request's other fields, passed on as received; its list is the head's
+    /// field list, lent.
+    passed: Option<PassedFields>,
     /// The timer of every wait on the client: a head, a write, a shutdown.
     deadline: Deadline,
 }
@@ -147,9 +152,9 @@ impl<S: ClientStream> Conn<S> {
                 }
             };
             let resp = match self.request(exchange.expects_continue) {
-                Ok((parts, body)) => {
+                Ok((parts, passed, body)) => {
                     let policy = ctx.https.load_full();
-                    frontend::answer(client, &policy, parts, body).await
+                    frontend::answer(client, &policy, parts, Some(passed), body).await
                 }
                 Err(why) => refuse(client, Refusal::refused(StatusCode::BAD_REQUEST, why)),
             };
@@ -225,13 +230,14 @@ impl<S: ClientStream> Conn<S> {
     }
 
     /// The parsed head as the request's `http` parts (reusing the connection's: the field
-    /// map keeps its allocations from one request to the next), whose fields share the head's
-    /// bytes, and a body that reads from this connection.
+    /// map keeps its allocations from one request to the next) with the fields the proxy
+    /// reads or rewrites, the fields passed on as received, both sharing the head's bytes,
+    /// and a body that reads from this connection.
     fn request(
         &mut self,
         expects_continue: bool,
-    ) -> Result<(&mut Parts, RequestBody<'_>), &'static str> {
-        let head = &self.head;
+    ) -> Result<(&mut Parts, &PassedFields, RequestBody<'_>), &'static str> {
+        let head = &mut self.head;
         let bytes = self.read.split_to(head.len).freeze();
         let parts = &mut self.request;
         parts.method = Method::from_bytes(head.method(&bytes)).map_err(|_| "Invalid method.")?;
@@ -242,24 +248,21 @@ impl<S: ClientStream> Conn<S> {
         } else {
             Version::HTTP_10
         };
-        // Room for the forwarding fields the proxy adds (`X-Forwarded-For`,
-        // `X-Forwarded-Proto`, `Forwarded`, `Host`): a map that grew would allocate.
-        parts.headers.reserve(head.fields.len() + 4);
-        for f in &head.fields {
-            let name =
-                HeaderName::from_bytes(f.name.of(&bytes)).map_err(|_| "Invalid header name.")?;
-            let value = HeaderValue::from_maybe_shared(bytes.slice(f.value.range()))
-                .map_err(|_| "Invalid header value.")?;
-            parts.headers.append(name, value);
-        }
         self.decoder = Decoder::new(head.framing);
+        // Room for the forwarding fields the proxy adds (`X-Forwarded-For`,
+        // `X-Forwarded-Proto`, `Forwarded`) and the few it rewrites: a map that grew would
+        // allocate.
+        parts.headers.reserve(8);
+        let passed = self
+            .passed
+            .insert(PassedFields::of_request(head, bytes, &mut parts.headers));
         let body = H1Body::new(
             &mut self.io,
             &mut self.read,
             &mut self.decoder,
             expects_continue,
         );
-        Ok((parts, RequestBody::H1(body)))
+        Ok((parts, passed, RequestBody::H1(body)))
     }
 
     /// Frees the HTTP buffers of a connection that becomes a tunnel (an idle WebSocket must
@@ -270,6 +273,7 @@ impl<S: ClientStream> Conn<S> {
         self.write = Vec::new();
         self.head = RequestHead::default();
         self.request = Request::new(()).into_parts().0;
+        self.passed = None;
         early
     }
 
@@ -277,6 +281,9 @@ impl<S: ClientStream> Conn<S> {
     /// buffer's bytes alive once the answer is written, or the next read would need a new
     /// buffer.
     fn forget_request(&mut self) {
+        if let Some(passed) = self.passed.take() {
+            self.head.fields = passed.into_list();
+        }
         let parts = &mut self.request;
         parts.headers.clear();
         parts.uri = Uri::from_static("/");

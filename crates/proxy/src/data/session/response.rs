@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use super::Conn;
 use crate::data::body::ProxyBody;
 use crate::data::frontend::ListenerContext;
+use crate::data::passed::PassedFields;
 use crate::data::request_body::ClientStream;
-use crate::data::server_fields::ServerFields;
 use crate::data::tunnel::Tunnel;
 
 /// Body frames up to this size are copied next to the head or chunk line before them;
@@ -94,7 +94,7 @@ impl Framing {
     fn of(
         exchange: Exchange,
         parts: &http::response::Parts,
-        passed: Option<&ServerFields>,
+        passed: Option<&PassedFields>,
         body: &ProxyBody,
         tunnel: bool,
     ) -> Self {
@@ -106,7 +106,7 @@ impl Framing {
             || status == StatusCode::NOT_MODIFIED
         {
             Self::None
-        } else if passed.is_some_and(ServerFields::has_content_length)
+        } else if passed.is_some_and(PassedFields::has_content_length)
             || parts.headers.contains_key(header::CONTENT_LENGTH)
         {
             Self::Fields
@@ -145,7 +145,7 @@ impl<S: ClientStream> Conn<S> {
                 || ctx.drain.is_tripped()
                 || asks_close(&parts.headers));
         self.write_head(&parts, passed.as_ref(), framing, close, exchange.minor);
-        body.recycle(Some(parts.headers), passed.map(ServerFields::into_list));
+        body.recycle(Some(parts.headers), passed.map(PassedFields::into_list));
         let written = if framing == Framing::None {
             let head = std::mem::take(&mut self.write);
             let r = self.write_all(&head, ctx).await;
@@ -169,7 +169,7 @@ impl<S: ClientStream> Conn<S> {
     fn write_head(
         &mut self,
         parts: &http::response::Parts,
-        passed: Option<&ServerFields>,
+        passed: Option<&PassedFields>,
         framing: Framing,
         close: bool,
         minor: u8,

@@ -1,40 +1,51 @@
-//! A server's answer as the client gets it, field by field: each field of the server's head is
-//! dropped (hop-by-hop), entered in the response's `HeaderMap` (the few the proxy may edit:
-//! `Cache-Control` for `nocache`, `Strict-Transport-Security` for HSTS, `Upgrade` on a `101`),
-//! or passed on untouched, as a span of the head it was parsed from. An HTTP/1 client gets
-//! the passed fields written straight from those spans: they are never hashed into a map
-//! only to be read out again. An HTTP/2 client gets them in the map, as hyper needs them.
+//! Header fields passed on as received, in both directions. As a head is read, each of its
+//! fields is dropped (hop-by-hop), entered in the message's `HeaderMap` (the few the proxy
+//! reads or rewrites), or passed on untouched, as a span of the head it was parsed from.
+//! Passed fields are written to the next hop straight from those spans: they are never
+//! hashed into a map only to be read out again. An HTTP/2 client gets a server's passed
+//! fields in the map, as hyper needs them.
+//!
+//! - A server's answer: `Cache-Control` (for `nocache`), `Strict-Transport-Security` (for
+//!   HSTS) and a `101`'s `Upgrade` enter the map; the hop-by-hop fields are dropped.
+//! - A client's request: the hop-by-hop fields (for the upgrade handshake), `Cookie` (the
+//!   sticky cookie) and the forwarding fields (`X-Forwarded-For`, `X-Forwarded-Proto`,
+//!   `Forwarded`) enter the map, where `headers::prepare_upstream_request` rewrites them.
+//!
+//! Either way a field the `Connection` field nominates is never passed on (RFC 9110 section
+//! 7.6.1).
 
 use bytes::Bytes;
-use h1::{Field, ResponseHead, Span, encode};
+use h1::{Field, RequestHead, ResponseHead, Span, encode};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-/// What becomes of one field of a server's answer.
+/// What becomes of one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
     /// Hop-by-hop, or a `Content-Length` the chunked framing overrides: not forwarded.
     Drop,
-    /// A field the proxy may read or replace: into the response's map.
+    /// A field the proxy may read or replace: into the message's map, unless `Connection`
+    /// nominates it.
     Edit,
-    /// `Upgrade` on a `101`: into the map, for the handshake the proxy keeps or drops (the
-    /// `Connection` field names it, as it must).
-    Handshake,
+    /// Into the map whatever `Connection` says: the map's own rewrite decides (a request's
+    /// hop-by-hop fields, the upgrade handshake's; a `101`'s `Upgrade`, which `Connection`
+    /// names as it must).
+    Map,
     /// Forwarded as received.
     Pass,
-    /// `Content-Length`, forwarded as received: the client's framing is the server's.
+    /// `Content-Length`, forwarded as received: the next hop's framing is this one's.
     PassLength,
 }
 
-/// The fate of a field by its name, the status and whether the framing overrides a length.
-/// One comparison at most per name length: most names are none of these.
-fn fate(name: &[u8], status: u16, drop_length: bool) -> Fate {
+/// The fate of a server's field by its name, the status and whether the framing overrides a
+/// length. One comparison at most per name length: most names are none of these.
+fn response_fate(name: &[u8], status: u16, drop_length: bool) -> Fate {
     let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
     match name.len() {
         2 if is(b"te") => Fate::Drop,
         7 if is(b"trailer") => Fate::Drop,
         7 if is(b"upgrade") => {
             if status == 101 {
-                Fate::Handshake
+                Fate::Map
             } else {
                 Fate::Drop
             }
@@ -55,23 +66,72 @@ fn fate(name: &[u8], status: u16, drop_length: bool) -> Fate {
     }
 }
 
-/// The end-to-end fields of a server's answer that nothing edits, in the order received:
-/// spans of the head they were parsed from.
+/// The fate of a client's field by its name: what the proxy rewrites for the server enters
+/// the map, where the hop-by-hop fields are removed with the upgrade handshake in mind.
+fn request_fate(name: &[u8]) -> Fate {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 if is(b"te") => Fate::Map,
+        6 if is(b"cookie") => Fate::Map,
+        7 if is(b"trailer") || is(b"upgrade") => Fate::Map,
+        9 if is(b"forwarded") => Fate::Map,
+        10 if is(b"connection") || is(b"keep-alive") => Fate::Map,
+        14 if is(b"content-length") => Fate::PassLength,
+        15 if is(b"x-forwarded-for") => Fate::Map,
+        16 if is(b"proxy-connection") => Fate::Map,
+        17 if is(b"transfer-encoding") || is(b"x-forwarded-proto") => Fate::Map,
+        _ => Fate::Pass,
+    }
+}
+
+/// The end-to-end fields of a message that nothing edits, in the order received: spans of
+/// the head they were parsed from.
 #[derive(Debug)]
-pub(crate) struct ServerFields {
+pub(crate) struct PassedFields {
     head: Bytes,
     fields: Vec<Field>,
     content_length: bool,
 }
 
-impl ServerFields {
-    /// Splits the fields of `parsed` (a head parsed from `head`): the hop-by-hop ones (the
-    /// fixed list, and those its `Connection` fields name) are dropped, those the proxy may
-    /// edit are appended to `edited`, the others are kept as spans. Takes `parsed`'s field
-    /// list, whose allocation [`ServerFields::into_list`] gives back.
-    pub(crate) fn split(parsed: &mut ResponseHead, head: Bytes, edited: &mut HeaderMap) -> Self {
-        let mut fields = std::mem::take(&mut parsed.fields);
-        let nominated = if parsed.connection.options {
+impl PassedFields {
+    /// Splits the fields of a server's answer `parsed` (parsed from `head`): the hop-by-hop
+    /// ones are dropped, those the proxy may edit are appended to `edited`, the others are
+    /// kept as spans. Takes `parsed`'s field list, whose allocation
+    /// [`PassedFields::into_list`] gives back.
+    pub(crate) fn of_response(
+        parsed: &mut ResponseHead,
+        head: Bytes,
+        edited: &mut HeaderMap,
+    ) -> Self {
+        let (status, drop_length) = (parsed.status, parsed.drop_content_length);
+        let fields = std::mem::take(&mut parsed.fields);
+        let options = parsed.connection.options;
+        Self::split(fields, head, options, edited, |name| {
+            response_fate(name, status, drop_length)
+        })
+    }
+
+    /// Splits the fields of a client's request `parsed` (parsed from `head`): those the
+    /// proxy rewrites for the server are appended to `edited`, the others are kept as spans
+    /// (but for those `Connection` nominates). Takes `parsed`'s field list, as above.
+    pub(crate) fn of_request(
+        parsed: &mut RequestHead,
+        head: Bytes,
+        edited: &mut HeaderMap,
+    ) -> Self {
+        let fields = std::mem::take(&mut parsed.fields);
+        let options = parsed.connection.options;
+        Self::split(fields, head, options, edited, request_fate)
+    }
+
+    fn split(
+        mut fields: Vec<Field>,
+        head: Bytes,
+        options: bool,
+        edited: &mut HeaderMap,
+        fate: impl Fn(&[u8]) -> Fate,
+    ) -> Self {
+        let nominated = if options {
             Nominated::by(&fields, &head)
         } else {
             Nominated::none(&head)
@@ -79,10 +139,12 @@ impl ServerFields {
         let mut content_length = false;
         fields.retain(|f| {
             let name = f.name.of(&head);
-            match fate(name, parsed.status, parsed.drop_content_length) {
+            match fate(name) {
                 Fate::Drop => false,
                 Fate::Edit | Fate::Pass | Fate::PassLength if nominated.names(name) => false,
-                Fate::Edit | Fate::Handshake => {
+                Fate::Edit | Fate::Map => {
+                    // The codec already refused what either constructor refuses (httparse's
+                    // token and value rules are `http`'s): nothing is lost here.
                     let name = HeaderName::from_bytes(name);
                     let value = HeaderValue::from_maybe_shared(head.slice(f.value.range()));
                     if let (Ok(name), Ok(value)) = (name, value) {
@@ -104,12 +166,20 @@ impl ServerFields {
         }
     }
 
-    /// Whether a `Content-Length` is among them (the client's framing is then the server's).
+    /// The value of the first field called `name` (case-insensitive).
+    pub(crate) fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|f| f.name.of(&self.head).eq_ignore_ascii_case(name))
+            .map(|f| f.value.of(&self.head))
+    }
+
+    /// Whether a `Content-Length` is among them (the next hop's framing is then this one's).
     pub(crate) fn has_content_length(&self) -> bool {
         self.content_length
     }
 
-    /// Writes them as `name: value` lines, names as the server spelled them.
+    /// Writes them as `name: value` lines, names as the sender spelled them.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         for f in &self.fields {
             encode::field(out, f.name.of(&self.head), f.value.of(&self.head));
@@ -121,8 +191,6 @@ impl ServerFields {
     pub(crate) fn into_map(self, map: &mut HeaderMap) -> Vec<Field> {
         map.reserve(self.fields.len());
         for f in &self.fields {
-            // The codec already refused what either constructor refuses (httparse's token
-            // and value rules are `http`'s): nothing is lost here.
             let name = HeaderName::from_bytes(f.name.of(&self.head));
             let value = HeaderValue::from_maybe_shared(self.head.slice(f.value.range()));
             if let (Ok(name), Ok(value)) = (name, value) {
@@ -132,7 +200,7 @@ impl ServerFields {
         self.into_list()
     }
 
-    /// The field list, emptied, for the connection's next head.
+    /// The field list, emptied, for the connection's next head (the head's bytes are let go).
     pub(crate) fn into_list(self) -> Vec<Field> {
         let mut fields = self.fields;
         fields.clear();
@@ -168,7 +236,7 @@ impl<'a> Nominated<'a> {
         // The fixed list as any status but `101` reads it.
         let any = connection()
             .flat_map(|v| tokens(v.of(head)))
-            .any(|t| fate(t, 200, false) != Fate::Drop);
+            .any(|t| response_fate(t, 200, false) != Fate::Drop);
         Self {
             head,
             values: if any {
@@ -206,7 +274,8 @@ mod tests {
         let done = parsed.parse(raw, false, &h1::Limits::default());
         assert_eq!(done, Ok(h1::Parse::Complete));
         let mut edited = HeaderMap::new();
-        let passed = ServerFields::split(&mut parsed, Bytes::copy_from_slice(raw), &mut edited);
+        let passed =
+            PassedFields::of_response(&mut parsed, Bytes::copy_from_slice(raw), &mut edited);
         let mut out = Vec::new();
         passed.encode(&mut out);
         let edited = edited
@@ -283,17 +352,61 @@ mod tests {
     fn every_hop_by_hop_name_is_dropped() {
         for name in &HOP_BY_HOP {
             let bytes = name.as_str().as_bytes();
-            assert_eq!(fate(bytes, 200, false), Fate::Drop, "{name}");
+            assert_eq!(response_fate(bytes, 200, false), Fate::Drop, "{name}");
             assert_eq!(
-                fate(&bytes.to_ascii_uppercase(), 200, false),
+                response_fate(&bytes.to_ascii_uppercase(), 200, false),
                 Fate::Drop,
                 "{name}"
             );
         }
         // Look-alikes of the same lengths pass.
         for name in [&b"tx"[..], b"trailers", b"connected!", b"content-lengtH2"] {
-            assert_eq!(fate(name, 200, false), Fate::Pass);
+            assert_eq!(response_fate(name, 200, false), Fate::Pass);
         }
+    }
+
+    #[test]
+    fn a_requests_rewritten_fields_go_to_the_map_and_nominated_ones_nowhere() {
+        for name in HOP_BY_HOP.iter().map(HeaderName::as_str).chain([
+            "cookie",
+            "forwarded",
+            "x-forwarded-for",
+            "X-Forwarded-Proto",
+        ]) {
+            assert_eq!(request_fate(name.as_bytes()), Fate::Map, "{name}");
+        }
+        for name in [
+            "host",
+            "user-agent",
+            "x-forwarded-host",
+            "cookie2",
+            "accept",
+        ] {
+            assert_eq!(request_fate(name.as_bytes()), Fate::Pass, "{name}");
+        }
+        let raw = b"POST /x HTTP/1.1\r\nHost: lb\r\nConnection: keep-alive, X-Hop, Upgrade\r\n\
+                    X-Hop: 1\r\nCookie: SERVERID=a\r\nUpgrade: websocket\r\nUser-Agent: t\r\n\
+                    X-Forwarded-For: 192.0.2.1\r\nContent-Length: 2\r\n\r\n";
+        let mut parsed = RequestHead::default();
+        let done = parsed.parse(raw, &h1::Limits::default());
+        assert_eq!(done, Ok(h1::Parse::Complete));
+        let mut map = HeaderMap::new();
+        let passed = PassedFields::of_request(&mut parsed, Bytes::copy_from_slice(raw), &mut map);
+        let mut out = Vec::new();
+        passed.encode(&mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "Host: lb\r\nUser-Agent: t\r\nContent-Length: 2\r\n"
+        );
+        assert!(passed.has_content_length());
+        assert_eq!(passed.get(b"HOST"), Some(&b"lb"[..]));
+        assert_eq!(passed.get(b"x-hop"), None, "nominated by Connection");
+        let names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            ["connection", "cookie", "upgrade", "x-forwarded-for"],
+            "the upgrade handshake survives a Connection that names more"
+        );
     }
 
     #[test]
@@ -305,7 +418,7 @@ mod tests {
             Ok(h1::Parse::Complete)
         );
         let mut map = HeaderMap::new();
-        let passed = ServerFields::split(&mut parsed, Bytes::copy_from_slice(raw), &mut map);
+        let passed = PassedFields::of_response(&mut parsed, Bytes::copy_from_slice(raw), &mut map);
         let list = passed.into_map(&mut map);
         assert!(
             list.is_empty() && list.capacity() >= 3,
