@@ -20,6 +20,7 @@ use crate::config::Timeouts;
 use crate::data::accesslog::AccessLog;
 use crate::data::deadline::{Deadline, Elapsed};
 use crate::data::framed;
+use crate::data::headers::Forwarding;
 use crate::data::passed::PassedFields;
 use crate::data::timeout::BodyError;
 use crate::data::upstream::{ConnectError, ServerConn, Upstream, UpstreamBody};
@@ -77,13 +78,23 @@ pub(crate) struct Answer {
     pub(crate) keep_alive: bool,
 }
 
+/// A request's head as servers get it.
+#[derive(Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    /// Method, target, and the fields the proxy read or rewrote.
+    pub(crate) parts: &'a Parts,
+    /// An HTTP/1 request's other fields, as received.
+    pub(crate) passed: Option<&'a PassedFields>,
+    /// What the proxy tells servers about the client.
+    pub(crate) forwarding: &'a Forwarding,
+}
+
 /// One try on one server: a connection (pooled unless `fresh_only`), the request, the
 /// response head. `body` is taken only once its first byte is about to be sent, so a try
 /// that fails before leaves it for the next.
 pub(crate) async fn attempt(
     upstream: &Arc<Upstream>,
-    parts: &Parts,
-    passed: Option<&PassedFields>,
+    request: Outgoing<'_>,
     body: &mut Option<UpstreamBody<'_>>,
     timeouts: &Timeouts,
     fresh_only: bool,
@@ -111,12 +122,12 @@ pub(crate) async fn attempt(
     if log.connect_ms.is_none() {
         log.connect_ms = Some(0);
     }
-    let head_request = parts.method == Method::HEAD;
+    let head_request = request.parts.method == Method::HEAD;
     // The connection's timer, lent to this exchange (which borrows the connection).
     let mut deadline = conn.deadline.take().unwrap_or_else(Deadline::new);
     let exchange = async {
         let streams_body = body.as_ref().is_some_and(|b| !b.is_end_stream());
-        write_head(&mut conn, parts, passed, streams_body)
+        write_head(&mut conn, request, streams_body)
             .await
             .map_err(|e| {
                 if reused {
@@ -126,7 +137,7 @@ pub(crate) async fn attempt(
                 }
             })?;
         if let Some(body) = body.take() {
-            send_body(&mut conn, body, sends_chunked(parts, passed))
+            send_body(&mut conn, body, sends_chunked(request))
                 .await
                 .map_err(AttemptError::NoResponse)?;
         }
@@ -159,19 +170,24 @@ pub(crate) async fn attempt(
 
 /// Whether the request's body goes chunked: it has no Content-Length to frame it (the
 /// client's own `Transfer-Encoding` was removed with the other hop-by-hop fields).
-fn sends_chunked(parts: &Parts, passed: Option<&PassedFields>) -> bool {
-    !(passed.is_some_and(PassedFields::has_content_length)
-        || parts.headers.contains_key(header::CONTENT_LENGTH))
+fn sends_chunked(request: Outgoing<'_>) -> bool {
+    !(request.passed.is_some_and(PassedFields::has_content_length)
+        || request.parts.headers.contains_key(header::CONTENT_LENGTH))
 }
 
 /// Writes the request head: request line, the fields passed on as received, the (already
-/// rewritten) fields of the map, and the framing field the body needs.
+/// rewritten) fields of the map, the forwarding fields, and the framing field the body
+/// needs.
 async fn write_head(
     conn: &mut ServerConn,
-    parts: &Parts,
-    passed: Option<&PassedFields>,
+    request: Outgoing<'_>,
     streams_body: bool,
 ) -> std::io::Result<()> {
+    let Outgoing {
+        parts,
+        passed,
+        forwarding,
+    } = request;
     let out = &mut conn.write;
     out.clear();
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -182,7 +198,8 @@ async fn write_head(
     for (name, value) in &parts.headers {
         encode::field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if streams_body && sends_chunked(parts, passed) {
+    forwarding.encode(&parts.headers, out);
+    if streams_body && sends_chunked(request) {
         encode::field(out, b"transfer-encoding", b"chunked");
     }
     encode::end_head(out);

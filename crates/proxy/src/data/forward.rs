@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::counters::{Counters, SessionGuard};
 use crate::data::accesslog::{AccessLog, RequestLine};
-use crate::data::attempt::{Answer, AttemptError, NoResponse, attempt};
+use crate::data::attempt::{Answer, AttemptError, NoResponse, Outgoing, attempt};
 use crate::data::body::{ProxyBody, ServerBody};
 use crate::data::headers;
 use crate::data::passed::PassedFields;
@@ -361,8 +361,11 @@ impl<'c> Stream<'c> {
             Counters::add(&target.upstream.counters.requests, 1);
             let tried = attempt(
                 &target.upstream,
-                self.parts,
-                self.passed,
+                Outgoing {
+                    parts: self.parts,
+                    passed: self.passed,
+                    forwarding: &ctx.forwarding,
+                },
                 &mut self.body,
                 &self.view.settings.timeouts,
                 self.fresh_only,

@@ -207,6 +207,17 @@ pub(crate) struct Forwarding {
 }
 
 impl Forwarding {
+    /// Writes the forwarding fields a request's head `h` does not carry yet, after its own:
+    /// `X-Forwarded-For` (unless [`prepare_upstream_request`] continued the client's chain),
+    /// `X-Forwarded-Proto`, and `Forwarded` (after the client's, if any).
+    pub(crate) fn encode(&self, h: &HeaderMap, out: &mut Vec<u8>) {
+        if !h.contains_key(X_FORWARDED_FOR) {
+            h1::encode::field(out, b"x-forwarded-for", self.client_ip.as_bytes());
+        }
+        h1::encode::field(out, b"x-forwarded-proto", self.proto.as_bytes());
+        h1::encode::field(out, b"forwarded", self.forwarded.as_bytes());
+    }
+
     pub(crate) fn new(peer: SocketAddr, tls: bool) -> Self {
         let proto = if tls { "https" } else { "http" };
         let node = match peer {
@@ -226,9 +237,10 @@ impl Forwarding {
 }
 
 /// Rewrites a client's request for a server: hop-by-hop headers out (kept for an upgrade),
-/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` in, `Host` from the target's
-/// authority when the request has none (in `parts` or among the fields `passed` on as
-/// received).
+/// the client's own `X-Forwarded-Proto` out and its `X-Forwarded-For` chain continued (the
+/// proxy's forwarding fields are written with the head: [`Forwarding::encode`]), `Host`
+/// from the target's authority when the request has none (in `parts` or among the fields
+/// `passed` on as received).
 pub(crate) fn prepare_upstream_request(
     parts: &mut Parts,
     passed: Option<&PassedFields>,
@@ -252,19 +264,20 @@ pub(crate) fn prepare_upstream_request(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, proto.clone());
     }
-    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => {
+    // A chain the client started is continued here, in the map; a request without one gets
+    // ours from [`Forwarding::encode`] as its head is written, as it gets the others.
+    if let Some(prev) = h.get(X_FORWARDED_FOR) {
+        let chained = prev.to_str().ok().and_then(|prev| {
             let ip = forwarding.client_ip.to_str().unwrap_or("unknown");
             HeaderValue::from_str(&format!("{prev}, {ip}")).ok()
-        }
-        None => Some(forwarding.client_ip.clone()),
-    };
-    if let Some(v) = xff {
-        h.insert(X_FORWARDED_FOR, v);
+        });
+        h.insert(
+            X_FORWARDED_FOR,
+            chained.unwrap_or_else(|| forwarding.client_ip.clone()),
+        );
     }
     // Clients cannot be trusted to tell a server how they reached us.
-    h.insert(X_FORWARDED_PROTO, forwarding.proto.clone());
-    h.append(header::FORWARDED, forwarding.forwarded.clone());
+    h.remove(X_FORWARDED_PROTO);
 }
 
 /// HTTP/2 clients may send one `Cookie` field per cookie; HTTP/1.1 wants a single one,
@@ -441,10 +454,37 @@ mod tests {
             h.get("connection").is_none()
                 && h.get("x-secret").is_none()
                 && h.get("keep-alive").is_none()
+                && h.get("x-forwarded-proto").is_none()
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http");
+        assert_eq!(
+            written(&fwd, h),
+            "x-forwarded-proto: http\r\nforwarded: for=192.0.2.7;proto=http\r\n",
+            "the chain continued in the map is not written twice"
+        );
+        // A request without a chain gets ours; one whose chain is unreadable gets ours alone.
+        let mut fresh = req(|b| b);
+        prepare_upstream_request(&mut fresh, None, &fwd, None);
+        assert!(fresh.headers.get("x-forwarded-for").is_none());
+        assert_eq!(
+            written(&fwd, &fresh.headers),
+            "x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\n\
+             forwarded: for=192.0.2.7;proto=http\r\n"
+        );
+        let mut odd = req(|b| {
+            b.header(
+                "x-forwarded-for",
+                HeaderValue::from_bytes(b"\xff").expect("obs-text"),
+            )
+        });
+        prepare_upstream_request(&mut odd, None, &fwd, None);
+        assert_eq!(odd.headers["x-forwarded-for"], "192.0.2.7");
+    }
+
+    fn written(fwd: &Forwarding, h: &HeaderMap) -> String {
+        let mut out = Vec::new();
+        fwd.encode(h, &mut out);
+        String::from_utf8(out).expect("ascii")
     }
 
     #[test]
@@ -463,7 +503,9 @@ mod tests {
         prepare_upstream_request(&mut parts, None, &fwd, proto.as_ref());
         assert_eq!(parts.headers["connection"], "upgrade");
         assert_eq!(parts.headers["upgrade"], "websocket");
-        assert_eq!(parts.headers["forwarded"], "for=\"[::1]\";proto=https");
+        assert!(
+            written(&fwd, &parts.headers).ends_with("forwarded: for=\"[::1]\";proto=https\r\n")
+        );
     }
 
     #[test]
