@@ -72,7 +72,7 @@ impl Average {
             old - old / Self::WINDOW + sample / Self::WINDOW
         };
         self.avg_us.store(new, Relaxed);
-        self.max_us.fetch_max(sample, Relaxed);
+        raise(&self.max_us, sample);
     }
 
     /// Current average in milliseconds.
@@ -152,6 +152,15 @@ impl RateMeter {
     }
 }
 
+/// Raises a maximum to `value`. Once a maximum is reached, most values are below it: a plain
+/// load finds that out, where `fetch_max` would take the cache line exclusively (a locked
+/// compare-and-swap loop) on every call.
+fn raise(max: &AtomicU64, value: u64) {
+    if value > max.load(Relaxed) {
+        max.fetch_max(value, Relaxed);
+    }
+}
+
 /// Counters of one frontend, pool or server.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -213,7 +222,7 @@ impl Counters {
     /// A session starts: bumps `scur`, `smax`, `stot`.
     pub fn session_started(&self) {
         let cur = self.cur_sessions.fetch_add(1, Relaxed) + 1;
-        self.max_sessions.fetch_max(cur, Relaxed);
+        raise(&self.max_sessions, cur);
         self.total_sessions.fetch_add(1, Relaxed);
     }
 

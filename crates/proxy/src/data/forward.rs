@@ -609,8 +609,9 @@ impl<'c> Stream<'c> {
         }
         let status = resp.status();
         self.log.status = status.as_u16();
+        // The stream ends here: its counter sets move on to the body (or tunnel).
         let counters = [
-            self.frontend.clone(),
+            self.frontend,
             self.pool.counters.clone(),
             upstream.counters.clone(),
         ];
