@@ -182,6 +182,46 @@ async fn jump_hash_keeps_tracks_together_and_moves_only_a_dead_servers_tracks() 
 }
 
 #[tokio::test]
+async fn a_header_hash_key_is_read_from_the_fields_passed_as_received() {
+    // `X-Track` is none of the fields the proxy rewrites: it reaches routing from the
+    // request's passed fields, whatever its spelling.
+    let s1 = backend("stream-1", Kind::Stream).await;
+    let s2 = backend("stream-2", Kind::Stream).await;
+    let text = format!(
+        r#"
+[[frontend]]
+name = "veza"
+bind = ["127.0.0.1:0"]
+default_pool = "stream"
+[pool.stream]
+balance = "jump-hash"
+hash_key = {{ source = "header", name = "X-Track" }}
+servers = [{{ name = "stream-1", addr = "{}" }}, {{ name = "stream-2", addr = "{}" }}]
+"#,
+        s1.addr(),
+        s2.addr()
+    );
+    let config = proxy::config::Config::parse(&text, "test.toml").expect("valid config");
+    let lb = Lb::start(config).await;
+    let mut owners = HashSet::new();
+    for track in 0..12 {
+        let mut servers = HashSet::new();
+        for (i, name) in ["X-Track", "x-track", "X-TRACK"].into_iter().enumerate() {
+            let value = format!("t{track}");
+            let path = format!("/stream/seg-{i}.ts");
+            let r = testkit::http::request(lb.addr, "GET", &path, &[(name, &value)])
+                .await
+                .expect("answered");
+            assert_eq!(r.status, 200);
+            servers.insert(r.served_by().to_owned());
+        }
+        assert_eq!(servers.len(), 1, "track {track} split over {servers:?}");
+        owners.extend(servers);
+    }
+    assert_eq!(owners.len(), 2, "the key spreads tracks: {owners:?}");
+}
+
+#[tokio::test]
 async fn health_goes_through_haproxy_statuses_and_slow_start_ramps() {
     let (a, b) = (
         backend("api-1", Kind::Api).await,
