@@ -23,7 +23,7 @@ use crate::data::loops::Placed;
 use crate::data::request_body::RequestBody;
 use crate::data::session;
 use crate::data::tripwire::Tripwire;
-use crate::tls::HttpsPolicy;
+use crate::tls::{HttpsPolicy, TlsFrontend};
 
 /// Accepts on `listener` until `stop` (this listener closing) or the drain token, while the
 /// connection limit allows: at `maxconn`, or out of descriptors, the listener pauses and the
@@ -146,9 +146,23 @@ async fn serve_client(
         process: ctx.process.clone(),
         tracker: ctx.tracker.clone(),
     });
-    let Some(tls) = &ctx.tls else {
-        return session::serve(stream, client, &ctx).await;
-    };
+    match &ctx.tls {
+        None => session::serve(stream, client, &ctx).await,
+        // Boxed: a TLS connection's states (handshake, rustls' session, HTTP/2) are several
+        // times a plain one's, and every plain connection's task would be sized for them.
+        Some(tls) => Box::pin(serve_tls(stream, client, &ctx, tls)).await,
+    }
+}
+
+/// Serves a connection of a TLS listener: the handshake, then HTTP/2 or HTTP/1.1 as ALPN
+/// says.
+async fn serve_tls(
+    stream: TcpStream,
+    client: Arc<ClientContext>,
+    ctx: &ListenerContext,
+    tls: &TlsFrontend,
+) {
+    let peer = client.peer;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let handshake = tokio::time::timeout(ctx.client_timeout, acceptor.accept(stream));
     let stream = tokio::select! {
@@ -167,9 +181,9 @@ async fn serve_client(
     };
     let _open = tls.counters.handshake(stream.get_ref().1);
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-        serve_http2(TokioIo::new(stream), client, &ctx).await;
+        serve_http2(TokioIo::new(stream), client, ctx).await;
     } else {
-        session::serve(stream, client, &ctx).await;
+        session::serve(stream, client, ctx).await;
     }
 }
 
