@@ -69,10 +69,9 @@ pub(crate) enum NoResponse {
 /// A response head received on a connection, with the connection (its read buffer holds
 /// whatever body bytes came with the head).
 pub(crate) struct Answer {
-    /// The status, and the fields the proxy may edit.
+    /// The status, and the fields the proxy may edit (the others wait in the connection:
+    /// [`ServerConn::passed`]).
     pub(crate) response: Response<()>,
-    /// The fields passed on as received.
-    pub(crate) passed: PassedFields,
     pub(crate) conn: Box<ServerConn>,
     pub(crate) framing: Framing,
     pub(crate) keep_alive: bool,
@@ -161,7 +160,6 @@ pub(crate) async fn attempt(
     conn.head = head;
     Ok(Answer {
         response: parsed.response,
-        passed: parsed.passed,
         conn,
         framing: parsed.framing,
         keep_alive: parsed.keep_alive,
@@ -261,9 +259,9 @@ async fn read_head(conn: &mut ServerConn, head_request: bool) -> Result<Response
     }
 }
 
-/// The parsed head as an `http::Response` with the fields the proxy may edit, and the others
-/// as they came: values share the head's bytes, no copy. `head` keeps no field list (the
-/// passed fields own it until the answer is written).
+/// The parsed head as an `http::Response` with the fields the proxy may edit; the others, as
+/// they came, wait in the connection (`passed`, which owns `head`'s field list until the
+/// answer is written). Values share the head's bytes, no copy.
 fn answer(conn: &mut ServerConn, head: &mut ResponseHead) -> Parsed {
     let bytes: Bytes = conn.read.split_to(head.len).freeze();
     // Room for what the proxy adds (`Set-Cookie`, `Cache-Control`, HSTS): a map that grew
@@ -271,13 +269,12 @@ fn answer(conn: &mut ServerConn, head: &mut ResponseHead) -> Parsed {
     let mut headers = std::mem::take(&mut conn.fields);
     headers.clear();
     headers.reserve(ADDED_FIELDS);
-    let passed = PassedFields::of_response(head, bytes, &mut headers);
+    conn.passed = Some(PassedFields::of_response(head, bytes, &mut headers));
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = headers;
     Parsed {
         response,
-        passed,
         framing: head.framing,
         keep_alive: head.connection.keep_alive,
     }
@@ -286,7 +283,6 @@ fn answer(conn: &mut ServerConn, head: &mut ResponseHead) -> Parsed {
 /// What [`answer`] makes of a head, before the connection joins it.
 struct Parsed {
     response: Response<()>,
-    passed: PassedFields,
     framing: Framing,
     keep_alive: bool,
 }

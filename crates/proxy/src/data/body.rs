@@ -21,8 +21,6 @@ use crate::data::upstream::{ServerConn, Upstream};
 /// A response body: the server's, streamed through, or one the proxy made itself.
 pub struct ProxyBody {
     kind: Kind,
-    /// A server's fields passed on as received, until the head is written.
-    passed: Option<PassedFields>,
     /// Counter sets that `bout` is added to (frontend, pool, server).
     counters: Option<[Arc<Counters>; 3]>,
     log: Option<Box<AccessLog>>,
@@ -44,7 +42,6 @@ impl ProxyBody {
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
         Self {
             kind: Kind::Full(Some(bytes.into())),
-            passed: None,
             counters: None,
             log: None,
         }
@@ -59,7 +56,6 @@ impl ProxyBody {
     pub(crate) fn upstream(body: Idle<ServerBody>) -> Self {
         Self {
             kind: Kind::Upstream(body),
-            passed: None,
             counters: None,
             log: None,
         }
@@ -69,7 +65,6 @@ impl ProxyBody {
     pub(crate) fn tunnel(tunnel: Box<Tunnel>) -> Self {
         Self {
             kind: Kind::Tunnel(Some(tunnel)),
-            passed: None,
             counters: None,
             log: None,
         }
@@ -83,31 +78,41 @@ impl ProxyBody {
         }
     }
 
-    /// The server's fields that go with this body's head, passed on as received.
-    pub(crate) fn with_server_fields(mut self, passed: PassedFields) -> Self {
-        self.passed = Some(passed);
-        self
-    }
-
-    /// The server's fields to write with the head (an HTTP/1 client), if a server answered.
-    pub(crate) fn take_server_fields(&mut self) -> Option<PassedFields> {
-        self.passed.take()
-    }
-
-    /// Appends the server's fields to `map` (for a client hyper writes to).
-    pub(crate) fn merge_server_fields(&mut self, map: &mut http::HeaderMap) {
-        if let Some(passed) = self.passed.take() {
-            let list = passed.into_map(map);
-            self.recycle(None, Some(list));
+    /// The server's connection this answer came from, while the body streams.
+    fn server_conn(&mut self) -> Option<&mut ServerConn> {
+        match &mut self.kind {
+            Kind::Upstream(body) => body.get_mut().conn.as_deref_mut(),
+            Kind::Tunnel(_) | Kind::Full(_) => None,
         }
     }
 
-    /// Gives what an answer's head was held in back to the server connection it was read
-    /// from, emptied (the edited fields' map, the passed fields' list), so that the
-    /// connection's next answer reuses their allocations.
-    pub(crate) fn recycle(&mut self, map: Option<http::HeaderMap>, list: Option<Vec<h1::Field>>) {
-        if let Kind::Upstream(body) = &mut self.kind {
-            body.get_mut().recycle(map, list);
+    /// The server's fields that go with this answer's head, passed on as received (none for
+    /// an answer the proxy made; an upgrade's are in its tunnel's connection).
+    pub(crate) fn server_fields(&self) -> Option<&PassedFields> {
+        match &self.kind {
+            Kind::Upstream(body) => body.get_ref().conn.as_deref()?.passed.as_ref(),
+            Kind::Tunnel(_) | Kind::Full(_) => None,
+        }
+    }
+
+    /// Appends the server's passed fields to `map` (for a client hyper writes to).
+    pub(crate) fn merge_server_fields(&mut self, map: &mut http::HeaderMap) {
+        if let Some(conn) = self.server_conn()
+            && let Some(passed) = conn.passed.take()
+        {
+            conn.head.fields = passed.into_map(map);
+        }
+    }
+
+    /// Once the head is written: gives the answer's field map back to the server connection
+    /// it was read from, emptied, and lets the passed fields go (their list goes back to the
+    /// connection's head), so that the connection's next answer reuses their allocations
+    /// and nothing keeps the head's bytes.
+    pub(crate) fn head_written(&mut self, mut map: http::HeaderMap) {
+        if let Some(conn) = self.server_conn() {
+            conn.forget_passed();
+            map.clear();
+            conn.fields = map;
         }
     }
 
@@ -255,19 +260,6 @@ impl ServerBody {
             keep_alive,
             upstream,
             served: Some(served),
-        }
-    }
-
-    fn recycle(&mut self, map: Option<http::HeaderMap>, list: Option<Vec<h1::Field>>) {
-        if let Some(conn) = &mut self.conn {
-            if let Some(mut map) = map {
-                map.clear();
-                conn.fields = map;
-            }
-            if let Some(mut list) = list {
-                list.clear();
-                conn.head.fields = list;
-            }
         }
     }
 

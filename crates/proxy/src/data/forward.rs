@@ -589,7 +589,6 @@ impl<'c> Stream<'c> {
     ) -> Response<ProxyBody> {
         let Answer {
             response: mut resp,
-            passed,
             conn,
             framing,
             keep_alive,
@@ -642,16 +641,13 @@ impl<'c> Stream<'c> {
                 log: self.log,
             });
             // The session writes the 101 head, then runs the tunnel on its connection.
-            let body = ProxyBody::tunnel(tunnel).with_server_fields(passed);
-            return Response::from_parts(resp.into_parts().0, body);
+            return Response::from_parts(resp.into_parts().0, ProxyBody::tunnel(tunnel));
         }
         drop(session);
         let (parts, ()) = resp.into_parts();
         let body = ServerBody::new(conn, framing, keep_alive, upstream, served);
         let body = Idle::new(body, Side::Server, self.view.settings.timeouts.server);
-        let body = ProxyBody::upstream(body)
-            .with_server_fields(passed)
-            .with_accounting(counters, Some(self.log));
+        let body = ProxyBody::upstream(body).with_accounting(counters, Some(self.log));
         Response::from_parts(parts, body)
     }
 

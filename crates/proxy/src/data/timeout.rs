@@ -99,6 +99,10 @@ pub(crate) struct Idle<B> {
 }
 
 impl<B> Idle<B> {
+    pub(crate) fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
     pub(crate) fn get_mut(&mut self) -> &mut B {
         &mut self.inner
     }

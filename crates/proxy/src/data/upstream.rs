@@ -29,6 +29,7 @@ use crate::counters::Counters;
 use crate::data::deadline::Deadline;
 use crate::data::framed::READ_BUFFER;
 use crate::data::loops;
+use crate::data::passed::PassedFields;
 use crate::data::queue::Slots;
 use crate::data::request_body::RequestBody;
 use crate::data::timeout::Idle;
@@ -78,6 +79,9 @@ pub(crate) struct ServerConn {
     /// The field map answers are given to the client in, handed back empty once written, so
     /// its allocations serve every response.
     pub(crate) fields: http::HeaderMap,
+    /// The current answer's fields passed on as received, from its head until the head is
+    /// written to the client (then its list goes back to `head`).
+    pub(crate) passed: Option<PassedFields>,
     /// The timer of every wait for a response (`timeout_server`); lent to the request that
     /// uses the connection (so `None` only meanwhile).
     pub(crate) deadline: Option<Deadline>,
@@ -95,6 +99,7 @@ impl ServerConn {
             write: Vec::with_capacity(1024),
             head: h1::ResponseHead::default(),
             fields: http::HeaderMap::new(),
+            passed: None,
             deadline: Some(Deadline::new()),
         })
     }
@@ -106,8 +111,17 @@ impl ServerConn {
         self.write = Vec::new();
         self.head = h1::ResponseHead::default();
         self.fields = http::HeaderMap::new();
+        self.passed = None;
         self.deadline = None;
         std::mem::take(&mut self.read)
+    }
+
+    /// The current answer's passed fields, written: their list goes back to the head for
+    /// the next answer, and the head's bytes are let go.
+    pub(crate) fn forget_passed(&mut self) {
+        if let Some(passed) = self.passed.take() {
+            self.head.fields = passed.into_list();
+        }
     }
 
     /// Whether `shutdown-sessions` closed it (its server's wire at its opening has tripped).

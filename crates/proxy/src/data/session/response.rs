@@ -134,8 +134,13 @@ impl<S: ClientStream> Conn<S> {
         } else {
             None
         };
-        let passed = body.take_server_fields();
-        let framing = Framing::of(exchange, &parts, passed.as_ref(), &body, tunnel.is_some());
+        // The server's fields passed on as received: in its connection, which an upgrade's
+        // tunnel holds.
+        let passed = match &tunnel {
+            Some(t) => t.server.passed.as_ref(),
+            None => body.server_fields(),
+        };
+        let framing = Framing::of(exchange, &parts, passed, &body, tunnel.is_some());
         // The connection carries another request only if this one's body was read to its
         // end, the answer's end is not the connection's, and nobody asked to close.
         let close = tunnel.is_none()
@@ -144,8 +149,8 @@ impl<S: ClientStream> Conn<S> {
                 || framing == Framing::UntilClose
                 || ctx.drain.is_tripped()
                 || asks_close(&parts.headers));
-        self.write_head(&parts, passed.as_ref(), framing, close, exchange.minor);
-        body.recycle(Some(parts.headers), passed.map(PassedFields::into_list));
+        self.write_head(&parts, passed, framing, close, exchange.minor);
+        body.head_written(parts.headers);
         let written = if framing == Framing::None {
             let head = std::mem::take(&mut self.write);
             let r = self.write_all(&head, ctx).await;
