@@ -20,7 +20,7 @@ use crate::data::forward::ClientContext;
 use crate::data::frontend::{self, ListenerContext};
 use crate::data::headers;
 use crate::data::loops::Placed;
-use crate::data::request_body::RequestBody;
+use crate::data::request_body::{ClientStream, RequestBody};
 use crate::data::session;
 use crate::data::tripwire::Tripwire;
 use crate::tls::{HttpsPolicy, TlsFrontend};
@@ -125,16 +125,17 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     })
 }
 
-/// `_held`: the connection's place under `maxconn` and on its event loop, for its lifetime.
+/// `place`: the connection's place under `maxconn` and on its event loop, for its lifetime
+/// (a tunnel's included).
 async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: ListenerContext,
-    _held: (Slot, Placed),
+    place: (Slot, Placed),
 ) {
     let _ = stream.set_nodelay(true);
     let view = ctx.view.load();
-    let _session = SessionGuard::start([ctx.process.clone(), view.counters.clone()]);
+    let session = SessionGuard::start([ctx.process.clone(), view.counters.clone()]);
     drop(view);
     let client = Arc::new(ClientContext {
         frontend: ctx.view.clone(),
@@ -146,16 +147,35 @@ async fn serve_client(
         process: ctx.process.clone(),
         tracker: ctx.tracker.clone(),
     });
+    let held = (place, session);
     match &ctx.tls {
-        None => session::serve(stream, client, &ctx).await,
+        None => {
+            if let Some(upgraded) = session::serve(stream, client, &ctx).await {
+                run_tunnel(&ctx, upgraded, held);
+            }
+        }
         // Boxed: a TLS connection's states (handshake, rustls' session, HTTP/2) are several
         // times a plain one's, and every plain connection's task would be sized for them.
         Some(tls) => Box::pin(serve_tls(stream, client, &ctx, tls)).await,
     }
 }
 
+/// Runs a connection's tunnel on a task of its own, which keeps the connection's place
+/// (`held`: `maxconn`, event loop, session counts) and is tracked for a graceful stop; the
+/// connection's own task, sized for HTTP exchanges, ends.
+fn run_tunnel<S, H>(ctx: &ListenerContext, upgraded: session::Upgraded<S>, held: H)
+where
+    S: ClientStream + 'static,
+    H: Send + 'static,
+{
+    ctx.tracker.spawn(async move {
+        upgraded.run().await;
+        drop(held);
+    });
+}
+
 /// Serves a connection of a TLS listener: the handshake, then HTTP/2 or HTTP/1.1 as ALPN
-/// says.
+/// says. A tunnel runs here, counted among the listener's TLS connections to its end.
 async fn serve_tls(
     stream: TcpStream,
     client: Arc<ClientContext>,
@@ -182,8 +202,8 @@ async fn serve_tls(
     let _open = tls.counters.handshake(stream.get_ref().1);
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         serve_http2(TokioIo::new(stream), client, ctx).await;
-    } else {
-        session::serve(stream, client, ctx).await;
+    } else if let Some(upgraded) = session::serve(stream, client, ctx).await {
+        upgraded.run().await;
     }
 }
 

@@ -45,12 +45,14 @@ const REQUEST_LIMITS: Limits = Limits {
 };
 
 /// Serves HTTP/1.1 on one client connection until it closes, times out, the frontend drains
-/// or the proxy stops.
+/// or the proxy stops; or until a server switches protocols, when it returns the tunnel the
+/// connection became, for the caller to run ([`Upgraded::run`]) on a task of its own: a
+/// tunnel needs a fraction of the state an HTTP/1 exchange does, and may live for hours.
 pub(crate) async fn serve<S: ClientStream>(
     io: S,
     client: Arc<ClientContext>,
     ctx: &ListenerContext,
-) {
+) -> Option<Upgraded<S>> {
     let mut conn = Conn {
         io,
         read: BytesMut::with_capacity(READ_BUFFER),
@@ -63,7 +65,7 @@ pub(crate) async fn serve<S: ClientStream>(
     };
     let end = tokio::select! {
         end = conn.serve_requests(&client, ctx) => end,
-        () = ctx.hard_stop.tripped() => return,
+        () = ctx.hard_stop.tripped() => return None,
     };
     match end {
         End::Close => {
@@ -76,8 +78,28 @@ pub(crate) async fn serve<S: ClientStream>(
         End::Tunnel(tunnel) => {
             // What the client sent after its upgrade request belongs to the new protocol.
             let early = conn.shed_for_tunnel();
-            tunnel::run(tunnel, &mut conn.io, &early).await;
+            return Some(Upgraded {
+                io: conn.io,
+                tunnel,
+                early,
+            });
         }
+    }
+    None
+}
+
+/// A client connection that became a tunnel.
+pub(crate) struct Upgraded<S> {
+    io: S,
+    tunnel: Box<Tunnel>,
+    /// What the client sent after its upgrade request.
+    early: Vec<u8>,
+}
+
+impl<S: ClientStream> Upgraded<S> {
+    /// Carries the tunnel until either side ends it.
+    pub(crate) async fn run(mut self) {
+        tunnel::run(self.tunnel, &mut self.io, &self.early).await;
     }
 }
 
