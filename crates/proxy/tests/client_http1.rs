@@ -261,6 +261,14 @@ async fn recording_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver
     (addr, rx)
 }
 
+/// The next request the recording server saw.
+async fn recorded(seen: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(WAIT, seen.recv())
+        .await
+        .expect("in time")
+        .expect("recorded")
+}
+
 #[tokio::test]
 async fn a_request_reaches_the_server_with_its_fields_as_received_and_the_proxys_rewrites() {
     let (addr, mut seen) = recording_server().await;
@@ -275,10 +283,7 @@ async fn a_request_reaches_the_server_with_its_fields_as_received_and_the_proxys
     )
     .await;
     assert_eq!(c.answer(false).await.status, 204);
-    let head = tokio::time::timeout(WAIT, seen.recv())
-        .await
-        .expect("in time")
-        .expect("recorded");
+    let head = recorded(&mut seen).await;
     let lines: Vec<&str> = head.split("\r\n").collect();
     assert_eq!(lines[0], "POST /up?x=1 HTTP/1.1", "origin form");
     let named = |name: &str| -> Vec<&str> {
@@ -310,10 +315,7 @@ async fn a_request_reaches_the_server_with_its_fields_as_received_and_the_proxys
     c.send(b"POST /up HTTP/1.1\r\nHost: lb.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
         .await;
     assert_eq!(c.answer(false).await.status, 204);
-    let head = tokio::time::timeout(WAIT, seen.recv())
-        .await
-        .expect("in time")
-        .expect("recorded");
+    let head = recorded(&mut seen).await;
     assert!(
         head.to_ascii_lowercase()
             .contains("\r\ntransfer-encoding: chunked\r\n"),

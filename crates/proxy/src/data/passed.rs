@@ -247,10 +247,7 @@ impl<'a> Nominated<'a> {
     }
 
     fn names(&self, name: &[u8]) -> bool {
-        self.values
-            .iter()
-            .flat_map(|v| tokens(v.of(self.head)))
-            .any(|t| t.eq_ignore_ascii_case(name))
+        encode::nominated(self.values.iter().map(|v| v.of(self.head)), name)
     }
 }
 
