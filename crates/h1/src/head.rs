@@ -2,6 +2,8 @@
 //! [`Span`] of the caller's buffer, and the field list keeps its allocation from one message
 //! to the next.
 
+use std::mem::MaybeUninit;
+
 use crate::framing::{self, Framing, FramingError};
 
 /// Size limits of a head.
@@ -212,8 +214,13 @@ fn complete(
 }
 
 /// Space for httparse's field slices: on the stack, sized for [`Limits::max_fields`] up to
-/// this bound.
+/// this bound, and left uninitialised (httparse writes each slot before it is read): 128
+/// empty fields would be 3 KiB of stores on every head.
 const MAX_FIELDS: usize = 128;
+
+fn field_storage<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_FIELDS] {
+    [const { MaybeUninit::uninit() }; MAX_FIELDS]
+}
 
 /// A parsed request head. Reuse one per connection: parsing clears it.
 #[derive(Debug, Clone, Default)]
@@ -244,10 +251,11 @@ impl RequestHead {
     /// # Errors
     /// See [`HeadError`]; the status to answer is [`HeadError::status`].
     pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Parse, HeadError> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut storage = field_storage();
         let max = limits.max_fields.clamp(1, MAX_FIELDS);
-        let mut req = httparse::Request::new(&mut storage[..max]);
-        let Some(len) = complete(req.parse(buf), buf.len(), limits)? else {
+        let mut req = httparse::Request::new(&mut []);
+        let parsed = req.parse_with_uninit_headers(buf, &mut storage[..max]);
+        let Some(len) = complete(parsed, buf.len(), limits)? else {
             return Ok(Parse::Partial);
         };
         let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
@@ -396,10 +404,15 @@ impl ResponseHead {
         head_request: bool,
         limits: &Limits,
     ) -> Result<Parse, HeadError> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut storage = field_storage();
         let max = limits.max_fields.clamp(1, MAX_FIELDS);
-        let mut resp = httparse::Response::new(&mut storage[..max]);
-        let Some(len) = complete(resp.parse(buf), buf.len(), limits)? else {
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut storage[..max],
+        );
+        let Some(len) = complete(parsed, buf.len(), limits)? else {
             return Ok(Parse::Partial);
         };
         let (Some(status), Some(minor)) = (resp.code, resp.version) else {
