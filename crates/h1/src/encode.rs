@@ -79,6 +79,12 @@ pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(CRLF);
 }
 
+/// A field line as received (`name: value`, no line ending), then the line ending.
+pub fn line(out: &mut Vec<u8>, line: &[u8]) {
+    out.extend_from_slice(line);
+    out.extend_from_slice(CRLF);
+}
+
 /// The empty line that ends a head.
 pub fn end_head(out: &mut Vec<u8>) {
     out.extend_from_slice(CRLF);

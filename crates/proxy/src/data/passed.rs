@@ -14,6 +14,8 @@
 //! Either way a field the `Connection` field nominates is never passed on (RFC 9110 section
 //! 7.6.1).
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use h1::{Field, RequestHead, ResponseHead, Span, encode};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -180,9 +182,34 @@ impl PassedFields {
     }
 
     /// Writes them as `name: value` lines, names as the sender spelled them.
+    ///
+    /// Fields that follow each other in the head as `name: value` lines are copied as one
+    /// run of its bytes: a server's `Server`, `Date` and `Content-Type` are one copy, not
+    /// six.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let head = &self.head[..];
+        let mut run: Option<Range<usize>> = None;
         for f in &self.fields {
-            encode::field(out, f.name.of(&self.head), f.value.of(&self.head));
+            let Some(line) = verbatim(head, f) else {
+                if let Some(run) = run.take() {
+                    encode::line(out, &head[run]);
+                }
+                encode::field(out, f.name.of(head), f.value.of(head));
+                continue;
+            };
+            match &mut run {
+                Some(run) if line.start == run.end + 2 && head[run.end..line.start] == *b"\r\n" => {
+                    run.end = line.end;
+                }
+                _ => {
+                    if let Some(run) = run.replace(line) {
+                        encode::line(out, &head[run]);
+                    }
+                }
+            }
+        }
+        if let Some(run) = run {
+            encode::line(out, &head[run]);
         }
     }
 
@@ -206,6 +233,20 @@ impl PassedFields {
         fields.clear();
         fields
     }
+}
+
+/// Where `f`'s line is in `head`, without its line ending, when it reads `name:` OWS `value`
+/// (httparse's fields do; a field that did not would be written from its name and value).
+fn verbatim(head: &[u8], f: &Field) -> Option<Range<usize>> {
+    let (name, value) = (f.name.range(), f.value.range());
+    let between = head.get(name.end..value.start)?;
+    let (b':', space) = between.split_first()? else {
+        return None;
+    };
+    space
+        .iter()
+        .all(|&b| b == b' ' || b == b'\t')
+        .then_some(name.start..value.end)
 }
 
 /// Names a `Connection` field nominates beyond the fixed hop-by-hop list (RFC 9110 section
@@ -302,6 +343,20 @@ mod tests {
         let (passed, _, length) = split(plain);
         assert_eq!(passed, "X-Private: 1\r\nContent-Length: 0\r\n");
         assert!(length);
+    }
+
+    #[test]
+    fn runs_of_lines_are_copied_and_every_line_ends_in_crlf() {
+        // Runs broken by a dropped field, trailing spaces and a bare LF; a tab, extra spaces
+        // after the colon and an empty value's spaces are the sender's spelling and stay.
+        let raw = b"HTTP/1.1 200 OK\r\nServer: s\r\nDate:\tnow\r\nConnection: close\r\n\
+                    Vary:   a  \r\nX-Empty:\r\nX-Blank:   \r\nX-Lf: 1\nX-Next: 2\r\n\r\n";
+        let (passed, _, _) = split(raw);
+        assert_eq!(
+            passed,
+            "Server: s\r\nDate:\tnow\r\nVary:   a\r\nX-Empty:\r\nX-Blank:   \r\nX-Lf: 1\r\n\
+             X-Next: 2\r\n"
+        );
     }
 
     #[test]
