@@ -22,8 +22,8 @@ use crate::data::tripwire::{Tripwire, Wire};
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use crossbeam_queue::ArrayQueue;
+use nix::time::{ClockId, clock_gettime};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use crate::counters::Counters;
 use crate::data::deadline::Deadline;
@@ -171,7 +171,15 @@ impl Drop for Membership {
 
 struct Parked {
     conn: Box<ServerConn>,
-    since: Instant,
+    /// When it was parked, by [`coarse_now`].
+    since: Duration,
+}
+
+/// The monotonic clock to the kernel's tick (`CLOCK_MONOTONIC_COARSE`, a few milliseconds):
+/// a read of the vDSO's page with no TSC read, which is all the idle pool's 30-second bound
+/// needs. A connection is parked and checked out on every keep-alive request.
+fn coarse_now() -> Duration {
+    clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(Duration::ZERO, Duration::from)
 }
 
 /// The runtime side of one server: address, idle pool, kill switch and counters. Lives as
@@ -256,7 +264,8 @@ impl Upstream {
     pub(crate) fn checkout(&self) -> Option<Box<ServerConn>> {
         loop {
             let idle = self.idle_here().pop()?;
-            if idle.since.elapsed() <= MAX_IDLE_AGE && idle.conn.is_open() {
+            let age = coarse_now().saturating_sub(idle.since);
+            if age <= MAX_IDLE_AGE && idle.conn.is_open() {
                 return Some(idle.conn);
             }
         }
@@ -277,7 +286,7 @@ impl Upstream {
         // A full pool drops (closes) the connection.
         let _ = self.idle_here().push(Parked {
             conn,
-            since: Instant::now(),
+            since: coarse_now(),
         });
     }
 
