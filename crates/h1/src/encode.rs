@@ -24,7 +24,7 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         b"transfer-encoding",
         b"upgrade",
     ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    HOP.iter().any(|h| crate::eq_lowercase(name, h))
 }
 
 /// Whether `name` is nominated by one of the `Connection` field values (and so is

@@ -70,6 +70,16 @@ fn trim(mut b: &[u8]) -> &[u8] {
     b
 }
 
+/// `1*DIGIT` as a number, if it is one and fits in 64 bits (19 digits always do).
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
 /// The length all `Content-Length` values agree on (each field may hold a comma-separated
 /// list, RFC 9110 section 8.6), `None` without any.
 ///
@@ -79,21 +89,21 @@ pub fn content_length<'a>(
     values: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<Option<u64>, FramingError> {
     let mut length = None;
+    let mut agree = |n: u64| match length {
+        Some(previous) if previous != n => Err(FramingError::ConflictingContentLength),
+        _ => {
+            length = Some(n);
+            Ok(())
+        }
+    };
     for value in values {
+        // The usual value is one number: no list to split.
+        if let Some(n) = number(value) {
+            agree(n)?;
+            continue;
+        }
         for element in value.split(|&b| b == b',') {
-            let digits = trim(element);
-            if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-                return Err(FramingError::BadContentLength);
-            }
-            let n = digits
-                .iter()
-                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            match length {
-                Some(previous) if previous != n => {
-                    return Err(FramingError::ConflictingContentLength);
-                }
-                _ => length = Some(n),
-            }
+            agree(number(trim(element)).ok_or(FramingError::BadContentLength)?)?;
         }
     }
     Ok(length)
@@ -120,7 +130,7 @@ pub fn transfer_encoding<'a>(
             // Parameters (`;q=...`) do not change the coding's name.
             let name = trim(coding.split(|&b| b == b';').next().unwrap_or(coding));
             codings += 1;
-            last_chunked = name.eq_ignore_ascii_case(b"chunked");
+            last_chunked = crate::ascii::eq_lowercase(name, b"chunked");
             if last_chunked {
                 chunked += 1;
             }

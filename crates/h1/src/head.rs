@@ -4,6 +4,7 @@
 
 use std::mem::MaybeUninit;
 
+use crate::ascii::eq_lowercase;
 use crate::framing::{self, Framing, FramingError};
 
 /// Size limits of a head.
@@ -145,7 +146,20 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// The values of the fields called `lower` (lowercase letters and `-`), in order.
 fn fields_named<'a>(
+    buf: &'a [u8],
+    fields: &'a [Field],
+    lower: &'static [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fields
+        .iter()
+        .filter(move |f| eq_lowercase(f.name.of(buf), lower))
+        .map(move |f| f.value.of(buf))
+}
+
+/// The values of the fields called `name` (any name, any case), in order.
+fn values<'a>(
     buf: &'a [u8],
     fields: &'a [Field],
     name: &'a [u8],
@@ -158,23 +172,29 @@ fn fields_named<'a>(
 
 fn connection(buf: &[u8], fields: &[Field], minor: u8) -> Connection {
     let (mut close, mut keep_alive, mut upgrade, mut options) = (false, false, false, false);
+    let mut option = |token: &[u8]| {
+        if eq_lowercase(token, b"close") {
+            close = true;
+        } else if eq_lowercase(token, b"keep-alive") {
+            keep_alive = true;
+        } else if eq_lowercase(token, b"upgrade") {
+            upgrade = true;
+        } else {
+            options = true;
+        }
+    };
     for value in fields_named(buf, fields, b"connection") {
-        for token in tokens(value) {
-            if token.eq_ignore_ascii_case(b"close") {
-                close = true;
-            } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                keep_alive = true;
-            } else if token.eq_ignore_ascii_case(b"upgrade") {
-                upgrade = true;
-            } else {
-                options = true;
-            }
+        // The usual value is one option (the codec trimmed it): no list to split.
+        if value.contains(&b',') {
+            tokens(value).for_each(&mut option);
+        } else if !value.is_empty() {
+            option(value);
         }
     }
-    let has_upgrade = fields_named(buf, fields, b"upgrade").next().is_some();
     Connection {
         keep_alive: !close && (minor == 1 || keep_alive),
-        upgrade: upgrade && has_upgrade,
+        // Only an upgrade `Connection` names sends anyone looking for `Upgrade`.
+        upgrade: upgrade && fields_named(buf, fields, b"upgrade").next().is_some(),
         options,
     }
 }
@@ -289,7 +309,7 @@ impl RequestHead {
         self.host = self
             .fields
             .iter()
-            .find(|f| f.name.of(buf).eq_ignore_ascii_case(b"host"))
+            .find(|f| eq_lowercase(f.name.of(buf), b"host"))
             .map(|f| f.value);
         if host.is_none() && self.minor == 1 {
             return Err(HeadError::Invalid("no Host field"));
@@ -359,7 +379,7 @@ impl RequestHead {
 
     /// Values of the fields called `name` (case-insensitive), in order.
     pub fn values<'a>(&'a self, buf: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
-        fields_named(buf, &self.fields, name)
+        values(buf, &self.fields, name)
     }
 }
 
@@ -456,7 +476,7 @@ impl ResponseHead {
 
     /// Values of the fields called `name` (case-insensitive), in order.
     pub fn values<'a>(&'a self, buf: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
-        fields_named(buf, &self.fields, name)
+        values(buf, &self.fields, name)
     }
 }
 

@@ -23,11 +23,13 @@
 //! assert_eq!(&buf[head.len..], b"hello");
 //! ```
 
+mod ascii;
 mod body;
 pub mod encode;
 pub mod framing;
 mod head;
 
+pub use ascii::eq_lowercase;
 pub use body::{BodyError, Decoder, Step};
 pub use framing::{Framing, FramingError};
 pub use head::{Connection, Field, HeadError, Limits, Parse, RequestHead, ResponseHead, Span};

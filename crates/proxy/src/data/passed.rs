@@ -41,7 +41,7 @@ enum Fate {
 /// The fate of a server's field by its name, the status and whether the framing overrides a
 /// length. One comparison at most per name length: most names are none of these.
 fn response_fate(name: &[u8], status: u16, drop_length: bool) -> Fate {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    let is = |n: &[u8]| h1::eq_lowercase(name, n);
     match name.len() {
         2 if is(b"te") => Fate::Drop,
         7 if is(b"trailer") => Fate::Drop,
@@ -71,7 +71,7 @@ fn response_fate(name: &[u8], status: u16, drop_length: bool) -> Fate {
 /// The fate of a client's field by its name: what the proxy rewrites for the server enters
 /// the map, where the hop-by-hop fields are removed with the upgrade handshake in mind.
 fn request_fate(name: &[u8]) -> Fate {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    let is = |n: &[u8]| h1::eq_lowercase(name, n);
     match name.len() {
         2 if is(b"te") => Fate::Map,
         6 if is(b"cookie") => Fate::Map,
@@ -265,7 +265,7 @@ impl<'a> Nominated<'a> {
         let connection = || {
             fields
                 .iter()
-                .filter(|f| f.name.of(head).eq_ignore_ascii_case(b"connection"))
+                .filter(|f| h1::eq_lowercase(f.name.of(head), b"connection"))
                 .map(|f| f.value)
         };
         let any = connection()
