@@ -79,9 +79,10 @@ pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(CRLF);
 }
 
-/// A field line as received (`name: value`, no line ending), then the line ending.
-pub fn line(out: &mut Vec<u8>, line: &[u8]) {
-    out.extend_from_slice(line);
+/// Field lines as received (`name: value` lines, the last without its line ending), then
+/// the line ending.
+pub fn field_lines(out: &mut Vec<u8>, lines: &[u8]) {
+    out.extend_from_slice(lines);
     out.extend_from_slice(CRLF);
 }
 

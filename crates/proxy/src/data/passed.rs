@@ -188,29 +188,26 @@ impl PassedFields {
     /// six.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let head = &self.head[..];
+        let flush = |out: &mut Vec<u8>, run: Option<Range<usize>>| {
+            if let Some(lines) = run.and_then(|run| head.get(run)) {
+                encode::field_lines(out, lines);
+            }
+        };
+        // The lines gathered so far, from the first one's name to the last one's value.
         let mut run: Option<Range<usize>> = None;
         for f in &self.fields {
-            let Some(line) = verbatim(head, f) else {
-                if let Some(run) = run.take() {
-                    encode::line(out, &head[run]);
-                }
-                encode::field(out, f.name.of(head), f.value.of(head));
-                continue;
-            };
-            match &mut run {
-                Some(run) if line.start == run.end + 2 && head[run.end..line.start] == *b"\r\n" => {
+            match (verbatim(head, f), &mut run) {
+                (Some(line), Some(run)) if head.get(run.end..line.start) == Some(&b"\r\n"[..]) => {
                     run.end = line.end;
                 }
-                _ => {
-                    if let Some(run) = run.replace(line) {
-                        encode::line(out, &head[run]);
-                    }
+                (Some(line), _) => flush(out, run.replace(line)),
+                (None, _) => {
+                    flush(out, run.take());
+                    encode::field(out, f.name.of(head), f.value.of(head));
                 }
             }
         }
-        if let Some(run) = run {
-            encode::line(out, &head[run]);
-        }
+        flush(out, run);
     }
 
     /// Appends them to `map` (for a client hyper writes to); the values share the head's
