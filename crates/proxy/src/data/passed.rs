@@ -350,6 +350,40 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the spelling (spaces or tabs around values, bare LF line endings, dropped
+        /// fields between), the written fields are the passed ones, in order, each on its own
+        /// CRLF line, its value unchanged.
+        #[test]
+        fn written_lines_are_the_passed_fields(
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "Server", "date", "X-A", "ETag", "Keep-Alive", "Vary", "x-long-name-here",
+                    ]),
+                    "[a-z0-9=;]{0,12}",
+                    proptest::sample::select(vec![": ", ":", ":  ", ":\t", ": "]),
+                    proptest::sample::select(vec!["", " ", "\t "]),
+                    proptest::bool::ANY,
+                ),
+                0..8,
+            ),
+        ) {
+            let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+            let mut expected = String::new();
+            for (name, value, colon, trailing, bare_lf) in &fields {
+                raw.extend_from_slice(format!("{name}{colon}{value}{trailing}").as_bytes());
+                raw.extend_from_slice(if *bare_lf { b"\n" } else { b"\r\n" });
+                if !name.eq_ignore_ascii_case("keep-alive") {
+                    expected.push_str(&format!("{name}: {value}\r\n"));
+                }
+            }
+            raw.extend_from_slice(b"\r\n");
+            let (passed, _, _) = split(&raw);
+            proptest::prop_assert_eq!(passed, expected);
+        }
+    }
+
     #[test]
     fn fields_the_proxy_edits_go_to_the_map_whatever_their_case() {
         let raw = b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: public\r\nETag: \"1\"\r\n\
