@@ -146,28 +146,25 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// The values of the fields whose name `is` accepts, in order.
+fn values_where<'a>(
+    buf: &'a [u8],
+    fields: &'a [Field],
+    is: impl Fn(&[u8]) -> bool + 'a,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fields
+        .iter()
+        .filter(move |f| is(f.name.of(buf)))
+        .map(move |f| f.value.of(buf))
+}
+
 /// The values of the fields called `lower` (lowercase letters and `-`), in order.
 fn fields_named<'a>(
     buf: &'a [u8],
     fields: &'a [Field],
     lower: &'static [u8],
 ) -> impl Iterator<Item = &'a [u8]> + 'a {
-    fields
-        .iter()
-        .filter(move |f| eq_lowercase(f.name.of(buf), lower))
-        .map(move |f| f.value.of(buf))
-}
-
-/// The values of the fields called `name` (any name, any case), in order.
-fn values<'a>(
-    buf: &'a [u8],
-    fields: &'a [Field],
-    name: &'a [u8],
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    fields
-        .iter()
-        .filter(move |f| f.name.of(buf).eq_ignore_ascii_case(name))
-        .map(move |f| f.value.of(buf))
+    values_where(buf, fields, move |name| eq_lowercase(name, lower))
 }
 
 fn connection(buf: &[u8], fields: &[Field], minor: u8) -> Connection {
@@ -301,16 +298,15 @@ impl RequestHead {
     }
 
     fn check_host(&mut self, buf: &[u8]) -> Result<(), HeadError> {
-        let mut hosts = fields_named(buf, &self.fields, b"host");
-        let host = hosts.next();
+        let mut hosts = self
+            .fields
+            .iter()
+            .filter(|f| eq_lowercase(f.name.of(buf), b"host"));
+        self.host = hosts.next().map(|f| f.value);
         if hosts.next().is_some() {
             return Err(HeadError::Invalid("several Host fields"));
         }
-        self.host = self
-            .fields
-            .iter()
-            .find(|f| eq_lowercase(f.name.of(buf), b"host"))
-            .map(|f| f.value);
+        let host = self.host.map(|h| h.of(buf));
         if host.is_none() && self.minor == 1 {
             return Err(HeadError::Invalid("no Host field"));
         }
@@ -379,7 +375,7 @@ impl RequestHead {
 
     /// Values of the fields called `name` (case-insensitive), in order.
     pub fn values<'a>(&'a self, buf: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
-        values(buf, &self.fields, name)
+        values_where(buf, &self.fields, move |n| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -476,7 +472,7 @@ impl ResponseHead {
 
     /// Values of the fields called `name` (case-insensitive), in order.
     pub fn values<'a>(&'a self, buf: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
-        values(buf, &self.fields, name)
+        values_where(buf, &self.fields, move |n| n.eq_ignore_ascii_case(name))
     }
 }
 
