@@ -8,7 +8,7 @@ use bytes::Bytes;
 use h1::{Decoder, Framing};
 use hyper::body::{Body, Frame, SizeHint};
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Total};
 use crate::data::accesslog::AccessLog;
 use crate::data::framed::{self, Decoded};
 use crate::data::passed::PassedFields;
@@ -129,7 +129,7 @@ impl ProxyBody {
 
     fn count(&mut self, n: usize) {
         for c in self.counters.iter().flatten() {
-            Counters::add(&c.bytes_out, n as u64);
+            c.add(Total::BytesOut, n as u64);
         }
         if let Some(log) = &mut self.log {
             log.bytes += n as u64;
@@ -173,7 +173,7 @@ impl Body for ProxyBody {
                     };
                 }
                 for c in this.counters.iter().flatten() {
-                    Counters::add(&c.server_aborts, 1);
+                    c.add(Total::ServerAborts, 1);
                 }
             }
             Poll::Ready(None) => {
@@ -218,7 +218,7 @@ impl Drop for ProxyBody {
             // The client went away before the body was sent in full.
             log.termination = Termination::CLIENT_ABORT_DATA;
             for c in self.counters.iter().flatten() {
-                Counters::add(&c.client_aborts, 1);
+                c.add(Total::ClientAborts, 1);
             }
         }
         log.finish();

@@ -18,7 +18,7 @@ use lb_core::{
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::counters::{Counters, SessionGuard};
+use crate::counters::{Counters, SessionGuard, Total};
 use crate::data::accesslog::{AccessLog, RequestLine};
 use crate::data::attempt::{Answer, AttemptError, NoResponse, Outgoing, attempt};
 use crate::data::body::{ProxyBody, ServerBody};
@@ -66,7 +66,7 @@ pub(crate) async fn handle<'c>(
     body: RequestBody<'c>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
-    Counters::add(&frontend.counters.requests, 1);
+    frontend.counters.add(Total::Requests, 1);
     let request_line = RequestLine::of(parts);
     let checked = match body {
         RequestBody::H1(_) => headers::check_method(&parts.method),
@@ -158,11 +158,11 @@ pub(crate) fn refuse(
     let mut resp = error_response(status, why);
     match retry_after {
         Some(seconds) => {
-            Counters::add(&counters.denied_requests, 1);
+            counters.add(Total::DeniedRequests, 1);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        None => Counters::add(&counters.req_errors, 1),
+        None => counters.add(Total::RequestErrors, 1),
     }
     counters.response(status.as_u16());
     AccessLog {
@@ -327,7 +327,7 @@ impl<'c> Stream<'c> {
             // which may outlive its connection's.
             in_flight: (!h1).then(|| ctx.tracker.token()),
         });
-        Counters::add(&pool.counters.requests, 1);
+        pool.counters.add(Total::Requests, 1);
         Stream {
             frontend: frontend.counters.clone(),
             retries_left: settings.retries,
@@ -358,7 +358,7 @@ impl<'c> Stream<'c> {
             let target = self.record(choice);
             let counters = [target.upstream.counters.clone(), self.pool.counters.clone()];
             let session = SessionGuard::start(counters);
-            Counters::add(&target.upstream.counters.requests, 1);
+            target.upstream.counters.add(Total::Requests, 1);
             let tried = attempt(
                 &target.upstream,
                 Outgoing {
@@ -459,10 +459,10 @@ impl<'c> Stream<'c> {
     fn record(&mut self, choice: Choice) -> Target {
         let Choice { pick, upstream } = choice;
         if pick.reason == PickReason::Redispatched {
-            Counters::add(&self.pool.counters.redispatches, 1);
+            self.pool.counters.add(Total::Redispatches, 1);
         }
-        Counters::add(&upstream.counters.lb_selected, 1);
-        Counters::add(&self.pool.counters.lb_selected, 1);
+        upstream.counters.add(Total::Selected, 1);
+        self.pool.counters.add(Total::Selected, 1);
         self.log.server = Some(upstream.name.clone());
         self.log.cookie = [
             pick.cookie.flag() as u8,
@@ -493,8 +493,8 @@ impl<'c> Stream<'c> {
             }
             AttemptError::Connect(e) => {
                 tracing::debug!(server = %upstream.name, "{e}");
-                Counters::add(&upstream.counters.conn_errors, 1);
-                Counters::add(&pool.conn_errors, 1);
+                upstream.counters.add(Total::ConnectErrors, 1);
+                pool.add(Total::ConnectErrors, 1);
                 report_traffic(&ctx.passive, &self.pool, target.id, false);
                 self.log.termination = Termination::NO_SERVER;
                 true
@@ -504,8 +504,8 @@ impl<'c> Stream<'c> {
             }
             AttemptError::NoResponse(e) => {
                 tracing::debug!(server = %upstream.name, "no response: {e}");
-                Counters::add(&upstream.counters.resp_errors, 1);
-                Counters::add(&pool.resp_errors, 1);
+                upstream.counters.add(Total::ResponseErrors, 1);
+                pool.add(Total::ResponseErrors, 1);
                 self.log.termination = Termination::SERVER_NO_HEADERS;
                 self.resendable
             }
@@ -514,8 +514,8 @@ impl<'c> Stream<'c> {
                 self.resendable
             }
             AttemptError::Timeout => {
-                Counters::add(&upstream.counters.resp_errors, 1);
-                Counters::add(&pool.resp_errors, 1);
+                upstream.counters.add(Total::ResponseErrors, 1);
+                pool.add(Total::ResponseErrors, 1);
                 self.log.termination = Termination::SERVER_TIMEOUT_HEADERS;
                 self.log.conns = self.conns(ctx, Some(upstream));
                 return Next::GiveUp(
@@ -530,8 +530,8 @@ impl<'c> Stream<'c> {
         }
         self.retries_left -= 1;
         self.log.retries += 1;
-        Counters::add(&upstream.counters.retries, 1);
-        Counters::add(&pool.retries, 1);
+        upstream.counters.add(Total::Retries, 1);
+        pool.add(Total::Retries, 1);
         self.tried.push(target.id);
         Next::Retry
     }
@@ -539,7 +539,7 @@ impl<'c> Stream<'c> {
     /// The client's body broke while it was being sent: not the server's fault, and
     /// nothing to retry.
     fn client_body_failed(&mut self, error: &BodyError) -> Next {
-        Counters::add(&self.frontend.req_errors, 1);
+        self.frontend.add(Total::RequestErrors, 1);
         if BodyError::is_idle(error, Side::Client) {
             self.log.termination = Termination::CLIENT_TIMEOUT_DATA;
             return Next::GiveUp(
@@ -555,7 +555,7 @@ impl<'c> Stream<'c> {
             );
         }
         self.log.termination = Termination::CLIENT_ABORT_DATA;
-        Counters::add(&self.frontend.client_aborts, 1);
+        self.frontend.add(Total::ClientAborts, 1);
         Next::GiveUp(
             StatusCode::BAD_REQUEST,
             "The client closed before the end of its request.",
@@ -604,7 +604,7 @@ impl<'c> Stream<'c> {
         self.log.response_ms = Some(waited.as_millis() as u64);
         for c in [&self.pool.counters, &upstream.counters] {
             c.response_time.add(waited);
-            c.response_latency.observe(waited);
+            c.observe_response(waited);
         }
         let status = resp.status();
         self.log.status = status.as_u16();

@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use tokio_util::task::TaskTracker;
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Total};
 use crate::data::admission::Admission;
 use crate::data::body::ProxyBody;
 use crate::data::forward::{self, ClientContext};
@@ -99,7 +99,7 @@ fn monitor(frontend: &FrontendView, req: &Parts) -> Option<Response<ProxyBody>> 
 
 /// A request the frontend answered itself, counted as the frontend's.
 fn count_own_answer(frontend: &FrontendView, status: StatusCode) {
-    Counters::add(&frontend.counters.requests, 1);
+    frontend.counters.add(Total::Requests, 1);
     frontend.counters.response(status.as_u16());
 }
 

@@ -13,7 +13,9 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+use crate::counters;
 
 /// How many connections a loop may serve above the least loaded one before it hands new
 /// ones over.
@@ -82,7 +84,7 @@ impl EventLoops {
     /// The loops of these runtimes (current-thread ones, each driven by its own thread), in
     /// index order. Each loop's thread learns its index (its first task says so, before any
     /// connection reaches it), and the process its number of loops, before any server state
-    /// that is kept per loop is built.
+    /// or counter set that is kept per loop is built.
     pub(crate) fn new(handles: impl IntoIterator<Item = Handle>) -> Self {
         let loops: Box<[EventLoop]> = handles
             .into_iter()
@@ -92,9 +94,19 @@ impl EventLoops {
             })
             .collect();
         for (index, l) in loops.iter().enumerate() {
-            l.handle.spawn(async move { set_current(index) });
+            // A current-thread runtime is driven by one thread: that thread alone writes
+            // the loop's block of every counter set. A multi-threaded one (a runtime an
+            // embedder starts the proxy on) runs tasks on any of its threads, which write
+            // the shared block.
+            let owned =
+                (l.handle.runtime_flavor() == RuntimeFlavor::CurrentThread).then_some(index);
+            l.handle.spawn(async move {
+                set_current(index);
+                counters::own_loop_block(owned);
+            });
         }
         set_count(loops.len());
+        counters::set_loop_blocks(loops.len());
         Self { loops }
     }
 

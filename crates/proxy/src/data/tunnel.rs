@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
-use crate::counters::{Counters, SessionGuard};
+use crate::counters::{Counters, SessionGuard, Total};
 use crate::data::accesslog::AccessLog;
 use crate::data::queue::Served;
 use crate::data::termination::Termination;
@@ -55,7 +55,7 @@ where
             return;
         }
         for c in &t.counters {
-            Counters::add(&c.bytes_in, client_early.len() as u64);
+            c.add(Total::BytesIn, client_early.len() as u64);
         }
     }
     // What the server sent right after its 101 (a WebSocket greeting) goes first.
@@ -67,7 +67,7 @@ where
         }
         t.log.bytes += early.len() as u64;
         for c in &t.counters {
-            Counters::add(&c.bytes_out, early.len() as u64);
+            c.add(Total::BytesOut, early.len() as u64);
         }
     }
     drop(early);
@@ -83,8 +83,8 @@ where
         r = copy => match r {
             Ok((up, down)) => {
                 for c in &t.counters {
-                    Counters::add(&c.bytes_in, up);
-                    Counters::add(&c.bytes_out, down);
+                    c.add(Total::BytesIn, up);
+                    c.add(Total::BytesOut, down);
                 }
                 t.log.bytes += down;
                 Termination::NORMAL

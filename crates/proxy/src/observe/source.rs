@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Total};
 use crate::observe::ProxyHandle;
 use crate::stats::info::ProcessInfo;
 use crate::stats::{FrontendStats, StatsSnapshot};
@@ -89,8 +89,8 @@ impl StatsSource {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             current_connections: Counters::get(&process.cur_sessions),
-            total_connections: Counters::get(&process.total_sessions),
-            total_requests: sum(|c| Counters::get(&c.requests)),
+            total_connections: process.total(Total::Sessions),
+            total_requests: sum(|c| c.total(Total::Requests)),
             connection_rate: process.session_rate.per_second(),
             max_connection_rate: process.session_rate.max(),
             idle_pct: self.idle_pct.load(Relaxed),
@@ -98,7 +98,7 @@ impl StatsSource {
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_default(),
             stopping: self.stopping.is_cancelled(),
-            total_bytes_out: sum(|c| Counters::get(&c.bytes_out)),
+            total_bytes_out: sum(|c| c.total(Total::BytesOut)),
             current_tls_connections: tls_sum(|t| TlsCounters::get(&t.current)),
             total_tls_connections: tls_sum(|t| TlsCounters::get(&t.sessions)),
             open_files_limit: crate::listen::open_files_limit(),

@@ -6,8 +6,8 @@
 //! connections across them (a busy loop hands new ones to the least loaded), and a connection
 //! lives on its loop. There is no work stealing and so no cross-thread wake-up on the request
 //! path: each loop knows its index (`data::loops::current`), and what is per loop (a server's
-//! idle connections) is indexed by it; what loops share (routing snapshots, counters) is
-//! lock-free.
+//! idle connections, the counters' totals) is indexed by it; what loops share (routing
+//! snapshots, current session counts) is lock-free.
 
 use std::thread::JoinHandle;
 

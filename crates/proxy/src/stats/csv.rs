@@ -16,7 +16,7 @@ use lb_core::{AdminState, CheckResult, CheckStatus, WEIGHT_SCALE};
 
 use super::{FrontendStats, PoolStats, ServerStats, StatsSnapshot};
 use crate::config::Balance;
-use crate::counters::Counters;
+use crate::counters::{Counters, Total};
 use crate::tls::TlsCounters;
 
 macro_rules! columns {
@@ -342,12 +342,12 @@ impl Row {
         let get = Counters::get;
         self.set(Col::Scur, get(&c.cur_sessions));
         self.set(Col::Smax, get(&c.max_sessions));
-        self.set(Col::Stot, get(&c.total_sessions));
-        self.set(Col::Bin, get(&c.bytes_in));
-        self.set(Col::Bout, get(&c.bytes_out));
+        self.set(Col::Stot, c.total(Total::Sessions));
+        self.set(Col::Bin, c.total(Total::BytesIn));
+        self.set(Col::Bout, c.total(Total::BytesOut));
         self.set(Col::Rate, c.session_rate.per_second());
         self.set(Col::RateMax, c.session_rate.max());
-        self.set(Col::ReqTot, get(&c.requests));
+        self.set(Col::ReqTot, c.total(Total::Requests));
         let hrsp = [
             Col::Hrsp1xx,
             Col::Hrsp2xx,
@@ -356,8 +356,8 @@ impl Row {
             Col::Hrsp5xx,
             Col::HrspOther,
         ];
-        for (col, n) in hrsp.into_iter().zip(&c.responses) {
-            self.set(col, get(n));
+        for (col, total) in hrsp.into_iter().zip(Total::RESPONSES) {
+            self.set(col, c.total(total));
         }
     }
 
@@ -368,13 +368,13 @@ impl Row {
         self.set(Col::Qmax, get(&c.max_queued));
         self.set(Col::Qtime, c.queue_time.millis());
         self.set(Col::QtimeMax, c.queue_time.max().as_millis());
-        self.set(Col::Econ, get(&c.conn_errors));
-        self.set(Col::Eresp, get(&c.resp_errors));
-        self.set(Col::Wretr, get(&c.retries));
-        self.set(Col::Wredis, get(&c.redispatches));
-        self.set(Col::Lbtot, get(&c.lb_selected));
-        self.set(Col::CliAbrt, get(&c.client_aborts));
-        self.set(Col::SrvAbrt, get(&c.server_aborts));
+        self.set(Col::Econ, c.total(Total::ConnectErrors));
+        self.set(Col::Eresp, c.total(Total::ResponseErrors));
+        self.set(Col::Wretr, c.total(Total::Retries));
+        self.set(Col::Wredis, c.total(Total::Redispatches));
+        self.set(Col::Lbtot, c.total(Total::Selected));
+        self.set(Col::CliAbrt, c.total(Total::ClientAborts));
+        self.set(Col::SrvAbrt, c.total(Total::ServerAborts));
         self.set(Col::Lastsess, last_session(c, now_unix));
         self.set(Col::Ctime, c.connect_time.millis());
         self.set(Col::Rtime, c.response_time.millis());
@@ -408,8 +408,8 @@ fn frontend_row(fe: &FrontendStats, iid: usize) -> Row {
     row.zero(&[Col::CompIn, Col::CompOut, Col::CompByp, Col::CompRsp]);
     row.zero(&[Col::Intercepted, Col::Dcon, Col::Dses, Col::Wrew]);
     row.zero(&[Col::CacheLookups, Col::CacheHits, Col::Eint]);
-    row.set(Col::Ereq, Counters::get(&c.req_errors));
-    row.set(Col::Dreq, Counters::get(&c.denied_requests));
+    row.set(Col::Ereq, c.total(Total::RequestErrors));
+    row.set(Col::Dreq, c.total(Total::DeniedRequests));
     row.set(Col::Status, "OPEN");
     row.set(Col::Iid, iid);
     row.set(Col::ReqRate, c.request_rate.per_second());
@@ -417,7 +417,7 @@ fn frontend_row(fe: &FrontendStats, iid: usize) -> Row {
     // A frontend's sessions are its client connections.
     row.set(Col::ConnRate, c.session_rate.per_second());
     row.set(Col::ConnRateMax, c.session_rate.max());
-    row.set(Col::ConnTot, Counters::get(&c.total_sessions));
+    row.set(Col::ConnTot, c.total(Total::Sessions));
     if let Some(tls) = &fe.tls {
         row.set(Col::SslSess, TlsCounters::get(&tls.sessions));
         row.set(Col::SslReusedSess, TlsCounters::get(&tls.reused_sessions));
@@ -579,6 +579,7 @@ pub fn check_status_number(status: CheckStatus) -> u8 {
 mod tests {
     use super::*;
     use crate::stats::fixture;
+    use std::sync::atomic::Ordering::Relaxed;
 
     /// `show stat` of HAProxy 2.6.12 (`/usr/sbin/haproxy`) in the fixture's state, cut after
     /// `agg_check_status` (the SSL/H1/H2 module columns follow in HAProxy's output).
@@ -629,9 +630,9 @@ api_pool,BACKEND,0,0,0,1,999,5,440,985,0,0,,0,0,0,0,UP,1,1,0,,1,2,5,,1,3,0,,5,,1
             "no TLS, no SSL statistics"
         );
         let tls = std::sync::Arc::new(TlsCounters::default());
-        Counters::add(&tls.sessions, 7);
-        Counters::add(&tls.reused_sessions, 3);
-        Counters::add(&tls.failed_handshakes, 1);
+        tls.sessions.fetch_add(7, Relaxed);
+        tls.reused_sessions.fetch_add(3, Relaxed);
+        tls.failed_handshakes.fetch_add(1, Relaxed);
         frontends[0].tls = Some(tls);
         let rows = rows(&frontends, &snapshot, fixture::NOW_UNIX, &Filter::default());
         assert_eq!(cell(&rows[0], Col::SslSess), "7");

@@ -9,7 +9,7 @@ use lb_core::{AdminState, CheckResult, CheckStatus, ServerId};
 
 use super::{FrontendStats, PoolStats, ServerStats, StatsSnapshot};
 use crate::config::Config;
-use crate::counters::Counters;
+use crate::counters::{Counters, Total};
 
 /// "Now" in the fixture, seconds since the Unix epoch.
 pub(crate) const NOW_UNIX: u64 = 1_795_710_128;
@@ -35,18 +35,17 @@ servers = [
 fn served_five(c: &Counters, max_sessions: u64) {
     use std::sync::atomic::Ordering::Relaxed;
     c.max_sessions.store(max_sessions, Relaxed);
-    c.total_sessions.store(5, Relaxed);
-    c.bytes_in.store(440, Relaxed);
-    c.bytes_out.store(985, Relaxed);
-    c.requests.store(5, Relaxed);
-    c.responses[1].store(5, Relaxed);
+    c.add(Total::Sessions, 5);
+    c.add(Total::BytesIn, 440);
+    c.add(Total::BytesOut, 985);
+    c.add(Total::Requests, 5);
+    c.add(Total::Responses2xx, 5);
     c.tick(Duration::from_secs(1), NOW_UNIX);
 }
 
 fn upstream_five(c: &Counters) {
-    use std::sync::atomic::Ordering::Relaxed;
     served_five(c, 1);
-    c.lb_selected.store(5, Relaxed);
+    c.add(Total::Selected, 5);
     c.response_time.add(Duration::from_millis(1));
     c.total_time.add(Duration::from_millis(1));
 }

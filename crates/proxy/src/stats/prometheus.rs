@@ -15,7 +15,7 @@ use lb_core::{AdminState, CheckStatus};
 use super::csv::{check_code, server_weight, usable};
 use super::info::ProcessInfo;
 use super::{FrontendStats, PoolStats, ServerStats, StatsSnapshot};
-use crate::counters::{Counters, Histogram, LATENCY_BUCKETS_MS};
+use crate::counters::{Counters, Histogram, LATENCY_BUCKETS_MS, Total};
 
 /// HAProxy's `state` label values of `haproxy_server_status`.
 const SERVER_STATES: [&str; 5] = ["DOWN", "UP", "MAINT", "DRAIN", "NOLB"];
@@ -49,19 +49,19 @@ const SESSION_SERIES: [CounterSeries; 5] = [
         "sessions_total",
         Kind::Counter,
         "Total number of sessions since process started",
-        |c| Counters::get(&c.total_sessions),
+        |c| c.total(Total::Sessions),
     ),
     (
         "bytes_in_total",
         Kind::Counter,
         "Total number of request bytes since process started",
-        |c| Counters::get(&c.bytes_in),
+        |c| c.total(Total::BytesIn),
     ),
     (
         "bytes_out_total",
         Kind::Counter,
         "Total number of response bytes since process started",
-        |c| Counters::get(&c.bytes_out),
+        |c| c.total(Total::BytesOut),
     ),
 ];
 /// A family of durations read from a counter set: name suffix, help, seconds.
@@ -92,9 +92,9 @@ impl Exposition {
         }
     }
 
-    fn histogram<'a, I>(&mut self, name: &str, help: &str, series: I)
+    fn histogram<I>(&mut self, name: &str, help: &str, series: I)
     where
-        I: IntoIterator<Item = (String, &'a Histogram)>,
+        I: IntoIterator<Item = (String, Histogram)>,
     {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (labels, h) in series {
@@ -201,31 +201,31 @@ pub fn render(
             "connection_errors_total",
             Kind::Counter,
             "Total number of failed connections to server since the worker process started",
-            |c| Counters::get(&c.conn_errors),
+            |c| c.total(Total::ConnectErrors),
         ),
         (
             "response_errors_total",
             Kind::Counter,
             "Total number of invalid responses since the worker process started",
-            |c| Counters::get(&c.resp_errors),
+            |c| c.total(Total::ResponseErrors),
         ),
         (
             "retry_warnings_total",
             Kind::Counter,
             "Total number of server connection retries since the worker process started",
-            |c| Counters::get(&c.retries),
+            |c| c.total(Total::Retries),
         ),
         (
             "redispatch_warnings_total",
             Kind::Counter,
             "Total number of server redispatches due to connection failures since the worker process started",
-            |c| Counters::get(&c.redispatches),
+            |c| c.total(Total::Redispatches),
         ),
         (
             "loadbalanced_total",
             Kind::Counter,
             "Total number of requests routed by load balancing since the worker process started (ignores queue pop and stickiness)",
-            |c| Counters::get(&c.lb_selected),
+            |c| c.total(Total::Selected),
         ),
         (
             "max_session_rate",
@@ -237,19 +237,19 @@ pub fn render(
             "http_requests_total",
             Kind::Counter,
             "Total number of HTTP requests processed by this object since the worker process started",
-            |c| Counters::get(&c.requests),
+            |c| c.total(Total::Requests),
         ),
         (
             "client_aborts_total",
             Kind::Counter,
             "Total number of requests or connections aborted by the client since the worker process started",
-            |c| Counters::get(&c.client_aborts),
+            |c| c.total(Total::ClientAborts),
         ),
         (
             "server_aborts_total",
             Kind::Counter,
             "Total number of requests or connections aborted by the server since the worker process started",
-            |c| Counters::get(&c.server_aborts),
+            |c| c.total(Total::ServerAborts),
         ),
     ];
     let times: [TimeSeries; 8] = [
@@ -400,7 +400,7 @@ pub fn render(
         "Total time spent in DOWN state, for server or backend",
         pools.iter().map(|p| (bl(p), n(p.downtime.as_secs()))),
     );
-    out.family("haproxy_backend_http_responses_total", Kind::Counter, "Total number of HTTP responses with status 100-199 returned by this object since the worker process started", CODES.iter().enumerate().flat_map(|(i, code)| pools.iter().map(move |p| (labels(&[("proxy", &p.name), ("code", code)]), n(Counters::get(&p.counters.responses[i]))))));
+    out.family("haproxy_backend_http_responses_total", Kind::Counter, "Total number of HTTP responses with status 100-199 returned by this object since the worker process started", CODES.iter().enumerate().flat_map(|(i, code)| pools.iter().map(move |p| (labels(&[("proxy", &p.name), ("code", code)]), n(p.counters.total(Total::RESPONSES[i]))))));
 
     for &(suffix, kind, help, get) in SESSION_SERIES.iter().chain(&upstream) {
         out.family(
@@ -524,19 +524,19 @@ pub fn render(
             .iter()
             .filter_map(|(p, s)| Some((sl(p, s), s.last_check?.duration.as_secs_f64()))),
     );
-    out.family("haproxy_server_http_responses_total", Kind::Counter, "Total number of HTTP responses with status 100-199 returned by this object since the worker process started", CODES.iter().enumerate().flat_map(|(i, code)| servers.iter().map(move |(p, s)| (labels(&[("proxy", &p.name), ("server", &s.name), ("code", code)]), n(Counters::get(&s.counters.responses[i]))))));
+    out.family("haproxy_server_http_responses_total", Kind::Counter, "Total number of HTTP responses with status 100-199 returned by this object since the worker process started", CODES.iter().enumerate().flat_map(|(i, code)| servers.iter().map(move |(p, s)| (labels(&[("proxy", &p.name), ("server", &s.name), ("code", code)]), n(s.counters.total(Total::RESPONSES[i]))))));
 
     out.histogram(
         "veza_lb_backend_response_latency_seconds",
         "Time from receiving a request to receiving the response head from a server, per pool.",
-        pools.iter().map(|p| (bl(p), &p.counters.response_latency)),
+        pools.iter().map(|p| (bl(p), p.counters.response_latency())),
     );
     out.histogram(
         "veza_lb_server_response_latency_seconds",
         "Time from receiving a request to receiving the response head from a server, per server.",
         servers
             .iter()
-            .map(|(p, s)| (sl(p, s), &s.counters.response_latency)),
+            .map(|(p, s)| (sl(p, s), s.counters.response_latency())),
     );
     out.0
 }
@@ -653,13 +653,13 @@ fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
             "requests_denied_total",
             Kind::Counter,
             "Total number of denied requests since process started",
-            |c| Counters::get(&c.denied_requests),
+            |c| c.total(Total::DeniedRequests),
         ),
         (
             "request_errors_total",
             Kind::Counter,
             "Total number of invalid requests since process started",
-            |c| Counters::get(&c.req_errors),
+            |c| c.total(Total::RequestErrors),
         ),
         (
             "max_session_rate",
@@ -677,13 +677,13 @@ fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
             "http_requests_total",
             Kind::Counter,
             "Total number of HTTP requests processed by this object since the worker process started",
-            |c| Counters::get(&c.requests),
+            |c| c.total(Total::Requests),
         ),
         (
             "connections_total",
             Kind::Counter,
             "Total number of new connections accepted on this frontend since the worker process started",
-            |c| Counters::get(&c.total_sessions),
+            |c| c.total(Total::Sessions),
         ),
     ];
     for &(suffix, kind, help, get) in SESSION_SERIES.iter().chain(&series) {
@@ -704,7 +704,7 @@ fn frontend_metrics(out: &mut Exposition, frontends: &[FrontendStats]) {
                 .map(|(state, v)| (labels(&[("proxy", &f.name), ("state", state)]), v))
         }),
     );
-    out.family("haproxy_frontend_http_responses_total", Kind::Counter, "Total number of HTTP responses with status 100-199 returned by this object since the worker process started", CODES.iter().enumerate().flat_map(|(i, code)| frontends.iter().map(move |f| (labels(&[("proxy", &f.name), ("code", code)]), n(Counters::get(&f.counters.responses[i]))))));
+    out.family("haproxy_frontend_http_responses_total", Kind::Counter, "Total number of HTTP responses with status 100-199 returned by this object since the worker process started", CODES.iter().enumerate().flat_map(|(i, code)| frontends.iter().map(move |f| (labels(&[("proxy", &f.name), ("code", code)]), n(f.counters.total(Total::RESPONSES[i]))))));
 }
 
 #[cfg(test)]

@@ -319,7 +319,7 @@ fn refuse(
     refusal: Refusal,
 ) -> http::Response<crate::data::body::ProxyBody> {
     let frontend = client.frontend.load();
-    crate::counters::Counters::add(&frontend.counters.requests, 1);
+    frontend.counters.add(crate::counters::Total::Requests, 1);
     forward::refuse(client, &frontend, Instant::now(), RequestLine::Bad, refusal)
 }
 

@@ -86,10 +86,10 @@ fn haproxy_names_labels_and_values() {
 #[test]
 fn latency_histograms_are_cumulative() {
     let (frontends, snapshot) = fixture::snapshot();
-    let h = &snapshot.pools[0].servers[0].counters.response_latency;
-    h.observe(std::time::Duration::from_micros(1500));
-    h.observe(std::time::Duration::from_millis(40));
-    h.observe(std::time::Duration::from_secs(9));
+    let c = &snapshot.pools[0].servers[0].counters;
+    c.observe_response(std::time::Duration::from_micros(1500));
+    c.observe_response(std::time::Duration::from_millis(40));
+    c.observe_response(std::time::Duration::from_secs(9));
     let text = render(
         &frontends,
         &snapshot,
