@@ -379,11 +379,14 @@ impl Counters {
         sum.saturating_sub(self.cleared.totals[i].load(Relaxed))
     }
 
+    /// Every block written: each loop's, then the shared one.
+    fn blocks(&self) -> impl Iterator<Item = &Block> {
+        self.loops.iter().chain(std::iter::once(&self.shared))
+    }
+
     /// The sum of one cell over every block.
     fn sum(&self, cell: impl Fn(&Block) -> &AtomicU64) -> u64 {
-        self.loops
-            .iter()
-            .chain(std::iter::once(&self.shared))
+        self.blocks()
             .map(|b| cell(b).load(Relaxed))
             .fold(0, u64::wrapping_add)
     }
@@ -473,7 +476,7 @@ impl Counters {
         // Each block's writer may be storing into it right now: what the sums are now
         // becomes the zero that reads subtract.
         let mut sums = [0u64; Block::CELLS];
-        for block in self.loops.iter().chain(std::iter::once(&self.shared)) {
+        for block in self.blocks() {
             for (sum, cell) in sums.iter_mut().zip(block.cells()) {
                 *sum = sum.wrapping_add(cell.load(Relaxed));
             }
@@ -522,6 +525,17 @@ mod tests {
             loops: (0..loops).map(|_| Block::default()).collect(),
             ..Counters::default()
         }
+    }
+
+    /// Adds `n` to `total` from a thread of its own that owns loop `index`'s block.
+    fn add_on_loop(c: &Arc<Counters>, index: usize, total: Total, n: u64) {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            own_loop_block(Some(index));
+            c.add(total, n);
+        })
+        .join()
+        .expect("loop thread");
     }
 
     #[test]
@@ -576,13 +590,7 @@ mod tests {
     #[test]
     fn a_loop_beyond_the_blocks_writes_the_shared_one() {
         let c = Arc::new(with_loops(1));
-        let c2 = c.clone();
-        std::thread::spawn(move || {
-            own_loop_block(Some(3));
-            c2.add(Total::BytesOut, 7);
-        })
-        .join()
-        .expect("writer");
+        add_on_loop(&c, 3, Total::BytesOut, 7);
         assert_eq!(c.shared.totals[Total::BytesOut as usize].load(Relaxed), 7);
         assert_eq!(c.total(Total::BytesOut), 7);
     }
@@ -592,13 +600,7 @@ mod tests {
         let c = Arc::new(with_loops(2));
         let open = SessionGuard::start([c.clone()]);
         drop(SessionGuard::start([c.clone()]));
-        let c2 = c.clone();
-        std::thread::spawn(move || {
-            own_loop_block(Some(1));
-            c2.add(Total::Requests, 5);
-        })
-        .join()
-        .expect("loop");
+        add_on_loop(&c, 1, Total::Requests, 5);
         c.add(Total::Requests, 2);
         c.response(200);
         c.connect_time.add(Duration::from_millis(40));
