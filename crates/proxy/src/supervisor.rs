@@ -386,6 +386,7 @@ impl Proxy {
             tls: None,
             https: https.clone(),
             drain: self.drain_data.clone(),
+            drain_window: config.global.drain_window.min(config.global.shutdown_grace),
             hard_stop: self.hard_stop.clone(),
             tracker: self.tracker.clone(),
             admission: self.handle.admission.clone(),

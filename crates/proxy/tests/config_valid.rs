@@ -45,6 +45,7 @@ fn the_brief_example_parses_to_what_it_says() {
     );
     assert_eq!(global.metrics_listen, Some(addr("127.0.0.1:9101")));
     assert_eq!(global.shutdown_grace, secs(30));
+    assert_eq!(global.drain_window, secs(5), "the default");
     assert_eq!(global.threads, NonZeroUsize::new(2));
 
     let [frontend] = config.frontends.as_slice() else {
@@ -419,4 +420,42 @@ servers = [{ name = "fixed", addr = "Backend.veza.internal:8080" }]
     let clash = text.replace("name = \"fixed\"", "name = \"api-2\"");
     let error = Config::parse(&clash, "t.toml").unwrap_err().to_string();
     assert!(error.contains("api-2"), "{error}");
+}
+
+#[test]
+fn a_drain_window_is_read_and_one_past_shutdown_grace_is_warned_about() {
+    let config = |global: &str| {
+        Config::parse(
+            &format!(
+                "[global]\n{global}\n[[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\n\
+                 default_pool = \"p\"\n[pool.p]\nservers = [{{ name = \"a\", addr = \"127.0.0.1:1\" }}]\n"
+            ),
+            "veza-lb.toml",
+        )
+        .unwrap()
+    };
+    let within = config("shutdown_grace = \"30s\"\ndrain_window = \"2s\"");
+    assert_eq!(within.global.drain_window, Duration::from_secs(2));
+    assert!(within.warnings().is_empty(), "{:?}", within.warnings());
+    let zero = config("drain_window = \"0s\"");
+    assert_eq!(
+        zero.global.drain_window,
+        Duration::ZERO,
+        "0 closes idle connections at once"
+    );
+
+    let past = config("shutdown_grace = \"10s\"\ndrain_window = \"1m\"");
+    let warnings: Vec<(usize, &str)> = past
+        .warnings()
+        .iter()
+        .map(|w| (w.line, w.message.as_str()))
+        .collect();
+    assert_eq!(
+        warnings,
+        [(
+            3,
+            "`drain_window` (60s) is longer than `shutdown_grace` (10s): idle connections of a \
+             draining process close at `shutdown_grace`"
+        )]
+    );
 }

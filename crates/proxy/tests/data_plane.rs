@@ -631,3 +631,78 @@ async fn monitor_uri_is_answered_by_the_frontend_with_every_server_down() {
         "{error}"
     );
 }
+
+/// One answer read off a keep-alive connection (framed by `Content-Length`).
+async fn next_answer(stream: &mut tokio::net::TcpStream) -> testkit::http::Response {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(testkit::WAIT, stream.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "closed before a whole answer: {raw:?}");
+        raw.extend_from_slice(&chunk[..n]);
+        if let Ok(answer) = testkit::http::parse(&raw)
+            && answer
+                .header("content-length")
+                .and_then(|l| l.parse::<usize>().ok())
+                .is_some_and(|l| answer.body.len() >= l)
+        {
+            return answer;
+        }
+    }
+}
+
+/// HAProxy's `idle-close-on-response`: a drain closes no idle keep-alive connection under a
+/// client that may be sending. The next request on one is answered, with `Connection:
+/// close`, and the connection closes after it; one that stays idle is closed at the end of
+/// the drain window, without a word.
+#[tokio::test]
+async fn a_drain_answers_the_next_request_on_an_idle_connection_then_closes_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let a = backend("api-1", Kind::Api).await;
+    let lb = Lb::start(support::api_config(&[&a], "drain_window = \"800ms\"", "")).await;
+    let addr = lb.addr;
+    let mut busy = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    for stream in [&mut busy, &mut idle] {
+        stream.write_all(REQUEST).await.expect("write");
+        let answer = next_answer(stream).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("connection"), None, "kept alive");
+    }
+    let stopped = tokio::spawn(lb.proxy.shutdown());
+    // The drain has begun once the listening socket is closed.
+    let deadline = tokio::time::Instant::now() + testkit::WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    busy.write_all(REQUEST).await.expect("write");
+    let answer = next_answer(&mut busy).await;
+    assert_eq!(
+        answer.status, 200,
+        "the request sent during the drain is served"
+    );
+    assert_eq!(answer.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(testkit::WAIT, busy.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))) && rest.is_empty(),
+        "closed after the answer"
+    );
+
+    let read = tokio::time::timeout(testkit::WAIT, idle.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))) && rest.is_empty(),
+        "the idle connection is closed without a word: {read:?} {rest:?}"
+    );
+    tokio::time::timeout(testkit::WAIT, stopped)
+        .await
+        .expect("the stop ends")
+        .expect("stop task");
+}

@@ -3,6 +3,9 @@
 //! - [`http`]: a raw HTTP/1.1 client (one request per connection, bytes exactly as given)
 //!   and a strict response parser, for tests that must control the bytes on the wire;
 //! - [`runtime_api`]: one runtime API command over TCP or a unix socket;
+//! - [`tls`]: a test certificate authority, its leaves as PEM files, clients that trust it;
+//! - [`traffic`]: keep-alive, new-connection and HTTP/2 clients that count every request
+//!   served or failed, for tests of changes under load;
 //! - [`free_port`], [`temp_dir`]: a loopback port that was free a moment ago, and a
 //!   temporary directory removed on drop;
 //! - [`backend`]: a `veza-demo-backend` on a free loopback port.
@@ -13,6 +16,8 @@
 
 pub mod http;
 pub mod runtime_api;
+pub mod tls;
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::time::Duration;

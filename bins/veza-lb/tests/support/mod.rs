@@ -8,6 +8,8 @@
 //! - [`HeldBackend`]: a backend that reports each request it receives and holds `/hold`
 //!   requests until the test releases them, for "while a request is in flight" tests.
 //! - [`AccessLine`]: one access-log line, parsed.
+//! - [`UnderLoad`]: the setup of the tests of changes under load: a backend, a frontend with a
+//!   plain and a TLS listener, the client mix ([`testkit::traffic`]) and WebSockets.
 //!
 //! The HTTP client, free ports and temporary directories come from the workspace's test kit
 //! (re-exported here). Use it from a test file with `mod support;`. Waits are bounded by
@@ -332,6 +334,16 @@ impl ApiConfig {
         self
     }
 
+    /// A TLS listener on `bind` for the frontend, serving `leaf` (HTTP/2 and HTTP/1.1).
+    pub fn tls(mut self, bind: &str, leaf: &testkit::tls::Leaf) -> Self {
+        self.frontend.push_str(&format!(
+            "\ntls = {{ bind = [\"{bind}\"], cert = \"{}\", key = \"{}\" }}\n",
+            leaf.cert.display(),
+            leaf.key.display()
+        ));
+        self
+    }
+
     /// Lines for `[pool.api]`.
     pub fn pool(mut self, lines: &str) -> Self {
         self.pool = lines.into();
@@ -569,4 +581,103 @@ impl AccessLine {
             request_line,
         })
     }
+}
+
+/// The setup of the tests of changes under load (upgrade, reload, stop and start): a demo
+/// backend, and a frontend `veza` with a plain listener and a TLS one (`lb.test`) on fixed
+/// free ports, so that the addresses outlive the process serving them.
+pub struct UnderLoad {
+    /// The backend every request reaches.
+    pub backend: veza_demo_backend::RunningBackend,
+    /// The plain listener.
+    pub web: SocketAddr,
+    /// The TLS listener.
+    pub tls: SocketAddr,
+    /// The configuration's text, `global` lines included.
+    pub config: String,
+    ca: testkit::tls::TestCa,
+}
+
+impl UnderLoad {
+    /// Keep-alive HTTP/1.1 connections in the mix: as many as the upgrade test asks.
+    pub const KEEP_ALIVE: usize = 64;
+
+    /// A backend and a configuration with `global` lines.
+    pub async fn new(global: &str) -> UnderLoad {
+        let backend = backend("api-1").await;
+        let ca = testkit::tls::TestCa::new();
+        let leaf = ca.leaf("lb", &["lb.test"]);
+        let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let config = ApiConfig::new(&[backend.addr()])
+            .bind(&web.to_string())
+            .tls(&tls.to_string(), &leaf)
+            .global(global)
+            .render();
+        UnderLoad {
+            backend,
+            web,
+            tls,
+            config,
+            ca,
+        }
+    }
+
+    /// The client mix: [`Self::KEEP_ALIVE`] keep-alive connections, 3 clients opening a
+    /// connection per request, 4 HTTP/2 connections over TLS with 4 streams each.
+    pub fn traffic(&self) -> testkit::traffic::Traffic {
+        testkit::traffic::Traffic::start(&testkit::traffic::Mix {
+            addr: self.web,
+            keep_alive: Self::KEEP_ALIVE,
+            new_connection: 3,
+            http2: Some(testkit::traffic::Http2 {
+                addr: self.tls,
+                server_name: "lb.test",
+                client: self.ca.client(&[b"h2"], None),
+                connections: 4,
+                streams: 4,
+            }),
+        })
+    }
+}
+
+/// Opens a WebSocket through veza-lb at `addr` and keeps it echoing every 100 ms, on a task
+/// of its own, until it closes or `stop` is set. Returns once it is open and greeted; the
+/// task ends with the instant it saw it close (`None`: still open when stopped).
+///
+/// # Panics
+/// When the WebSocket cannot be opened or greeted.
+pub async fn websocket(
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Option<tokio::time::Instant>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
+    )
+    .await
+    .expect("websocket opened in time")
+    .expect("websocket");
+    assert!(
+        matches!(
+            tokio::time::timeout(WAIT, ws.next()).await,
+            Ok(Some(Ok(Message::Text(_))))
+        ),
+        "greeting"
+    );
+    tokio::spawn(async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if ws.send(Message::text("ping")).await.is_err() {
+                return Some(tokio::time::Instant::now());
+            }
+            match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+                Ok(Some(Ok(_))) => {}
+                _ => return Some(tokio::time::Instant::now()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    })
 }

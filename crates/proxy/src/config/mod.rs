@@ -80,6 +80,11 @@ pub struct Global {
     pub metrics_listen: Option<SocketAddr>,
     /// How long a graceful stop waits for in-flight requests (`shutdown_grace`, default 30s).
     pub shutdown_grace: Duration,
+    /// How long a draining process (graceful stop, binary upgrade) keeps an idle keep-alive
+    /// HTTP/1 connection open for its client's next request, answered with `Connection:
+    /// close`, before closing it (`drain_window`, default 5s; `shutdown_grace` at most).
+    /// Closing it at once would race a request the client may already be sending.
+    pub drain_window: Duration,
     /// Worker threads (`threads`); `None` means one per available core.
     pub threads: Option<NonZeroUsize>,
     /// Client connections served at once (`maxconn`); `None`: as many as the open-files
@@ -104,6 +109,7 @@ impl Default for Global {
             stats_sockets: Vec::new(),
             metrics_listen: None,
             shutdown_grace: Duration::from_secs(30),
+            drain_window: Duration::from_secs(5),
             threads: None,
             maxconn: None,
             resolvers: Vec::new(),

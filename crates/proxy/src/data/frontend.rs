@@ -38,6 +38,9 @@ pub(crate) struct ListenerContext {
     pub(crate) https: Arc<ArcSwap<HttpsPolicy>>,
     /// Stop accepting and finish in-flight requests.
     pub(crate) drain: Tripwire,
+    /// How long a draining connection that is idle waits for its client's next request
+    /// (`drain_window`, at most `shutdown_grace`) before it closes.
+    pub(crate) drain_window: Duration,
     /// Close everything still open.
     pub(crate) hard_stop: Tripwire,
     pub(crate) tracker: TaskTracker,

@@ -197,7 +197,9 @@ async fn serve_tls(
                 return tracing::debug!("TLS handshake with {peer} timed out");
             }
         },
-        () = ctx.drain.tripped() => return,
+        // Not the drain: this connection was accepted, and its client is about to send a
+        // request on it; it gets its answer (with `Connection: close`, or HTTP/2's GOAWAY).
+        () = ctx.hard_stop.tripped() => return,
     };
     let _open = tls.counters.handshake(stream.get_ref().1);
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {

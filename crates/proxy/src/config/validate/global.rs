@@ -1,4 +1,5 @@
-//! The `[global]` section: runtime API sockets and their access levels, metrics listener, shutdown grace and threads.
+//! The `[global]` section: runtime API sockets and their access levels, metrics listener,
+//! shutdown grace and drain window, threads, connection limit and resolvers.
 
 use std::num::NonZeroUsize;
 
@@ -14,6 +15,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "stats_socket_level",
     "metrics_listen",
     "shutdown_grace",
+    "drain_window",
     "threads",
     "maxconn",
     "resolvers",
@@ -65,6 +67,21 @@ impl Ctx<'_> {
             }
         });
         let shutdown_grace = self.duration(&s, "shutdown_grace", true);
+        let drain_window = self.duration(&s, "drain_window", true);
+        if let (Ok(Some(window)), Ok(grace), Some(v)) =
+            (&drain_window, &shutdown_grace, s.get("drain_window"))
+        {
+            let grace = grace.unwrap_or(defaults.shutdown_grace);
+            if *window > grace {
+                self.warn(
+                    v.span().start,
+                    format!(
+                        "`drain_window` ({window:?}) is longer than `shutdown_grace` ({grace:?}): \
+                         idle connections of a draining process close at `shutdown_grace`"
+                    ),
+                );
+            }
+        }
         let threads = self.integer(
             &s,
             "threads",
@@ -94,6 +111,7 @@ impl Ctx<'_> {
             stats_sockets: stats_sockets.ok()?,
             metrics_listen: metrics_listen.ok()?,
             shutdown_grace: shutdown_grace.ok()?.unwrap_or(defaults.shutdown_grace),
+            drain_window: drain_window.ok()?.unwrap_or(defaults.drain_window),
             threads: threads
                 .ok()?
                 .and_then(|n| usize::try_from(n).ok())

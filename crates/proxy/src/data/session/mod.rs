@@ -7,8 +7,10 @@
 //! The session is HAProxy's "HTTP/1 mux" for one client: it refuses a head the codec cannot
 //! frame unambiguously before anything is routed (400, 414, 431), answers 408 to a head that
 //! does not arrive within `timeout_http_request` (under TLS too), keeps the connection alive
-//! as the client asks and the exchange allows, stops reading new requests when the frontend
-//! drains, and turns into a tunnel when a server switches protocols.
+//! as the client asks and the exchange allows, and turns into a tunnel when a server switches
+//! protocols. When the frontend drains, the next answer closes the connection
+//! (`Connection: close`) and an idle one is closed only at the end of the drain window, never
+//! under a request its client may be sending.
 
 mod response;
 
@@ -44,8 +46,8 @@ const REQUEST_LIMITS: Limits = Limits {
     max_fields: 100,
 };
 
-/// Serves HTTP/1.1 on one client connection until it closes, times out, the frontend drains
-/// or the proxy stops; or until a server switches protocols, when it returns the tunnel the
+/// Serves HTTP/1.1 on one client connection until it closes, times out, has answered its
+/// last request of a drain (or stayed idle through the drain window), or the proxy stops; or until a server switches protocols, when it returns the tunnel the
 /// connection became, for the caller to run ([`Upgraded::run`]) on a task of its own: a
 /// tunnel needs a fraction of the state an HTTP/1 exchange does, and may live for hours.
 pub(crate) async fn serve<S: ClientStream>(
@@ -120,6 +122,16 @@ enum End {
     Tunnel(Box<Tunnel>),
 }
 
+/// A connection's view of its frontend's drain.
+struct Drain<'w, D> {
+    /// The wait on the drain, for the connection's whole life.
+    wait: Pin<&'w mut D>,
+    /// How long an idle connection is kept once the drain starts ([`ListenerContext`]).
+    window: Duration,
+    /// Set when the drain was seen: an idle connection closes then.
+    close_idle_by: Option<Instant>,
+}
+
 /// One client connection and the buffers its requests reuse.
 struct Conn<S> {
     io: S,
@@ -145,7 +157,7 @@ struct Conn<S> {
 enum HeadRead {
     /// A complete head is parsed in [`Conn::head`].
     Complete,
-    /// The connection closed, stayed idle past the timeout, or the frontend drains.
+    /// The connection closed, or stayed idle past the timeout or the drain window.
     Closed,
     /// The head cannot be accepted (or did not arrive in time): answer this and close.
     Refused(Refusal),
@@ -156,15 +168,14 @@ impl<S: ClientStream> Conn<S> {
     async fn serve_requests(&mut self, client: &ClientContext, ctx: &ListenerContext) -> End {
         // One wait on the frontend's drain for the connection's whole life: it registers with
         // the drain once, not once per request.
-        let drain = ctx.drain.tripped();
-        let mut drain = pin!(drain);
-        let mut first = true;
+        let wait = ctx.drain.tripped();
+        let mut drain = Drain {
+            wait: pin!(wait),
+            window: ctx.drain_window,
+            close_idle_by: None,
+        };
         loop {
-            // A drain closes idle keep-alive connections, never one accepted just before it:
-            // its first request may already be on its way.
-            let drain = (!first).then_some(drain.as_mut());
-            first = false;
-            let exchange = match self.read_head(ctx.head_timeout, drain).await {
+            let exchange = match self.read_head(ctx.head_timeout, &mut drain).await {
                 HeadRead::Complete => Exchange::of(&self.head, &self.read),
                 HeadRead::Closed => return End::Close,
                 HeadRead::Refused(refusal) => {
@@ -180,6 +191,7 @@ impl<S: ClientStream> Conn<S> {
                 }
                 Err(why) => refuse(client, Refusal::refused(StatusCode::BAD_REQUEST, why)),
             };
+            // Once the frontend drains, the answer says `Connection: close`.
             let outcome = self.respond(resp, exchange, ctx).await;
             self.forget_request();
             match outcome {
@@ -217,10 +229,16 @@ impl<S: ClientStream> Conn<S> {
     /// Reads until a request head is complete. The timeout runs from the end of the last
     /// answer: a head that started and stalled gets 408, an idle keep-alive connection is
     /// closed without a word (HAProxy's `timeout http-request` and `http-keep-alive`).
+    ///
+    /// Once the frontend drains, an idle connection is not closed at once: its client may be
+    /// sending the next request at this very moment, and would see the connection close under
+    /// it. It is kept for `drain_window`, so that a request arriving meanwhile is answered
+    /// (with `Connection: close`), and closed only if none comes (HAProxy's
+    /// `idle-close-on-response`).
     async fn read_head<D: Future<Output = ()>>(
         &mut self,
         timeout: Duration,
-        mut drain: Option<Pin<&mut D>>,
+        drain: &mut Drain<'_, D>,
     ) -> HeadRead {
         let mut deadline = None;
         loop {
@@ -233,14 +251,21 @@ impl<S: ClientStream> Conn<S> {
             }
             framed::make_room(&mut self.read);
             let idle = self.read.is_empty();
-            let by = || *deadline.get_or_insert_with(|| Instant::now() + timeout);
+            let close_idle_by = drain.close_idle_by.filter(|_| idle);
+            let by = || {
+                let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                close_idle_by.map_or(at, |by| by.min(at))
+            };
             let read = self
                 .deadline
                 .now_or_by(by, self.io.read_buf(&mut self.read));
             let read = tokio::select! {
                 r = read => r,
-                // Draining: an idle connection closes; a head under way is still answered.
-                () = tripped(drain.as_mut().map(Pin::as_mut)), if idle => return HeadRead::Closed,
+                // Polled until it completes, never after: the window starts once.
+                () = drain.wait.as_mut(), if idle && drain.close_idle_by.is_none() => {
+                    drain.close_idle_by = Some(Instant::now() + drain.window);
+                    continue;
+                }
             };
             match read {
                 Ok(Ok(0) | Err(_)) => return HeadRead::Closed,
@@ -325,12 +350,4 @@ fn refuse(
 
 fn status_of(e: HeadError) -> StatusCode {
     StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
-}
-
-/// Resolves when `drain` (a wait on the drain) does; never without one.
-async fn tripped<D: Future<Output = ()>>(drain: Option<Pin<&mut D>>) {
-    match drain {
-        Some(drain) => drain.await,
-        None => std::future::pending().await,
-    }
 }
