@@ -263,3 +263,45 @@ async fn a_changed_bind_moves_the_listener() {
     lb.signal(Sig::SIGTERM);
     assert!(lb.wait_exit().await.success());
 }
+
+/// Twenty reloads under the client mix (64 keep-alive connections, new-connection clients,
+/// HTTP/2 over TLS), alternating two configurations: no request fails, no connection is told
+/// to close, and every WebSocket stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_reloads_under_the_client_mix_lose_nothing_and_keep_every_websocket() {
+    const RELOADS: usize = 20;
+    let edge = support::UnderLoad::new("threads = 2").await;
+    let changed = edge
+        .config
+        .replace("[defaults]\n", "[defaults]\nretries = 1\n");
+    assert_ne!(changed, edge.config);
+    let mut lb = Lb::start(&edge.config);
+    lb.frontend_addr("veza").await;
+    let traffic = edge.traffic();
+    traffic.flows(100).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut websockets = Vec::new();
+    for _ in 0..4 {
+        websockets.push(support::websocket(edge.web, stop.clone()).await);
+    }
+    for i in 0..RELOADS {
+        lb.write_config(if i % 2 == 0 { &changed } else { &edge.config });
+        lb.signal(Sig::SIGHUP);
+        lb.wait_for_nth("reload complete", i + 1).await;
+        traffic.flows(200).await;
+    }
+    let report = traffic.stop().await;
+    assert_eq!(report.total_failed(), 0, "{report}");
+    assert_eq!(
+        report.reconnects, 0,
+        "a reload closes no client connection: {report}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for ws in websockets {
+        let closed = ws.await.expect("websocket task");
+        assert_eq!(closed, None, "a WebSocket closed during the reloads");
+    }
+    println!("{RELOADS} reloads: {report}");
+    lb.signal(Sig::SIGTERM);
+    assert!(lb.wait_exit().await.success());
+}

@@ -67,3 +67,48 @@ async fn adopts_the_sockets_it_binds_and_reports_the_rest() {
     }
     drop(backend);
 }
+
+/// A listening socket as a socket unit holds it: bound once, kept across the service's stops
+/// and starts, with room in its backlog for the clients that connect meanwhile.
+fn held(addr: std::net::SocketAddr) -> std::net::TcpListener {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_reuse_address(true).expect("SO_REUSEADDR");
+    socket.bind(&addr.into()).expect("bind");
+    socket.listen(4096).expect("listen");
+    socket.into()
+}
+
+/// Five graceful stops and starts behind sockets held as systemd holds a socket unit's,
+/// under the client mix: nothing is refused and no request fails, because the listening
+/// socket never closes, connections made while no process runs wait in its backlog, and
+/// each stopping process ends its connections as a drain does (`Connection: close`, GOAWAY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_stops_and_starts_behind_held_sockets_refuse_and_fail_nothing() {
+    const CYCLES: usize = 5;
+    let edge = support::UnderLoad::new("shutdown_grace = \"1500ms\"\nthreads = 2").await;
+    let sockets = [held(edge.web), held(edge.tls)];
+    let sockets: Vec<&std::net::TcpListener> = sockets.iter().collect();
+    let mut lb = Lb::start_with_sockets(&edge.config, &sockets);
+    lb.wait_for("adopted listening socket").await;
+    let traffic = edge.traffic();
+    traffic.flows(100).await;
+    for cycle in 0..CYCLES {
+        lb.signal(support::Sig::SIGTERM);
+        let status = lb.wait_exit().await;
+        assert!(status.success(), "stop {cycle}: {status}");
+        assert!(
+            lb.lines_with("address already in use").is_empty(),
+            "{:#?}",
+            lb.logs()
+        );
+        lb = Lb::start_with_sockets(&edge.config, &sockets);
+        lb.wait_for("adopted listening socket").await;
+        traffic.flows(200).await;
+    }
+    let report = traffic.stop().await;
+    assert_eq!(report.total_failed(), 0, "{report}");
+    println!("{CYCLES} stops and starts: {report}");
+    lb.signal(support::Sig::SIGTERM);
+    assert!(lb.wait_exit().await.success());
+}

@@ -104,6 +104,35 @@ impl Lb {
         config: &str,
         env: &[(&str, &str)],
     ) -> Lb {
+        Lb::spawn(program, wrapper, config, env, |_| {})
+    }
+
+    /// Starts `veza-lb` on `config` with `sockets` passed as a service manager passes them
+    /// (`LISTEN_FDS` from descriptor 3; the test keeps its copies, as systemd keeps a socket
+    /// unit's across the service's stops and starts).
+    pub fn start_with_sockets(config: &str, sockets: &[&std::net::TcpListener]) -> Lb {
+        use std::os::fd::AsFd;
+        Lb::spawn(binary(), &[], config, &[], |command| {
+            let mappings = (sockets.iter().enumerate())
+                .map(|(i, socket)| command_fds::FdMapping {
+                    parent_fd: socket.as_fd().try_clone_to_owned().expect("dup a socket"),
+                    child_fd: 3 + i32::try_from(i).expect("few sockets"),
+                })
+                .collect();
+            command
+                .env("LISTEN_FDS", sockets.len().to_string())
+                .env_remove("LISTEN_PID");
+            command_fds::CommandFdExt::fd_mappings(command, mappings).expect("pass the sockets");
+        })
+    }
+
+    fn spawn(
+        program: &str,
+        wrapper: &[&str],
+        config: &str,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Lb {
         let dir = temp_dir();
         let path = dir.path().join("veza-lb.toml");
         std::fs::write(&path, config).expect("write config");
@@ -127,6 +156,7 @@ impl Lb {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        adjust(&mut command);
         let mut child = command.spawn().expect("start veza-lb");
         let stderr = child.stderr.take().expect("stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
