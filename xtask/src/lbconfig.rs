@@ -159,7 +159,9 @@ impl SeedTopology {
     /// The same topology as HAProxy 2.6's configuration: what the seed's Ansible role
     /// rendered, for side-by-side runs. Only the stats socket's TCP address is bound (level
     /// admin); the admin unix socket is veza-lb's. The stream pool hashes the same two path
-    /// segments; HAProxy has no jump hash, so it uses its consistent hash.
+    /// segments; HAProxy has no jump hash, so it uses its consistent hash. Its drain is its
+    /// best one, as veza-lb's: `option idle-close-on-response` (an idle connection of a
+    /// stopping worker answers its next request, then closes).
     pub fn render_haproxy(&self) -> String {
         let mut out = format!("# {}\nglobal\n", self.header);
         if let Some(threads) = self.threads {
@@ -173,7 +175,7 @@ impl SeedTopology {
         );
         let _ = write!(
             out,
-            "\ndefaults\n  mode http\n  timeout connect {}\n  timeout client 30s\n  timeout server 30s\n  timeout tunnel 1h\n  timeout check {}\n  retries 3\n  option redispatch\n",
+            "\ndefaults\n  mode http\n  timeout connect {}\n  timeout client 30s\n  timeout server 30s\n  timeout tunnel 1h\n  timeout check {}\n  retries 3\n  option redispatch\n  option idle-close-on-response\n",
             haproxy_time(&self.timeout_connect),
             haproxy_time(&self.timeout)
         );
@@ -262,6 +264,7 @@ mod tests {
         assert!(text.contains("# From the inventory group backend_api_instances.\nservers = ["));
         let haproxy = topology.render_haproxy();
         assert!(haproxy.contains("  stats socket ipv4@127.0.0.1:9100 level admin\n"));
+        assert!(haproxy.contains("  option idle-close-on-response\n"));
         assert!(haproxy.contains("default-server check inter 1s fall 3 rise 2 slowstart 30s on-marked-down shutdown-sessions"));
         assert!(haproxy.contains("  server backend-api-1 127.0.0.1:18081 cookie backend-api-1\n"));
         assert!(

@@ -12,14 +12,16 @@ use std::time::Duration;
 use loadtest::{Fault, FaultAction, Faults, Options, Run, Scenario, ShellFaults, Target};
 
 use crate::build::{self, Profile};
+use crate::leftovers::{self, Footprint};
 use crate::topology::{Balancer, Settings, Topology, find_program};
 use crate::{Error, Result, fail, parse_duration};
 
 /// Options of `cargo xtask load`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A scenario file, or a shipped scenario's name: `default` (the traffic mix) or
-    /// `failover` (the mix with backend-api-1 killed and restarted mid-run).
+    /// A scenario file, or a shipped scenario's name: `default` (the traffic mix),
+    /// `failover` (the mix with backend-api-1 killed and restarted mid-run) or `chaos` (the
+    /// mix through upgrades, reloads, server kills and hangs, each fault's window reported).
     #[arg(long, value_name = "FILE|NAME", default_value = "default")]
     scenario: String,
     /// Run this long instead of the scenario's duration (stages and faults given in
@@ -40,6 +42,21 @@ pub struct Args {
     /// With --target: a shell command that starts a server again (`incus start {server}`).
     #[arg(long, value_name = "CMD", requires = "target")]
     start_cmd: Option<String>,
+    /// With --target: a shell command that freezes a server (`incus pause {server}`).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    hang_cmd: Option<String>,
+    /// With --target: a shell command that lets a frozen server go on (`incus resume
+    /// {server}`).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    resume_cmd: Option<String>,
+    /// With --target: a shell command that upgrades the balancer's binary (`ssh lb veza-lb
+    /// ctl --socket unix:/run/veza-lb/admin.sock upgrade`).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    upgrade_cmd: Option<String>,
+    /// With --target: a shell command that reloads the balancer (`ssh lb systemctl reload
+    /// veza-lb`).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    reload_cmd: Option<String>,
     /// Run the same scenario against HAProxy 2.6 with the equivalent configuration, after
     /// veza-lb, and report both side by side (release binaries).
     #[arg(long, conflicts_with = "target")]
@@ -55,12 +72,13 @@ pub struct Args {
     threads: usize,
 }
 
-/// Runs the load test; exit code 1 when a threshold fails or a fault could not be applied.
+/// Runs the load test; exit code 1 when a threshold fails, a fault could not be applied, or
+/// veza-lb did not come back to its footprint before the run ([`leftovers`]).
 pub async fn run(args: Args) -> Result<ExitCode> {
     let scenario =
         loadtest::load_scenario(&args.scenario, args.duration).map_err(Error::Message)?;
-    let runs = match &args.target {
-        Some(url) => vec![remote(&scenario, &args, url).await?],
+    let (runs, left_behind) = match &args.target {
+        Some(url) => (vec![remote(&scenario, &args, url).await?], Vec::new()),
         None => local(&scenario, &args).await?,
     };
     let out = args.out.clone().unwrap_or_else(|| {
@@ -73,7 +91,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         "cannot write the report into {}",
         out.display()
     )))?;
-    Ok(if passed {
+    for problem in &left_behind {
+        println!("  FAILED: {problem}");
+    }
+    Ok(if passed && left_behind.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -82,7 +103,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 
 async fn remote(scenario: &Scenario, args: &Args, url: &str) -> Result<Run> {
     let target = Target::parse(url).map_err(Error::Message)?;
-    let mut faults = ShellFaults::new(args.stop_cmd.clone(), args.start_cmd.clone());
+    let mut faults = ShellFaults::new(args.stop_cmd.clone(), args.start_cmd.clone())
+        .with(FaultAction::Hang, args.hang_cmd.clone())
+        .with(FaultAction::Resume, args.resume_cmd.clone())
+        .with(FaultAction::Upgrade, args.upgrade_cmd.clone())
+        .with(FaultAction::Reload, args.reload_cmd.clone());
     faults.covers(scenario).map_err(Error::Message)?;
     let options = Options {
         label: "edge".into(),
@@ -95,7 +120,9 @@ async fn remote(scenario: &Scenario, args: &Args, url: &str) -> Result<Run> {
         .map_err(|e| Error::Message(e.to_string()))
 }
 
-async fn local(scenario: &Scenario, args: &Args) -> Result<Vec<Run>> {
+/// The runs, and what each balancer left behind (one sentence each; empty when nothing).
+async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String>)> {
+    let mut left_behind = Vec::new();
     let mut balancers = vec![Balancer::VezaLb];
     if args.compare_haproxy {
         match find_program("haproxy") {
@@ -140,6 +167,16 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<Vec<Run>> {
             metrics: topology.metrics_addr.map(|m| format!("http://{m}/metrics")),
             progress: true,
         };
+        // veza-lb's footprint before the run, warmed up (its pools to the servers open, its
+        // buffers allocated): what the run must not leave it above.
+        let before = match (&topology.settings.balancer, topology.lb_pid()) {
+            (Balancer::VezaLb, Some(pid)) => {
+                leftovers::warm_up(&topology.lb_addr.to_string()).await?;
+                leftovers::idle(&topology.stats()).await?;
+                Some(Footprint::read(pid, &topology.stats()).await?)
+            }
+            _ => None,
+        };
         let outcome = loadtest::run(scenario, &options, &mut TopologyFaults(&mut topology)).await;
         let run = match outcome {
             Ok(run) => run,
@@ -153,13 +190,22 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<Vec<Run>> {
                 topology.log_tails(30)
             ));
         }
+        if let Some(before) = before {
+            match leftovers::settle(&topology, &before).await {
+                Ok(after) => {
+                    println!("load: {label} left nothing behind: before {before}; after {after}");
+                }
+                Err(e) => left_behind.push(format!("{label}: {e}")),
+            }
+        }
         topology.stop().await;
         runs.push(run);
     }
-    Ok(runs)
+    Ok((runs, left_behind))
 }
 
-/// Faults on the loopback topology: SIGKILL a demo backend, start it again on its port.
+/// Faults on the loopback topology: SIGKILL a demo backend and start it again on its port,
+/// freeze it (SIGSTOP) and let it go on (SIGCONT); upgrade or reload the balancer.
 struct TopologyFaults<'a>(&'a mut Topology);
 
 impl Faults for TopologyFaults<'_> {
@@ -171,6 +217,10 @@ impl Faults for TopologyFaults<'_> {
             let outcome = match fault.action {
                 FaultAction::Stop => self.0.kill(&fault.server).await,
                 FaultAction::Start => self.0.restart(&fault.server).await,
+                FaultAction::Hang => self.0.hang(&fault.server),
+                FaultAction::Resume => self.0.resume(&fault.server),
+                FaultAction::Upgrade => self.0.upgrade().await,
+                FaultAction::Reload => self.0.reload().await,
             };
             outcome.map_err(|e| e.to_string())
         })

@@ -23,6 +23,7 @@ mod http;
 mod lab;
 mod lbconfig;
 mod lbpair;
+mod leftovers;
 mod load;
 mod netns;
 mod pair;

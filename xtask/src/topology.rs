@@ -191,6 +191,36 @@ impl Process {
     }
 }
 
+/// Sends `signal` to `pid` (`what` it is, for the error).
+fn send(pid: u32, signal: Signal, what: &str) -> Result<()> {
+    let raw = i32::try_from(pid).map_err(|_| Error::Message(format!("pid {pid} out of range")))?;
+    kill(Pid::from_raw(raw), signal)
+        .map_err(|errno| Error::Message(format!("cannot send {signal} to {what} ({pid}): {errno}")))
+}
+
+/// Whether `pid` runs (a zombie does not: it only waits to be reaped).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| !s.trim_start().starts_with('Z'))
+    })
+}
+
+/// SIGTERM a process that is not our child, then SIGKILL if it still runs after `grace`.
+async fn stop_pid(pid: u32, grace: Duration) {
+    if send(pid, Signal::SIGTERM, "veza-lb").is_err() {
+        return;
+    }
+    let deadline = Instant::now() + grace;
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if alive(pid) {
+        let _ = send(pid, Signal::SIGKILL, "veza-lb");
+    }
+}
+
 /// The last `lines` lines of a file (empty if unreadable).
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -286,6 +316,11 @@ pub struct Topology {
     /// veza-lb's configuration file.
     pub config_path: PathBuf,
     lb: Process,
+    /// The process serving now when it is not `lb`: veza-lb's after an upgrade (a child of
+    /// the process it replaced, not ours).
+    serving: Option<u32>,
+    /// Every veza-lb process an upgrade replaced: each must exit once drained.
+    replaced: Vec<u32>,
     binaries: Binaries,
     // Last field: dropped after the processes, whose logs live in it.
     dir: tempfile::TempDir,
@@ -346,7 +381,9 @@ impl Topology {
             Balancer::Haproxy(haproxy) => {
                 let path = dir.path().join("haproxy.cfg");
                 let mut command = Command::new(haproxy);
-                command.arg("-db").arg("-f").arg(&path);
+                // Master-worker, in the foreground: a reload (SIGUSR2 to the master) starts new
+                // workers on the same listening sockets, as `systemctl reload haproxy` does.
+                command.args(["-W", "-db", "-f"]).arg(&path);
                 ("haproxy", path, seed.render_haproxy(), command)
             }
         };
@@ -367,6 +404,8 @@ impl Topology {
             backends,
             config_path,
             lb,
+            serving: None,
+            replaced: Vec::new(),
             binaries: binaries.clone(),
             dir,
         })
@@ -387,9 +426,10 @@ impl Topology {
         self.dir.path()
     }
 
-    /// veza-lb's process id.
+    /// The balancer's process id: veza-lb's serving process (the one an upgrade started, if
+    /// any); HAProxy's master.
     pub fn lb_pid(&self) -> Option<u32> {
-        self.lb.pid()
+        self.serving.or_else(|| self.lb.pid())
     }
 
     /// veza-lb's log file.
@@ -416,9 +456,82 @@ impl Topology {
         out
     }
 
-    /// Whether veza-lb is still running.
+    /// Whether the balancer is still running (after an upgrade: the process serving now).
     pub fn lb_running(&mut self) -> bool {
-        self.lb.exited().is_none()
+        match self.serving {
+            Some(pid) => alive(pid),
+            None => self.lb.exited().is_none(),
+        }
+    }
+
+    /// Replaces the balancer's binary under traffic: veza-lb's runtime API `upgrade` (the new
+    /// process takes the listening sockets, the old one drains and exits); HAProxy's
+    /// master-worker reload (SIGUSR2: new workers on the same sockets, the old ones drain).
+    pub async fn upgrade(&mut self) -> Result<()> {
+        match self.settings.balancer {
+            Balancer::VezaLb => {
+                let answer = StatsSocket::new(self.admin_socket())
+                    .command("upgrade")
+                    .await?;
+                let new = answer
+                    .trim()
+                    .strip_prefix("Upgraded: pid ")
+                    .and_then(|rest| rest.rsplit(' ').next())
+                    .and_then(|pid| pid.parse::<u32>().ok());
+                let Some(new) = new else {
+                    return fail(format!("upgrade refused: {}", answer.trim()));
+                };
+                if let Some(old) = self.lb_pid() {
+                    self.replaced.push(old);
+                }
+                self.serving = Some(new);
+                Ok(())
+            }
+            Balancer::Haproxy(_) => self.signal_lb(Signal::SIGUSR2),
+        }
+    }
+
+    /// Reloads the balancer's configuration: veza-lb's SIGHUP; HAProxy's master-worker reload
+    /// (SIGUSR2), its only kind of reload.
+    pub async fn reload(&mut self) -> Result<()> {
+        match self.settings.balancer {
+            Balancer::VezaLb => self.signal_lb(Signal::SIGHUP),
+            Balancer::Haproxy(_) => self.signal_lb(Signal::SIGUSR2),
+        }
+    }
+
+    fn signal_lb(&self, signal: Signal) -> Result<()> {
+        let Some(pid) = self.lb_pid() else {
+            return fail("the balancer is not running");
+        };
+        send(pid, signal, self.settings.balancer.label())
+    }
+
+    /// The veza-lb processes an upgrade replaced that still run (drained, each must exit).
+    pub fn replaced_running(&self) -> Vec<u32> {
+        self.replaced
+            .iter()
+            .copied()
+            .filter(|&p| alive(p))
+            .collect()
+    }
+
+    /// Freezes a backend (SIGSTOP): it keeps its sockets and answers nothing.
+    pub fn hang(&mut self, name: &str) -> Result<()> {
+        self.signal_backend(name, Signal::SIGSTOP)
+    }
+
+    /// Lets a frozen backend go on (SIGCONT).
+    pub fn resume(&mut self, name: &str) -> Result<()> {
+        self.signal_backend(name, Signal::SIGCONT)
+    }
+
+    fn signal_backend(&self, name: &str, signal: Signal) -> Result<()> {
+        let backend = self.backend(name)?;
+        match backend.process.as_ref().and_then(Process::pid) {
+            Some(pid) => send(pid, signal, name),
+            None => fail(format!("{name} is not running")),
+        }
     }
 
     /// A backend by name.
@@ -459,6 +572,12 @@ impl Topology {
 
     /// Stops everything gracefully (veza-lb first), as the demo does on Ctrl-C.
     pub async fn stop(mut self) {
+        if let Some(pid) = self.serving {
+            stop_pid(pid, Duration::from_secs(3)).await;
+        }
+        for pid in self.replaced_running() {
+            stop_pid(pid, Duration::from_secs(3)).await;
+        }
         self.lb.stop(Duration::from_secs(3)).await;
         for backend in &mut self.backends {
             if let Some(process) = backend.process.as_mut() {

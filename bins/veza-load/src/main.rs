@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use loadtest::{Options, ShellFaults, Target};
+use loadtest::{FaultAction, Options, ShellFaults, Target};
 
 /// Veza's load test: a scenario's traffic mix against a deployed edge, with thresholds,
 /// faults and an HTML report.
@@ -32,17 +32,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a scenario against a target; write report.html and summary.json.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a scenario and print what it will do.
     Check {
-        /// A scenario file, or a shipped scenario's name (`default`, `failover`).
+        /// A scenario file, or a shipped scenario's name (`default`, `failover`, `chaos`).
         #[arg(long, value_name = "FILE|NAME")]
         scenario: String,
         /// Override the scenario's duration.
         #[arg(long, value_name = "DURATION", value_parser = loadtest::scenario::parse_duration)]
         duration: Option<Duration>,
     },
-    /// Print a shipped scenario (`default`, `failover`).
+    /// Print a shipped scenario (`default`, `failover`, `chaos`).
     Print {
         /// Its name.
         name: String,
@@ -51,7 +51,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// A scenario file, or a shipped scenario's name (`default`, `failover`).
+    /// A scenario file, or a shipped scenario's name (`default`, `failover`, `chaos`).
     #[arg(long, value_name = "FILE|NAME", default_value = "default")]
     scenario: String,
     /// The edge to load: `http://host:port`.
@@ -69,6 +69,18 @@ struct RunArgs {
     /// Shell command that starts a server again; `{server}` is replaced.
     #[arg(long, value_name = "CMD")]
     start_cmd: Option<String>,
+    /// Shell command that freezes a server (`hang` faults); `{server}` is replaced.
+    #[arg(long, value_name = "CMD")]
+    hang_cmd: Option<String>,
+    /// Shell command that lets a frozen server go on (`resume` faults).
+    #[arg(long, value_name = "CMD")]
+    resume_cmd: Option<String>,
+    /// Shell command that upgrades the balancer's binary (`lb = "upgrade"` faults).
+    #[arg(long, value_name = "CMD")]
+    upgrade_cmd: Option<String>,
+    /// Shell command that reloads the balancer (`lb = "reload"` faults).
+    #[arg(long, value_name = "CMD")]
+    reload_cmd: Option<String>,
     /// Write into this directory exactly.
     #[arg(long, value_name = "DIR", conflicts_with = "reports")]
     out: Option<PathBuf>,
@@ -101,7 +113,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(run(args)),
+            Ok(runtime) => runtime.block_on(run(*args)),
             Err(e) => Err(format!("cannot start the async runtime: {e}")),
         },
     };
@@ -159,7 +171,11 @@ fn check(name: &str, duration: Option<Duration>) -> Result<ExitCode, String> {
 
 async fn run(args: RunArgs) -> Result<ExitCode, String> {
     let scenario = loadtest::load_scenario(&args.scenario, args.duration)?;
-    let mut faults = ShellFaults::new(args.stop_cmd, args.start_cmd);
+    let mut faults = ShellFaults::new(args.stop_cmd, args.start_cmd)
+        .with(FaultAction::Hang, args.hang_cmd)
+        .with(FaultAction::Resume, args.resume_cmd)
+        .with(FaultAction::Upgrade, args.upgrade_cmd)
+        .with(FaultAction::Reload, args.reload_cmd);
     faults.covers(&scenario)?;
     let options = Options {
         label: args.label,

@@ -1,13 +1,13 @@
-//! Faults during a run: stopping and starting backend servers at the scenario's times,
-//! through whatever reaches them (the caller's [`Faults`]; shell commands for a deployed
-//! edge).
+//! Faults during a run: stopping, starting, freezing and resuming backend servers, and
+//! upgrading or reloading the balancer, at the scenario's times, through whatever reaches them
+//! (the caller's [`Faults`]; shell commands for a deployed edge).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use crate::scenario::{Fault, FaultAction, Scenario};
 
-/// Applies faults: stops and starts backend servers.
+/// Applies faults to backend servers and to the balancer.
 pub trait Faults {
     /// Applies `fault`; the error says why it could not be.
     fn apply<'a>(
@@ -35,37 +35,61 @@ impl Faults for NoFaults {
 }
 
 /// Faults on a deployed edge: the operator's shell commands (`sh -c`), `{server}` replaced
-/// by the server's name, e.g. `incus stop --force {server}`.
+/// by the server's name, e.g. `incus stop --force {server}`; one command per kind of fault.
 #[derive(Debug, Clone, Default)]
 pub struct ShellFaults {
-    stop: Option<String>,
-    start: Option<String>,
+    commands: Vec<(FaultAction, String)>,
 }
+
+/// Every kind of fault, in the order `covers` names missing commands.
+const ACTIONS: [FaultAction; 6] = [
+    FaultAction::Stop,
+    FaultAction::Start,
+    FaultAction::Hang,
+    FaultAction::Resume,
+    FaultAction::Upgrade,
+    FaultAction::Reload,
+];
 
 impl ShellFaults {
     /// Commands that stop and start a server.
     pub fn new(stop: Option<String>, start: Option<String>) -> ShellFaults {
-        ShellFaults { stop, start }
+        ShellFaults::default()
+            .with(FaultAction::Stop, stop)
+            .with(FaultAction::Start, start)
+    }
+
+    /// Adds the command of `action`, if given.
+    #[must_use]
+    pub fn with(mut self, action: FaultAction, command: Option<String>) -> ShellFaults {
+        if let Some(command) = command {
+            self.commands.retain(|(a, _)| *a != action);
+            self.commands.push((action, command));
+        }
+        self
+    }
+
+    fn command(&self, action: FaultAction) -> Option<&str> {
+        (self.commands.iter())
+            .find(|(a, _)| *a == action)
+            .map(|(_, c)| c.as_str())
     }
 
     /// Whether every fault of `scenario` has its command; checked before the run.
     pub fn covers(&self, scenario: &Scenario) -> Result<(), String> {
-        let missing: Vec<&str> = [
-            (FaultAction::Stop, self.stop.is_none(), "--stop-cmd"),
-            (FaultAction::Start, self.start.is_none(), "--start-cmd"),
-        ]
-        .into_iter()
-        .filter(|(action, absent, _)| {
-            *absent && scenario.faults.iter().any(|f| f.action == *action)
-        })
-        .map(|(_, _, flag)| flag)
-        .collect();
+        let missing: Vec<String> = ACTIONS
+            .into_iter()
+            .filter(|action| {
+                self.command(*action).is_none()
+                    && scenario.faults.iter().any(|f| f.action == *action)
+            })
+            .map(|action| format!("--{}-cmd", action.as_str()))
+            .collect();
         if missing.is_empty() {
             Ok(())
         } else {
             Err(format!(
-                "the scenario stops and starts {}: give {}",
-                scenario.faulted_servers().join(", "),
+                "the scenario's faults need commands: give {}",
                 missing.join(" and ")
             ))
         }
@@ -78,11 +102,7 @@ impl Faults for ShellFaults {
         fault: &'a Fault,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>> {
         Box::pin(async move {
-            let template = match fault.action {
-                FaultAction::Stop => &self.stop,
-                FaultAction::Start => &self.start,
-            };
-            let Some(template) = template else {
+            let Some(template) = self.command(fault.action) else {
                 return Err(format!("no --{}-cmd given", fault.action.as_str()));
             };
             let command = template.replace("{server}", &fault.server);
@@ -145,7 +165,7 @@ mod tests {
         let error = ShellFaults::new(None, None).covers(&both).unwrap_err();
         assert_eq!(
             error,
-            "the scenario stops and starts s: give --stop-cmd and --start-cmd"
+            "the scenario's faults need commands: give --stop-cmd and --start-cmd"
         );
         let only_stop = scenario("[[fault]]\nat = \"1s\"\nstop = \"s\"\n");
         assert!(
@@ -154,5 +174,16 @@ mod tests {
                 .is_ok()
         );
         assert!(ShellFaults::default().covers(&scenario("")).is_ok());
+        let upgrade = scenario("[[fault]]\nat = \"1s\"\nlb = \"upgrade\"\n");
+        assert_eq!(
+            ShellFaults::default().covers(&upgrade).unwrap_err(),
+            "the scenario's faults need commands: give --upgrade-cmd"
+        );
+        assert!(
+            ShellFaults::default()
+                .with(FaultAction::Upgrade, Some("true".into()))
+                .covers(&upgrade)
+                .is_ok()
+        );
     }
 }

@@ -36,8 +36,21 @@ impl Sink {
         Sink { tx, start }
     }
 
-    /// Records one exchange of `flow` that began at `began`.
+    /// Records one exchange of `flow` that began at `began`, an idempotent one (a GET, a
+    /// WebSocket message): a client may send it again.
     pub fn record(&self, flow: usize, began: Instant, error: Option<ErrorKind>) {
+        self.record_request(flow, began, error, true);
+    }
+
+    /// Records one request of `flow` that began at `began`; `idempotent` as its method is
+    /// (RFC 9110, 9.2.2: not POST or PATCH).
+    pub fn record_request(
+        &self,
+        flow: usize,
+        began: Instant,
+        error: Option<ErrorKind>,
+        idempotent: bool,
+    ) {
         let now = Instant::now();
         // The recorder outlives every iteration; a send after it stopped is dropped.
         let _ = self.tx.send(Sample {
@@ -45,6 +58,7 @@ impl Sink {
             at: now.duration_since(self.start),
             latency: now.duration_since(began),
             error,
+            idempotent,
         });
     }
 }
@@ -116,7 +130,8 @@ impl Runnable {
                 Ok(response) => ErrorKind::of_status(response.status),
                 Err(kind) => Some(kind),
             };
-            sink.record(self.index, began, error);
+            let idempotent = !matches!(step.method.as_str(), "POST" | "PATCH");
+            sink.record_request(self.index, began, error, idempotent);
             if error.is_some() {
                 // Later steps depend on this one, as a user's would.
                 return;

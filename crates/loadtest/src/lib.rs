@@ -8,7 +8,7 @@
 //!                          │  scrape /metrics ─┐         ▼
 //!                          └────────────────── record (HDR histograms, 1 s buckets)
 //!                                                        ▼
-//!                             summary (thresholds, JSON) ─► report (askama, inline SVG)
+//!                  summary (thresholds, fault windows, JSON) ─► report (askama, inline SVG)
 //! ```
 //!
 //! `cargo xtask load` runs it against the loopback demo topology (and HAProxy with
@@ -27,6 +27,7 @@ pub mod scenario;
 pub mod scrape;
 pub mod summary;
 pub mod threshold;
+pub mod window;
 
 use std::path::{Path, PathBuf};
 
@@ -38,9 +39,10 @@ pub use scenario::{Fault, FaultAction, Scenario, ScenarioError};
 pub use summary::{Summary, SummaryFile};
 
 /// The scenarios shipped with the project: `(name, TOML)`.
-pub const SCENARIOS: [(&str, &str); 2] = [
+pub const SCENARIOS: [(&str, &str); 3] = [
     ("default", include_str!("../scenarios/default.toml")),
     ("failover", include_str!("../scenarios/failover.toml")),
+    ("chaos", include_str!("../scenarios/chaos.toml")),
 ];
 
 /// A shipped scenario by name.

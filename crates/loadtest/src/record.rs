@@ -87,6 +87,8 @@ pub struct Sample {
     pub latency: Duration,
     /// `None` for a success.
     pub error: Option<ErrorKind>,
+    /// Whether a client may send it again (not a POST or PATCH).
+    pub idempotent: bool,
 }
 
 fn histogram(significant_figures: u8) -> Histogram<u64> {
@@ -102,6 +104,8 @@ pub struct Totals {
     pub requests: u64,
     /// Failed ones, by kind.
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// Failed requests that were not idempotent (POST, PATCH), among `errors`.
+    pub failed_non_idempotent: u64,
     /// Latencies of all requests, failed ones included (a timeout is slow).
     pub latency: Histogram<u64>,
     /// Seconds the run lasted, for rates.
@@ -113,6 +117,7 @@ impl Totals {
         Totals {
             requests: 0,
             errors: BTreeMap::new(),
+            failed_non_idempotent: 0,
             latency: histogram(3),
             seconds: 0.0,
         }
@@ -122,8 +127,14 @@ impl Totals {
         self.requests += 1;
         if let Some(kind) = sample.error {
             *self.errors.entry(kind).or_default() += 1;
+            self.failed_non_idempotent += u64::from(!sample.idempotent);
         }
         let _ = self.latency.record(micros(sample.latency));
+    }
+
+    /// Failed requests a client could have sent again (idempotent ones).
+    pub fn failed_idempotent(&self) -> u64 {
+        self.error_count() - self.failed_non_idempotent
     }
 
     /// Failed requests.
@@ -136,6 +147,7 @@ impl Totals {
         for (kind, n) in &other.errors {
             *self.errors.entry(*kind).or_default() += n;
         }
+        self.failed_non_idempotent += other.failed_non_idempotent;
         let _ = self.latency.add(&other.latency);
     }
 }
@@ -147,6 +159,10 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Observed for Totals {
+    fn failed_idempotent(&self) -> Option<u64> {
+        (self.requests > 0).then(|| self.failed_idempotent())
+    }
+
     fn percentile_ms(&self, percentile: f64) -> Option<f64> {
         (self.requests > 0)
             .then(|| self.latency.value_at_quantile(percentile / 100.0) as f64 / 1000.0)
@@ -180,6 +196,8 @@ pub struct Bucket {
     pub requests: u64,
     /// Failed ones, by kind.
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// Failed ones that were not idempotent (POST, PATCH).
+    pub failed_non_idempotent: u64,
     /// Their latencies (2 significant figures: enough for a chart).
     pub latency: Histogram<u64>,
 }
@@ -189,6 +207,7 @@ impl Bucket {
         Bucket {
             requests: 0,
             errors: BTreeMap::new(),
+            failed_non_idempotent: 0,
             latency: histogram(2),
         }
     }
@@ -213,6 +232,22 @@ pub struct Recording {
     pub dropped_iterations: u64,
     /// Virtual users busy, sampled once a second.
     pub active_vus: Vec<u64>,
+    /// The first failed non-idempotent requests, each named (at most [`NAMED_FAILURES`]).
+    pub non_idempotent_failures: Vec<NamedFailure>,
+}
+
+/// How many failed non-idempotent requests a recording names one by one.
+pub const NAMED_FAILURES: usize = 100;
+
+/// A failed request, named: when it ended, its flow, how it failed.
+#[derive(Debug, Clone, Copy)]
+pub struct NamedFailure {
+    /// When it ended, after the start of the run.
+    pub at: Duration,
+    /// Index of the flow in the scenario.
+    pub flow: usize,
+    /// How it failed.
+    pub kind: ErrorKind,
 }
 
 impl Recording {
@@ -224,6 +259,7 @@ impl Recording {
             iterations: 0,
             dropped_iterations: 0,
             active_vus: Vec::new(),
+            non_idempotent_failures: Vec::new(),
         }
     }
 
@@ -248,6 +284,14 @@ impl Recording {
         bucket.requests += 1;
         if let Some(kind) = sample.error {
             *bucket.errors.entry(kind).or_default() += 1;
+            bucket.failed_non_idempotent += u64::from(!sample.idempotent);
+            if !sample.idempotent && self.non_idempotent_failures.len() < NAMED_FAILURES {
+                self.non_idempotent_failures.push(NamedFailure {
+                    at: sample.at,
+                    flow: sample.flow,
+                    kind,
+                });
+            }
         }
         let _ = bucket.latency.record(micros(sample.latency));
     }
@@ -302,6 +346,7 @@ mod tests {
             at: Duration::from_millis(at_ms),
             latency: Duration::from_millis(latency_ms),
             error,
+            idempotent: true,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::record::Totals;
 use crate::run::Run;
 use crate::scenario::FaultAction;
 use crate::threshold::{Observed, Threshold, Verdict};
+use crate::window::Window;
 
 /// The summary file's layout version; bumped when a field changes meaning.
 pub const VERSION: u32 = 1;
@@ -100,6 +101,8 @@ pub struct FaultSummary {
     /// For a stop, when measured: the stopped server got no session in the window and
     /// another server of its pool did.
     pub traffic_moved: Option<bool>,
+    /// What clients saw from this fault to the next one (or the end of the run).
+    pub clients: Window,
 }
 
 /// Time a stopped server is given to be marked DOWN before it must receive nothing (health
@@ -192,6 +195,12 @@ pub struct Summary {
     pub faults: Vec<FaultSummary>,
     /// Traffic per backend server (empty without a metrics endpoint).
     pub servers: Vec<ServerSummary>,
+    /// What clients saw before the first fault, when there are faults: the calm baseline of
+    /// each fault's window.
+    pub baseline: Option<Window>,
+    /// Failed non-idempotent requests, each named (`12.3s api: io`), at most
+    /// [`crate::record::NAMED_FAILURES`].
+    pub non_idempotent_failures: Vec<String>,
     /// Every threshold held and every fault could be applied.
     pub passed: bool,
     /// What failed, one sentence each, naming the flow.
@@ -199,6 +208,11 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The calm baseline's p99, if there was a calm before the faults.
+    pub fn baseline_p99(&self) -> Option<f64> {
+        self.baseline.as_ref().and_then(|b| b.p99_ms)
+    }
+
     /// Every flow, then all flows together: the rows of the report's tables.
     pub fn rows(&self) -> Vec<&FlowSummary> {
         self.flows.iter().chain([&self.all]).collect()
@@ -225,13 +239,17 @@ impl Summary {
                 ));
             }
         }
+        // The last window keeps the run's last (partial) second.
+        let end = run.elapsed.as_secs_f64().ceil();
         let faults: Vec<FaultSummary> = run
             .faults
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let (window_s, sessions_in_window, traffic_moved) = traffic_after_stop(run, i);
+                let until = run.faults.get(i + 1).map_or(end, |next| next.at);
                 FaultSummary {
+                    clients: Window::of(scenario, &run.recording, e.at, until),
                     at_s: e.at,
                     action: e.fault.action.as_str().to_owned(),
                     server: e.fault.server.clone(),
@@ -256,6 +274,17 @@ impl Summary {
                 ));
             }
         }
+        let baseline =
+            (run.faults.first()).map(|first| Window::of(scenario, &run.recording, 0.0, first.at));
+        let non_idempotent_failures = (run.recording.non_idempotent_failures.iter())
+            .map(|f| {
+                let flow = scenario
+                    .flows
+                    .get(f.flow)
+                    .map_or("?", |flow| flow.name.as_str());
+                format!("{:.1}s {flow}: {}", f.at.as_secs_f64(), f.kind.as_str())
+            })
+            .collect();
         let servers = run
             .servers
             .as_ref()
@@ -281,6 +310,8 @@ impl Summary {
             all,
             faults,
             servers,
+            baseline,
+            non_idempotent_failures,
             failures,
         }
     }
@@ -338,6 +369,22 @@ impl Summary {
                     .map(|e| format!(" failed: {e}"))
                     .unwrap_or_default()
             );
+            let w = &fault.clients;
+            let _ = writeln!(
+                out,
+                "    until {:.1}s: {} requests; failed: {} idempotent, {} POST/PATCH; {} WebSockets \
+                 lost ({}); p99 {}",
+                w.to_s,
+                w.requests,
+                w.failed_idempotent,
+                w.failed_non_idempotent,
+                w.websockets_lost,
+                w.failures(),
+                p99_against(w.p99_ms, self.baseline_p99()),
+            );
+        }
+        for failure in &self.non_idempotent_failures {
+            let _ = writeln!(out, "  failed non-idempotent request: {failure}");
         }
         let checked: usize = self.rows().iter().map(|f| f.thresholds.len()).sum();
         if self.passed {
@@ -349,6 +396,12 @@ impl Summary {
         }
         out
     }
+}
+
+/// `12.3ms (calm: 2.1ms)`: a window's p99 beside the baseline's.
+pub fn p99_against(p99_ms: Option<f64>, baseline_ms: Option<f64>) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}ms"));
+    format!("{} (calm: {})", ms(p99_ms), ms(baseline_ms))
 }
 
 /// `summary.json`: every run of one invocation (the system under test first, then any peer

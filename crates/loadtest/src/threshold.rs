@@ -1,5 +1,7 @@
 //! Pass/fail criteria, written as k6 writes them: `p95 < 50ms`, `avg <= 20ms`, `max < 1s`,
-//! `errors < 0.1%`, `rate > 100/s`. A failed threshold makes the run exit non-zero.
+//! `errors < 0.1%`, `rate > 100/s`; and `failed_idempotent < 1`, a count of failed requests a
+//! client could have sent again (what a change or fault must never cost). A failed threshold
+//! makes the run exit non-zero.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +22,8 @@ pub enum Metric {
     Errors,
     /// Requests per second over the whole run.
     Rate,
+    /// Failed idempotent requests (not POST or PATCH), a count.
+    FailedIdempotent,
 }
 
 /// How the observed value must compare with the limit.
@@ -80,6 +84,8 @@ pub trait Observed {
     fn error_percent(&self) -> Option<f64>;
     /// Requests per second.
     fn rate(&self) -> f64;
+    /// Failed idempotent requests; `None` without any request.
+    fn failed_idempotent(&self) -> Option<u64>;
 }
 
 /// A threshold checked against a run.
@@ -103,12 +109,18 @@ impl Threshold {
             Metric::Max => (observed.max_ms(), "ms"),
             Metric::Errors => (observed.error_percent(), "%"),
             Metric::Rate => (Some(observed.rate()), "/s"),
+            #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+            Metric::FailedIdempotent => (observed.failed_idempotent().map(|n| n as f64), ""),
         };
         let name = self.metric_name();
         match value {
             Some(value) => Verdict {
                 threshold: self.text.clone(),
-                observed: format!("{name} = {}{unit}", round(value)),
+                observed: if self.metric == Metric::FailedIdempotent {
+                    format!("{name} = {value}")
+                } else {
+                    format!("{name} = {}{unit}", round(value))
+                },
                 passed: self.comparison.holds(value, self.limit),
             },
             None => Verdict {
@@ -126,6 +138,7 @@ impl Threshold {
             Metric::Max => "max".into(),
             Metric::Errors => "errors".into(),
             Metric::Rate => "rate".into(),
+            Metric::FailedIdempotent => "failed_idempotent".into(),
         }
     }
 }
@@ -171,6 +184,7 @@ impl FromStr for Threshold {
             "max" => Metric::Max,
             "errors" => Metric::Errors,
             "rate" => Metric::Rate,
+            "failed_idempotent" => Metric::FailedIdempotent,
             _ => {
                 let p: f64 = name
                     .strip_prefix('p')
@@ -198,6 +212,10 @@ impl FromStr for Threshold {
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|v: &f64| v.is_finite() && *v >= 0.0)
                 .ok_or_else(|| format!("{text:?}: a rate is per second, like 100/s"))?,
+            Metric::FailedIdempotent => value
+                .parse::<u64>()
+                .map(|n| n as f64)
+                .map_err(|_| format!("{text:?}: failed_idempotent is a count, like 1"))?,
         };
         Ok(Threshold {
             metric,
@@ -232,6 +250,9 @@ mod tests {
         fn rate(&self) -> f64 {
             if self.requests { 250.0 } else { 0.0 }
         }
+        fn failed_idempotent(&self) -> Option<u64> {
+            self.requests.then_some(2)
+        }
     }
 
     fn check(text: &str) -> Verdict {
@@ -265,6 +286,8 @@ mod tests {
             "rate > fast",
             "latency < 5ms",
             "avg < 10%",
+            "failed_idempotent < 1.5",
+            "failed_idempotent < 1%",
         ] {
             assert!(bad.parse::<Threshold>().is_err(), "{bad} was accepted");
         }
@@ -282,6 +305,12 @@ mod tests {
         assert!(!check("errors < 0.1%").passed);
         assert!(check("rate > 200/s").passed);
         assert!(!check("rate >= 300/s").passed);
+        assert!(check("failed_idempotent < 3").passed);
+        assert!(!check("failed_idempotent < 1").passed);
+        assert_eq!(
+            check("failed_idempotent < 1").observed,
+            "failed_idempotent = 2"
+        );
     }
 
     #[test]

@@ -197,8 +197,8 @@ impl Faults for Recorder {
             self.applied
                 .push((self.start.elapsed(), fault.action, fault.server.clone()));
             match fault.action {
-                FaultAction::Stop => Ok(()),
                 FaultAction::Start => Err("the host is unreachable".into()),
+                _ => Ok(()),
             }
         })
     }

@@ -324,10 +324,13 @@ async fn new_connection(addr: SocketAddr, tally: Arc<Tally>) {
 type Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 
 /// An HTTP/2 connection over TLS.
-async fn h2_connect(h2: &Http2) -> Result<Sender, String> {
+async fn h2_connect(h2: &Http2) -> Result<(Sender, SocketAddr), String> {
     let tcp = TcpStream::connect(h2.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let local = tcp
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))?;
     let name = ServerName::try_from(h2.server_name).map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(h2.client.clone())
         .connect(name, tcp)
@@ -341,15 +344,15 @@ async fn h2_connect(h2: &Http2) -> Result<Sender, String> {
             .await
             .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
     tokio::spawn(conn);
-    Ok(sender)
+    Ok((sender, local))
 }
 
 /// One connection's clients: `streams` requests in flight, each sent again on a new
 /// connection when the connection gives it back unsent (after a GOAWAY).
 async fn http2(h2: Http2, tally: Arc<Tally>) {
     while !tally.stopped() {
-        let sender = match h2_connect(&h2).await {
-            Ok(sender) => sender,
+        let (sender, local) = match h2_connect(&h2).await {
+            Ok(connected) => connected,
             Err(why) => {
                 tally.failed(Kind::Http2, why);
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -357,7 +360,7 @@ async fn http2(h2: Http2, tally: Arc<Tally>) {
             }
         };
         let streams: Vec<_> = (0..h2.streams)
-            .map(|_| tokio::spawn(h2_stream(sender.clone(), tally.clone())))
+            .map(|_| tokio::spawn(h2_stream(sender.clone(), local, tally.clone())))
             .collect();
         drop(sender);
         for stream in streams {
@@ -371,7 +374,7 @@ async fn http2(h2: Http2, tally: Arc<Tally>) {
 
 /// Requests one after the other on `sender` until it is closing (or the test stops); a
 /// request the server did not process is sent again on a new connection.
-async fn h2_stream(mut sender: Sender, tally: Arc<Tally>) {
+async fn h2_stream(mut sender: Sender, local: SocketAddr, tally: Arc<Tally>) {
     while !tally.stopped() {
         if sender.ready().await.is_err() {
             return; // closing: nothing was sent on it
@@ -381,7 +384,14 @@ async fn h2_stream(mut sender: Sender, tally: Arc<Tally>) {
             .expect("request");
         let sent = tokio::time::timeout(WAIT, sender.try_send_request(req)).await;
         match sent {
-            Err(_) => tally.failed(Kind::Http2, format!("no answer within {WAIT:?}")),
+            Err(_) => tally.failed(
+                Kind::Http2,
+                format!(
+                    "no answer within {WAIT:?} on the connection from {local}; its sockets \
+                     now:\n{}",
+                    sockets_of(local)
+                ),
+            ),
             Ok(Ok(resp)) => {
                 let status = resp.status();
                 match resp.into_body().collect().await {
@@ -413,4 +423,17 @@ fn not_processed(e: &hyper::Error) -> bool {
         .is_some_and(|e| {
             e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
         })
+}
+
+/// What `ss` says of the TCP sockets on `port`'s connection (both ends: state, queues, owner),
+/// for a failure to say what the connection was doing.
+fn sockets_of(local: SocketAddr) -> String {
+    let port = local.port();
+    match std::process::Command::new("ss")
+        .args(["-tanpi", &format!("( sport = :{port} or dport = :{port} )")])
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("(ss: {e})"),
+    }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    ApiStep, Executor, Fault, FaultAction, Flow, FlowKind, Load, Scenario, ScenarioError, Stage,
+    ApiStep, BALANCER, Executor, Fault, FaultAction, Flow, FlowKind, Load, Scenario, ScenarioError,
+    Stage,
 };
 use crate::threshold::Threshold;
 
@@ -136,6 +137,43 @@ struct FaultFile {
     at: String,
     stop: Option<String>,
     start: Option<String>,
+    hang: Option<String>,
+    resume: Option<String>,
+    lb: Option<String>,
+}
+
+impl FaultFile {
+    /// The one action the entry names, and its target; a sentence otherwise.
+    fn action(&self) -> Result<(FaultAction, String), String> {
+        let named: Vec<(FaultAction, &String)> = [
+            (FaultAction::Stop, &self.stop),
+            (FaultAction::Start, &self.start),
+            (FaultAction::Hang, &self.hang),
+            (FaultAction::Resume, &self.resume),
+        ]
+        .into_iter()
+        .filter_map(|(action, server)| server.as_ref().map(|s| (action, s)))
+        .collect();
+        let lb = match self.lb.as_deref() {
+            None => None,
+            Some("upgrade") => Some(FaultAction::Upgrade),
+            Some("reload") => Some(FaultAction::Reload),
+            Some(other) => {
+                return Err(format!(
+                    "lb = {other:?}: the balancer's faults are \"upgrade\" and \"reload\""
+                ));
+            }
+        };
+        match (named.as_slice(), lb) {
+            ([(action, server)], None) => Ok((*action, (*server).clone())),
+            ([], Some(action)) => Ok((action, BALANCER.to_owned())),
+            _ => Err(
+                "needs exactly one of stop, start, hang or resume = \"SERVER\", or lb = \
+                 \"upgrade\" or \"reload\""
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 /// A point or a span of the run: `90s` or `40%` of its duration.
@@ -403,13 +441,10 @@ fn build_faults(files: &[FaultFile], total: Duration, problems: &mut Problems) -
     for (i, file) in files.iter().enumerate() {
         let field = format!("fault[{i}]");
         let at = problems.check(&format!("{field}.at"), span(&file.at, total));
-        let (action, server) = match (&file.stop, &file.start) {
-            (Some(server), None) => (FaultAction::Stop, server),
-            (None, Some(server)) => (FaultAction::Start, server),
-            _ => {
-                problems.push(format!(
-                    "{field}: needs exactly one of stop = \"SERVER\" or start = \"SERVER\""
-                ));
+        let (action, server) = match file.action() {
+            Ok(named) => named,
+            Err(why) => {
+                problems.push(format!("{field}: {why}"));
                 continue;
             }
         };
@@ -421,31 +456,47 @@ fn build_faults(files: &[FaultFile], total: Duration, problems: &mut Problems) -
                     total.as_secs_f64()
                 ));
             }
-            faults.push(Fault {
-                at,
-                action,
-                server: server.clone(),
-            });
+            faults.push(Fault { at, action, server });
         }
     }
     faults.sort_by_key(|f| f.at);
-    // A server must be running to be stopped and stopped to be started.
+    check_server_states(&faults, problems);
+    faults
+}
+
+/// A server must be running to be stopped or frozen, stopped to be started, and frozen to be
+/// resumed.
+fn check_server_states(faults: &[Fault], problems: &mut Problems) {
     let mut stopped: Vec<&str> = Vec::new();
-    for fault in &faults {
-        let is_stopped = stopped.contains(&fault.server.as_str());
+    let mut hung: Vec<&str> = Vec::new();
+    for fault in faults {
+        let server = fault.server.as_str();
+        let at = fault.at.as_secs_f64();
+        let is_stopped = stopped.contains(&server);
+        let is_hung = hung.contains(&server);
         match fault.action {
-            FaultAction::Stop if is_stopped => problems.push(format!(
-                "fault: {} is stopped twice without a start between",
-                fault.server
-            )),
+            FaultAction::Stop | FaultAction::Hang if is_stopped || is_hung => {
+                problems.push(format!(
+                    "fault: {server} is {} at {at:.1}s but is already {} then",
+                    if fault.action == FaultAction::Stop {
+                        "stopped"
+                    } else {
+                        "hung"
+                    },
+                    if is_stopped { "stopped" } else { "hung" }
+                ));
+            }
             FaultAction::Start if !is_stopped => problems.push(format!(
-                "fault: {} is started at {:.1}s but was not stopped before",
-                fault.server,
-                fault.at.as_secs_f64()
+                "fault: {server} is started at {at:.1}s but was not stopped before"
             )),
-            FaultAction::Stop => stopped.push(&fault.server),
-            FaultAction::Start => stopped.retain(|s| *s != fault.server),
+            FaultAction::Resume if !is_hung => problems.push(format!(
+                "fault: {server} is resumed at {at:.1}s but was not hung before"
+            )),
+            FaultAction::Stop => stopped.push(server),
+            FaultAction::Hang => hung.push(server),
+            FaultAction::Start => stopped.retain(|s| *s != server),
+            FaultAction::Resume => hung.retain(|s| *s != server),
+            FaultAction::Upgrade | FaultAction::Reload => {}
         }
     }
-    faults
 }

@@ -203,11 +203,15 @@ pub struct ApiStep {
 pub struct Fault {
     /// When, after the start.
     pub at: Duration,
-    /// Stop or start.
+    /// What happens.
     pub action: FaultAction,
-    /// Which backend server.
+    /// What it happens to: a backend server's name, or [`BALANCER`] for the balancer's own
+    /// changes (`upgrade`, `reload`).
     pub server: String,
 }
+
+/// What a balancer fault names as its target.
+pub const BALANCER: &str = "lb";
 
 /// What a fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,15 +220,33 @@ pub enum FaultAction {
     Stop,
     /// Start it again.
     Start,
+    /// Freeze the server (SIGSTOP): it keeps its connections and answers nothing.
+    Hang,
+    /// Let a frozen server go on (SIGCONT).
+    Resume,
+    /// Replace the balancer's binary (veza-lb: `upgrade`; HAProxy: a master-worker reload).
+    Upgrade,
+    /// Reload the balancer's configuration (veza-lb: SIGHUP; HAProxy: a master-worker
+    /// reload, its only kind).
+    Reload,
 }
 
 impl FaultAction {
-    /// `stop` or `start`.
+    /// `stop`, `start`, `hang`, `resume`, `upgrade` or `reload`.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultAction::Stop => "stop",
             FaultAction::Start => "start",
+            FaultAction::Hang => "hang",
+            FaultAction::Resume => "resume",
+            FaultAction::Upgrade => "upgrade",
+            FaultAction::Reload => "reload",
         }
+    }
+
+    /// Whether it acts on the balancer rather than on a backend server.
+    pub fn on_balancer(self) -> bool {
+        matches!(self, FaultAction::Upgrade | FaultAction::Reload)
     }
 }
 
@@ -243,10 +265,10 @@ impl Scenario {
         file::parse(text, duration)
     }
 
-    /// The servers the faults name, each once, in order of first mention.
+    /// The backend servers the faults name, each once, in order of first mention.
     pub fn faulted_servers(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for fault in &self.faults {
+        for fault in self.faults.iter().filter(|f| !f.action.on_balancer()) {
             if !out.contains(&fault.server.as_str()) {
                 out.push(&fault.server);
             }
@@ -365,6 +387,59 @@ start = "b"
         assert_eq!(s.faults[0].action, FaultAction::Stop);
         assert_eq!(s.faults[1].at, Duration::from_secs(42));
         assert_eq!(s.faulted_servers(), ["s1"]);
+    }
+
+    #[test]
+    fn servers_hang_and_resume_and_the_balancer_upgrades_and_reloads() {
+        let text = format!(
+            "{MINIMAL}\n[[fault]]\nat = \"10s\"\nhang = \"s1\"\n[[fault]]\nat = \"20s\"\n\
+             resume = \"s1\"\n[[fault]]\nat = \"30s\"\nlb = \"upgrade\"\n[[fault]]\n\
+             at = \"40s\"\nlb = \"reload\"\n"
+        );
+        let s = Scenario::parse(&text, None).unwrap();
+        let faults: Vec<(FaultAction, &str)> = (s.faults.iter())
+            .map(|f| (f.action, f.server.as_str()))
+            .collect();
+        assert_eq!(
+            faults,
+            [
+                (FaultAction::Hang, "s1"),
+                (FaultAction::Resume, "s1"),
+                (FaultAction::Upgrade, BALANCER),
+                (FaultAction::Reload, BALANCER),
+            ]
+        );
+        assert_eq!(s.faulted_servers(), ["s1"], "the balancer is not a server");
+    }
+
+    #[test]
+    fn fault_entries_name_one_action_and_servers_change_state_in_order() {
+        let problems = |faults: &str| {
+            Scenario::parse(&format!("{MINIMAL}\n{faults}"), None)
+                .unwrap_err()
+                .problems
+        };
+        assert_eq!(
+            problems("[[fault]]\nat = \"1s\"\nstop = \"s1\"\nlb = \"upgrade\"\n"),
+            [
+                "fault[0]: needs exactly one of stop, start, hang or resume = \"SERVER\", or lb = \
+                 \"upgrade\" or \"reload\""
+            ]
+        );
+        assert_eq!(
+            problems("[[fault]]\nat = \"1s\"\nlb = \"restart\"\n"),
+            ["fault[0]: lb = \"restart\": the balancer's faults are \"upgrade\" and \"reload\""]
+        );
+        assert_eq!(
+            problems(
+                "[[fault]]\nat = \"1s\"\nhang = \"s1\"\n[[fault]]\nat = \"2s\"\nstop = \"s1\"\n\
+                 [[fault]]\nat = \"3s\"\nresume = \"s2\"\n"
+            ),
+            [
+                "fault: s1 is stopped at 2.0s but is already hung then",
+                "fault: s2 is resumed at 3.0s but was not hung before"
+            ]
+        );
     }
 
     #[test]
