@@ -15,8 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -321,7 +319,12 @@ async fn new_connection(addr: SocketAddr, tally: Arc<Tally>) {
     }
 }
 
-type Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+/// The `h2` crate's client, not hyper's: hyper hands each request to its connection task
+/// through a channel, and a request handed over while that task shuts down after a GOAWAY can
+/// be left in the channel, neither sent nor failed, until the sender is dropped (seen: a GET
+/// without an answer for 15 s on a connection already closed). `h2` opens the stream in the
+/// caller's call, or refuses it there.
+type Sender = h2::client::SendRequest<Bytes>;
 
 /// An HTTP/2 connection over TLS.
 async fn h2_connect(h2: &Http2) -> Result<(Sender, SocketAddr), String> {
@@ -339,16 +342,15 @@ async fn h2_connect(h2: &Http2) -> Result<(Sender, SocketAddr), String> {
     if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
         return Err("ALPN h2 not negotiated".to_owned());
     }
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let (sender, conn) = h2::client::handshake(tls)
+        .await
+        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
     tokio::spawn(conn);
     Ok((sender, local))
 }
 
 /// One connection's clients: `streams` requests in flight, each sent again on a new
-/// connection when the connection gives it back unsent (after a GOAWAY).
+/// connection when the server refused it unprocessed (a GOAWAY).
 async fn http2(h2: Http2, tally: Arc<Tally>) {
     while !tally.stopped() {
         let (sender, local) = match h2_connect(&h2).await {
@@ -372,57 +374,92 @@ async fn http2(h2: Http2, tally: Arc<Tally>) {
     }
 }
 
-/// Requests one after the other on `sender` until it is closing (or the test stops); a
-/// request the server did not process is sent again on a new connection.
-async fn h2_stream(mut sender: Sender, local: SocketAddr, tally: Arc<Tally>) {
+/// How a request on an HTTP/2 connection ended.
+enum Exchange {
+    Served,
+    /// The connection is going away; no request was made on it.
+    GoingAway,
+    /// The server refused the request unprocessed (GOAWAY, `REFUSED_STREAM`), or the client's
+    /// connection had seen the GOAWAY and did not send it: a new connection sends it again.
+    Refused,
+    Failed(String),
+}
+
+/// Requests one after the other on `sender` until its connection goes away (or the test
+/// stops).
+async fn h2_stream(sender: Sender, local: SocketAddr, tally: Arc<Tally>) {
     while !tally.stopped() {
-        if sender.ready().await.is_err() {
-            return; // closing: nothing was sent on it
-        }
-        let req = http::Request::get("https://lb.test/")
-            .body(Empty::new())
-            .expect("request");
-        let sent = tokio::time::timeout(WAIT, sender.try_send_request(req)).await;
-        match sent {
-            Err(_) => tally.failed(
-                Kind::Http2,
-                format!(
-                    "no answer within {WAIT:?} on the connection from {local}; its sockets \
-                     now:\n{}",
-                    sockets_of(local)
-                ),
-            ),
-            Ok(Ok(resp)) => {
-                let status = resp.status();
-                match resp.into_body().collect().await {
-                    Ok(_) if status == 200 => tally.served(Kind::Http2),
-                    Ok(_) => tally.failed(Kind::Http2, format!("status {status}")),
-                    Err(e) => tally.failed(Kind::Http2, format!("body: {e}")),
-                }
+        let exchange = tokio::time::timeout(WAIT, h2_get(sender.clone())).await;
+        match exchange {
+            Ok(Exchange::Served) => tally.served(Kind::Http2),
+            Ok(Exchange::GoingAway) => return,
+            Ok(Exchange::Refused) => {
+                tally.unprocessed.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            Ok(Err(mut e)) => {
-                // Given back unsent, or refused by a graceful GOAWAY: the server did not
-                // process it (RFC 9113, 6.8), so it is sent again, as browsers do.
-                if e.take_message().is_some() {
-                } else if not_processed(e.error()) {
-                    tally.unprocessed.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    tally.failed(Kind::Http2, format!("request: {:?}", e.error()));
-                }
+            Ok(Exchange::Failed(why)) => {
+                tally.failed(Kind::Http2, why);
+                return;
+            }
+            Err(_) => {
+                tally.failed(
+                    Kind::Http2,
+                    format!(
+                        "no answer within {WAIT:?} on the connection from {local}; its sockets \
+                         now:\n{}",
+                        sockets_of(local)
+                    ),
+                );
                 return;
             }
         }
     }
 }
 
-/// Whether a request failed because the server's GOAWAY (`NO_ERROR`) said it would not
-/// process it: opened after the GOAWAY, or numbered above its last stream.
-fn not_processed(e: &hyper::Error) -> bool {
-    std::error::Error::source(e)
-        .and_then(|e| e.downcast_ref::<h2::Error>())
-        .is_some_and(|e| {
-            e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
-        })
+/// `GET /` on `sender`'s connection, its body read to the end.
+async fn h2_get(sender: Sender) -> Exchange {
+    let mut sender = match sender.ready().await {
+        Ok(sender) => sender,
+        Err(e) if not_processed(&e) => return Exchange::GoingAway,
+        Err(e) => return Exchange::Failed(format!("connection: {e}")),
+    };
+    let req = http::Request::get("https://lb.test/")
+        .body(())
+        .expect("request");
+    let response = match sender.send_request(req, true) {
+        Ok((response, _)) => response,
+        Err(e) if not_processed(&e) => return Exchange::Refused,
+        Err(e) => return Exchange::Failed(format!("send: {e}")),
+    };
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) if not_processed(&e) => return Exchange::Refused,
+        Err(e) => return Exchange::Failed(format!("response: {e}")),
+    };
+    let status = response.status();
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        match data {
+            Ok(data) => {
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            Err(e) => return Exchange::Failed(format!("body: {e}")),
+        }
+    }
+    if status == 200 {
+        Exchange::Served
+    } else {
+        Exchange::Failed(format!("status {status}"))
+    }
+}
+
+/// Whether the server's GOAWAY (`NO_ERROR`) or `REFUSED_STREAM` says it did not process the
+/// request (RFC 9113, 6.8 and 8.7): opened after the GOAWAY, or numbered above its last
+/// stream. Counted apart, and sent again on a new connection, as browsers do.
+fn not_processed(e: &h2::Error) -> bool {
+    let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM);
+    let going_away = e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR);
+    refused || going_away
 }
 
 /// What `ss` says of the TCP sockets on `port`'s connection (both ends: state, queues, owner),
