@@ -103,7 +103,7 @@ async fn tls_lb(
     server: std::net::SocketAddr,
     ca: &testkit::tls::TestCa,
 ) -> (proxy::Proxy, std::net::SocketAddr) {
-    let leaf = ca.leaf("lb", &["lb.test"]);
+    let leaf = ca.leaf("lb", &["lb.test"], testkit::tls::Key::Ecdsa);
     let text = format!(
         "[global]\nshutdown_grace = \"5s\"\ndrain_window = \"1s\"\n[[frontend]]\nname = \"veza\"\n\
          bind = [\"127.0.0.1:0\"]\ndefault_pool = \"api\"\n\
@@ -133,12 +133,38 @@ async fn tls_connect(
     tls
 }
 
+/// A backend, a proxy with a TLS listener in front of it, and a client connected to that
+/// listener with ALPN `alpn`.
+struct TlsClient {
+    _backend: veza_demo_backend::RunningBackend,
+    proxy: proxy::Proxy,
+    addr: std::net::SocketAddr,
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+}
+
+impl TlsClient {
+    async fn connect(alpn: &[u8]) -> TlsClient {
+        let backend = backend("api-1", Kind::Api).await;
+        let ca = testkit::tls::TestCa::new();
+        let (proxy, addr) = tls_lb(backend.addr(), &ca).await;
+        let stream = tls_connect(&ca, addr, alpn).await;
+        TlsClient {
+            _backend: backend,
+            proxy,
+            addr,
+            stream,
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_http1_connection_over_tls_ends_with_close_notify() {
-    let a = backend("api-1", Kind::Api).await;
-    let ca = testkit::tls::TestCa::new();
-    let (proxy, addr) = tls_lb(a.addr(), &ca).await;
-    let mut tls = tls_connect(&ca, addr, b"http/1.1").await;
+    let TlsClient {
+        _backend,
+        proxy,
+        addr,
+        stream: mut tls,
+    } = TlsClient::connect(b"http/1.1").await;
     tls.write_all(REQUEST).await.expect("write");
     assert_eq!(next_answer(&mut tls).await.status, 200);
     let stopped = tokio::spawn(proxy.shutdown());
@@ -221,10 +247,12 @@ fn goaway(frame: &Frame) -> (u32, u32) {
 
 #[tokio::test]
 async fn http2_gets_two_goaways_and_a_stream_opened_between_them_is_served() {
-    let a = backend("api-1", Kind::Api).await;
-    let ca = testkit::tls::TestCa::new();
-    let (proxy, addr) = tls_lb(a.addr(), &ca).await;
-    let mut h2 = tls_connect(&ca, addr, b"h2").await;
+    let TlsClient {
+        _backend,
+        proxy,
+        stream: mut h2,
+        ..
+    } = TlsClient::connect(b"h2").await;
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await
         .expect("preface");

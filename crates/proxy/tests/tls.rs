@@ -3,15 +3,11 @@
 //! connections, `redirect_http`, HSTS, the request-head timeout under TLS, and the startup
 //! errors for unusable certificates.
 //!
-//! tidy: long file: every case shares the test CA, the echo server and the client setup
-//! above them; split, each file would carry its own copy.
-//!
-//! Certificates come from a test CA made with rcgen at test time; the server is a tiny
-//! HTTP/1.1 echo that reports what it received.
+//! Certificates come from the test kit's CA (`testkit::tls`), made with rcgen at test time;
+//! the server is a tiny HTTP/1.1 echo that reports what it received.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,91 +17,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use proxy::config::Config;
 use proxy::{Proxy, TlsCounters};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, Issuer, KeyPair,
-    PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
-};
 use rustls::client::ClientConfig;
 use rustls::crypto::aws_lc_rs;
 use rustls::{ProtocolVersion, RootCertStore, SupportedCipherSuite};
 use rustls_pki_types::{CertificateDer, ServerName};
+use testkit::tls::{Key, Leaf, TestCa};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
-
-/// A test certificate authority, trusted by the test clients.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-    dir: testkit::TempDir,
-}
-
-/// A leaf certificate as written to disk.
-struct Leaf {
-    cert: PathBuf,
-    key: PathBuf,
-    der: CertificateDer<'static>,
-}
-
-#[derive(Clone, Copy)]
-enum Key {
-    Ecdsa,
-    Rsa,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "veza test CA");
-        let key = KeyPair::generate().expect("CA key");
-        Pki {
-            ca: CertifiedIssuer::self_signed(params, key).expect("CA"),
-            dir: testkit::temp_dir(),
-        }
-    }
-
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(self.ca.der().clone())
-            .expect("CA is a valid root");
-        roots
-    }
-
-    /// Issues a certificate for `names` and writes the full chain and key as `file.pem` and
-    /// `file.key`.
-    fn leaf(&self, file: &str, names: &[&str], key: Key) -> Leaf {
-        self.leaf_with(file, names, key, |_| {})
-    }
-
-    fn leaf_with(
-        &self,
-        file: &str,
-        names: &[&str],
-        key: Key,
-        edit: impl FnOnce(&mut CertificateParams),
-    ) -> Leaf {
-        let alg = match key {
-            Key::Ecdsa => &PKCS_ECDSA_P256_SHA256,
-            Key::Rsa => &PKCS_RSA_SHA256,
-        };
-        let key = KeyPair::generate_for(alg).expect("leaf key");
-        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
-        let mut params = CertificateParams::new(names).expect("params");
-        edit(&mut params);
-        let issuer: &Issuer<'_, KeyPair> = &self.ca;
-        let cert = params.signed_by(&key, issuer).expect("leaf");
-        let leaf = Leaf {
-            cert: self.dir.path().join(format!("{file}.pem")),
-            key: self.dir.path().join(format!("{file}.key")),
-            der: cert.der().clone(),
-        };
-        std::fs::write(&leaf.cert, format!("{}{}", cert.pem(), self.ca.pem())).expect("write");
-        std::fs::write(&leaf.key, key.serialize_pem()).expect("write");
-        leaf
-    }
-}
 
 /// An HTTP/1.1 server answering every request with what it saw, with a field of its own and
 /// an HSTS policy of its own (which the proxy's replaces).
@@ -292,7 +210,7 @@ async fn start(config: Config) -> Running {
 
 #[tokio::test]
 async fn tls12_and_tls13_handshakes_succeed_with_every_intermediate_suite() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let ecdsa = pki.leaf("ecdsa", &["lb.test"], Key::Ecdsa);
     let rsa = pki.leaf("rsa", &["rsa.test"], Key::Rsa);
     let server = echo_server().await;
@@ -369,7 +287,7 @@ async fn s_client(addr: SocketAddr, args: &[&str]) -> Option<(bool, String)> {
 
 #[tokio::test]
 async fn openssl_sees_only_mozilla_intermediate() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
     let lb = start(config(echo_server().await, &leaf, "")).await;
     if s_client(lb.tls, &["-tls1_3"]).await.is_none() {
@@ -445,7 +363,7 @@ fn hsts<B>(resp: &Response<B>) -> Vec<&str> {
 
 #[tokio::test]
 async fn alpn_h2_is_served_and_forwarded_as_http11() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
     let lb = start(config(echo_server().await, &leaf, ", hsts = \"365d\"")).await;
     let roots = pki.roots();
@@ -528,7 +446,7 @@ async fn alpn_h2_is_served_and_forwarded_as_http11() {
 
 #[tokio::test]
 async fn sni_picks_the_certificate() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let default = pki.leaf("default", &["lb.test"], Key::Ecdsa);
     let api = pki.leaf("api", &["api.test", "api2.test"], Key::Rsa);
     let wild = pki.leaf("wild", &["*.wild.test"], Key::Ecdsa);
@@ -570,7 +488,7 @@ async fn sni_picks_the_certificate() {
 
 #[tokio::test]
 async fn reload_serves_new_certificates_and_keeps_old_connections() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let first = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
     let server = echo_server().await;
     let config_text = config(server, &first, "");
@@ -620,7 +538,7 @@ async fn reload_serves_new_certificates_and_keeps_old_connections() {
 
 #[tokio::test]
 async fn redirect_http_sends_plain_clients_to_https() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
     let lb = start(config(echo_server().await, &leaf, ", redirect_http = true")).await;
     let tcp = TcpStream::connect(lb.plain).await.expect("connect");
@@ -654,13 +572,13 @@ async fn start_error(config: Config) -> String {
 
 #[tokio::test]
 async fn unusable_certificates_are_refused_at_startup() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let good = pki.leaf("good", &["lb.test"], Key::Ecdsa);
     let other = pki.leaf("other", &["other.test"], Key::Rsa);
     let server = echo_server().await;
 
     let missing = Leaf {
-        cert: pki.dir.path().join("missing.pem"),
+        cert: pki.dir().join("missing.pem"),
         key: good.key.clone(),
         der: good.der.clone(),
     };
@@ -717,7 +635,7 @@ async fn websocket_over_tls_is_tunnelled_on_http11() {
     use futures_util::{SinkExt as _, StreamExt as _};
     use tokio_tungstenite::tungstenite::Message;
 
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
     let backend = veza_demo_backend::spawn(
         "127.0.0.1:0".parse().expect("addr"),
@@ -749,7 +667,7 @@ async fn websocket_over_tls_is_tunnelled_on_http11() {
 
 #[tokio::test]
 async fn sessions_resume_from_the_server_cache_without_stateless_tickets() {
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
     let lb = start(config(echo_server().await, &leaf, "")).await;
     let roots = pki.roots();
@@ -817,7 +735,7 @@ async fn sessions_resume_from_the_server_cache_without_stateless_tickets() {
 #[tokio::test]
 async fn a_stalled_request_head_gets_408_over_tls_too() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let pki = Pki::new();
+    let pki = TestCa::new();
     let leaf = pki.leaf("lb", &["lb.test"], Key::Ecdsa);
     let server = echo_server().await;
     let lb = start(config_with_pool(

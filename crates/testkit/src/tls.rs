@@ -74,11 +74,17 @@ impl TestCa {
         roots
     }
 
-    /// Issues an ECDSA certificate for `names`, written as `file.pem` (full chain) and
-    /// `file.key`.
+    /// Issues a certificate for `names` with a `key` of its own, written as `file.pem` (full
+    /// chain) and `file.key`.
     #[must_use]
-    pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
-        self.leaf_with(file, names, Key::Ecdsa, |_| {})
+    pub fn leaf(&self, file: &str, names: &[&str], key: Key) -> Leaf {
+        self.leaf_with(file, names, key, |_| {})
+    }
+
+    /// The directory the leaves are written in (for a test's own files beside them).
+    #[must_use]
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// [`TestCa::leaf`] with a key algorithm and a last edit of the certificate's fields

@@ -636,7 +636,7 @@ impl UnderLoad {
     pub async fn new(global: &str) -> UnderLoad {
         let backend = backend("api-1").await;
         let ca = testkit::tls::TestCa::new();
-        let leaf = ca.leaf("lb", &["lb.test"]);
+        let leaf = ca.leaf("lb", &["lb.test"], testkit::tls::Key::Ecdsa);
         let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let config = ApiConfig::new(&[backend.addr()])
