@@ -285,8 +285,31 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
     );
     let mut recap = Recap::default();
     let mut env_changed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // The LB pair's host that failed, if one did: the next one (the MASTER) is left serving
+    // as it was.
+    let mut pair_failed: Option<String> = None;
     for (index, (group, instance)) in inventory.instances().enumerate() {
         let host = &instance.host;
+        if inventory.is_pair(group)
+            && let Some(failed) = &pair_failed
+        {
+            println!(
+                "\n[{}/{total}] {}: skipped, the deploy of {failed} in its LB pair failed; it \
+                 serves as it was",
+                index + 1,
+                host.name
+            );
+            let mut counts = BTreeMap::new();
+            counts.insert(Status::Skipped.word(), 1);
+            recap.hosts.push(HostRecap {
+                name: host.name.clone(),
+                transport: host.transport.to_string(),
+                counts,
+                failed: false,
+                took: Duration::ZERO,
+            });
+            continue;
+        }
         println!(
             "\n[{}/{total}] {} ({} via {}, role {})",
             index + 1,
@@ -325,6 +348,9 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
             run.record(Status::Failed, "transport", &e.to_string());
         }
         println!("  ({:.1}s)", host_start.elapsed().as_secs_f64());
+        if run.failed && inventory.is_pair(group) {
+            pair_failed = Some(host.name.clone());
+        }
         recap.hosts.push(HostRecap {
             name: host.name.clone(),
             transport: host.transport.to_string(),

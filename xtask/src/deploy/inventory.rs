@@ -418,11 +418,31 @@ impl Inventory {
         Ok(())
     }
 
-    /// Every host, in deploy order, with its group.
+    /// Every host, in deploy order, with its group: the groups in order, each group's hosts in
+    /// file order, but the hosts of an LB pair from the lowest VRRP priority to the highest,
+    /// so that a deploy changes the BACKUP first and the MASTER, which holds the virtual
+    /// address, last (and not at all if the BACKUP's deploy failed).
     pub fn instances(&self) -> impl Iterator<Item = (&Group, &Instance)> {
-        self.groups
-            .iter()
-            .flat_map(|g| g.instances.iter().map(move |i| (g, i)))
+        self.groups.iter().flat_map(move |g| {
+            let mut hosts: Vec<&Instance> = g.instances.iter().collect();
+            if g.kind == GroupKind::Haproxy
+                && let Some(pair) = &self.lb_pair
+            {
+                // A stable sort: hosts the pair does not name keep their place first.
+                hosts.sort_by_key(|i| {
+                    pair.hosts
+                        .iter()
+                        .find(|h| h.name == i.host.name)
+                        .map(|h| h.priority)
+                });
+            }
+            hosts.into_iter().map(move |i| (g, i))
+        })
+    }
+
+    /// Whether `group` holds the hosts of an LB pair.
+    pub fn is_pair(&self, group: &Group) -> bool {
+        group.kind == GroupKind::Haproxy && self.lb_pair.is_some()
     }
 }
 
@@ -636,6 +656,29 @@ hosts = [
             assert_eq!(inventory.groups.len(), 3, "{}", path.display());
             assert_eq!(inventory.instances().count(), 5, "{}", path.display());
         }
+    }
+
+    #[test]
+    fn the_pair_deploys_its_backup_first_and_its_master_last() {
+        let inventory = Inventory::load(
+            &examples().join("inventory/lb-pair.toml"),
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        let lbs: Vec<&str> = (inventory.instances())
+            .filter(|(g, _)| g.kind == GroupKind::Haproxy)
+            .map(|(_, i)| i.host.name.as_str())
+            .collect();
+        assert_eq!(lbs, ["lb-2", "lb-1"], "priority 100 before priority 150");
+        let first: Vec<&str> = (inventory.instances())
+            .take(2)
+            .map(|(_, i)| i.host.name.as_str())
+            .collect();
+        assert_eq!(
+            first,
+            ["backend-api-1", "backend-api-2"],
+            "other groups in file order"
+        );
     }
 
     #[test]
