@@ -156,10 +156,11 @@ fn deploys_the_lab_into_local_trees_then_changes_nothing() {
     assert_eq!(std::fs::read_to_string(&config_path).unwrap(), config);
 }
 
-/// The LB pair's inventory (`[lb_pair]`) deployed into local trees: each LB host gets
-/// keepalived's configuration with its own priority, the other host as neither master nor
-/// peer of itself, veza-lb's configuration with the monitor_uri the health script asks, and
-/// veza-keepalived.service; a second deploy changes nothing.
+/// The LB pair's inventory (`[lb_pair]`) deployed into local trees: the BACKUP (lb-2,
+/// priority 100) first, and the MASTER left as it was when the BACKUP's deploy fails; then
+/// each LB host gets keepalived's configuration with its own priority, the other host as
+/// neither master nor peer of itself, veza-lb's configuration with the monitor_uri the health
+/// script asks, and veza-keepalived.service; a second deploy changes nothing.
 #[test]
 fn deploys_the_lb_pair_with_keepalived_then_changes_nothing() {
     if !running_as_root() {
@@ -168,9 +169,29 @@ fn deploys_the_lb_pair_with_keepalived_then_changes_nothing() {
     let tmp = testkit::temp_dir();
     let bin = binaries(tmp.path());
     let inventory = "examples/inventory/lb-pair.toml";
-    let (ok, stdout) = deploy_inventory(inventory, tmp.path(), &bin, &[]);
-    assert!(ok, "first deploy failed");
     let trees = tmp.path().join("target/pair-deploy");
+
+    // A file where the BACKUP's configuration directory goes: its deploy fails.
+    std::fs::create_dir_all(trees.join("lb-2/etc")).unwrap();
+    std::fs::write(trees.join("lb-2/etc/veza-lb"), "in the way").unwrap();
+    let (ok, stdout) = deploy_inventory(inventory, tmp.path(), &bin, &[]);
+    assert!(!ok, "the BACKUP's deploy fails");
+    let summary = stdout.rsplit("\nrecap\n").next().unwrap();
+    let order: Vec<&str> = (summary.lines())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with("lb-"))
+        .collect();
+    assert_eq!(order, ["lb-2", "lb-1"], "BACKUP first:\n{summary}");
+    assert!(recap(&stdout, "lb-2").contains("failed=1"), "{summary}");
+    assert!(recap(&stdout, "lb-1").contains("skipped=1"), "{summary}");
+    assert!(
+        !trees.join("lb-1/etc/veza-lb").exists(),
+        "the MASTER was not touched"
+    );
+    std::fs::remove_file(trees.join("lb-2/etc/veza-lb")).unwrap();
+
+    let (ok, stdout) = deploy_inventory(inventory, tmp.path(), &bin, &[]);
+    assert!(ok, "first whole deploy failed");
     for (host, priority) in [("lb-1", 150), ("lb-2", 100)] {
         let tree = trees.join(host);
         let conf = std::fs::read_to_string(tree.join("etc/veza-lb/keepalived.conf")).unwrap();
