@@ -2,7 +2,15 @@
 //! info` `Tasks`) and its resident memory back within [`TOLERANCE`] of where they were
 //! before the run, and no process an upgrade replaced still running. A leak of any of them
 //! grows with every change and fault until the process falls over, long after the change.
+//!
+//! Descriptors and tasks are compared with the idle process after a warm-up. Memory is
+//! compared with the most the process held while serving the run's own traffic before the
+//! first fault ([`CalmPeak`]): the allocator keeps the pages it freed for reuse, so a process
+//! settles after a load at that load's high water, not at its idle size; what a change or a
+//! fault leaks comes on top of it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::topology::{StatsSocket, Topology};
@@ -33,9 +41,7 @@ impl Footprint {
                 "cannot list the descriptors of pid {pid}"
             )))?
             .count() as u64;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .map_err(crate::Error::io(format!("cannot read /proc/{pid}/status")))?;
-        let rss_kib = field(&status, "VmRSS:").unwrap_or(0);
+        let rss_kib = rss_kib(pid).unwrap_or(0);
         let info = stats.command("show info").await?;
         let Some(tasks) = field(&info, "Tasks:") else {
             return fail(format!("`show info` has no Tasks line:\n{info}"));
@@ -135,6 +141,59 @@ const WARM_UP_CLIENTS: usize = 64;
 /// Rounds of each [`warm_up`] client.
 const WARM_UP_ROUNDS: usize = 10;
 
+/// The most resident memory a process held, sampled every 250 ms from now until a deadline
+/// (the run's first fault, or its end when it has none).
+pub struct CalmPeak {
+    peak: Arc<AtomicU64>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl CalmPeak {
+    /// Starts sampling `pid` for `calm`.
+    pub fn watch(pid: u32, calm: Duration) -> CalmPeak {
+        let peak = Arc::new(AtomicU64::new(0));
+        let seen = peak.clone();
+        let sampler = tokio::spawn(async move {
+            let end = Instant::now() + calm;
+            while Instant::now() < end {
+                if let Some(rss) = rss_kib(pid) {
+                    seen.fetch_max(rss, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        CalmPeak { peak, sampler }
+    }
+
+    /// The most seen, in KiB (0 if nothing could be read).
+    pub fn kib(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CalmPeak {
+    fn drop(&mut self) {
+        self.sampler.abort();
+    }
+}
+
+impl Footprint {
+    /// This footprint with its memory raised to `peak_kib` if that is more: the baseline
+    /// memory returns to after a load ([`CalmPeak`]).
+    #[must_use]
+    pub fn with_rss_at_least(self, peak_kib: u64) -> Footprint {
+        Footprint {
+            rss_kib: self.rss_kib.max(peak_kib),
+            ..self
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    field(&status, "VmRSS:")
+}
+
 /// The number after `name` on its line of `text` (`VmRSS:  1234 kB`, `Tasks: 12`).
 fn field(text: &str, name: &str) -> Option<u64> {
     text.lines()
@@ -199,6 +258,13 @@ mod tests {
             rss_kib: 22_900,
         };
         assert!(settled.above(&before).is_empty(), "within 10% plus slack");
+        let warm = before.with_rss_at_least(30_000);
+        assert_eq!(warm.rss_kib, 30_000, "the calm peak raises the baseline");
+        assert_eq!(
+            warm.with_rss_at_least(1).rss_kib,
+            30_000,
+            "and never lowers it"
+        );
         let leaked = Footprint {
             fds: 80,
             tasks: 25,

@@ -177,7 +177,13 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
             }
             _ => None,
         };
+        // Memory's baseline: the most held under the run's own traffic before any fault.
+        let calm = before.as_ref().and(topology.lb_pid()).map(|pid| {
+            let until = scenario.faults.first().map_or(scenario.duration, |f| f.at);
+            leftovers::CalmPeak::watch(pid, until)
+        });
         let outcome = loadtest::run(scenario, &options, &mut TopologyFaults(&mut topology)).await;
+        let before = before.map(|b| b.with_rss_at_least(calm.as_ref().map_or(0, |c| c.kib())));
         let run = match outcome {
             Ok(run) => run,
             Err(e) => {
