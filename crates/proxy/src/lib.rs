@@ -83,6 +83,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The directory of a unix socket does not exist and could not be created.
+    #[error(
+        "cannot create {what} {}: its directory {} does not exist and cannot be created \
+         ({source}); create it, owned by the user veza-lb runs as, or let systemd make it \
+         (RuntimeDirectory=veza-lb in the service unit, as veza-provision's unit has)",
+        path.display(),
+        dir.display()
+    )]
+    SocketDirectory {
+        /// What was being bound (`stats socket`).
+        what: String,
+        /// Socket path.
+        path: std::path::PathBuf,
+        /// Its missing directory.
+        dir: std::path::PathBuf,
+        /// Why it could not be created.
+        #[source]
+        source: std::io::Error,
+    },
     /// A server written `name:port` could not be resolved at start.
     #[error("{0}")]
     Resolve(String),

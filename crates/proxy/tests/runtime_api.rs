@@ -408,6 +408,48 @@ async fn metrics_and_stats_csv_over_http() {
     lab.proxy.shutdown().await;
 }
 
+/// The example's `/run/veza-lb/admin.sock` on a machine where nothing made `/run/veza-lb`:
+/// veza-lb makes the directory when it may, and otherwise says which directory is missing
+/// and what makes it.
+#[tokio::test]
+async fn a_missing_socket_directory_is_made_or_named_with_what_to_do() {
+    let dir = testkit::temp_dir();
+    let api1 = backend("api-1", Kind::Api).await;
+    let path = dir.path().join("run/veza-lb/admin.sock");
+    let global = format!("stats_socket = \"unix:{}\"", path.display());
+    let proxy = Proxy::start(config(&[&api1], &global))
+        .await
+        .expect("proxy starts and makes the socket's directory");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("run/veza-lb"))
+            .expect("directory made")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o755);
+    let answer = runtime_api::command_unix(&path, "show info")
+        .await
+        .expect("unix socket answers");
+    assert!(answer.contains("Name: veza-lb"), "{answer}");
+    proxy.shutdown().await;
+
+    // A file where the directory would go: it cannot be made, and the error says so.
+    std::fs::write(dir.path().join("blocked"), "a file").expect("write");
+    let path = dir.path().join("blocked/veza-lb/admin.sock");
+    let global = format!("stats_socket = \"unix:{}\"", path.display());
+    let Err(error) = Proxy::start(config(&[&api1], &global)).await else {
+        panic!("a socket whose directory cannot be made is refused");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains(&format!(
+            "its directory {} does not exist and cannot be created",
+            dir.path().join("blocked/veza-lb").display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("RuntimeDirectory=veza-lb"), "{error}");
+}
+
 #[tokio::test]
 async fn unix_socket_is_private_and_replaces_a_stale_one() {
     let dir = testkit::temp_dir();

@@ -49,19 +49,28 @@ impl Services {
     ) -> Result<Self, Error> {
         let mut stats = Vec::with_capacity(global.stats_sockets.len());
         for socket in &global.stats_sockets {
-            let listener =
-                match &socket.addr {
-                    StatsSocketAddr::Tcp(addr) => {
-                        StatsListener::Tcp(listen::bind_for(Purpose::StatsSocket, *addr)?)
-                    }
-                    StatsSocketAddr::Unix(path) => StatsListener::Unix(
-                        UnixSocket::bind(path, socket.mode).map_err(|source| Error::BindPath {
+            let listener = match &socket.addr {
+                StatsSocketAddr::Tcp(addr) => {
+                    StatsListener::Tcp(listen::bind_for(Purpose::StatsSocket, *addr)?)
+                }
+                StatsSocketAddr::Unix(path) => {
+                    runtime_api::ensure_directory(path).map_err(|(dir, source)| {
+                        Error::SocketDirectory {
+                            what: "stats socket".to_owned(),
+                            path: path.clone(),
+                            dir,
+                            source,
+                        }
+                    })?;
+                    StatsListener::Unix(UnixSocket::bind(path, socket.mode).map_err(|source| {
+                        Error::BindPath {
                             what: "stats socket".to_owned(),
                             path: path.clone(),
                             source,
-                        })?,
-                    ),
-                };
+                        }
+                    })?)
+                }
+            };
             stats.push((listener, socket.level));
         }
         let metrics = match global.metrics_listen {

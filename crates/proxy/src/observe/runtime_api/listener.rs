@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,25 @@ impl StatsListener {
             Self::Unix(u) => format!("unix:{}", u.path.display()),
         }
     }
+}
+
+/// Creates the directory of the unix socket at `path` (and its parents) when it is missing,
+/// `rwxr-xr-x` as systemd's `RuntimeDirectory=` makes it: the example configuration's
+/// `/run/veza-lb` exists under the unit, not on a fresh machine where veza-lb is started by
+/// hand. Returns the directory and why it could not be created, for an error that says what
+/// to do.
+pub(crate) fn ensure_directory(path: &Path) -> Result<(), (PathBuf, io::Error)> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| (dir.to_owned(), e))
 }
 
 /// A unix stats socket, created with its final permissions under a temporary name and renamed

@@ -25,7 +25,7 @@ mod session;
 
 use std::time::Duration;
 
-pub(crate) use listener::{StatsListener, UnixSocket, serve};
+pub(crate) use listener::{StatsListener, UnixSocket, ensure_directory, serve};
 
 use crate::config::AccessLevel;
 
