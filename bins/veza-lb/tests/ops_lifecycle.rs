@@ -44,13 +44,36 @@ async fn read_one(stream: &mut TcpStream) -> support::HttpResponse {
     }
 }
 
+/// A start that fails (here: the stats socket's directory cannot be made) exits 1 with one
+/// readable error, and logs no "listening" line first: a frontend is announced only once
+/// every listener and socket of the start is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_announces_no_listener() {
+    let held = HeldBackend::start().await;
+    let dir = support::temp_dir();
+    std::fs::write(dir.path().join("blocked"), "a file").expect("write");
+    let socket = dir.path().join("blocked/veza-lb/admin.sock");
+    let config = single("1s", held.addr()).replace(
+        "[global]\n",
+        &format!("[global]\nstats_socket = \"unix:{}\"\n", socket.display()),
+    );
+    let mut lb = Lb::start(&config);
+    let status = lb.wait_exit().await;
+    assert_eq!(status.code(), Some(1), "{:#?}", lb.logs());
+    let logs = lb.logs().join("\n");
+    assert!(logs.contains("cannot create stats socket"), "{logs}");
+    assert!(logs.contains("RuntimeDirectory=veza-lb"), "{logs}");
+    assert!(!logs.contains("listening on"), "{logs}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
     let mut held = HeldBackend::start().await;
     let mut lb = Lb::start(&single("10s", held.addr()));
     let addr = lb.frontend_addr("veza").await;
 
-    // An idle keep-alive connection, which a graceful stop closes at once.
+    // An idle keep-alive connection, which a graceful stop keeps for the drain window (5s by
+    // default: a request on it would be answered with `Connection: close`), then closes.
     let mut idle = TcpStream::connect(addr).await.expect("connect");
     idle.write_all(b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
@@ -75,7 +98,8 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
         }
     }
     assert!(refused, "the listener still accepts during a graceful stop");
-    // The idle keep-alive connection is closed without waiting for the grace.
+    // The idle keep-alive connection is closed at the end of the drain window, without a
+    // word, before the grace (10s) is over.
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(support::WAIT, idle.read_to_end(&mut rest)).await;
     assert!(

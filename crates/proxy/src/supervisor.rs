@@ -39,6 +39,9 @@ struct Listener {
     /// Duplicates of its listening sockets, to hand to a new binary (`upgrade`); closed with
     /// the listener.
     sockets: Vec<OwnedFd>,
+    /// `frontend NAME listening on URL (N event loops)`, until it is logged: once everything
+    /// the start or reload binds is up, so that no "listening" line precedes a failure.
+    announce: Option<String>,
 }
 
 struct RunningFrontend {
@@ -79,7 +82,8 @@ fn start_listener(
         .unwrap_or(configured);
     let scheme = if tls { "https" } else { "http" };
     let count = loops.len();
-    tracing::info!("frontend {name} listening on {scheme}://{addr} ({count} event loop(s))");
+    let announce =
+        format!("frontend {name} listening on {scheme}://{addr} ({count} event loop(s))");
     let stop = Tripwire::new();
     let sockets = group
         .iter()
@@ -104,6 +108,7 @@ fn start_listener(
         tls,
         stop,
         sockets,
+        announce: Some(announce),
     }
 }
 
@@ -253,7 +258,25 @@ impl Proxy {
                 return Err(e);
             }
         }
+        proxy.announce_listeners(&config);
         Ok(proxy)
+    }
+
+    /// Logs the listeners started since the last call, in configuration order (they are all
+    /// up by now).
+    fn announce_listeners(&mut self, config: &Config) {
+        for fe in &config.frontends {
+            let Some(running) = self.frontends.get_mut(&fe.name) else {
+                continue;
+            };
+            for line in running
+                .listeners
+                .iter_mut()
+                .filter_map(|l| l.announce.take())
+            {
+                tracing::info!("{line}");
+            }
+        }
     }
 
     /// Binds new listeners first, then swaps routing and closes listeners no longer wanted,
@@ -542,7 +565,9 @@ impl Proxy {
             .ok_or(Error::Stopped)?;
         self.grace = config.global.shutdown_grace;
         self.handle.admission.set_max(maxconn(&config));
-        self.apply_frontends(&config, &slots, certs)
+        self.apply_frontends(&config, &slots, certs)?;
+        self.announce_listeners(&config);
+        Ok(())
     }
 
     /// Graceful stop: stop accepting, let in-flight requests finish and close idle
