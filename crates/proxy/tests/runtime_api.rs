@@ -408,6 +408,12 @@ async fn metrics_and_stats_csv_over_http() {
     lab.proxy.shutdown().await;
 }
 
+/// The permission bits of the file or directory at `path`.
+fn permission_bits(path: &std::path::Path) -> u32 {
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777
+}
+
 /// The example's `/run/veza-lb/admin.sock` on a machine where nothing made `/run/veza-lb`:
 /// veza-lb makes the directory when it may, and otherwise says which directory is missing
 /// and what makes it.
@@ -420,12 +426,7 @@ async fn a_missing_socket_directory_is_made_or_named_with_what_to_do() {
     let proxy = Proxy::start(config(&[&api1], &global))
         .await
         .expect("proxy starts and makes the socket's directory");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.path().join("run/veza-lb"))
-            .expect("directory made")
-            .permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o755);
+    assert_eq!(permission_bits(&dir.path().join("run/veza-lb")), 0o755);
     let answer = runtime_api::command_unix(&path, "show info")
         .await
         .expect("unix socket answers");
@@ -465,12 +466,7 @@ async fn unix_socket_is_private_and_replaces_a_stale_one() {
         .await
         .expect("proxy starts over a stale socket");
     assert_eq!(proxy.stats_addr(), None, "no TCP address for a unix socket");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&path)
-            .expect("socket exists")
-            .permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(permission_bits(&path), 0o640);
     let answer = runtime_api::command_unix(&path, "show servers state")
         .await
         .expect("unix socket answers");
