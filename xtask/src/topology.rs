@@ -191,6 +191,18 @@ impl Process {
     }
 }
 
+impl Drop for Topology {
+    /// The processes an upgrade started are not our children, so `kill_on_drop` does not
+    /// reach them: a run that ends early (an error, Ctrl-C) must not leave them serving.
+    fn drop(&mut self) {
+        for pid in self.serving.iter().chain(&self.replaced) {
+            if alive(*pid) {
+                let _ = send(*pid, Signal::SIGKILL, "veza-lb");
+            }
+        }
+    }
+}
+
 /// Sends `signal` to `pid` (`what` it is, for the error).
 fn send(pid: u32, signal: Signal, what: &str) -> Result<()> {
     let raw = i32::try_from(pid).map_err(|_| Error::Message(format!("pid {pid} out of range")))?;

@@ -57,6 +57,21 @@ fn gone(pid: u32) -> bool {
     })
 }
 
+/// The processes upgrades started (not the test's children): killed when the test ends, even
+/// when it fails, so that a failed run leaves none serving.
+#[derive(Default)]
+struct Started(Vec<u32>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if !gone(pid) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Waits until `show info` names `new`.
 async fn serves(stats: &str, new: u32) {
     let deadline = Instant::now() + WAIT;
@@ -88,6 +103,7 @@ async fn twenty_upgrades_under_the_client_mix_lose_nothing_and_a_broken_binary_c
     // Each WebSocket and when its process began draining.
     let mut tunnels = Vec::new();
     let mut pids = vec![pid(&stats)];
+    let mut started = Started::default();
     for round in 0..UPGRADES {
         let tunnel = websocket(edge.web, stop.clone()).await;
         let old = *pids.last().expect("a pid");
@@ -105,6 +121,7 @@ async fn twenty_upgrades_under_the_client_mix_lose_nothing_and_a_broken_binary_c
             .next()
             .and_then(|p| p.parse().ok())
             .expect("pid");
+        started.0.push(new);
         serves(&stats, new).await;
         pids.push(new);
         // The replaced process accepts for a moment after answering (its answer must reach
