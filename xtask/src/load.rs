@@ -173,17 +173,17 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
             (Balancer::VezaLb, Some(pid)) => {
                 leftovers::warm_up(&topology.lb_addr.to_string()).await?;
                 leftovers::idle(&topology.stats()).await?;
-                Some(Footprint::read(pid, &topology.stats()).await?)
+                Some((pid, Footprint::read(pid, &topology.stats()).await?))
             }
             _ => None,
         };
         // Memory's baseline: the most held under the run's own traffic before any fault.
-        let calm = before.as_ref().and(topology.lb_pid()).map(|pid| {
+        let calm = before.map(|(pid, _)| {
             let until = scenario.faults.first().map_or(scenario.duration, |f| f.at);
             leftovers::CalmPeak::watch(pid, until)
         });
         let outcome = loadtest::run(scenario, &options, &mut TopologyFaults(&mut topology)).await;
-        let before = before.map(|b| b.with_rss_at_least(calm.as_ref().map_or(0, |c| c.kib())));
+        let before = before.map(|(_, b)| b.with_rss_at_least(calm.as_ref().map_or(0, |c| c.kib())));
         let run = match outcome {
             Ok(run) => run,
             Err(e) => {
@@ -226,7 +226,7 @@ impl Faults for TopologyFaults<'_> {
                 FaultAction::Hang => self.0.hang(&fault.server),
                 FaultAction::Resume => self.0.resume(&fault.server),
                 FaultAction::Upgrade => self.0.upgrade().await,
-                FaultAction::Reload => self.0.reload().await,
+                FaultAction::Reload => self.0.reload(),
             };
             outcome.map_err(|e| e.to_string())
         })

@@ -116,11 +116,7 @@ impl Process {
     /// SIGKILL, then reap.
     pub async fn kill(&mut self) -> Result<()> {
         if let Some(pid) = self.pid() {
-            let pid = i32::try_from(pid)
-                .map_err(|_| Error::Message(format!("pid {pid} out of range")))?;
-            kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|errno| {
-                Error::Message(format!("cannot SIGKILL {} ({pid}): {errno}", self.name))
-            })?;
+            send(pid, Signal::SIGKILL, &self.name)?;
         }
         self.child
             .wait()
@@ -131,8 +127,8 @@ impl Process {
 
     /// SIGTERM (a graceful stop), then wait up to `grace` before SIGKILL.
     pub async fn stop(&mut self, grace: Duration) {
-        if let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Some(pid) = self.pid() {
+            let _ = send(pid, Signal::SIGTERM, &self.name);
             if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
                 return;
             }
@@ -505,7 +501,7 @@ impl Topology {
 
     /// Reloads the balancer's configuration: veza-lb's SIGHUP; HAProxy's master-worker reload
     /// (SIGUSR2), its only kind of reload.
-    pub async fn reload(&mut self) -> Result<()> {
+    pub fn reload(&self) -> Result<()> {
         match self.settings.balancer {
             Balancer::VezaLb => self.signal_lb(Signal::SIGHUP),
             Balancer::Haproxy(_) => self.signal_lb(Signal::SIGUSR2),
@@ -529,12 +525,12 @@ impl Topology {
     }
 
     /// Freezes a backend (SIGSTOP): it keeps its sockets and answers nothing.
-    pub fn hang(&mut self, name: &str) -> Result<()> {
+    pub fn hang(&self, name: &str) -> Result<()> {
         self.signal_backend(name, Signal::SIGSTOP)
     }
 
     /// Lets a frozen backend go on (SIGCONT).
-    pub fn resume(&mut self, name: &str) -> Result<()> {
+    pub fn resume(&self, name: &str) -> Result<()> {
         self.signal_backend(name, Signal::SIGCONT)
     }
 

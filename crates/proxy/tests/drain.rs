@@ -21,26 +21,12 @@ use veza_demo_backend::Kind;
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
-/// One answer read off a keep-alive connection (framed by `Content-Length`).
+/// The next answer on a keep-alive connection, which must come.
 async fn next_answer<S: AsyncRead + Unpin>(stream: &mut S) -> testkit::http::Response {
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
-            .await
-            .expect("an answer in time")
-            .expect("read");
-        assert!(n > 0, "closed before a whole answer: {raw:?}");
-        raw.extend_from_slice(&chunk[..n]);
-        if let Ok(answer) = testkit::http::parse(&raw)
-            && answer
-                .header("content-length")
-                .and_then(|l| l.parse::<usize>().ok())
-                .is_some_and(|l| answer.body.len() >= l)
-        {
-            return answer;
-        }
-    }
+    testkit::http::next_response(stream)
+        .await
+        .expect("an answer")
+        .expect("an answer before the connection closed")
 }
 
 /// Waits until `addr` refuses connections: the listening socket is closed, the drain begun.

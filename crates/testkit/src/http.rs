@@ -1,11 +1,12 @@
 //! A raw HTTP/1.1 client for tests: one request per connection, written exactly as given,
 //! the answer read until the server closes and parsed strictly (a chunked body is
-//! de-chunked; a body cut short is returned as received).
+//! de-chunked; a body cut short is returned as received); and [`next_response`], one answer
+//! read off a keep-alive connection.
 
 use std::io;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::WAIT;
@@ -58,6 +59,41 @@ impl Response {
             let (n, rest) = v.split_once('=')?;
             (n.trim() == name).then(|| rest.split(';').next().unwrap_or("").to_owned())
         })
+    }
+}
+
+/// Reads the next answer off a keep-alive connection (framed by `Content-Length`), within
+/// [`WAIT`]: `Ok(None)` when the connection ended (closed or reset) before any byte of it.
+///
+/// # Errors
+/// The connection ended or broke inside the answer, nothing came within [`WAIT`], or the
+/// answer is not an HTTP/1.x response with a `Content-Length`.
+pub async fn next_response<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<Response>> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match tokio::time::timeout(WAIT, stream.read(&mut chunk)).await {
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")),
+            Ok(Ok(0)) if raw.is_empty() => return Ok(None),
+            Ok(Err(e)) if raw.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Ok(None);
+            }
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e),
+        };
+        raw.extend_from_slice(&chunk[..n]);
+        if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            continue;
+        }
+        let answer = parse(&raw)?;
+        let length: usize = answer
+            .header("content-length")
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Content-Length"))?;
+        if answer.body.len() >= length {
+            return Ok(Some(answer));
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rustls::client::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -227,52 +227,6 @@ impl Traffic {
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: veza\r\n\r\n";
 
-/// An answer read off a keep-alive connection.
-struct Answer {
-    status: u16,
-    close: bool,
-}
-
-/// Reads one answer framed by `Content-Length`; `Ok(None)` when the connection ended before
-/// any byte of it.
-async fn answer(stream: &mut TcpStream) -> std::io::Result<Option<Answer>> {
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match tokio::time::timeout(WAIT, stream.read(&mut chunk)).await {
-            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-            Ok(Ok(0)) if raw.is_empty() => return Ok(None),
-            Ok(Err(e)) if raw.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return Ok(None);
-            }
-            Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(e),
-        };
-        raw.extend_from_slice(&chunk[..n]);
-        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-        let field = |name: &str| {
-            head.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        let length: usize = field("content-length:")
-            .and_then(|v| v.parse().ok())
-            .ok_or(std::io::ErrorKind::InvalidData)?;
-        if raw.len() >= end + 4 + length {
-            let status = head
-                .get(9..12)
-                .and_then(|s| s.parse().ok())
-                .ok_or(std::io::ErrorKind::InvalidData)?;
-            let close = field("connection:").is_some_and(|v| v == "close");
-            return Ok(Some(Answer { status, close }));
-        }
-    }
-}
-
 async fn keep_alive(addr: SocketAddr, tally: Arc<Tally>) {
     let mut conn: Option<TcpStream> = None;
     while !tally.stopped() {
@@ -287,10 +241,13 @@ async fn keep_alive(addr: SocketAddr, tally: Arc<Tally>) {
             },
         };
         let sent = stream.write_all(REQUEST).await;
-        match (sent, answer(&mut stream).await) {
-            (Ok(()), Ok(Some(Answer { status: 200, close }))) => {
+        match (sent, crate::http::next_response(&mut stream).await) {
+            (Ok(()), Ok(Some(answer))) if answer.status == 200 => {
                 tally.served(Kind::KeepAlive);
-                if close {
+                if answer
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
                     tally.reconnects.fetch_add(1, Ordering::Relaxed);
                 } else {
                     conn = Some(stream);
@@ -303,7 +260,9 @@ async fn keep_alive(addr: SocketAddr, tally: Arc<Tally>) {
                  answer"
                     .to_owned(),
             ),
-            (_, Ok(Some(a))) => tally.failed(Kind::KeepAlive, format!("status {}", a.status)),
+            (_, Ok(Some(answer))) => {
+                tally.failed(Kind::KeepAlive, format!("status {}", answer.status));
+            }
             (_, Err(e)) => tally.failed(Kind::KeepAlive, format!("read: {e}")),
         }
     }

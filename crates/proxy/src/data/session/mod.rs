@@ -47,9 +47,10 @@ const REQUEST_LIMITS: Limits = Limits {
 };
 
 /// Serves HTTP/1.1 on one client connection until it closes, times out, has answered its
-/// last request of a drain (or stayed idle through the drain window), or the proxy stops; or until a server switches protocols, when it returns the tunnel the
-/// connection became, for the caller to run ([`Upgraded::run`]) on a task of its own: a
-/// tunnel needs a fraction of the state an HTTP/1 exchange does, and may live for hours.
+/// last request of a drain (or stayed idle through the drain window), or the proxy stops; or
+/// until a server switches protocols, when it returns the tunnel the connection became, for
+/// the caller to run ([`Upgraded::run`]) on a task of its own: a tunnel needs a fraction of
+/// the state an HTTP/1 exchange does, and may live for hours.
 pub(crate) async fn serve<S: ClientStream>(
     io: S,
     client: Arc<ClientContext>,

@@ -40,9 +40,7 @@ pub(crate) fn ensure_directory(path: &Path) -> Result<(), (PathBuf, io::Error)> 
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
     };
-    if dir.is_dir() {
-        return Ok(());
-    }
+    // Recursive: a directory already there is no error (and keeps its mode).
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
