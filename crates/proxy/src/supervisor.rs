@@ -21,6 +21,7 @@ use crate::data::frontend::ListenerContext;
 use crate::data::passive::PassiveReports;
 use crate::data::ratelimit::{RateTable, spawn_sweeper};
 use crate::data::routing::{FrontendView, PoolSlot, RouteView};
+use crate::data::standby::Standby;
 use crate::data::tripwire::Tripwire;
 use crate::listen::{self, Purpose};
 use crate::observe::ProxyHandle;
@@ -121,7 +122,7 @@ pub struct Proxy {
     process: Arc<Counters>,
     /// Stops the observability services (stats socket, metrics, rates).
     drain: CancellationToken,
-    /// The data plane's drain: stop accepting, close idle connections, finish requests.
+    /// The data plane's drain: stop accepting (connections close through standby).
     drain_data: Tripwire,
     hard_stop: Tripwire,
     tracker: TaskTracker,
@@ -232,6 +233,7 @@ impl Proxy {
                 admission: Admission::new(maxconn(&config)),
                 tables: Arc::default(),
                 upgrades: Arc::default(),
+                standby: Arc::new(Standby::new()),
             },
             process,
             drain: CancellationToken::new(),
@@ -409,6 +411,7 @@ impl Proxy {
             tls: None,
             https: https.clone(),
             drain: self.drain_data.clone(),
+            standby: self.handle.standby.clone(),
             drain_window: config.global.drain_window.min(config.global.shutdown_grace),
             hard_stop: self.hard_stop.clone(),
             tracker: self.tracker.clone(),
@@ -583,6 +586,9 @@ impl Proxy {
         self.services.forget_sockets();
         self.drain.cancel();
         self.drain_data.trip();
+        // Connections close as in standby: after their next answer, idle ones at the end of
+        // the drain window.
+        self.handle.standby.enter();
         self.tracker.close();
         if tokio::time::timeout(self.grace, self.tracker.wait())
             .await

@@ -1,5 +1,6 @@
-//! How a drain (graceful stop, binary upgrade) ends each kind of client connection without
-//! losing a request the client may already be sending:
+//! How a drain (graceful stop, binary upgrade) and standby (before an LB pair's address
+//! moves) end each kind of client connection without losing a request the client may already
+//! be sending:
 //!
 //! - HTTP/1: an idle keep-alive connection stays open; its next request is answered with
 //!   `Connection: close`; one that stays idle is closed at the end of `drain_window`, without a
@@ -82,6 +83,67 @@ async fn an_idle_http1_connection_gets_its_next_request_answered_then_closed() {
         .await
         .expect("the stop ends")
         .expect("stop task");
+}
+
+/// Standby (`set standby on|off`): what a drain does to connections, while the listener
+/// still accepts, until standby ends.
+#[tokio::test]
+async fn standby_closes_connections_after_their_next_answer_while_still_accepting() {
+    let a = backend("api-1", Kind::Api).await;
+    let global = "drain_window = \"800ms\"\nstats_socket = \"127.0.0.1:0\"\n\
+                  stats_socket_level = \"admin\"";
+    let lb = Lb::start(support::api_config(&[&a], global, "")).await;
+    let (addr, stats) = (lb.addr, lb.proxy.stats_addr().expect("stats socket"));
+    let mut busy = TcpStream::connect(addr).await.expect("connect");
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    for stream in [&mut busy, &mut idle] {
+        stream.write_all(REQUEST).await.expect("write");
+        assert_eq!(next_answer(stream).await.header("connection"), None);
+    }
+    let answer = testkit::runtime_api::ctl(stats, "set standby on").await;
+    assert!(answer.starts_with("Standby: on."), "{answer}");
+
+    busy.write_all(REQUEST).await.expect("write");
+    let answer = next_answer(&mut busy).await;
+    assert_eq!(answer.status, 200, "served in standby");
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(matches!(end(&mut busy).await, (Ok(0), rest) if rest.is_empty()));
+    // Still accepting: a new connection is served once, then closed.
+    let mut fresh = TcpStream::connect(addr)
+        .await
+        .expect("standby still accepts");
+    fresh.write_all(REQUEST).await.expect("write");
+    let answer = next_answer(&mut fresh).await;
+    assert_eq!(
+        (answer.status, answer.header("connection")),
+        (200, Some("close"))
+    );
+    // The idle one closes without a word once the drain window has passed.
+    let (read, rest) = end(&mut idle).await;
+    assert!(
+        matches!(read, Ok(0)) && rest.is_empty(),
+        "{read:?} {rest:?}"
+    );
+    assert!(
+        testkit::runtime_api::ctl(stats, "show standby")
+            .await
+            .starts_with("Standby: on.")
+    );
+
+    let answer = testkit::runtime_api::ctl(stats, "set standby off").await;
+    assert!(answer.starts_with("Standby: off."), "{answer}");
+    let mut after = TcpStream::connect(addr).await.expect("connect");
+    for _ in 0..2 {
+        after.write_all(REQUEST).await.expect("write");
+        let answer = next_answer(&mut after).await;
+        assert_eq!(
+            (answer.status, answer.header("connection")),
+            (200, None),
+            "kept alive"
+        );
+    }
+    let usage = testkit::runtime_api::ctl(stats, "set standby maybe").await;
+    assert_eq!(usage.trim(), "Usage: set standby on|off");
 }
 
 /// A frontend `veza` with a TLS listener (`lb.test`) in front of `server`.

@@ -19,6 +19,7 @@ use crate::data::passed::PassedFields;
 use crate::data::passive::PassiveReports;
 use crate::data::request_body::RequestBody;
 use crate::data::routing::FrontendView;
+use crate::data::standby::Standby;
 use crate::data::tripwire::Tripwire;
 use crate::tls::{HttpsPolicy, TlsFrontend};
 
@@ -36,9 +37,12 @@ pub(crate) struct ListenerContext {
     pub(crate) tls: Option<Arc<TlsFrontend>>,
     /// Redirect to HTTPS and HSTS, as the frontend's current configuration says.
     pub(crate) https: Arc<ArcSwap<HttpsPolicy>>,
-    /// Stop accepting and finish in-flight requests.
+    /// Stop accepting (the drain; connections close through [`Standby`], which the drain
+    /// enters).
     pub(crate) drain: Tripwire,
-    /// How long a draining connection that is idle waits for its client's next request
+    /// Close connections gracefully: after their next answer, idle ones after `drain_window`.
+    pub(crate) standby: Arc<Standby>,
+    /// How long a closing connection that is idle waits for its client's next request
     /// (`drain_window`, at most `shutdown_grace`) before it closes.
     pub(crate) drain_window: Duration,
     /// Close everything still open.

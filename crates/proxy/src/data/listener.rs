@@ -251,14 +251,15 @@ where
         .keep_alive_timeout(ctx.client_timeout);
     let conn = builder.serve_connection(io, service(client, ctx.https.clone()));
     tokio::pin!(conn);
+    let closing = ctx.standby.wire();
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!("HTTP/2 client connection: {e}");
             }
         }
-        () = ctx.drain.tripped() => {
-            // GOAWAY: streams in flight finish, no new ones start.
+        () = closing.tripped() => {
+            // Standby or a drain: GOAWAY; streams in flight finish, no new ones start.
             conn.as_mut().graceful_shutdown();
             tokio::select! {
                 _ = conn.as_mut() => {}

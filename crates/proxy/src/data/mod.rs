@@ -23,6 +23,8 @@
 //! - `tunnel`: WebSocket and other upgraded connections;
 //! - `timeout`: inactivity bounds on streamed bodies; `deadline`: a connection's one timer,
 //!   moved only when a wait needs it sooner;
+//! - `standby`: every connection closes after its next answer while the listeners still
+//!   accept (before an LB pair's address moves; a drain is a standby that never ends);
 //! - `tripwire`: the lock-free one-shot signals requests check (`shutdown-sessions`, drain,
 //!   hard stop);
 //! - `headers`: request hygiene and header rewriting; `passed`: which fields of a head are
@@ -47,6 +49,7 @@ pub(crate) mod ratelimit;
 pub(crate) mod request_body;
 pub(crate) mod routing;
 pub(crate) mod session;
+pub(crate) mod standby;
 pub(crate) mod termination;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -42,7 +42,7 @@ impl Tripwire {
 
     /// Whether it has tripped (one atomic load).
     pub(crate) fn is_tripped(&self) -> bool {
-        self.0.tripped.load(Ordering::Acquire)
+        self.0.is_tripped()
     }
 
     /// Completes once it has tripped (at once if it already has).
@@ -77,6 +77,11 @@ impl Tripwire {
 }
 
 impl Wire {
+    /// Whether it has tripped.
+    pub(crate) fn is_tripped(&self) -> bool {
+        self.tripped.load(Ordering::Acquire)
+    }
+
     /// Trips every [`Tripwire`] of this wire.
     pub(crate) fn trip(&self) {
         self.tripped.store(true, Ordering::Release);

@@ -12,6 +12,7 @@ use crate::control::{AdminCommand, AdminError, ControlHandle};
 use crate::counters::Counters;
 use crate::data::admission::Admission;
 use crate::data::ratelimit::RateTable;
+use crate::data::standby::Standby;
 use crate::stats::{FrontendStats, StatsSnapshot};
 
 /// A cheap, cloneable handle for the runtime API and metrics: statistics and operator
@@ -31,6 +32,8 @@ pub struct ProxyHandle {
     /// Where the runtime API's `upgrade` asks the daemon for a binary upgrade; unset in a
     /// proxy not run by `veza-lb run` (tests embedding it).
     pub(crate) upgrades: Arc<OnceLock<mpsc::Sender<UpgradeRequest>>>,
+    /// Standby (`set standby on|off`): connections close after their next answer.
+    pub(crate) standby: Arc<Standby>,
 }
 
 /// A request for a binary upgrade, answered with what happened (`Ok`: upgraded; `Err`: why

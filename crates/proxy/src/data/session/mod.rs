@@ -8,7 +8,7 @@
 //! frame unambiguously before anything is routed (400, 414, 431), answers 408 to a head that
 //! does not arrive within `timeout_http_request` (under TLS too), keeps the connection alive
 //! as the client asks and the exchange allows, and turns into a tunnel when a server switches
-//! protocols. When the frontend drains, the next answer closes the connection
+//! protocols. In standby and when the frontend drains, the next answer closes the connection
 //! (`Connection: close`) and an idle one is closed only at the end of the drain window, never
 //! under a request its client may be sending.
 
@@ -123,9 +123,9 @@ enum End {
     Tunnel(Box<Tunnel>),
 }
 
-/// A connection's view of its frontend's drain.
+/// A connection's view of standby (which a drain enters).
 struct Drain<'w, D> {
-    /// The wait on the drain, for the connection's whole life.
+    /// The wait on standby, for the connection's whole life.
     wait: Pin<&'w mut D>,
     /// How long an idle connection is kept once the drain starts ([`ListenerContext`]).
     window: Duration,
@@ -167,9 +167,10 @@ enum HeadRead {
 impl<S: ClientStream> Conn<S> {
     /// Serves requests until the connection ends; returns the tunnel the last answer opened.
     async fn serve_requests(&mut self, client: &ClientContext, ctx: &ListenerContext) -> End {
-        // One wait on the frontend's drain for the connection's whole life: it registers with
-        // the drain once, not once per request.
-        let wait = ctx.drain.tripped();
+        // One wait on standby (which a drain enters) for the connection's whole life: it
+        // registers once, not once per request.
+        let closing = ctx.standby.wire();
+        let wait = closing.tripped();
         let mut drain = Drain {
             wait: pin!(wait),
             window: ctx.drain_window,
@@ -192,7 +193,12 @@ impl<S: ClientStream> Conn<S> {
                 }
                 Err(why) => refuse(client, Refusal::refused(StatusCode::BAD_REQUEST, why)),
             };
-            // Once the frontend drains, the answer says `Connection: close`.
+            // In standby (a drain), the answer says `Connection: close`.
+            let exchange = if closing.is_tripped() {
+                exchange.closing()
+            } else {
+                exchange
+            };
             let outcome = self.respond(resp, exchange, ctx).await;
             self.forget_request();
             match outcome {

@@ -64,6 +64,14 @@ impl Exchange {
             expects_continue,
         }
     }
+
+    /// The same exchange, closing after its answer (standby, a drain).
+    pub(super) fn closing(self) -> Self {
+        Self {
+            keep_alive: false,
+            ..self
+        }
+    }
 }
 
 /// What the connection does after an answer.
@@ -147,7 +155,6 @@ impl<S: ClientStream> Conn<S> {
             && (!exchange.keep_alive
                 || !self.decoder.is_done()
                 || framing == Framing::UntilClose
-                || ctx.drain.is_tripped()
                 || asks_close(&parts.headers));
         self.write_head(&parts, passed, framing, close, exchange.minor);
         body.head_written(parts.headers);

@@ -55,6 +55,11 @@ pub(crate) enum Command {
     ShowTable(Option<String>),
     /// `upgrade`: start the executable now at veza-lb's path and hand it the listeners.
     Upgrade,
+    /// `set standby on|off`: connections close after their next answer (`true`), or keep
+    /// alive again.
+    SetStandby(bool),
+    /// `show standby`.
+    ShowStandby,
     /// Answer this text (a usage error found while parsing).
     Reply(String),
     /// Not a command: answer the help list.
@@ -71,6 +76,7 @@ pub(crate) fn required_level(command: &str) -> AccessLevel {
         ["disable" | "enable", "server", ..]
         | ["set", "server" | "weight", ..]
         | ["clear", "counters", "all", ..]
+        | ["set", "standby", ..]
         | ["upgrade", ..] => AccessLevel::Admin,
         ["clear", "counters", ..] => AccessLevel::Operator,
         _ => AccessLevel::User,
@@ -104,6 +110,10 @@ const HELP: &[(&str, &str)] = &[
         "operator",
         "lower the level of the current CLI session to operator",
     ),
+    (
+        "set standby on|off",
+        "close every connection after its next answer (before an LB pair's address moves)",
+    ),
     ("set timeout [cli] <delay>", "change a timeout setting"),
     (
         "show cli level",
@@ -116,6 +126,10 @@ const HELP: &[(&str, &str)] = &[
     (
         "show servers state [<backend>]",
         "dump volatile server information (all or for a single backend)",
+    ),
+    (
+        "show standby",
+        "report whether connections close after their next answer",
     ),
     (
         "show table [<name>]",
@@ -294,6 +308,10 @@ pub(crate) fn parse(command: &str) -> Command {
         ["user", ..] => Ok(Command::LowerLevel(AccessLevel::User)),
         ["show", "cli", "level", ..] => Ok(Command::ShowLevel),
         ["upgrade"] => Ok(Command::Upgrade),
+        ["set", "standby", "on"] => Ok(Command::SetStandby(true)),
+        ["set", "standby", "off"] => Ok(Command::SetStandby(false)),
+        ["set", "standby", ..] => Ok(Command::Reply("Usage: set standby on|off".to_owned())),
+        ["show", "standby"] => Ok(Command::ShowStandby),
         ["show", "table"] => Ok(Command::ShowTable(None)),
         ["show", "table", name, ..] => Ok(Command::ShowTable(Some(name.to_owned()))),
         ["set", "timeout", ..] => Ok(parse_timeout(&w[2..])),

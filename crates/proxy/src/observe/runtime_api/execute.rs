@@ -82,6 +82,8 @@ pub(crate) async fn execute(command: Command, source: &StatsSource) -> String {
                 Err(_) => reply(STOPPING),
             }
         }
+        Command::SetStandby(on) => standby(source, Some(on)),
+        Command::ShowStandby => standby(source, None),
         Command::ShowServersState(backend) => match source.report().await {
             Some(r) => servers_state::render(r.frontends.len(), &r.snapshot, backend.as_deref()),
             None => reply(STOPPING),
@@ -131,6 +133,27 @@ pub(crate) async fn execute(command: Command, source: &StatsSource) -> String {
             }
         }
     }
+}
+
+/// `set standby on|off` (`Some`) and `show standby`: the state after the command, and what
+/// it means for connections.
+fn standby(source: &StatsSource, set: Option<bool>) -> String {
+    let standby = &source.handle.standby;
+    match set {
+        Some(true) => {
+            standby.enter();
+        }
+        Some(false) => {
+            standby.leave();
+        }
+        None => {}
+    }
+    reply(if standby.is_on() {
+        "Standby: on. Every connection closes after its next answer (an idle one at the end of \
+         drain_window; HTTP/2 gets GOAWAY); listeners still accept."
+    } else {
+        "Standby: off. Connections keep alive."
+    })
 }
 
 /// `show table`: one line per table (HAProxy's layout); with a name, that table's entries,
