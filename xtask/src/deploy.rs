@@ -12,6 +12,8 @@
 //! --check` reads the role file from its standard input.
 
 mod inventory;
+mod recap;
+mod switchover;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 pub use inventory::{BinarySource, GroupKind, Instance, Inventory};
+pub use recap::{HostRecap, Recap, Status};
+pub use switchover::Pair;
 
 use crate::build::{self, Profile};
 use crate::transport::{Host, Transport, script, sha256_hex, words};
@@ -113,104 +117,6 @@ pub fn packages(inventory: &Inventory) -> Vec<&str> {
     packages.into_iter().collect()
 }
 
-/// A step's outcome, as veza-provision reports its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Already as wanted.
-    Ok,
-    /// Changed (with `--check`: would change).
-    Changed,
-    /// Not applicable on this host.
-    Skipped,
-    /// Failed; the host's remaining steps did not run.
-    Failed,
-}
-
-impl Status {
-    fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Changed => "changed",
-            Status::Skipped => "skipped",
-            Status::Failed => "failed",
-        }
-    }
-
-    fn parse(word: &str) -> Option<Status> {
-        Some(match word {
-            "ok" => Status::Ok,
-            "changed" => Status::Changed,
-            "skipped" => Status::Skipped,
-            "failed" => Status::Failed,
-            _ => return None,
-        })
-    }
-}
-
-/// One host's result.
-#[derive(Debug, Clone)]
-pub struct HostRecap {
-    /// Inventory name.
-    pub name: String,
-    /// Its transport.
-    pub transport: String,
-    /// Steps per status (deploy's and veza-provision's).
-    pub counts: BTreeMap<&'static str, usize>,
-    /// Whether a step failed.
-    pub failed: bool,
-    /// How long the host took.
-    pub took: Duration,
-}
-
-impl HostRecap {
-    /// Steps that ended with `status`.
-    pub fn count(&self, status: Status) -> usize {
-        self.counts.get(status.word()).copied().unwrap_or(0)
-    }
-}
-
-/// Every host's result.
-#[derive(Debug, Clone, Default)]
-pub struct Recap {
-    /// In deploy order.
-    pub hosts: Vec<HostRecap>,
-}
-
-impl Recap {
-    /// Whether any host failed.
-    pub fn failed(&self) -> bool {
-        self.hosts.iter().any(|h| h.failed)
-    }
-
-    /// Steps with `status` over all hosts.
-    pub fn count(&self, status: Status) -> usize {
-        self.hosts.iter().map(|h| h.count(status)).sum()
-    }
-
-    fn print(&self, total: Duration) {
-        let width = self.hosts.iter().map(|h| h.name.len()).max().unwrap_or(4);
-        println!("\nrecap");
-        for h in &self.hosts {
-            println!(
-                "  {:<width$} : ok={:<3} changed={:<3} skipped={:<3} failed={:<2} {:>6.1}s  {}",
-                h.name,
-                h.count(Status::Ok),
-                h.count(Status::Changed),
-                h.count(Status::Skipped),
-                h.count(Status::Failed),
-                h.took.as_secs_f64(),
-                h.transport
-            );
-        }
-        println!(
-            "  {} hosts in {:.1}s: {}",
-            self.hosts.len(),
-            total.as_secs_f64(),
-            if self.failed() { "FAILED" } else { "ok" }
-        );
-    }
-}
-
 /// A file deploy pushes: its bytes and where they come from, for messages.
 struct Payload {
     what: String,
@@ -288,6 +194,7 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
     // The LB pair's host that failed, if one did: the next one (the MASTER) is left serving
     // as it was.
     let mut pair_failed: Option<String> = None;
+    let pair = switchover_of(inventory)?;
     for (index, (group, instance)) in inventory.instances().enumerate() {
         let host = &instance.host;
         if inventory.is_pair(group)
@@ -341,6 +248,13 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
                 }
                 _ => None,
             },
+            switchover: match (&pair, inventory.is_pair(group)) {
+                (Some(pair), true) => inventory
+                    .instances()
+                    .find(|(g, i)| g.kind == group.kind && i.host.name != host.name)
+                    .map(|(_, other)| (pair, &other.host)),
+                _ => None,
+            },
         };
         let key = format!("{}|{:?}", host.transport, host.root);
         let shared = env_changed.entry(key).or_default();
@@ -361,6 +275,27 @@ pub async fn deploy(inventory: &Inventory, options: &Options) -> Result<Recap> {
     }
     recap.print(start.elapsed());
     Ok(recap)
+}
+
+/// The LB pair's planned switchover, when the inventory has a pair whose veza-lb has an
+/// admin socket (standby is an admin command).
+fn switchover_of(inventory: &Inventory) -> Result<Option<Pair>> {
+    let (Some(pair), socket) = (&inventory.lb_pair, inventory.lb.admin_socket.as_str()) else {
+        return Ok(None);
+    };
+    if socket.is_empty() {
+        println!(
+            "note: [lb] admin_socket is empty: the pair's address is not moved before its \
+             holder is changed (standby needs the admin socket)"
+        );
+        return Ok(None);
+    }
+    let veza_lb = inventory
+        .group(GroupKind::Haproxy)
+        .and_then(|g| g.instances.first())
+        .map(|i| i.binary_path().to_path_buf())
+        .ok_or_else(|| Error::Message("[lb_pair] without [haproxy] hosts".into()))?;
+    Pair::new(pair, &veza_lb, socket).map(Some)
 }
 
 /// Renders veza-lb's configuration and runs `veza-lb check` on it, here, before any host
@@ -403,6 +338,9 @@ struct Work<'a> {
     /// veza-lb's admin runtime API (`unix:/run/veza-lb/admin.sock`), through which a new
     /// veza-lb binary replaces the running one without refusing a connection.
     admin_socket: Option<&'a str>,
+    /// On a host of the LB pair: the switchover, and the other host, which takes the
+    /// address while this one is changed.
+    switchover: Option<(&'a Pair, &'a Host)>,
 }
 
 /// One host's run: its steps, printed as they end.
@@ -411,6 +349,17 @@ struct HostRun<'a> {
     options: &'a Options,
     counts: BTreeMap<&'static str, usize>,
     failed: bool,
+}
+
+/// What the pushes to a host found.
+#[derive(Debug, Clone, Copy)]
+struct Changes {
+    /// veza-provision was on the host before this deploy.
+    provision_was_there: bool,
+    /// The service's binary changed.
+    binary: bool,
+    /// veza-lb's configuration changed.
+    config: bool,
 }
 
 /// What veza-provision reported, by step name.
@@ -444,11 +393,45 @@ impl HostRun<'_> {
         };
         let role_path = Path::new(ROLES_DIR).join(format!("{}.toml", self.host.name));
         let role = Payload::new("role file", instance.role_text.clone().into_bytes());
-        self.push(&role, &role_path, 0o644).await?;
-        let Some(steps) = self
-            .provision(&role, &role_path, provision_was_there)
-            .await?
-        else {
+        let role_changed = self.push(&role, &role_path, 0o644).await? != Pushed::Same;
+        // What restarts or replaces veza-lb: on the pair's holder, the address moves first.
+        let moved = match work.switchover {
+            Some(switchover) if binary_changed || role_changed => {
+                self.move_away(switchover).await?
+            }
+            _ => false,
+        };
+        let changes = Changes {
+            provision_was_there,
+            binary: binary_changed,
+            config: config_changed,
+        };
+        let done = self
+            .apply(work, &role, &role_path, changes, shared_env)
+            .await;
+        if let (true, Some((pair, other))) = (moved, work.switchover) {
+            self.give_back(pair, other).await;
+        }
+        done
+    }
+
+    /// `veza-provision apply`, then the service: upgraded, restarted, reloaded or started as
+    /// what changed asks.
+    async fn apply(
+        &mut self,
+        work: &Work<'_>,
+        role: &Payload,
+        role_path: &Path,
+        changes: Changes,
+        shared_env: &mut BTreeSet<String>,
+    ) -> Result<()> {
+        let instance = work.instance;
+        let Changes {
+            provision_was_there,
+            binary: binary_changed,
+            config: config_changed,
+        } = changes;
+        let Some(steps) = self.provision(role, role_path, provision_was_there).await? else {
             return Ok(());
         };
         let unit = instance.plan.unit_name();

@@ -7,6 +7,8 @@
 //! - `incus:NAME`: `incus exec NAME --` and `incus file push`, as the seed deployed.
 //! - `nspawn:DIR`: a running `systemd-nspawn -D DIR` container, entered with `nsenter` (its
 //!   systemd is PID 1 inside, so `systemctl` works there).
+//! - `machine:NAME`: the same, for the container started with `--machine=NAME` (containers
+//!   booted from one directory, as `cargo xtask pair --systemd` boots its two hosts).
 //!
 //! Every failure names the host, the transport and the command that failed.
 
@@ -49,6 +51,11 @@ pub enum Transport {
         /// Its root directory (absolute).
         dir: PathBuf,
     },
+    /// `machine:NAME`: the running container started with `--machine=NAME`.
+    Machine {
+        /// The machine name.
+        name: String,
+    },
 }
 
 impl fmt::Display for Transport {
@@ -70,6 +77,7 @@ impl fmt::Display for Transport {
             }
             Transport::Incus { name } => write!(f, "incus:{name}"),
             Transport::Nspawn { dir } => write!(f, "nspawn:{}", dir.display()),
+            Transport::Machine { name } => write!(f, "machine:{name}"),
         }
     }
 }
@@ -90,6 +98,20 @@ impl Transport {
         }
         if let Some(rest) = text.strip_prefix("nspawn:") {
             return Ok(Transport::Nspawn { dir: dir(rest)? });
+        }
+        if let Some(name) = text.strip_prefix("machine:") {
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+            if !valid {
+                return Err(format!(
+                    "{text:?}: a machine name is letters, digits, '-', '_' and '.'"
+                ));
+            }
+            return Ok(Transport::Machine {
+                name: name.to_owned(),
+            });
         }
         if let Some(name) = text.strip_prefix("incus:") {
             let valid = !name.is_empty()
@@ -127,7 +149,7 @@ impl Transport {
         }
         Err(format!(
             "{text:?} is not a transport; write local:DIR, ssh://user@host[:port], incus:NAME or \
-             nspawn:DIR"
+             nspawn:DIR or machine:NAME"
         ))
     }
 }
@@ -240,6 +262,11 @@ impl Host {
             }
             Transport::Nspawn { dir } => {
                 let leader = nspawn_leader(dir)
+                    .map_err(|e| Error::Message(format!("{}: {e}", self.label())))?;
+                line.extend(["nsenter", "-t", &leader.to_string(), "-a", "--"].map(String::from));
+            }
+            Transport::Machine { name } => {
+                let leader = machine_leader(name)
                     .map_err(|e| Error::Message(format!("{}: {e}", self.label())))?;
                 line.extend(["nsenter", "-t", &leader.to_string(), "-a", "--"].map(String::from));
             }
@@ -390,7 +417,7 @@ impl Host {
                 let mv = words(&["mv", "-f", &temp_s, &on_host.display().to_string()]);
                 self.run_ok(&mv, None).await.map(drop)
             }
-            Transport::Ssh { .. } | Transport::Nspawn { .. } => {
+            Transport::Ssh { .. } | Transport::Nspawn { .. } | Transport::Machine { .. } => {
                 let argv = script(
                     r#"set -e; mkdir -p "$1"; umask 077; cat > "$2"; chmod "$3" "$2"; mv -f "$2" "$4""#,
                     &[
@@ -484,7 +511,26 @@ pub fn nspawn_leader(dir: &Path) -> Result<u32, String> {
                 wanted.display()
             )
         })?;
-    // nspawn's own child is the container's PID 1 (with --boot, systemd).
+    container_init(&procs, nspawn, &wanted.display().to_string())
+}
+
+/// The PID (on this host) of systemd inside the container started with `--machine=NAME`.
+pub fn machine_leader(name: &str) -> Result<u32, String> {
+    let procs = processes();
+    let wanted = format!("--machine={name}");
+    let nspawn = procs
+        .iter()
+        .filter(|p| p.comm == "systemd-nspawn")
+        .find(|p| {
+            std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == wanted.as_bytes()))
+        })
+        .ok_or_else(|| format!("no systemd-nspawn is running with {wanted}"))?;
+    container_init(&procs, nspawn, name)
+}
+
+/// The container's systemd: nspawn's child (with --boot), or a descendant close to it.
+fn container_init(procs: &[Proc], nspawn: &Proc, wanted: &str) -> Result<u32, String> {
     let mut frontier = vec![nspawn.pid];
     for _ in 0..3 {
         let children: Vec<&Proc> = procs
@@ -497,9 +543,8 @@ pub fn nspawn_leader(dir: &Path) -> Result<u32, String> {
         frontier = children.iter().map(|p| p.pid).collect();
     }
     Err(format!(
-        "systemd-nspawn {} for {} has no systemd child yet; is it booting with -b?",
+        "systemd-nspawn {} for {wanted} has no systemd child yet; is it booting with -b?",
         nspawn.pid,
-        wanted.display()
     ))
 }
 

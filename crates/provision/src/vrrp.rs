@@ -19,6 +19,12 @@ use systemd_unit::{AbsPath, AccountName, Timespan};
 /// Debian's own `keepalived.service` (conditioned on that file) stays inert.
 pub const CONFIG_PATH: &str = "/etc/veza-lb/keepalived.conf";
 
+/// The planned switchover's file: a number keepalived takes off this host's priority (see
+/// `templates/keepalived.conf`). Its directory is veza-lb's configuration directory, which
+/// exists before keepalived starts (keepalived ignores a track file whose directory is
+/// missing).
+pub const STEP_DOWN_PATH: &str = "/etc/veza-lb/keepalived.step-down";
+
 /// A virtual address with its prefix length, `192.0.2.100/24`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -273,6 +279,7 @@ struct KeepalivedConf<'a> {
     script_user: &'a AccountName,
     advert: String,
     script_timeout: u64,
+    step_down: &'static str,
 }
 
 /// keepalived's configuration for this host: the instance, the health script run as
@@ -311,6 +318,7 @@ pub fn render(
         advert,
         // keepalived's own bound on the script, whole seconds, above the probe's deadline.
         script_timeout: interval.as_secs() + timeout.as_secs() + 1,
+        step_down: STEP_DOWN_PATH,
     };
     let mut text = conf.render().map_err(|e| e.to_string())?;
     text.push('\n');
@@ -383,7 +391,8 @@ check = { url = "http://127.0.0.1:8080/veza-lb/health" }
             "  script \"/opt/veza/lb/veza-lb probe http://127.0.0.1:8080/veza-lb/health --timeout 500ms --for 800ms --every 100ms\"\n  interval 1\n  timeout 2\n",
             "vrrp_instance veza_edge {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 150\n  advert_int 0.20\n",
             "    192.0.2.100/24 dev eth0\n",
-            "  track_script {\n    veza_lb_serves\n  }\n",
+            "  track_script {\n    veza_lb_serves\n  }\n  track_file {\n    veza_step_down\n  }\n",
+            "track_file veza_step_down {\n  file \"/etc/veza-lb/keepalived.step-down\"\n  weight -1\n}\n",
         ] {
             assert!(text.contains(line), "{line:?} missing:\n{text}");
         }

@@ -212,7 +212,7 @@ impl Containers {
 }
 
 /// The inventory's own advert interval.
-fn inventory_advert(inventory: &Inventory) -> String {
+pub(super) fn inventory_advert(inventory: &Inventory) -> String {
     inventory
         .lb_pair
         .as_ref()
@@ -257,6 +257,148 @@ async fn boot(
     let state = wait_booted(&leader.to_string()).await?;
     println!("pair: {name} booted ({state})");
     Ok(machine)
+}
+
+/// The rolling deploy's outcome: what each probe saw, and whether deploy and the checks after
+/// it passed.
+pub(super) struct Rolled {
+    /// New connection per GET, and keep-alive: (no-200 time, failed, failed with retries).
+    pub(super) probes: [(Duration, usize, usize); 2],
+    /// What failed, if anything.
+    pub(super) problems: Vec<String>,
+}
+
+impl Rolled {
+    /// No request failed on either probe, and deploy's checks passed; each problem printed.
+    pub(super) fn passed(&self) -> bool {
+        for problem in &self.problems {
+            println!("[FAIL] rolling deploy: {problem}");
+        }
+        let failed: usize = self.probes.iter().map(|p| p.1).sum();
+        if failed > 0 {
+            println!("[FAIL] rolling deploy: {failed} requests failed through the address");
+        } else if self.problems.is_empty() {
+            println!("[PASS] rolling deploy: both hosts upgraded, no request failed");
+        }
+        failed == 0 && self.problems.is_empty()
+    }
+
+    /// The two probes' rows of the report.
+    pub(super) fn rounds(&self, advert: &str) -> Vec<super::Round> {
+        let titles = [
+            "rolling deploy (a new connection per GET)",
+            "rolling deploy (a kept-alive connection)",
+        ];
+        titles
+            .iter()
+            .zip(self.probes)
+            .map(
+                |(title, (to_first_200, failed, failed_with_retries))| super::Round {
+                    advert: advert.to_owned(),
+                    title,
+                    to_first_200,
+                    failed,
+                    failed_with_retries,
+                    holder: "lb-1",
+                },
+            )
+            .collect()
+    }
+}
+
+impl Containers {
+    /// `cargo xtask deploy`'s own code on both hosts (reached as `machine:` transports) with
+    /// a veza-lb binary that differs from the running one, while a client probes the virtual
+    /// address on new connections and another on a kept-alive one: the BACKUP is upgraded
+    /// in place, the address moves to it (standby, priority lowered), the MASTER is upgraded,
+    /// the address comes back. Then both hosts must run the new binary, the address be on
+    /// lb-1, and deploy's recap be clean.
+    pub(super) async fn rolling_deploy(
+        &mut self,
+        net: &Network,
+        inventory: &Inventory,
+        bin_dir: &Path,
+    ) -> Result<Rolled> {
+        let advert = inventory_advert(inventory);
+        self.start_vrrp(net, inventory, &advert).await?;
+        super::wait_holder(net, "lb-1").await?;
+        let rebuilt = self.rebuilt(bin_dir)?;
+        let root = crate::build::workspace_root();
+        let path = root.join(super::INVENTORY);
+        let mut text = std::fs::read_to_string(&path)
+            .map_err(Error::io(format!("cannot read {}", path.display())))?;
+        for (name, _, _) in LBS {
+            let local = format!("local:target/pair-deploy/{name}\"");
+            if !text.contains(&local) {
+                return fail(format!(
+                    "{} no longer deploys {name} to {local}",
+                    path.display()
+                ));
+            }
+            text = text.replace(&local, &format!("machine:veza-{}\"", net.name(name)));
+        }
+        let deploy_inventory = Inventory::parse(&path, &text, &root)?;
+        let probes = [super::Probe::start(net)?, super::Probe::keep_alive(net)?];
+        let t0 = Instant::now();
+        for probe in &probes {
+            probe.wait_success_after(t0).await?;
+        }
+        let t0 = Instant::now();
+        let options = crate::deploy::Options {
+            check: false,
+            diff: false,
+            bin_dir: rebuilt.clone(),
+        };
+        let recap = crate::deploy::deploy(&deploy_inventory, &options).await?;
+        let mut problems = Vec::new();
+        if recap.failed() {
+            problems.push("deploy reported a failed step".to_owned());
+        }
+        if let Err(e) = super::wait_holder(net, "lb-1").await {
+            problems.push(e.to_string());
+        }
+        for probe in &probes {
+            probe.settle().await;
+        }
+        for (machine, (name, _, _)) in self.machines.iter().zip(LBS) {
+            let exe = machine
+                .run(&[
+                    "/bin/sh",
+                    "-c",
+                    "readlink /proc/$(systemctl show -P MainPID veza-lb.service)/exe",
+                ])
+                .await?;
+            if exe.trim() != "/opt/veza/lb/veza-lb" {
+                problems.push(format!(
+                    "{name}'s veza-lb runs {:?}, not the new /opt/veza/lb/veza-lb",
+                    exe.trim()
+                ));
+            }
+        }
+        let probes = probes.map(|p| {
+            p.stop();
+            p.outcome_since(t0)
+        });
+        Ok(Rolled { probes, problems })
+    }
+
+    /// A copy of `bin_dir`'s binaries whose veza-lb differs from the running one by a few
+    /// bytes appended (an ELF file runs the same with them): what a rebuild deploys.
+    fn rebuilt(&self, bin_dir: &Path) -> Result<PathBuf> {
+        let dir = self.dir.join("rebuilt");
+        std::fs::create_dir_all(&dir).map_err(Error::io("cannot create a directory"))?;
+        for name in ["veza-lb", "veza-provision", "veza-demo-backend"] {
+            std::fs::copy(bin_dir.join(name), dir.join(name))
+                .map_err(Error::io(format!("cannot copy {name}")))?;
+        }
+        let mut veza_lb = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("veza-lb"))
+            .map_err(Error::io("cannot open the copy of veza-lb"))?;
+        std::io::Write::write_all(&mut veza_lb, b"\nveza-pair rolling deploy\n")
+            .map_err(Error::io("cannot change the copy of veza-lb"))?;
+        Ok(dir)
+    }
 }
 
 impl LbHosts for Containers {

@@ -149,9 +149,23 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let (rounds, passed) = if args.systemd {
         let mut hosts =
             containers::Containers::start(&net, &inventory, &bin_dir, work.path()).await?;
-        let outcome = run_rounds(&mut hosts, &net, &inventory, &args.adverts).await;
+        let (mut rounds, mut passed) =
+            run_rounds(&mut hosts, &net, &inventory, &args.adverts).await;
+        if passed {
+            match hosts.rolling_deploy(&net, &inventory, &bin_dir).await {
+                Ok(rolled) => {
+                    passed &= rolled.passed();
+                    rounds.extend(rolled.rounds(&containers::inventory_advert(&inventory)));
+                }
+                Err(e) => {
+                    passed = false;
+                    println!("[FAIL] rolling deploy: {e}");
+                    println!("{}", hosts.logs().await);
+                }
+            }
+        }
         hosts.stop().await;
-        outcome
+        (rounds, passed)
     } else {
         let mut hosts =
             processes::Processes::start(&net, &inventory, &bin_dir, work.path()).await?;

@@ -59,6 +59,68 @@ pub(super) fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Result<
     })
 }
 
+/// A client that keeps its connection alive, as browsers do: GETs on it until the server
+/// says `Connection: close` (then a new one), within 1 s each. A request that fails on a
+/// connection reused without such a warning is what a planned switchover must not cause.
+struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<std::io::BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    /// One GET; `Ok` with the status.
+    fn get(&mut self, path: &str) -> Result<u16, String> {
+        use std::io::BufRead;
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200))
+                    .map_err(|e| e.to_string())?;
+                let timeout = Some(Duration::from_millis(1000));
+                stream
+                    .set_read_timeout(timeout)
+                    .map_err(|e| e.to_string())?;
+                stream
+                    .set_write_timeout(timeout)
+                    .map_err(|e| e.to_string())?;
+                self.conn.insert(std::io::BufReader::new(stream))
+            }
+        };
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        conn.get_mut()
+            .write_all(request.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let (mut status, mut length, mut close) = (0, 0, false);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if conn.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err("the connection closed under the request".into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if status == 0 {
+                status = l.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            } else if let Some((name, value)) = l.split_once(':') {
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("connection") {
+                    close = value.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        conn.read_exact(&mut body).map_err(|e| e.to_string())?;
+        if close {
+            self.conn = None;
+        }
+        Ok(status)
+    }
+}
+
 /// The client: a GET through the virtual address every 10 ms, each attempt recorded.
 pub(super) struct Probe {
     attempts: Arc<Mutex<Vec<(Instant, bool)>>>,
@@ -66,7 +128,17 @@ pub(super) struct Probe {
 }
 
 impl Probe {
+    /// A GET on a new connection every 10 ms.
     pub(super) fn start(net: &Network) -> Result<Probe> {
+        Probe::spawn(net, false)
+    }
+
+    /// A GET every 10 ms on a connection kept alive ([`KeepAlive`]).
+    pub(super) fn keep_alive(net: &Network) -> Result<Probe> {
+        Probe::spawn(net, true)
+    }
+
+    fn spawn(net: &Network, keep_alive: bool) -> Result<Probe> {
         let attempts: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (record, halt) = (attempts.clone(), stop.clone());
@@ -74,8 +146,20 @@ impl Probe {
             .parse()
             .map_err(|_| Error::Message("address".into()))?;
         net.thread("client", move || {
+            let mut client = KeepAlive {
+                addr: vip,
+                conn: None,
+            };
             while !halt.load(Ordering::Relaxed) {
-                let ok = matches!(get(vip, "/api/v1/health", None), Ok(a) if a.status == 200);
+                let ok = if keep_alive {
+                    let answer = client.get("/api/v1/health");
+                    if answer.is_err() {
+                        client.conn = None;
+                    }
+                    answer == Ok(200)
+                } else {
+                    matches!(get(vip, "/api/v1/health", None), Ok(a) if a.status == 200)
+                };
                 if let Ok(mut attempts) = record.lock() {
                     attempts.push((Instant::now(), ok));
                 }
@@ -106,9 +190,25 @@ impl Probe {
         }
     }
 
-    /// Lets a second of traffic through, so late failures are counted in their round.
+    /// Lets a second of traffic through, so late failures are counted in their round; then,
+    /// while a failure has no later success and is younger than [`RETRY_BUDGET`], waits on:
+    /// a failure is scored as never recovered only once a retrying client would have given
+    /// up on it.
     pub(super) async fn settle(&self) {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = Instant::now();
+        loop {
+            let window = Instant::now().checked_sub(RETRY_BUDGET).unwrap_or(start);
+            let attempts = self.since(window);
+            let last_ok = attempts.iter().rev().find(|(_, ok)| *ok).map(|(t, _)| *t);
+            let pending = attempts
+                .iter()
+                .any(|(t, ok)| !ok && last_ok.is_none_or(|l| l < *t) && t.elapsed() < RETRY_BUDGET);
+            if !pending {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// From `t0`: the longest time without a success around failures (zero without failure;

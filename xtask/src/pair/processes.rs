@@ -26,8 +26,17 @@ impl Processes {
         bin_dir: &Path,
         dir: &Path,
     ) -> Result<Processes> {
-        std::fs::write(dir.join("veza-lb.toml"), inventory.render_lb_config())
-            .map_err(Error::io("cannot write veza-lb's configuration"))?;
+        // One file system for both hosts: each gets its own admin socket.
+        let config = inventory.render_lb_config();
+        for (name, _, _) in LBS {
+            let socket = dir.join(format!("{name}-admin.sock"));
+            let own = config.replace(
+                &inventory.lb.admin_socket,
+                &format!("unix:{}", socket.display()),
+            );
+            std::fs::write(dir.join(format!("{name}-veza-lb.toml")), own)
+                .map_err(Error::io("cannot write veza-lb's configuration"))?;
+        }
         let mut hosts = Processes {
             lbs: vec![None, None],
             keepalived: vec![None, None],
@@ -63,7 +72,7 @@ impl LbHosts for Processes {
         let mut command = net.command(name, &veza_lb.display().to_string());
         command
             .arg("-c")
-            .arg(self.dir.join("veza-lb.toml"))
+            .arg(self.dir.join(format!("{name}-veza-lb.toml")))
             .args(["--log-level", "info,access=warn"]);
         let log = self.dir.join(format!("{name}-veza-lb.log"));
         self.lbs[i] = Some(Process::spawn(
