@@ -21,7 +21,8 @@ use crate::{Error, Result, fail, parse_duration};
 pub struct Args {
     /// A scenario file, or a shipped scenario's name: `default` (the traffic mix),
     /// `failover` (the mix with backend-api-1 killed and restarted mid-run) or `chaos` (the
-    /// mix through upgrades, reloads, server kills and hangs, each fault's window reported).
+    /// mix through upgrades, reloads, server kills and hangs, delayed and lossy links, each
+    /// fault's window reported; root, for the loss).
     #[arg(long, value_name = "FILE|NAME", default_value = "default")]
     scenario: String,
     /// Run this long instead of the scenario's duration (stages and faults given in
@@ -49,6 +50,17 @@ pub struct Args {
     /// {server}`).
     #[arg(long, value_name = "CMD", requires = "target")]
     resume_cmd: Option<String>,
+    /// With --target: a shell command that delays a server's link by `{delay_ms}`
+    /// milliseconds each way (`ssh {server} tc qdisc ...`, or a relay's control).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    delay_cmd: Option<String>,
+    /// With --target: a shell command that drops `{percent}` of the packets on a server's
+    /// link, each way.
+    #[arg(long, value_name = "CMD", requires = "target")]
+    loss_cmd: Option<String>,
+    /// With --target: a shell command that takes a delay or a loss off a server's link.
+    #[arg(long, value_name = "CMD", requires = "target")]
+    heal_cmd: Option<String>,
     /// With --target: a shell command that upgrades the balancer's binary (`ssh lb veza-lb
     /// ctl --socket unix:/run/veza-lb/admin.sock upgrade`).
     #[arg(long, value_name = "CMD", requires = "target")]
@@ -77,6 +89,13 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode> {
     let scenario =
         loadtest::load_scenario(&args.scenario, args.duration).map_err(Error::Message)?;
+    let lossy = scenario
+        .faults
+        .iter()
+        .any(|f| f.action == FaultAction::Loss);
+    if lossy && args.target.is_none() && !crate::loss::isolated() {
+        return crate::loss::run_isolated(&format!("{} has loss faults", scenario.name)).await;
+    }
     let (runs, left_behind) = match &args.target {
         Some(url) => (vec![remote(&scenario, &args, url).await?], Vec::new()),
         None => local(&scenario, &args).await?,
@@ -106,6 +125,9 @@ async fn remote(scenario: &Scenario, args: &Args, url: &str) -> Result<Run> {
     let mut faults = ShellFaults::new(args.stop_cmd.clone(), args.start_cmd.clone())
         .with(FaultAction::Hang, args.hang_cmd.clone())
         .with(FaultAction::Resume, args.resume_cmd.clone())
+        .with(FaultAction::Delay, args.delay_cmd.clone())
+        .with(FaultAction::Loss, args.loss_cmd.clone())
+        .with(FaultAction::Heal, args.heal_cmd.clone())
         .with(FaultAction::Upgrade, args.upgrade_cmd.clone())
         .with(FaultAction::Reload, args.reload_cmd.clone());
     faults.covers(scenario).map_err(Error::Message)?;
@@ -147,6 +169,12 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
             balancer,
             metrics: true,
             threads: args.threads,
+            relayed: scenario
+                .faults
+                .iter()
+                .filter(|f| f.action == FaultAction::Delay)
+                .map(|f| f.server.clone())
+                .collect(),
             ..Settings::default()
         };
         let mut topology = Topology::start(&binaries, settings).await?;
@@ -211,7 +239,8 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
 }
 
 /// Faults on the loopback topology: SIGKILL a demo backend and start it again on its port,
-/// freeze it (SIGSTOP) and let it go on (SIGCONT); upgrade or reload the balancer.
+/// freeze it (SIGSTOP) and let it go on (SIGCONT), slow its link (through its relay) and heal
+/// it; upgrade or reload the balancer.
 struct TopologyFaults<'a>(&'a mut Topology);
 
 impl Faults for TopologyFaults<'_> {
@@ -225,6 +254,13 @@ impl Faults for TopologyFaults<'_> {
                 FaultAction::Start => self.0.restart(&fault.server).await,
                 FaultAction::Hang => self.0.hang(&fault.server),
                 FaultAction::Resume => self.0.resume(&fault.server),
+                FaultAction::Delay => self.0.delay(&fault.server, fault.by.unwrap_or_default()),
+                FaultAction::Loss => {
+                    self.0
+                        .loss(&fault.server, fault.percent.unwrap_or_default())
+                        .await
+                }
+                FaultAction::Heal => self.0.heal(&fault.server).await,
                 FaultAction::Upgrade => self.0.upgrade().await,
                 FaultAction::Reload => self.0.reload(),
             };

@@ -25,8 +25,10 @@ mod lbconfig;
 mod lbpair;
 mod leftovers;
 mod load;
+mod loss;
 mod netns;
 mod pair;
+mod relay;
 mod smoke;
 mod topology;
 mod transport;
@@ -59,7 +61,7 @@ enum Command {
     Lab(lab::Args),
     /// The load test: a scenario's traffic mix (API, WebSocket, HLS) with thresholds and
     /// faults, against the loopback topology or a deployed edge; writes an HTML report.
-    Load(load::Args),
+    Load(Box<load::Args>),
     /// The LB pair (root, keepalived): two veza-lb behind a VRRP virtual address in network
     /// namespaces; kills, link cuts and returns, failover measured.
     Pair(pair::Args),
@@ -122,7 +124,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => until_interrupted(bench::run(args)).await,
             Command::Deploy(args) => until_interrupted(deploy::run(args)).await,
             Command::Lab(args) => until_interrupted(lab::run(args)).await,
-            Command::Load(args) => until_interrupted(load::run(args)).await,
+            Command::Load(args) => until_interrupted(load::run(*args)).await,
             Command::Pair(args) => until_interrupted(pair::run(args)).await,
         }
     });

@@ -16,6 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 pub use proxy::stats::StatTable;
 
 use crate::build::Binaries;
+use crate::relay::Relay;
 use crate::{Error, Result, fail};
 
 pub use crate::lbconfig::{API_POOL, COOKIE, STREAM_POOL};
@@ -253,6 +254,8 @@ pub struct Settings {
     pub balancer: Balancer,
     /// Open a Prometheus endpoint (`/metrics`) on a free port.
     pub metrics: bool,
+    /// Servers reached through a relay whose link a `delay` fault slows ([`Relay`]).
+    pub relayed: Vec<String>,
 }
 
 /// The load balancer in front of the backends.
@@ -284,6 +287,7 @@ impl Default for Settings {
             threads: 2,
             balancer: Balancer::VezaLb,
             metrics: false,
+            relayed: Vec::new(),
         }
     }
 }
@@ -307,6 +311,15 @@ pub struct Backend {
     /// Its fixed address: a restart comes back on the same port.
     pub addr: SocketAddr,
     process: Option<Process>,
+    /// The relay the balancer reaches it through, if [`Settings::relayed`] names it.
+    relay: Option<Relay>,
+}
+
+impl Backend {
+    /// Where the balancer reaches it: its relay, or itself.
+    pub fn route(&self) -> SocketAddr {
+        self.relay.as_ref().map_or(self.addr, |r| r.addr)
+    }
 }
 
 /// Demo backends and `veza-lb` on loopback.
@@ -352,6 +365,7 @@ impl Topology {
                 kind: Kind::Api,
                 addr: addr(2 + i),
                 process: None,
+                relay: None,
             });
         }
         for (i, name) in STREAM_SERVERS.into_iter().enumerate() {
@@ -360,10 +374,14 @@ impl Topology {
                 kind: Kind::Stream,
                 addr: addr(4 + i),
                 process: None,
+                relay: None,
             });
         }
         for backend in &mut backends {
             backend.process = Some(start_backend(binaries, backend, dir.path()).await?);
+            if settings.relayed.iter().any(|r| r == backend.name) {
+                backend.relay = Some(Relay::start(backend.addr).await?);
+            }
         }
         let (lb_addr, stats_addr) = (addr(0), addr(1));
         let metrics_addr = settings.metrics.then(|| addr(6));
@@ -566,6 +584,37 @@ impl Topology {
         }
     }
 
+    /// Delays the link to a backend by `by`, each way (zero: heals it); only a backend
+    /// [`Settings::relayed`] named has a link to slow.
+    pub fn delay(&self, name: &str, by: Duration) -> Result<()> {
+        match &self.backend(name)?.relay {
+            Some(relay) => {
+                relay.set_delay(by);
+                Ok(())
+            }
+            None => fail(format!(
+                "{name} is reached without a relay: nothing can delay its link"
+            )),
+        }
+    }
+
+    /// Drops `percent` of the packets on a backend's link, each way (zero: none); only in
+    /// the load test's own network namespace ([`crate::loss`]).
+    pub async fn loss(&self, name: &str, percent: u8) -> Result<()> {
+        crate::loss::set_loss(self.backend(name)?.addr.port(), percent).await
+    }
+
+    /// Takes any delay and loss off a backend's link.
+    pub async fn heal(&self, name: &str) -> Result<()> {
+        if self.backend(name)?.relay.is_some() {
+            self.delay(name, Duration::ZERO)?;
+        }
+        if crate::loss::isolated() {
+            self.loss(name, 0).await?;
+        }
+        Ok(())
+    }
+
     /// Starts a killed backend again, on the same port.
     pub async fn restart(&mut self, name: &str) -> Result<()> {
         let binaries = self.binaries.clone();
@@ -661,7 +710,7 @@ fn seed_topology(
         servers: backends
             .iter()
             .filter(|b| b.kind == kind)
-            .map(|b| (b.name.to_owned(), b.addr.to_string()))
+            .map(|b| (b.name.to_owned(), b.route().to_string()))
             .collect(),
         comment: None,
     };

@@ -75,6 +75,17 @@ struct RunArgs {
     /// Shell command that lets a frozen server go on (`resume` faults).
     #[arg(long, value_name = "CMD")]
     resume_cmd: Option<String>,
+    /// Shell command that delays a server's link (`delay` faults); `{server}` and
+    /// `{delay_ms}` (each way) are replaced.
+    #[arg(long, value_name = "CMD")]
+    delay_cmd: Option<String>,
+    /// Shell command that drops packets on a server's link (`loss` faults); `{server}` and
+    /// `{percent}` (each way) are replaced.
+    #[arg(long, value_name = "CMD")]
+    loss_cmd: Option<String>,
+    /// Shell command that takes a delay or a loss off a server's link (`heal` faults).
+    #[arg(long, value_name = "CMD")]
+    heal_cmd: Option<String>,
     /// Shell command that upgrades the balancer's binary (`lb = "upgrade"` faults).
     #[arg(long, value_name = "CMD")]
     upgrade_cmd: Option<String>,
@@ -173,6 +184,9 @@ async fn run(args: RunArgs) -> Result<ExitCode, String> {
     let scenario = loadtest::load_scenario(&args.scenario, args.duration)?;
     let mut faults = ShellFaults::new(args.stop_cmd, args.start_cmd)
         .with(FaultAction::Hang, args.hang_cmd)
+        .with(FaultAction::Delay, args.delay_cmd)
+        .with(FaultAction::Loss, args.loss_cmd)
+        .with(FaultAction::Heal, args.heal_cmd)
         .with(FaultAction::Resume, args.resume_cmd)
         .with(FaultAction::Upgrade, args.upgrade_cmd)
         .with(FaultAction::Reload, args.reload_cmd);

@@ -35,18 +35,22 @@ impl Faults for NoFaults {
 }
 
 /// Faults on a deployed edge: the operator's shell commands (`sh -c`), `{server}` replaced
-/// by the server's name, e.g. `incus stop --force {server}`; one command per kind of fault.
+/// by the server's name, e.g. `incus stop --force {server}`, `{delay_ms}` by a delay's
+/// milliseconds and `{percent}` by a loss's share; one command per kind of fault.
 #[derive(Debug, Clone, Default)]
 pub struct ShellFaults {
     commands: Vec<(FaultAction, String)>,
 }
 
 /// Every kind of fault, in the order `covers` names missing commands.
-const ACTIONS: [FaultAction; 6] = [
+const ACTIONS: [FaultAction; 9] = [
     FaultAction::Stop,
     FaultAction::Start,
     FaultAction::Hang,
     FaultAction::Resume,
+    FaultAction::Delay,
+    FaultAction::Loss,
+    FaultAction::Heal,
     FaultAction::Upgrade,
     FaultAction::Reload,
 ];
@@ -105,7 +109,12 @@ impl Faults for ShellFaults {
             let Some(template) = self.command(fault.action) else {
                 return Err(format!("no --{}-cmd given", fault.action.as_str()));
             };
-            let command = template.replace("{server}", &fault.server);
+            let delay_ms = fault.by.map_or(0, |by| by.as_millis()).to_string();
+            let percent = fault.percent.unwrap_or(0).to_string();
+            let command = template
+                .replace("{server}", &fault.server)
+                .replace("{delay_ms}", &delay_ms)
+                .replace("{percent}", &percent);
             let status = tokio::process::Command::new("sh")
                 .args(["-c", &command])
                 .status()
@@ -143,6 +152,8 @@ mod tests {
             at: std::time::Duration::ZERO,
             action: FaultAction::Stop,
             server: "backend-api-1".into(),
+            by: None,
+            percent: None,
         };
         faults.apply(&stop).await.unwrap();
         assert_eq!(
@@ -155,6 +166,24 @@ mod tests {
         };
         let error = faults.apply(&start).await.unwrap_err();
         assert!(error.contains("`exit 3` failed"), "{error}");
+        let mut faults = faults.with(
+            FaultAction::Delay,
+            Some(format!(
+                "echo delay {{server}} {{delay_ms}} >> {}",
+                log.display()
+            )),
+        );
+        let delay = Fault {
+            action: FaultAction::Delay,
+            by: Some(std::time::Duration::from_millis(150)),
+            ..start
+        };
+        faults.apply(&delay).await.unwrap();
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .ends_with("delay backend-api-1 150\n")
+        );
     }
 
     #[test]

@@ -87,10 +87,16 @@ impl FlowSummary {
 pub struct FaultSummary {
     /// Seconds after the start.
     pub at_s: f64,
-    /// `stop` or `start`.
+    /// `stop`, `start`, `hang`, `resume`, `delay`, `heal`, `upgrade` or `reload`.
     pub action: String,
     /// The server.
     pub server: String,
+    /// A delay's milliseconds, each way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// A loss's share of packets dropped each way, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_percent: Option<u8>,
     /// Why it failed, if it did.
     pub error: Option<String>,
     /// For a stop: the window in which traffic must have left the server, seconds after
@@ -253,6 +259,11 @@ impl Summary {
                     at_s: e.at,
                     action: e.fault.action.as_str().to_owned(),
                     server: e.fault.server.clone(),
+                    delay_ms: e
+                        .fault
+                        .by
+                        .map(|by| u64::try_from(by.as_millis()).unwrap_or(u64::MAX)),
+                    loss_percent: e.fault.percent,
                     error: e.error.clone(),
                     window_s,
                     sessions_in_window,
@@ -357,9 +368,14 @@ impl Summary {
                 Some(false) => ", traffic did NOT move",
                 None => "",
             };
+            let amount = match (fault.delay_ms, fault.loss_percent) {
+                (Some(ms), _) => format!(" by {ms}ms"),
+                (None, Some(percent)) => format!(" {percent}%"),
+                (None, None) => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  fault at {:.1}s: {} {}{}{moved}",
+                "  fault at {:.1}s: {} {}{amount}{}{moved}",
                 fault.at_s,
                 fault.action,
                 fault.server,

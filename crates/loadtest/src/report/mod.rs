@@ -71,7 +71,7 @@ fn markers(run: &Run) -> Vec<Marker> {
         .iter()
         .map(|e| Marker {
             x: e.at,
-            label: format!("{} {}", e.fault.action.as_str(), e.fault.server),
+            label: e.fault.label(),
         })
         .collect()
 }

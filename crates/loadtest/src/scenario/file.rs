@@ -139,6 +139,13 @@ struct FaultFile {
     start: Option<String>,
     hang: Option<String>,
     resume: Option<String>,
+    delay: Option<String>,
+    heal: Option<String>,
+    /// With `delay`: how much, each way (`200ms`).
+    by: Option<String>,
+    loss: Option<String>,
+    /// With `loss`: the share of packets dropped each way, in percent.
+    percent: Option<u8>,
     lb: Option<String>,
 }
 
@@ -150,6 +157,9 @@ impl FaultFile {
             (FaultAction::Start, &self.start),
             (FaultAction::Hang, &self.hang),
             (FaultAction::Resume, &self.resume),
+            (FaultAction::Delay, &self.delay),
+            (FaultAction::Loss, &self.loss),
+            (FaultAction::Heal, &self.heal),
         ]
         .into_iter()
         .filter_map(|(action, server)| server.as_ref().map(|s| (action, s)))
@@ -168,8 +178,8 @@ impl FaultFile {
             ([(action, server)], None) => Ok((*action, (*server).clone())),
             ([], Some(action)) => Ok((action, BALANCER.to_owned())),
             _ => Err(
-                "needs exactly one of stop, start, hang or resume = \"SERVER\", or lb = \
-                 \"upgrade\" or \"reload\""
+                "needs exactly one of stop, start, hang, resume, delay, loss or heal = \
+                 \"SERVER\", or lb = \"upgrade\" or \"reload\""
                     .to_owned(),
             ),
         }
@@ -448,6 +458,40 @@ fn build_faults(files: &[FaultFile], total: Duration, problems: &mut Problems) -
                 continue;
             }
         };
+        let by = match (action, &file.by) {
+            (FaultAction::Delay, Some(by)) => {
+                problems.check(&format!("{field}.by"), parse_duration(by))
+            }
+            (FaultAction::Delay, None) => {
+                problems.push(format!(
+                    "{field}: delay needs by = \"DURATION\" (each way), like \"200ms\""
+                ));
+                continue;
+            }
+            (_, Some(_)) => {
+                problems.push(format!("{field}.by: only a delay has one"));
+                continue;
+            }
+            (_, None) => None,
+        };
+        let percent = match (action, file.percent) {
+            (FaultAction::Loss, Some(p @ 1..=100)) => Some(p),
+            (FaultAction::Loss, Some(_)) => {
+                problems.push(format!(
+                    "{field}.percent: 1 to 100, the share of packets dropped each way"
+                ));
+                continue;
+            }
+            (FaultAction::Loss, None) => {
+                problems.push(format!("{field}: loss needs percent = N (1 to 100)"));
+                continue;
+            }
+            (_, Some(_)) => {
+                problems.push(format!("{field}.percent: only a loss has one"));
+                continue;
+            }
+            (_, None) => None,
+        };
         if let Some(at) = at {
             if at >= total {
                 problems.push(format!(
@@ -456,7 +500,13 @@ fn build_faults(files: &[FaultFile], total: Duration, problems: &mut Problems) -
                     total.as_secs_f64()
                 ));
             }
-            faults.push(Fault { at, action, server });
+            faults.push(Fault {
+                at,
+                action,
+                server,
+                by,
+                percent,
+            });
         }
     }
     faults.sort_by_key(|f| f.at);
@@ -464,11 +514,12 @@ fn build_faults(files: &[FaultFile], total: Duration, problems: &mut Problems) -
     faults
 }
 
-/// A server must be running to be stopped or frozen, stopped to be started, and frozen to be
-/// resumed.
+/// A server must be running to be stopped or frozen, stopped to be started, frozen to be
+/// resumed, and delayed or lossy to be healed.
 fn check_server_states(faults: &[Fault], problems: &mut Problems) {
     let mut stopped: Vec<&str> = Vec::new();
     let mut hung: Vec<&str> = Vec::new();
+    let mut delayed: Vec<&str> = Vec::new();
     for fault in faults {
         let server = fault.server.as_str();
         let at = fault.at.as_secs_f64();
@@ -492,10 +543,17 @@ fn check_server_states(faults: &[Fault], problems: &mut Problems) {
             FaultAction::Resume if !is_hung => problems.push(format!(
                 "fault: {server} is resumed at {at:.1}s but was not hung before"
             )),
+            FaultAction::Heal if !delayed.contains(&server) => problems.push(format!(
+                "fault: {server} is healed at {at:.1}s but its link was not delayed or lossy \
+                 before"
+            )),
             FaultAction::Stop => stopped.push(server),
             FaultAction::Hang => hung.push(server),
             FaultAction::Start => stopped.retain(|s| *s != server),
             FaultAction::Resume => hung.retain(|s| *s != server),
+            // A second delay or loss changes the first.
+            FaultAction::Delay | FaultAction::Loss => delayed.push(server),
+            FaultAction::Heal => delayed.retain(|s| *s != server),
             FaultAction::Upgrade | FaultAction::Reload => {}
         }
     }

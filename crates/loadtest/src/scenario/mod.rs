@@ -208,6 +208,22 @@ pub struct Fault {
     /// What it happens to: a backend server's name, or [`BALANCER`] for the balancer's own
     /// changes (`upgrade`, `reload`).
     pub server: String,
+    /// How much a `delay` fault delays the server's link by, each way.
+    pub by: Option<Duration>,
+    /// The share of packets a `loss` fault drops on the server's link, each way, in percent.
+    pub percent: Option<u8>,
+}
+
+impl Fault {
+    /// `delay stream-server-2 by 200ms`, `stop backend-api-1`, `upgrade lb`.
+    pub fn label(&self) -> String {
+        let (action, server) = (self.action.as_str(), &self.server);
+        match (self.by, self.percent) {
+            (Some(by), _) => format!("{action} {server} by {}ms", by.as_millis()),
+            (None, Some(percent)) => format!("{action} {server} {percent}%"),
+            (None, None) => format!("{action} {server}"),
+        }
+    }
 }
 
 /// What a balancer fault names as its target.
@@ -229,10 +245,17 @@ pub enum FaultAction {
     /// Reload the balancer's configuration (veza-lb: SIGHUP; HAProxy: a master-worker
     /// reload, its only kind).
     Reload,
+    /// Delay the server's link, each way, by the fault's `by` (a slow or distant server).
+    Delay,
+    /// Drop the fault's `percent` of the packets on the server's link, each way (a lossy
+    /// network).
+    Loss,
+    /// Take the delay and the loss off the server's link.
+    Heal,
 }
 
 impl FaultAction {
-    /// `stop`, `start`, `hang`, `resume`, `upgrade` or `reload`.
+    /// `stop`, `start`, `hang`, `resume`, `upgrade`, `reload`, `delay`, `loss` or `heal`.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultAction::Stop => "stop",
@@ -241,6 +264,9 @@ impl FaultAction {
             FaultAction::Resume => "resume",
             FaultAction::Upgrade => "upgrade",
             FaultAction::Reload => "reload",
+            FaultAction::Delay => "delay",
+            FaultAction::Loss => "loss",
+            FaultAction::Heal => "heal",
         }
     }
 
@@ -413,6 +439,53 @@ start = "b"
     }
 
     #[test]
+    fn links_are_delayed_by_an_amount_and_healed() {
+        let text = format!(
+            "{MINIMAL}\n[[fault]]\nat = \"10s\"\ndelay = \"s1\"\nby = \"150ms\"\n[[fault]]\n\
+             at = \"20s\"\nheal = \"s1\"\n"
+        );
+        let s = Scenario::parse(&text, None).unwrap();
+        assert_eq!(s.faults[0].action, FaultAction::Delay);
+        assert_eq!(s.faults[0].by, Some(Duration::from_millis(150)));
+        assert_eq!(s.faults[0].label(), "delay s1 by 150ms");
+        assert_eq!(
+            (s.faults[1].action, s.faults[1].by),
+            (FaultAction::Heal, None)
+        );
+        let problems = |faults: &str| {
+            Scenario::parse(&format!("{MINIMAL}\n{faults}"), None)
+                .unwrap_err()
+                .problems
+        };
+        assert_eq!(
+            problems("[[fault]]\nat = \"1s\"\ndelay = \"s1\"\n"),
+            ["fault[0]: delay needs by = \"DURATION\" (each way), like \"200ms\""]
+        );
+        assert_eq!(
+            problems("[[fault]]\nat = \"1s\"\nstop = \"s1\"\nby = \"1s\"\n"),
+            ["fault[0].by: only a delay has one"]
+        );
+        let lossy = Scenario::parse(
+            &format!("{MINIMAL}\n[[fault]]\nat = \"1s\"\nloss = \"s1\"\npercent = 5\n"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(lossy.faults[0].label(), "loss s1 5%");
+        assert_eq!(
+            problems("[[fault]]\nat = \"1s\"\nloss = \"s1\"\npercent = 0\n"),
+            ["fault[0].percent: 1 to 100, the share of packets dropped each way"]
+        );
+        assert_eq!(
+            problems("[[fault]]\nat = \"1s\"\nloss = \"s1\"\n"),
+            ["fault[0]: loss needs percent = N (1 to 100)"]
+        );
+        assert_eq!(
+            problems("[[fault]]\nat = \"1s\"\nheal = \"s1\"\n"),
+            ["fault: s1 is healed at 1.0s but its link was not delayed or lossy before"]
+        );
+    }
+
+    #[test]
     fn fault_entries_name_one_action_and_servers_change_state_in_order() {
         let problems = |faults: &str| {
             Scenario::parse(&format!("{MINIMAL}\n{faults}"), None)
@@ -422,8 +495,8 @@ start = "b"
         assert_eq!(
             problems("[[fault]]\nat = \"1s\"\nstop = \"s1\"\nlb = \"upgrade\"\n"),
             [
-                "fault[0]: needs exactly one of stop, start, hang or resume = \"SERVER\", or lb = \
-                 \"upgrade\" or \"reload\""
+                "fault[0]: needs exactly one of stop, start, hang, resume, delay, loss or heal = \
+                 \"SERVER\", or lb = \"upgrade\" or \"reload\""
             ]
         );
         assert_eq!(
