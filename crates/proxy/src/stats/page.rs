@@ -99,7 +99,8 @@ pub struct PageRow {
     pub weight: String,
     /// `throttle` with its `%`, during slow start.
     pub throttle: String,
-    /// `scur`, `smax`, `stot`, `req_rate`, `hrsp_2xx`, `hrsp_5xx`, `econ`, `eresp`.
+    /// `scur`, `smax`, `stot`, requests per second (`req_rate` on a frontend, `rate` on a
+    /// server or backend), `hrsp_2xx`, `hrsp_5xx`, `econ`, `eresp`.
     pub counts: [String; 8],
     /// The last check: `L7OK/200 in 1ms`; empty when not checked.
     pub check: String,
@@ -211,7 +212,13 @@ fn row<'a>(cell: &impl Fn(Col) -> &'a str) -> PageRow {
             Col::Scur,
             Col::Smax,
             Col::Stot,
-            Col::ReqRate,
+            // A frontend's requests per second (`req_rate`); a server or a backend has no
+            // `req_rate` in HAProxy's CSV, and its `rate` counts the requests it was sent.
+            if cell(Col::ReqRate).is_empty() {
+                Col::Rate
+            } else {
+                Col::ReqRate
+            },
             Col::Hrsp2xx,
             Col::Hrsp5xx,
             Col::Econ,
@@ -302,6 +309,34 @@ mod tests {
             .render()
             .expect("renders");
         assert!(!html.contains("http-equiv"), "no refresh asked");
+    }
+
+    #[test]
+    fn every_row_shows_its_requests_per_second() {
+        let (frontends, snapshot) = fixture::snapshot();
+        let rows = cells(&frontends, &snapshot, fixture::NOW_UNIX, &Filter::default());
+        let page = StatsPage::new(ProcessInfo::default(), &rows, None);
+        let shown: Vec<&str> = page
+            .tables()
+            .iter()
+            .flat_map(|t| t.rows.iter().map(|r| r.counts[3].as_str()))
+            .collect();
+        let expected: Vec<&str> = rows
+            .iter()
+            .map(|r| {
+                let frontend = r[Col::ReqRate as usize].as_str();
+                if frontend.is_empty() {
+                    r[Col::Rate as usize].as_str()
+                } else {
+                    frontend
+                }
+            })
+            .collect();
+        assert_eq!(shown, expected);
+        assert!(
+            shown.iter().all(|cell| !cell.is_empty()),
+            "no empty Req/s cell: {shown:?}"
+        );
     }
 
     #[test]
