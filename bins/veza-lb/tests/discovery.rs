@@ -247,8 +247,26 @@ async fn a_changed_record_moves_traffic_without_failing_a_request() {
     let row = stat.lines().find(|l| l.starts_with("api,api-1,")).unwrap();
     assert!(row.contains("127.0.0.3:"), "{row}");
     assert!(
-        !lb.lines_with("cannot resolve api.veza.test").is_empty(),
+        !lb.lines_with("cannot resolve api.veza.test: no resolver answered")
+            .is_empty(),
         "the resolver outage is logged"
+    );
+    // The old address had no connection left once shutdown_grace was over: nothing to say
+    // (the server's sessions at its new address are not the old address's).
+    assert!(
+        lb.lines_with("was removed").is_empty() && lb.lines_with("moved from").is_empty(),
+        "{:?}",
+        lb.lines_with("Server api/api-1")
+    );
+    let state = testkit::runtime_api::command(runtime.parse().unwrap(), "show servers state")
+        .await
+        .unwrap();
+    let row = state.lines().find(|l| l.contains(" api-1 ")).unwrap();
+    let fields: Vec<&str> = row.split(' ').collect();
+    assert_eq!(
+        (fields[17], fields[18], fields[19]),
+        (NAME, port.to_string().as_str(), "-"),
+        "srv_fqdn, srv_port, srvrecord: {row}"
     );
     drop((old, new));
 }
@@ -275,9 +293,21 @@ async fn a_name_that_disappears_is_held_then_put_in_maintenance_until_it_returns
     let row = stat.lines().find(|l| l.starts_with("api,api-1,")).unwrap();
     assert!(row.contains(",MAINT,"), "{row}");
     assert_eq!(get(front, "/").await.unwrap().status, 503);
+    lb.wait_for(&format!(
+        "Server api/api-1 is going DOWN for maintenance ({NAME}: NXDOMAIN)."
+    ))
+    .await;
     dns.set(&format!("127.0.0.2 {NAME}\n"));
     lb.wait_for(&format!("{NAME} resolves again")).await;
+    lb.wait_for(&format!(
+        "Server api/api-1 is leaving maintenance ({NAME} resolves again)."
+    ))
+    .await;
     wait_served_by(front, "old").await;
+    assert!(
+        lb.lines_with("by the runtime API").is_empty(),
+        "discovery is not the runtime API"
+    );
 }
 
 #[test]
@@ -296,6 +326,19 @@ fn a_name_that_does_not_resolve_stops_the_start() {
     assert!(!out.status.success());
     assert!(
         stderr.contains(&format!("cannot resolve {NAME} (NXDOMAIN)")),
+        "{stderr}"
+    );
+    // A name outside the resolver's domain, with nothing to forward to: it refuses.
+    let outside = config(dns.port, 8080, "30s").replace(NAME, "api.elsewhere.test");
+    let out = Command::new(support::binary())
+        .arg("-c")
+        .arg(write(dir.path(), &outside))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot resolve api.elsewhere.test (the resolver answered REFUSED)"),
         "{stderr}"
     );
 }
@@ -414,6 +457,31 @@ async fn srv_records_fill_template_slots_and_traffic_follows_them() {
     for empty in ["api-2", "api-3"] {
         wait_row(&mut lb, empty, ",MAINT,").await;
     }
+    let runtime = lb.runtime_api_addr().await;
+    let state = testkit::runtime_api::command(runtime.parse().unwrap(), "show servers state")
+        .await
+        .unwrap();
+    let slot = |name: &str| -> Vec<String> {
+        let row = state
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap();
+        row.split(' ').map(str::to_owned).collect()
+    };
+    assert_eq!(
+        (slot("api-1")[17].as_str(), slot("api-1")[19].as_str()),
+        ("a.veza.test", "_api._tcp.veza.test"),
+        "srv_fqdn is the record's target, srvrecord its SRV name"
+    );
+    assert_eq!(
+        (slot("api-2")[17].as_str(), slot("api-2")[19].as_str()),
+        ("-", "_api._tcp.veza.test"),
+        "an empty slot has no target"
+    );
+    lb.wait_for(
+        "Server api/api-2 is going DOWN for maintenance (no record of _api._tcp.veza.test fills the slot).",
+    )
+    .await;
 
     let load = Load::start(front, 4);
     // A record appears: a free slot takes it, and it gets traffic.
@@ -423,6 +491,13 @@ async fn srv_records_fill_template_slots_and_traffic_follows_them() {
     wait_served_by(front, "b").await;
     let two = wait_row(&mut lb, "api-2", &format!("127.0.0.3:{port_b}")).await;
     assert!(!two.contains("MAINT"), "{two}");
+    let filled = lb
+        .wait_for("Server api/api-2 is leaving maintenance (b.veza.test of _api._tcp.veza.test).")
+        .await;
+    assert!(
+        filled.contains("INFO"),
+        "a slot filled is news, not a warning: {filled}"
+    );
     // a's record goes: its slot drains into maintenance, b keeps its slot and the traffic.
     drop(dns);
     let _dns = Dns::start_with(dir.path(), dns_port, hosts, &[srv("b.veza.test", port_b)]);

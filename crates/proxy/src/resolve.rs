@@ -48,9 +48,14 @@ impl Resolvers {
 
     /// The addresses of `name`: its A records, or its AAAA records when it has none.
     pub async fn lookup(&self, name: &str) -> Lookup {
+        self.lookup_why(name).await.0
+    }
+
+    /// [`Resolvers::lookup`], and why it failed when it did.
+    pub async fn lookup_why(&self, name: &str) -> (Lookup, Option<Failure>) {
         match self.ask(name, TYPE_A).await {
-            Lookup::Addresses(a) if a.is_empty() => match self.ask(name, TYPE_AAAA).await {
-                Lookup::Addresses(aaaa) if aaaa.is_empty() => Lookup::NoSuchName,
+            (Lookup::Addresses(a), _) if a.is_empty() => match self.ask(name, TYPE_AAAA).await {
+                (Lookup::Addresses(aaaa), _) if aaaa.is_empty() => (Lookup::NoSuchName, None),
                 other => other,
             },
             other => other,
@@ -58,10 +63,13 @@ impl Resolvers {
     }
 
     /// One question to each server in turn until one answers.
-    async fn ask(&self, name: &str, qtype: u16) -> Lookup {
+    async fn ask(&self, name: &str, qtype: u16) -> (Lookup, Option<Failure>) {
         match self.exchange_any(name, qtype).await {
-            Some((reply, query)) => decode_reply(&reply, &query, qtype).unwrap_or(Lookup::Failed),
-            None => Lookup::Failed,
+            Some((reply, query)) => match decode_reply(&reply, &query, qtype) {
+                Some(Lookup::Failed) | None => (Lookup::Failed, Some(Failure::of(&reply))),
+                Some(lookup) => (lookup, None),
+            },
+            None => (Lookup::Failed, Some(Failure::NoAnswer)),
         }
     }
 
@@ -69,9 +77,12 @@ impl Resolvers {
     /// heaviest; their targets are not resolved here.
     pub async fn lookup_srv(&self, name: &str) -> SrvLookup {
         let Some((reply, query)) = self.exchange_any(name, TYPE_SRV).await else {
-            return SrvLookup::Failed;
+            return SrvLookup::Failed(Failure::NoAnswer);
         };
-        decode_srv(&reply, &query).unwrap_or(SrvLookup::Failed)
+        match decode_srv(&reply, &query) {
+            Some(SrvLookup::Failed(_)) | None => SrvLookup::Failed(Failure::of(&reply)),
+            Some(lookup) => lookup,
+        }
     }
 
     /// A reply to one question about `name` from the first server that gives one, with the
@@ -88,6 +99,46 @@ impl Resolvers {
             }
         }
         None
+    }
+}
+
+/// Why a question got no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No resolver answered within the timeout.
+    NoAnswer,
+    /// A resolver answered with this error code (`SERVFAIL` 2, `REFUSED` 5...).
+    Rcode(u8),
+    /// The answer was truncated (it would need TCP).
+    Truncated,
+    /// The answer could not be read.
+    Malformed,
+}
+
+impl Failure {
+    /// What a reply that gave no usable answer says about why.
+    fn of(reply: &[u8]) -> Failure {
+        match (reply.get(2), reply.get(3)) {
+            (Some(flags), Some(codes)) => match codes & 0x0f {
+                0 if flags & 0x02 != 0 => Failure::Truncated,
+                0 => Failure::Malformed,
+                rcode => Failure::Rcode(rcode),
+            },
+            _ => Failure::Malformed,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NoAnswer => f.write_str("no resolver answered"),
+            Failure::Rcode(2) => f.write_str("the resolver answered SERVFAIL"),
+            Failure::Rcode(5) => f.write_str("the resolver answered REFUSED"),
+            Failure::Rcode(code) => write!(f, "the resolver answered with error code {code}"),
+            Failure::Truncated => f.write_str("the answer was truncated (too large for UDP)"),
+            Failure::Malformed => f.write_str("the answer could not be read"),
+        }
     }
 }
 
@@ -229,8 +280,8 @@ pub enum SrvLookup {
     Records(Vec<SrvRecord>),
     /// NXDOMAIN, or no record.
     NoSuchName,
-    /// No usable answer.
-    Failed,
+    /// No usable answer, and why.
+    Failed(Failure),
 }
 
 /// The records of a SRV reply; `None` when it is not a reply to `query`.
@@ -238,7 +289,7 @@ pub fn decode_srv(reply: &[u8], query: &[u8]) -> Option<SrvLookup> {
     let parsed = parse(reply, query)?;
     match outcome(&parsed) {
         Some(Lookup::NoSuchName) => return Some(SrvLookup::NoSuchName),
-        Some(_) => return Some(SrvLookup::Failed),
+        Some(_) => return Some(SrvLookup::Failed(Failure::of(reply))),
         None => {}
     }
     let mut records = Vec::new();
@@ -386,6 +437,18 @@ mod tests {
             decode_reply(&reply(&q, 0x02, 0, &[]), &q, TYPE_A),
             Some(Lookup::Failed)
         );
+        // Why, for the log: a refusal is not a silence.
+        assert_eq!(Failure::of(&reply(&q, 0, 5, &[])), Failure::Rcode(5));
+        assert_eq!(
+            Failure::of(&reply(&q, 0, 5, &[])).to_string(),
+            "the resolver answered REFUSED"
+        );
+        assert_eq!(
+            Failure::of(&reply(&q, 0, 2, &[])).to_string(),
+            "the resolver answered SERVFAIL"
+        );
+        assert_eq!(Failure::of(&reply(&q, 0x02, 0, &[])), Failure::Truncated);
+        assert_eq!(Failure::NoAnswer.to_string(), "no resolver answered");
         let aaaa = encode_query(8, "api.veza.test", TYPE_AAAA).unwrap();
         let six = reply(
             &aaaa,
@@ -468,7 +531,7 @@ mod tests {
         );
         assert_eq!(
             decode_srv(&reply(&q, 0, 2, &[]), &q),
-            Some(SrvLookup::Failed)
+            Some(SrvLookup::Failed(Failure::Rcode(2)))
         );
         // A pointer loop ends, refused.
         let looping = [0xc0u8, 0];

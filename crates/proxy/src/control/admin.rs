@@ -3,7 +3,7 @@
 
 use lb_core::AdminState;
 
-/// A runtime API command that changes a server.
+/// A command that changes a server: the runtime API's, or service discovery's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminCommand {
     /// `set server P/S state ready|drain|maint`, `enable server`, `disable server`.
@@ -14,6 +14,19 @@ pub enum AdminCommand {
         server: String,
         /// New admin state.
         state: AdminState,
+    },
+    /// Service discovery puts a server in maintenance or takes it out of it (a name gone
+    /// longer than `hold_nx`, an empty `server_template` slot), and says why, as HAProxy's
+    /// DNS log lines do (`DNS NX status`, `resolves again`).
+    Discovered {
+        /// Pool name.
+        pool: String,
+        /// Server name.
+        server: String,
+        /// `Maint` or `Ready`.
+        state: AdminState,
+        /// Why, for the log line.
+        reason: String,
     },
     /// `set weight P/S N` or `N%`.
     SetWeight {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use lb_core::{
-    CheckResult, DownReason, PoolSpec, PoolState, ServerId, ServerSpec, SlowStart, StickyCookie,
-    Transition,
+    AdminState, CheckResult, DownReason, PoolSpec, PoolState, ServerId, ServerSpec, SlowStart,
+    StickyCookie, Transition,
 };
 
 use super::admin::{AdminCommand, AdminError, WeightChange};
@@ -373,6 +373,26 @@ impl ControlCore {
         Ok((id, server))
     }
 
+    /// Sets a server's admin state and acts on what changes.
+    fn set_admin(
+        &mut self,
+        pool: &str,
+        server: &str,
+        state: AdminState,
+        now: Instant,
+    ) -> Result<(), AdminError> {
+        let (id, slot) = self.find(pool, server)?;
+        let transition = self.pools[id]
+            .state
+            .set_admin(slot, state, now)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        match transition {
+            Some(t) => self.on_transition(id, slot, t, None, now),
+            None => self.pools[id].publish(now),
+        }
+        Ok(())
+    }
+
     /// Applies an operator command.
     pub(crate) fn admin(&mut self, command: AdminCommand, now: Instant) -> Result<(), AdminError> {
         match command {
@@ -381,15 +401,21 @@ impl ControlCore {
                 server,
                 state,
             } => {
-                let (id, slot) = self.find(&pool, &server)?;
-                let transition = self.pools[id]
-                    .state
-                    .set_admin(slot, state, now)
-                    .map_err(|e| AdminError::Invalid(e.to_string()))?;
+                self.set_admin(&pool, &server, state, now)?;
                 tracing::info!(target: "health", "Server {pool}/{server} admin state set to {state:?} by the runtime API.");
-                match transition {
-                    Some(t) => self.on_transition(id, slot, t, None, now),
-                    None => self.pools[id].publish(now),
+            }
+            AdminCommand::Discovered {
+                pool,
+                server,
+                state,
+                reason,
+            } => {
+                self.set_admin(&pool, &server, state, now)?;
+                // HAProxy's words for the same changes.
+                if state == AdminState::Maint {
+                    tracing::warn!(target: "health", "Server {pool}/{server} is going DOWN for maintenance ({reason}).");
+                } else {
+                    tracing::info!(target: "health", "Server {pool}/{server} is leaving maintenance ({reason}).");
                 }
             }
             AdminCommand::SetWeight {
@@ -464,11 +490,14 @@ impl ControlCore {
     /// longer are to be shut at `deadline`.
     fn retire(&mut self, before: Vec<(Arc<str>, Arc<Upstream>)>, deadline: Instant) {
         let after = self.in_service();
+        for (_, upstream) in &after {
+            upstream.reinstate();
+        }
         for (pool, upstream) in before {
             if after.iter().any(|(_, u)| Arc::ptr_eq(u, &upstream)) {
                 continue;
             }
-            upstream.close_idle();
+            upstream.retire();
             self.retired.push(Retired {
                 deadline,
                 pool,
@@ -489,15 +518,25 @@ impl ControlCore {
             if in_service.iter().any(|(_, u)| Arc::ptr_eq(u, &r.upstream)) {
                 continue;
             }
-            let sessions = Counters::get(&r.upstream.counters.cur_sessions);
-            if sessions > 0 {
+            // This upstream's own connections: counters are the server's, shared with the
+            // upstream at its new address when it moved.
+            let open = r.upstream.shutdown_sessions();
+            let moved = in_service
+                .iter()
+                .any(|(pool, u)| *pool == r.pool && u.name == r.upstream.name);
+            if open > 0 && moved {
                 tracing::info!(
                     target: "health",
-                    "Server {}/{} was removed: closing its {sessions} remaining sessions, shutdown_grace is over.",
+                    "Server {}/{} moved from {}: closed the {open} connections still open to the old address, shutdown_grace is over.",
+                    r.pool, r.upstream.name, r.upstream.addr
+                );
+            } else if open > 0 {
+                tracing::info!(
+                    target: "health",
+                    "Server {}/{} was removed: closed its {open} remaining connections, shutdown_grace is over.",
                     r.pool, r.upstream.name
                 );
             }
-            r.upstream.shutdown_sessions();
         }
     }
 

@@ -15,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError}; // tidy: lock per connection, never per request
 use std::time::Duration;
 
@@ -196,6 +197,9 @@ pub(crate) struct Upstream {
     live: Arc<Live>,
     /// `maxconn`, the requests served now, and the server's queue.
     pub(crate) limit: Slots,
+    /// Out of service (removed, or moved to another address): a connection whose request
+    /// ends is closed, not parked.
+    retired: AtomicBool,
 }
 
 impl Upstream {
@@ -210,6 +214,7 @@ impl Upstream {
             sessions: ArcSwap::from_pointee(Wire::default()),
             live: Arc::default(),
             limit: Slots::new(maxconn),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -231,21 +236,39 @@ impl Upstream {
 
     /// Closes every connection, in-flight request and tunnel to this server
     /// (`on-marked-down shutdown-sessions`); connections made afterwards are unaffected.
-    pub(crate) fn shutdown_sessions(&self) {
+    /// How many connections were open (idle ones included).
+    pub(crate) fn shutdown_sessions(&self) -> usize {
         // Under the live set's lock, as joining is: a connection opening meanwhile either
         // joined before (old wire, shut down here) or joins after (new wire, spared).
         let live = self.live.lock();
         let old = self.sessions.swap(Arc::new(Wire::default()));
         // Tripped first: whoever wakes from the shutdown below must see why.
         old.trip();
+        let mut open = 0;
         for (_, &fd) in live.iter() {
             // Wakes any read or write on it with its end. A descriptor is in the set only
             // while its socket is open (it leaves before it closes, under this lock).
             let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+            open += 1;
         }
         // Released first: closing an idle connection takes it out of the set.
         drop(live);
         self.close_idle();
+        open
+    }
+
+    /// Takes the server out of service (removed, or moved to another address): its idle
+    /// connections close now, and so does each busy one when its request ends. Requests under
+    /// way finish.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.close_idle();
+    }
+
+    /// Back in service (a reload brought the retired server back): it parks connections
+    /// again.
+    pub(crate) fn reinstate(&self) {
+        self.retired.store(false, Ordering::Relaxed);
     }
 
     /// Closes idle connections only (graceful stop, removed servers).
@@ -273,7 +296,7 @@ impl Upstream {
 
     /// Parks a connection whose response was read completely, with nothing left over.
     pub(crate) fn checkin(&self, mut conn: Box<ServerConn>) {
-        if !conn.read.is_empty() {
+        if !conn.read.is_empty() || self.retired.load(Ordering::Relaxed) {
             return;
         }
         // Keep one buffer's worth: a response that grew it does not pin the memory.
@@ -356,6 +379,26 @@ mod tests {
         let got = up.checkout().expect("the open one");
         assert!(got.is_open());
         assert!(up.checkout().is_none(), "the others were dropped");
+    }
+
+    #[tokio::test]
+    async fn a_retired_server_parks_nothing_until_reinstated() {
+        let up = Upstream::new("s".into(), "127.0.0.1:1".parse().unwrap(), None);
+        let (parked, _a) = pair(&up).await;
+        up.checkin(parked);
+        up.retire();
+        assert!(up.checkout().is_none(), "idle connections close at once");
+        let (ended, _b) = pair(&up).await;
+        up.checkin(ended);
+        assert!(
+            up.checkout().is_none(),
+            "a request that ends closes its connection"
+        );
+        assert_eq!(up.shutdown_sessions(), 0, "nothing left open to it");
+        up.reinstate();
+        let (again, _c) = pair(&up).await;
+        up.checkin(again);
+        assert!(up.checkout().is_some(), "back in service, it parks again");
     }
 
     #[tokio::test]

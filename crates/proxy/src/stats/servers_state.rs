@@ -51,7 +51,12 @@ pub fn render(frontends: usize, snapshot: &StatsSnapshot, backend: Option<&str>)
                 AdminState::Drain => ADMF_FDRAIN,
                 AdminState::Maint => ADMF_FMAINT,
             };
-            let initial_weight = pool.settings.server(&s.name).map_or(s.weight, |c| c.weight);
+            let config = pool.settings.server(&s.name);
+            let initial_weight = config.map_or(s.weight, |c| c.weight);
+            // A server written `name:port`, or the target of the SRV record filling a
+            // template slot; and that SRV name.
+            let fqdn = config.and_then(|c| c.host.as_deref()).unwrap_or("-");
+            let srv_record = config.and_then(|c| c.srv.as_deref()).unwrap_or("-");
             let (check_status, check_result) = match (s.checked, s.last_check) {
                 (false, _) => (0, 0),
                 (true, None) => (1, 0), // HCHK_STATUS_INI, CHK_RES_UNKNOWN
@@ -69,7 +74,7 @@ pub fn render(frontends: usize, snapshot: &StatsSnapshot, backend: Option<&str>)
             let _ = writeln!(
                 out,
                 "{} {} {} {} {} {op_state} {admin_state} {} {initial_weight} {} {check_status} \
-                 {check_result} {} {check_state} 0 0 0 - {} - 0 0 - - 0",
+                 {check_result} {} {check_state} 0 0 0 {fqdn} {} {srv_record} 0 0 - - 0",
                 pool_iid(frontends, i),
                 pool.name,
                 sid_of(s),

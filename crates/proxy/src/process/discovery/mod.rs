@@ -22,11 +22,19 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::control::AdminCommand;
 use crate::observe::ProxyHandle;
-use crate::resolve::Resolvers;
+use crate::resolve::{Failure, Resolvers};
 use srv::Template;
 
-/// A server to put in maintenance (`true`) or take out of it: `(pool, server, on)`.
-pub(crate) type Maintenance = (String, String, bool);
+/// A server discovery puts in maintenance or takes out of it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Maintenance {
+    pub(crate) pool: String,
+    pub(crate) server: String,
+    /// Into maintenance (`true`) or out of it.
+    pub(crate) on: bool,
+    /// Why, in HAProxy's words where it has some (`DNS NX status`, `resolves again`).
+    pub(crate) reason: String,
+}
 
 /// The resolution of a configuration's server names and SRV names.
 pub(crate) struct Discovery {
@@ -92,13 +100,15 @@ impl Discovery {
                 Some(state) if state.current().is_some() => state,
                 _ => {
                     let mut state = NameState::new(None);
-                    let lookup = resolvers.lookup(&name).await;
+                    let (lookup, failure) = resolvers.lookup_why(&name).await;
                     let now = std::time::Instant::now();
                     if !matches!(
                         state.observe(&lookup, now, Duration::ZERO),
                         Decision::Use(_)
                     ) {
-                        unresolved.push(format!("{name} ({})", describe(&lookup)));
+                        let why =
+                            failure.map_or_else(|| describe(&lookup).to_owned(), |f| f.to_string());
+                        unresolved.push(format!("{name} ({why})"));
                     }
                     state
                 }
@@ -126,8 +136,12 @@ impl Discovery {
             // the slot back as a new server.
             for (name, filled) in template.slots.iter().zip(&template.filled) {
                 if filled.is_none() {
-                    self.pending
-                        .push((template.pool.clone(), name.clone(), true));
+                    self.pending.push(Maintenance {
+                        pool: template.pool.clone(),
+                        server: name.clone(),
+                        on: true,
+                        reason: format!("no record of {} fills the slot", template.srv),
+                    });
                 }
             }
         }
@@ -184,14 +198,19 @@ impl Discovery {
         config
     }
 
-    /// The servers written with `name`, as maintenance changes.
-    fn servers_named(&self, name: &str, on: bool) -> Vec<Maintenance> {
+    /// The servers written with `name`, as maintenance changes for `reason`.
+    fn servers_named(&self, name: &str, on: bool, reason: &str) -> Vec<Maintenance> {
         self.written
             .pools
             .iter()
             .flat_map(|p| p.servers.iter().map(move |s| (p, s)))
             .filter(|(_, s)| s.host.as_deref() == Some(name))
-            .map(|(p, s)| (p.name.clone(), s.name.clone(), on))
+            .map(|(p, s)| Maintenance {
+                pool: p.name.clone(),
+                server: s.name.clone(),
+                on,
+                reason: reason.to_owned(),
+            })
             .collect()
     }
 
@@ -204,7 +223,7 @@ impl Discovery {
         let mut maintenance = Vec::new();
         let names: Vec<String> = self.names.keys().cloned().collect();
         for name in names {
-            let lookup = self.resolvers.lookup(&name).await;
+            let (lookup, failure) = self.resolvers.lookup_why(&name).await;
             let Some(state) = self.names.get_mut(&name) else {
                 continue;
             };
@@ -212,7 +231,7 @@ impl Discovery {
             let decision = state.observe(&lookup, std::time::Instant::now(), hold_nx);
             match decision {
                 Decision::Use(addr) if Some(addr) != before => {
-                    tracing::warn!(
+                    tracing::info!(
                         "{name} now resolves to {addr} (was {}): its servers move there; requests in flight finish where they are",
                         before.map_or("unresolved".to_owned(), |b| b.to_string())
                     );
@@ -223,17 +242,20 @@ impl Discovery {
                         "{name} has not existed for {hold_nx:?} ({}): its servers go to maintenance until it resolves again",
                         describe(&lookup)
                     );
-                    maintenance.extend(self.servers_named(&name, true));
+                    let reason = format!("{name}: {}", describe(&lookup));
+                    maintenance.extend(self.servers_named(&name, true, &reason));
                 }
                 _ if matches!(lookup, Lookup::Failed) => tracing::warn!(
-                    "cannot resolve {name}: no resolver answered; keeping {}",
+                    "cannot resolve {name}: {}; keeping {}",
+                    failure.unwrap_or(Failure::NoAnswer),
                     before.map_or("no address".to_owned(), |b| b.to_string())
                 ),
                 _ => {}
             }
             if matches!(decision, Decision::Use(_)) && self.held_out.remove(&name) {
-                tracing::warn!("{name} resolves again: its servers leave maintenance");
-                maintenance.extend(self.servers_named(&name, false));
+                tracing::info!("{name} resolves again: its servers leave maintenance");
+                let reason = format!("{name} resolves again");
+                maintenance.extend(self.servers_named(&name, false, &reason));
             }
         }
         for template in &mut self.templates {
@@ -249,16 +271,23 @@ impl Discovery {
 
     /// Puts servers in (or takes them out of) maintenance.
     pub(crate) async fn set_maintenance(handle: &ProxyHandle, changes: Vec<Maintenance>) {
-        for (pool, server, on) in changes {
+        for Maintenance {
+            pool,
+            server,
+            on,
+            reason,
+        } in changes
+        {
             let state = if on {
                 AdminState::Maint
             } else {
                 AdminState::Ready
             };
-            let command = AdminCommand::SetState {
+            let command = AdminCommand::Discovered {
                 pool: pool.clone(),
                 server: server.clone(),
                 state,
+                reason,
             };
             if let Err(e) = handle.admin(command).await {
                 tracing::error!("cannot set {pool}/{server} to {state:?}: {e}");

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use lb_core::{Endpoint, Lookup, fill_slots};
 
+use super::Maintenance;
 use crate::config::Config;
 use crate::resolve::{Resolvers, SrvLookup};
 
@@ -21,9 +22,6 @@ pub(super) struct Template {
     pub(super) filled: Vec<Option<Endpoint>>,
     missing_since: Option<Instant>,
 }
-
-/// A slot that was filled or emptied: `(pool, server, now empty)`.
-pub(super) type Transition = (String, String, bool);
 
 impl Template {
     /// The templates of `written`, keeping what `previous` had for the same pool, name and
@@ -62,7 +60,7 @@ impl Template {
         &mut self,
         resolvers: &Resolvers,
         hold_nx: Duration,
-    ) -> (bool, Vec<Transition>) {
+    ) -> (bool, Vec<Maintenance>) {
         let endpoints = match resolvers.lookup_srv(&self.srv).await {
             SrvLookup::Records(records) => {
                 self.missing_since = None;
@@ -103,11 +101,8 @@ impl Template {
                 }
                 Vec::new()
             }
-            SrvLookup::Failed => {
-                tracing::warn!(
-                    "cannot resolve {}: no resolver answered; keeping its servers",
-                    self.srv
-                );
+            SrvLookup::Failed(why) => {
+                tracing::warn!("cannot resolve {}: {why}; keeping its servers", self.srv);
                 return (false, Vec::new());
             }
         };
@@ -117,7 +112,7 @@ impl Template {
         for (i, (before, after)) in self.filled.iter().zip(&filled).enumerate() {
             match (before, after) {
                 (None, Some(e)) => {
-                    tracing::warn!(
+                    tracing::info!(
                         "{}/{}: {} of {} at {}:{} (weight {})",
                         self.pool,
                         self.slots[i],
@@ -127,7 +122,12 @@ impl Template {
                         e.port,
                         e.weight
                     );
-                    transitions.push((self.pool.clone(), self.slots[i].clone(), false));
+                    transitions.push(Maintenance {
+                        pool: self.pool.clone(),
+                        server: self.slots[i].clone(),
+                        on: false,
+                        reason: format!("{} of {}", e.target, self.srv),
+                    });
                 }
                 (Some(e), None) => {
                     tracing::warn!(
@@ -137,7 +137,12 @@ impl Template {
                         e.target,
                         self.srv
                     );
-                    transitions.push((self.pool.clone(), self.slots[i].clone(), true));
+                    transitions.push(Maintenance {
+                        pool: self.pool.clone(),
+                        server: self.slots[i].clone(),
+                        on: true,
+                        reason: format!("{} left {}", e.target, self.srv),
+                    });
                 }
                 _ => {}
             }
@@ -146,8 +151,8 @@ impl Template {
         (changed, transitions)
     }
 
-    /// The slots in `config` as filled: an endpoint's address, port and weight; an empty
-    /// slot unchecked, at weight 0 and no address.
+    /// The slots in `config` as filled: an endpoint's address, port, weight and target name;
+    /// an empty slot unchecked, at weight 0 and no address.
     pub(super) fn apply(&self, config: &mut Config) {
         let Some(pool) = config.pools.iter_mut().find(|p| p.name == self.pool) else {
             return;
@@ -160,11 +165,14 @@ impl Template {
                 Some(e) => {
                     server.addr = std::net::SocketAddr::new(e.addr, e.port);
                     server.weight = e.weight;
+                    // `show servers state` names the target (`srv_fqdn`).
+                    server.host = Some(e.target.clone());
                 }
                 None => {
                     server.addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
                     server.weight = 0;
                     server.check = false;
+                    server.host = None;
                 }
             }
         }
