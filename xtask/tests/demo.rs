@@ -75,19 +75,37 @@ fn sh(command: &str, timeout: Option<Duration>) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The demo process; stopped (SIGINT, then SIGKILL) when a failing test unwinds, so no
+/// demo outlives it.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let pid = Pid::from_raw(i32::try_from(self.0.id()).unwrap_or(0));
+            let _ = kill(pid, Signal::SIGINT);
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn the_tour_prints_what_answers_and_commands_that_run() {
     let tmp = testkit::temp_dir();
     let bin = support::binaries(tmp.path());
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["demo", "--interval", "500ms", "--bin-dir"])
-        .arg(&bin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["demo", "--interval", "500ms", "--bin-dir"])
+            .arg(&bin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, rx) = mpsc::channel();
-    let stdout = demo.stdout.take().unwrap();
+    let stdout = demo.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -141,10 +159,10 @@ fn the_tour_prints_what_answers_and_commands_that_run() {
     }
 
     kill(
-        Pid::from_raw(i32::try_from(demo.id()).unwrap()),
+        Pid::from_raw(i32::try_from(demo.0.id()).unwrap()),
         Signal::SIGINT,
     )
     .unwrap();
     let rest = lines_until(&rx, "stopped.");
-    assert!(demo.wait().unwrap().success(), "{rest:?}");
+    assert!(demo.0.wait().unwrap().success(), "{rest:?}");
 }
