@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: the one-command tour. The smoke topology (two API servers, two stream
-//! servers, veza-lb in front, its stats page, `/metrics` and runtime API open) is left
-//! running until Ctrl-C, with every URL to open and commands to try printed, each runnable as
-//! printed.
+//! servers, veza-lb in front, its stats page, `/metrics` and runtime API open) on the seed's
+//! ports (those of `examples/veza-lb.toml`: the frontend on 8080, the stats page on
+//! 9101) is left running until Ctrl-C, with every URL to open and commands to try printed,
+//! each runnable as printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ pub struct Args {
     /// Use the binaries in DIR (veza-lb, veza-demo-backend) instead of building them.
     #[arg(long, value_name = "DIR", conflicts_with = "release")]
     bin_dir: Option<PathBuf>,
+    /// Listen on free ports instead of the seed's (8080, 9100, 9101, 18081-18092).
+    #[arg(long)]
+    free_ports: bool,
 }
 
 /// Starts the topology, prints the tour and waits for Ctrl-C.
@@ -44,6 +48,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let settings = Settings {
         interval: args.interval,
         metrics: true,
+        seed_ports: !args.free_ports,
         ..Settings::default()
     };
     let topology = Topology::start(&binaries, settings).await?;

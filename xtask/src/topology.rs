@@ -256,6 +256,31 @@ pub struct Settings {
     pub metrics: bool,
     /// Servers reached through a relay whose link a `delay` fault slows ([`Relay`]).
     pub relayed: Vec<String>,
+    /// Listen on the seed's ports ([`SEED_PORTS`], as `examples/veza-lb.toml` does) instead
+    /// of free ones.
+    pub seed_ports: bool,
+}
+
+/// The seed's ports, in the topology's order: the frontend, the runtime API, the two API
+/// servers, the two stream servers, `/metrics` and the stats page.
+pub const SEED_PORTS: [u16; 7] = [8080, 9100, 18081, 18082, 18091, 18092, 9101];
+
+/// [`SEED_PORTS`], each checked free; the error names the ones taken and what to do.
+fn seed_ports() -> Result<Vec<u16>> {
+    let taken: Vec<String> = SEED_PORTS
+        .iter()
+        .filter(|p| TcpListener::bind(("127.0.0.1", **p)).is_err())
+        .map(u16::to_string)
+        .collect();
+    if taken.is_empty() {
+        Ok(SEED_PORTS.to_vec())
+    } else {
+        fail(format!(
+            "port {} on 127.0.0.1 is taken (another veza-lb, HAProxy or demo?): stop what \
+             listens there (`ss -ltnp`), or use free ports (--free-ports)",
+            taken.join(", ")
+        ))
+    }
 }
 
 /// The load balancer in front of the backends.
@@ -288,6 +313,7 @@ impl Default for Settings {
             balancer: Balancer::VezaLb,
             metrics: false,
             relayed: Vec::new(),
+            seed_ports: false,
         }
     }
 }
@@ -356,7 +382,11 @@ impl Topology {
             .prefix("veza-xtask-")
             .tempdir()
             .map_err(Error::io("cannot create a temporary directory"))?;
-        let ports = free_ports(7)?;
+        let ports = if settings.seed_ports {
+            seed_ports()?
+        } else {
+            free_ports(7)?
+        };
         let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], ports[i]));
         let mut backends = Vec::new();
         for (i, name) in API_SERVERS.into_iter().enumerate() {

@@ -97,7 +97,7 @@ fn the_tour_prints_what_answers_and_commands_that_run() {
     let bin = support::binaries(tmp.path());
     let mut demo = Demo(
         Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["demo", "--interval", "500ms", "--bin-dir"])
+            .args(["demo", "--free-ports", "--interval", "500ms", "--bin-dir"])
             .arg(&bin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -73,11 +73,50 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(BAD_INPUT)
 }
 
+/// A tree to provision into (`--root`): the directory, and the account database `useradd
+/// --prefix` adds to (`etc/passwd`, `etc/group`, with root alone), made when missing; the
+/// report line when something was made.
+fn prepare_tree(dir: &std::path::Path) -> std::io::Result<Option<String>> {
+    let etc = dir.join("etc");
+    let (passwd, group) = (etc.join("passwd"), etc.join("group"));
+    if passwd.exists() && group.exists() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&etc)?;
+    let mut made = Vec::new();
+    for (path, line) in [
+        (&passwd, "root:x:0:0:root:/root:/bin/sh\n"),
+        (&group, "root:x:0:\n"),
+    ] {
+        if !path.exists() {
+            std::fs::write(path, line)?;
+            made.push(
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into()),
+            );
+        }
+    }
+    Ok(Some(format!(
+        "changed  tree {}: made etc/{} with root alone (useradd adds the service accounts)",
+        dir.display(),
+        made.join(" and etc/")
+    )))
+}
+
 fn apply(config: &std::path::Path, root: Option<PathBuf>, check: bool, diff: bool) -> ExitCode {
     let plan = match Plan::load(config) {
         Ok(plan) => plan,
         Err(e) => return fail(&e.to_string()),
     };
+    let mut prepared = None;
+    if let Some(dir) = &root
+        && !check
+    {
+        match prepare_tree(dir) {
+            Ok(done) => prepared = done,
+            Err(e) => return fail(&format!("--root {}: {e}", dir.display())),
+        }
+    }
     let root = match root
         .map(|dir| dir.canonicalize().map_err(|e| (dir, e)))
         .transpose()
@@ -85,7 +124,7 @@ fn apply(config: &std::path::Path, root: Option<PathBuf>, check: bool, diff: boo
         Ok(root) => root,
         Err((dir, e)) => {
             return fail(&format!(
-                "--root {}: {e}; create the directory first",
+                "--root {}: {e}; apply without --check creates it",
                 dir.display()
             ));
         }
@@ -103,6 +142,9 @@ fn apply(config: &std::path::Path, root: Option<PathBuf>, check: bool, diff: boo
             ""
         }
     );
+    if let Some(done) = prepared {
+        println!("{done}");
+    }
     let report = provision::apply(
         &plan,
         &Options {

@@ -210,11 +210,39 @@ fn missing_files_and_roots_are_one_line_errors() {
         config.to_str().unwrap(),
         "--root",
         "/nonexistent/root",
+        "--check",
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).starts_with("veza-provision: --root /nonexistent/root: "),
+        text(&out.stderr).starts_with("veza-provision: --root /nonexistent/root: ")
+            && text(&out.stderr).ends_with("apply without --check creates it\n"),
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn a_missing_tree_is_made_with_an_account_database() {
+    if !running_as_root() {
+        return;
+    }
+    let dir = testkit::temp_dir();
+    let root = dir.path().join("image");
+    let out = apply(&example("veza-lb"), &root, &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "changed  tree {}: made etc/passwd and etc/group with root alone",
+            root.display()
+        )),
+        "{stdout}"
+    );
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.starts_with("root:x:0:0:") && passwd.contains("\nveza-lb:"),
+        "{passwd}"
+    );
+    let again = text(&apply(&example("veza-lb"), &root, &[]).stdout);
+    assert!(!again.contains("tree "), "made once: {again}");
 }

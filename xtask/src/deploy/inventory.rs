@@ -681,6 +681,35 @@ hosts = [
         );
     }
 
+    /// `examples/provision/lb-1.toml` (the README's keepalived example) is what deploy
+    /// renders for lb-1 from the pair's inventory, after a header saying so.
+    #[test]
+    fn the_example_pair_role_is_what_deploy_renders() {
+        let inventory = Inventory::load(
+            &examples().join("inventory/lb-pair.toml"),
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        let (_, lb1) = inventory
+            .instances()
+            .find(|(_, i)| i.host.name == "lb-1")
+            .unwrap();
+        let path = examples().join("provision/lb-1.toml");
+        let example = std::fs::read_to_string(&path).unwrap();
+        let body = example
+            .split_once("\n\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        if body != lb1.role_text {
+            std::fs::write(path.with_extension("toml.rendered"), &lb1.role_text).unwrap();
+        }
+        assert!(
+            body == lb1.role_text,
+            "{} differs from what deploy renders (written next to it as .rendered)",
+            path.display()
+        );
+    }
+
     #[test]
     fn errors_name_the_file_the_group_and_the_host() {
         let dir = examples().join("inventory");
