@@ -28,6 +28,7 @@ mod load;
 mod loss;
 mod netns;
 mod pair;
+mod process;
 mod relay;
 mod smoke;
 mod topology;
