@@ -222,7 +222,7 @@ async fn a_removed_server_drains_then_is_closed_after_shutdown_grace() {
     // The held request outlives its server's removal only by `shutdown_grace`.
     let resp = in_flight.await.expect("task").expect("an answer");
     assert_eq!(resp.status, 502, "{resp:?}");
-    lb.wait_for("Server api/held was removed: closing its 1 remaining sessions")
+    lb.wait_for("Server api/held was removed: closed its 1 remaining connections")
         .await;
     let log = lb.wait_access("POST /hold HTTP/1.1").await;
     assert_eq!(
