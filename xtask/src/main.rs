@@ -51,17 +51,19 @@ enum Command {
     /// The seed's failover acceptance (test_backend_failover.sh) against veza-lb on loopback,
     /// or against a deployed environment with --lb/--stats/--kill-cmd/--start-cmd.
     Smoke(smoke::Args),
-    /// veza-lb with demo API and stream backends on loopback, URLs printed, until Ctrl-C.
+    /// The tour: veza-lb and demo API and stream servers on the seed's ports, its stats page,
+    /// /metrics and runtime API open, every URL and commands to try printed; until Ctrl-C.
     Demo(demo::Args),
     /// veza-lb against HAProxy and nginx on the same backend and load: req/s, latency, memory.
     Bench(bench::Args),
     /// Build, push binaries and veza-lb's config to the inventory's hosts, run veza-provision
-    /// there, restart what changed.
+    /// there, restart what changed; an LB pair's address moves off each host before it changes.
     Deploy(deploy::Args),
     /// A real systemd host in systemd-nspawn (root): up, test (deploy + smoke), down.
     Lab(lab::Args),
     /// The load test: a scenario's traffic mix (API, WebSocket, HLS) with thresholds and
-    /// faults, against the loopback topology or a deployed edge; writes an HTML report.
+    /// faults (kills, hangs, slow and lossy links, upgrades, reloads), against the loopback
+    /// topology or a deployed edge; writes an HTML report.
     Load(Box<load::Args>),
     /// The LB pair (root, keepalived): two veza-lb behind a VRRP virtual address in network
     /// namespaces; kills, link cuts and returns, failover measured.
