@@ -198,13 +198,9 @@ impl Probe {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let start = Instant::now();
         loop {
-            let window = Instant::now().checked_sub(RETRY_BUDGET).unwrap_or(start);
-            let attempts = self.since(window);
-            let last_ok = attempts.iter().rev().find(|(_, ok)| *ok).map(|(t, _)| *t);
-            let pending = attempts
-                .iter()
-                .any(|(t, ok)| !ok && last_ok.is_none_or(|l| l < *t) && t.elapsed() < RETRY_BUDGET);
-            if !pending {
+            let now = Instant::now();
+            let window = now.checked_sub(RETRY_BUDGET).unwrap_or(start);
+            if !undecided(&self.since(window), now) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -250,8 +246,42 @@ impl Probe {
     }
 }
 
+/// Whether a failure in `attempts` is still undecided at `now`: no success after it yet, and
+/// younger than [`RETRY_BUDGET`] (a retrying client would still be trying).
+fn undecided(attempts: &[(Instant, bool)], now: Instant) -> bool {
+    let last_ok = attempts.iter().rev().find(|(_, ok)| *ok).map(|(t, _)| *t);
+    attempts.iter().any(|(t, ok)| {
+        !ok && last_ok.is_none_or(|l| l < *t) && now.duration_since(*t) < RETRY_BUDGET
+    })
+}
+
 impl Drop for Probe {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The round that once reported "1 failed with retries" with a 0 ms outage: a failure in
+    /// its last second must wait for its verdict, not be scored as never recovered.
+    #[test]
+    fn a_late_failure_waits_for_its_verdict() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let late = [(at(0), true), (at(900), false)];
+        assert!(
+            undecided(&late, at(1000)),
+            "100 ms old, no success after it yet"
+        );
+        assert!(
+            !undecided(&late, at(900) + RETRY_BUDGET),
+            "a client would have given up"
+        );
+        let recovered = [(at(0), true), (at(900), false), (at(910), true)];
+        assert!(!undecided(&recovered, at(1000)), "a success came after it");
+        assert!(!undecided(&[(at(0), true)], at(1000)), "no failure at all");
     }
 }
