@@ -56,6 +56,9 @@ pub struct SeedTopology {
     pub stream: ServerList,
     /// The frontend's `monitor_uri` (the LB pair's health check), if any.
     pub monitor_uri: Option<String>,
+    /// A DNS server (`127.0.0.1:5353`) for the servers written `name:port`, asked every
+    /// second; `None`: the system's resolvers, at veza-lb's defaults.
+    pub resolvers: Option<String>,
 }
 
 /// A TOML basic string.
@@ -97,6 +100,13 @@ impl SeedTopology {
         }
         if let Some(threads) = self.threads {
             let _ = writeln!(global, "threads = {threads}");
+        }
+        if let Some(dns) = &self.resolvers {
+            let _ = writeln!(
+                global,
+                "resolvers = [{}]\nresolve_interval = \"1s\"\nresolve_timeout = \"500ms\"",
+                quoted(dns)
+            );
         }
         let binds: Vec<String> = self.binds.iter().map(|b| quoted(b)).collect();
         let (interval, timeout) = (quoted(&self.interval), quoted(&self.timeout));
@@ -179,6 +189,13 @@ impl SeedTopology {
             haproxy_time(&self.timeout_connect),
             haproxy_time(&self.timeout)
         );
+        if let Some(dns) = &self.resolvers {
+            // As veza-lb asks it: every second, an answer within 500 ms.
+            let _ = write!(
+                out,
+                "\nresolvers local\n  nameserver dns1 {dns}\n  hold valid 1s\n  timeout resolve 1s\n  timeout retry 500ms\n"
+            );
+        }
         out.push_str("\nfrontend veza\n");
         for bind in &self.binds {
             let _ = writeln!(out, "  bind {bind}");
@@ -208,16 +225,31 @@ impl SeedTopology {
             haproxy_time(&self.slowstart)
         );
         for (name, addr) in &self.api.servers {
-            let _ = writeln!(out, "  server {name} {addr} cookie {name}");
+            let _ = writeln!(
+                out,
+                "  server {name} {addr} cookie {name}{}",
+                self.by_name(addr)
+            );
         }
         let _ = write!(
             out,
             "\nbackend {STREAM_POOL}\n  balance uri depth 2\n  hash-type consistent\n  option httpchk GET /health\n  default-server check {check}\n"
         );
         for (name, addr) in &self.stream.servers {
-            let _ = writeln!(out, "  server {name} {addr}");
+            let _ = writeln!(out, "  server {name} {addr}{}", self.by_name(addr));
         }
         out
+    }
+
+    /// For a server written `name:port`, HAProxy's way to resolve it as veza-lb does: by the
+    /// resolvers, starting unresolved (libc does not know the name) until they answer.
+    fn by_name(&self, addr: &str) -> &'static str {
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        if self.resolvers.is_some() && host.parse::<std::net::IpAddr>().is_err() {
+            " resolvers local init-addr none"
+        } else {
+            ""
+        }
     }
 }
 
@@ -246,10 +278,11 @@ mod tests {
                 comment: Some("From the inventory group backend_api_instances.".into()),
             },
             stream: ServerList {
-                servers: vec![("stream-server-1".into(), "127.0.0.1:18091".into())],
+                servers: vec![("stream-server-1".into(), "stream-1.veza.test:18091".into())],
                 comment: None,
             },
             monitor_uri: Some("/veza-lb/health".into()),
+            resolvers: Some("127.0.0.1:5353".into()),
         };
         let text = topology.render();
         let value: toml::Table = text.parse().expect("valid TOML");
@@ -267,6 +300,14 @@ mod tests {
         assert!(haproxy.contains("  option idle-close-on-response\n"));
         assert!(haproxy.contains("default-server check inter 1s fall 3 rise 2 slowstart 30s on-marked-down shutdown-sessions"));
         assert!(haproxy.contains("  server backend-api-1 127.0.0.1:18081 cookie backend-api-1\n"));
+        assert!(haproxy.contains(
+            "  server stream-server-1 stream-1.veza.test:18091 resolvers local init-addr none\n"
+        ));
+        assert!(haproxy.contains("resolvers local\n  nameserver dns1 127.0.0.1:5353\n"));
+        assert_eq!(
+            value["global"]["resolvers"][0].as_str(),
+            Some("127.0.0.1:5353")
+        );
         assert!(
             haproxy
                 .contains("  bind 127.0.0.1:9101\n  http-request use-service prometheus-exporter")

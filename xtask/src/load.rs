@@ -61,6 +61,10 @@ pub struct Args {
     /// With --target: a shell command that takes a delay or a loss off a server's link.
     #[arg(long, value_name = "CMD", requires = "target")]
     heal_cmd: Option<String>,
+    /// With --target: a shell command that moves a server's DNS name to a new instance of it
+    /// (`dns` faults).
+    #[arg(long, value_name = "CMD", requires = "target")]
+    dns_cmd: Option<String>,
     /// With --target: a shell command that upgrades the balancer's binary (`ssh lb veza-lb
     /// ctl --socket unix:/run/veza-lb/admin.sock upgrade`).
     #[arg(long, value_name = "CMD", requires = "target")]
@@ -128,6 +132,7 @@ async fn remote(scenario: &Scenario, args: &Args, url: &str) -> Result<Run> {
         .with(FaultAction::Delay, args.delay_cmd.clone())
         .with(FaultAction::Loss, args.loss_cmd.clone())
         .with(FaultAction::Heal, args.heal_cmd.clone())
+        .with(FaultAction::Dns, args.dns_cmd.clone())
         .with(FaultAction::Upgrade, args.upgrade_cmd.clone())
         .with(FaultAction::Reload, args.reload_cmd.clone());
     faults.covers(scenario).map_err(Error::Message)?;
@@ -169,12 +174,8 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
             balancer,
             metrics: true,
             threads: args.threads,
-            relayed: scenario
-                .faults
-                .iter()
-                .filter(|f| f.action == FaultAction::Delay)
-                .map(|f| f.server.clone())
-                .collect(),
+            relayed: servers_of(scenario, FaultAction::Delay),
+            named: servers_of(scenario, FaultAction::Dns),
             ..Settings::default()
         };
         let mut topology = Topology::start(&binaries, settings).await?;
@@ -238,6 +239,17 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
     Ok((runs, left_behind))
 }
 
+/// The servers `action` faults name, each once.
+fn servers_of(scenario: &Scenario, action: FaultAction) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for fault in scenario.faults.iter().filter(|f| f.action == action) {
+        if !out.contains(&fault.server) {
+            out.push(fault.server.clone());
+        }
+    }
+    out
+}
+
 /// Faults on the loopback topology: SIGKILL a demo backend and start it again on its port,
 /// freeze it (SIGSTOP) and let it go on (SIGCONT), slow its link (through its relay) and heal
 /// it; upgrade or reload the balancer.
@@ -261,6 +273,7 @@ impl Faults for TopologyFaults<'_> {
                         .await
                 }
                 FaultAction::Heal => self.0.heal(&fault.server).await,
+                FaultAction::Dns => self.0.move_dns(&fault.server).await,
                 FaultAction::Upgrade => self.0.upgrade().await,
                 FaultAction::Reload => self.0.reload(),
             };

@@ -19,6 +19,7 @@ mod bench;
 mod build;
 mod demo;
 mod deploy;
+mod dns;
 mod http;
 mod lab;
 mod lbconfig;

@@ -2,10 +2,10 @@
 //! front, on free ports (or the seed's), with a generated configuration; plus the stats
 //! socket client other subcommands reuse. Its processes are [`crate::process`]'s.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
@@ -15,6 +15,7 @@ use tokio::process::Command;
 pub use proxy::stats::StatTable;
 
 use crate::build::Binaries;
+use crate::dns::{self, Dns};
 pub use crate::process::{Process, alive, find_program, free_ports, log_tail, stop_signal};
 use crate::process::{send, stop_pid};
 use crate::relay::Relay;
@@ -62,7 +63,20 @@ pub struct Settings {
     /// Listen on the seed's ports ([`SEED_PORTS`], as `examples/veza-lb.toml` does) instead
     /// of free ones.
     pub seed_ports: bool,
+    /// Servers written by name (`backend-api-2.veza.test:PORT`), resolved through a DNS
+    /// server of the topology's own ([`Dns`]) that a `dns` fault changes.
+    pub named: Vec<String>,
 }
+
+/// The loopback addresses a server written by name moves between (same port).
+const NAMED_ADDRESSES: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+];
+
+/// How long the old instance of a server moved by DNS keeps serving: the balancer asks every
+/// second.
+const MOVED_GRACE: Duration = Duration::from_secs(5);
 
 /// The seed's ports, in the topology's order: the frontend, the runtime API, the two API
 /// servers, the two stream servers, `/metrics` and the stats page.
@@ -117,6 +131,7 @@ impl Default for Settings {
             metrics: false,
             relayed: Vec::new(),
             seed_ports: false,
+            named: Vec::new(),
         }
     }
 }
@@ -142,12 +157,19 @@ pub struct Backend {
     process: Option<Process>,
     /// The relay the balancer reaches it through, if [`Settings::relayed`] names it.
     relay: Option<Relay>,
+    /// Written by name ([`Settings::named`]).
+    named: bool,
 }
 
 impl Backend {
-    /// Where the balancer reaches it: its relay, or itself.
-    pub fn route(&self) -> SocketAddr {
-        self.relay.as_ref().map_or(self.addr, |r| r.addr)
+    /// Where the balancer reaches it, as its configuration says: its relay, its DNS name, or
+    /// its address.
+    pub fn route(&self) -> String {
+        match (&self.relay, self.named) {
+            (Some(relay), _) => relay.addr.to_string(),
+            (None, true) => format!("{}:{}", dns::name_of(self.name), self.addr.port()),
+            (None, false) => self.addr.to_string(),
+        }
     }
 }
 
@@ -166,6 +188,8 @@ pub struct Topology {
     /// veza-lb's configuration file.
     pub config_path: PathBuf,
     lb: Process,
+    /// The DNS server of the servers written by name, if any.
+    dns: Option<Dns>,
     /// The process serving now when it is not `lb`: veza-lb's after an upgrade (a child of
     /// the process it replaced, not ours).
     serving: Option<u32>,
@@ -199,6 +223,7 @@ impl Topology {
                 addr: addr(2 + i),
                 process: None,
                 relay: None,
+                named: false,
             });
         }
         for (i, name) in STREAM_SERVERS.into_iter().enumerate() {
@@ -208,14 +233,33 @@ impl Topology {
                 addr: addr(4 + i),
                 process: None,
                 relay: None,
+                named: false,
             });
         }
+        let mut records = std::collections::BTreeMap::new();
         for backend in &mut backends {
+            if settings.named.iter().any(|n| n == backend.name) {
+                // Its own loopback address: a move goes to another one, same port.
+                backend.named = true;
+                backend.addr.set_ip(NAMED_ADDRESSES[0]);
+                records.insert(dns::name_of(backend.name), NAMED_ADDRESSES[0]);
+            }
             backend.process = Some(start_backend(binaries, backend, dir.path()).await?);
             if settings.relayed.iter().any(|r| r == backend.name) {
+                if backend.named {
+                    return fail(format!(
+                        "{} cannot be both delayed and moved by DNS in one run",
+                        backend.name
+                    ));
+                }
                 backend.relay = Some(Relay::start(backend.addr).await?);
             }
         }
+        let dns = if records.is_empty() {
+            None
+        } else {
+            Some(Dns::start(dir.path(), records).await?)
+        };
         let (lb_addr, stats_addr) = (addr(0), addr(1));
         let metrics_addr = settings.metrics.then(|| addr(6));
         let admin_path = dir.path().join("admin.sock");
@@ -226,6 +270,7 @@ impl Topology {
             metrics_addr,
             &backends,
             &settings,
+            dns.as_ref().map(|d| d.addr),
         );
         let (name, config_path, config, mut command) = match &settings.balancer {
             Balancer::VezaLb => {
@@ -263,6 +308,7 @@ impl Topology {
             backends,
             config_path,
             lb,
+            dns,
             serving: None,
             replaced: Vec::new(),
             binaries: binaries.clone(),
@@ -448,6 +494,75 @@ impl Topology {
         Ok(())
     }
 
+    /// Moves a backend written by name: a new instance of it starts on its other loopback
+    /// address (same port), its name resolves there from now on, and the old instance stops
+    /// [`MOVED_GRACE`] later, once the balancer has followed the name (requests still on it
+    /// then are cut, as a decommissioned host's would be).
+    pub async fn move_dns(&mut self, name: &str) -> Result<()> {
+        let binaries = self.binaries.clone();
+        let dir = self.dir.path().to_path_buf();
+        let Some(dns) = self.dns.as_mut() else {
+            return fail(format!(
+                "{name} is not written by name: nothing resolves it"
+            ));
+        };
+        let backend = match self.backends.iter_mut().find(|b| b.name == name) {
+            Some(b) if b.named => b,
+            _ => {
+                return fail(format!(
+                    "{name} is not written by name: nothing resolves it"
+                ));
+            }
+        };
+        let to = if backend.addr.ip() == NAMED_ADDRESSES[0] {
+            NAMED_ADDRESSES[1]
+        } else {
+            NAMED_ADDRESSES[0]
+        };
+        let old = backend.process.take();
+        backend.addr.set_ip(to);
+        backend.process = Some(start_backend(&binaries, backend, &dir).await?);
+        dns.set(&dns::name_of(name), to)?;
+        let (pool, new_addr) = match backend.kind {
+            Kind::Api => (API_POOL, backend.addr),
+            Kind::Stream => (STREAM_POOL, backend.addr),
+        };
+        // The move is done when the balancer shows the new address (both print it in `show
+        // stat`); the old instance stops after the grace.
+        let followed = self.wait_address(pool, name, new_addr).await;
+        if let Some(mut old) = old {
+            tokio::spawn(async move {
+                tokio::time::sleep(MOVED_GRACE).await;
+                old.stop(Duration::from_secs(3)).await;
+            });
+        }
+        followed
+    }
+
+    /// Waits until `show stat` gives `pool/server` the address `addr`.
+    async fn wait_address(&self, pool: &str, server: &str, addr: SocketAddr) -> Result<()> {
+        let start = Instant::now();
+        let row = format!("{pool},{server},");
+        let mut last = String::new();
+        while start.elapsed() < MOVED_GRACE {
+            if let Ok(stat) = self.stats().command("show stat").await {
+                last = stat
+                    .lines()
+                    .find(|l| l.starts_with(&row))
+                    .unwrap_or("")
+                    .to_owned();
+                if last.contains(&format!(",{addr},")) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        fail(format!(
+            "{} did not follow {server}'s name to {addr} within {MOVED_GRACE:?}: {last}",
+            self.settings.balancer.label()
+        ))
+    }
+
     /// Starts a killed backend again, on the same port.
     pub async fn restart(&mut self, name: &str) -> Result<()> {
         let binaries = self.binaries.clone();
@@ -538,12 +653,13 @@ fn seed_topology(
     metrics: Option<SocketAddr>,
     backends: &[Backend],
     settings: &Settings,
+    resolvers: Option<SocketAddr>,
 ) -> SeedTopology {
     let servers = |kind: Kind| ServerList {
         servers: backends
             .iter()
             .filter(|b| b.kind == kind)
-            .map(|b| (b.name.to_owned(), b.route().to_string()))
+            .map(|b| (b.name.to_owned(), b.route()))
             .collect(),
         comment: None,
     };
@@ -564,6 +680,7 @@ fn seed_topology(
         api: servers(Kind::Api),
         stream: servers(Kind::Stream),
         monitor_uri: None,
+        resolvers: resolvers.map(|r| r.to_string()),
     }
 }
 

@@ -86,6 +86,9 @@ struct RunArgs {
     /// Shell command that takes a delay or a loss off a server's link (`heal` faults).
     #[arg(long, value_name = "CMD")]
     heal_cmd: Option<String>,
+    /// Shell command that moves a server's DNS name to a new instance of it (`dns` faults).
+    #[arg(long, value_name = "CMD")]
+    dns_cmd: Option<String>,
     /// Shell command that upgrades the balancer's binary (`lb = "upgrade"` faults).
     #[arg(long, value_name = "CMD")]
     upgrade_cmd: Option<String>,
@@ -186,6 +189,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, String> {
         .with(FaultAction::Hang, args.hang_cmd)
         .with(FaultAction::Delay, args.delay_cmd)
         .with(FaultAction::Loss, args.loss_cmd)
+        .with(FaultAction::Dns, args.dns_cmd)
         .with(FaultAction::Heal, args.heal_cmd)
         .with(FaultAction::Resume, args.resume_cmd)
         .with(FaultAction::Upgrade, args.upgrade_cmd)

@@ -43,7 +43,7 @@ pub struct ShellFaults {
 }
 
 /// Every kind of fault, in the order `covers` names missing commands.
-const ACTIONS: [FaultAction; 9] = [
+const ACTIONS: [FaultAction; 10] = [
     FaultAction::Stop,
     FaultAction::Start,
     FaultAction::Hang,
@@ -51,6 +51,7 @@ const ACTIONS: [FaultAction; 9] = [
     FaultAction::Delay,
     FaultAction::Loss,
     FaultAction::Heal,
+    FaultAction::Dns,
     FaultAction::Upgrade,
     FaultAction::Reload,
 ];

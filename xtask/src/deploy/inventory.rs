@@ -371,6 +371,7 @@ impl Inventory {
                 .lb_pair
                 .is_some()
                 .then(|| lbpair::MONITOR_URI.to_owned()),
+            resolvers: None,
         }
         .render()
     }

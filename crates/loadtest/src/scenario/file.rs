@@ -144,6 +144,7 @@ struct FaultFile {
     /// With `delay`: how much, each way (`200ms`).
     by: Option<String>,
     loss: Option<String>,
+    dns: Option<String>,
     /// With `loss`: the share of packets dropped each way, in percent.
     percent: Option<u8>,
     lb: Option<String>,
@@ -159,6 +160,7 @@ impl FaultFile {
             (FaultAction::Resume, &self.resume),
             (FaultAction::Delay, &self.delay),
             (FaultAction::Loss, &self.loss),
+            (FaultAction::Dns, &self.dns),
             (FaultAction::Heal, &self.heal),
         ]
         .into_iter()
@@ -178,8 +180,8 @@ impl FaultFile {
             ([(action, server)], None) => Ok((*action, (*server).clone())),
             ([], Some(action)) => Ok((action, BALANCER.to_owned())),
             _ => Err(
-                "needs exactly one of stop, start, hang, resume, delay, loss or heal = \
-                 \"SERVER\", or lb = \"upgrade\" or \"reload\""
+                "needs exactly one of stop, start, hang, resume, delay, loss, heal or \
+                 dns = \"SERVER\", or lb = \"upgrade\" or \"reload\""
                     .to_owned(),
             ),
         }
@@ -526,6 +528,11 @@ fn check_server_states(faults: &[Fault], problems: &mut Problems) {
         let is_stopped = stopped.contains(&server);
         let is_hung = hung.contains(&server);
         match fault.action {
+            FaultAction::Dns if is_stopped || is_hung => problems.push(format!(
+                "fault: {server}'s name moves at {at:.1}s but it is {} then (a new instance \
+                 takes the traffic of a running one)",
+                if is_stopped { "stopped" } else { "hung" }
+            )),
             FaultAction::Stop | FaultAction::Hang if is_stopped || is_hung => {
                 problems.push(format!(
                     "fault: {server} is {} at {at:.1}s but is already {} then",
@@ -554,7 +561,7 @@ fn check_server_states(faults: &[Fault], problems: &mut Problems) {
             // A second delay or loss changes the first.
             FaultAction::Delay | FaultAction::Loss => delayed.push(server),
             FaultAction::Heal => delayed.retain(|s| *s != server),
-            FaultAction::Upgrade | FaultAction::Reload => {}
+            FaultAction::Upgrade | FaultAction::Reload | FaultAction::Dns => {}
         }
     }
 }

@@ -252,10 +252,14 @@ pub enum FaultAction {
     Loss,
     /// Take the delay and the loss off the server's link.
     Heal,
+    /// The server's DNS name resolves to another address from now on, where a new instance
+    /// of it serves; the old one stops a few seconds later (a server moved by its name).
+    Dns,
 }
 
 impl FaultAction {
-    /// `stop`, `start`, `hang`, `resume`, `upgrade`, `reload`, `delay`, `loss` or `heal`.
+    /// `stop`, `start`, `hang`, `resume`, `upgrade`, `reload`, `delay`, `loss`, `heal` or
+    /// `dns`.
     pub fn as_str(self) -> &'static str {
         match self {
             FaultAction::Stop => "stop",
@@ -267,6 +271,7 @@ impl FaultAction {
             FaultAction::Delay => "delay",
             FaultAction::Loss => "loss",
             FaultAction::Heal => "heal",
+            FaultAction::Dns => "dns",
         }
     }
 
@@ -480,6 +485,14 @@ start = "b"
             ["fault[0]: loss needs percent = N (1 to 100)"]
         );
         assert_eq!(
+            problems(
+                "[[fault]]\nat = \"1s\"\nhang = \"s1\"\n[[fault]]\nat = \"2s\"\ndns = \"s1\"\n"
+            ),
+            [
+                "fault: s1's name moves at 2.0s but it is hung then (a new instance takes the traffic of a running one)"
+            ]
+        );
+        assert_eq!(
             problems("[[fault]]\nat = \"1s\"\nheal = \"s1\"\n"),
             ["fault: s1 is healed at 1.0s but its link was not delayed or lossy before"]
         );
@@ -495,8 +508,8 @@ start = "b"
         assert_eq!(
             problems("[[fault]]\nat = \"1s\"\nstop = \"s1\"\nlb = \"upgrade\"\n"),
             [
-                "fault[0]: needs exactly one of stop, start, hang, resume, delay, loss or heal = \
-                 \"SERVER\", or lb = \"upgrade\" or \"reload\""
+                "fault[0]: needs exactly one of stop, start, hang, resume, delay, loss, heal or \
+                 dns = \"SERVER\", or lb = \"upgrade\" or \"reload\""
             ]
         );
         assert_eq!(
