@@ -412,7 +412,7 @@ impl Proxy {
             https: https.clone(),
             drain: self.drain_data.clone(),
             standby: self.handle.standby.clone(),
-            drain_window: config.global.drain_window.min(config.global.shutdown_grace),
+            drain_window: config.global.drain_window_in_effect(),
             hard_stop: self.hard_stop.clone(),
             tracker: self.tracker.clone(),
             admission: self.handle.admission.clone(),

@@ -454,8 +454,9 @@ fn a_drain_window_is_read_and_one_past_shutdown_grace_is_warned_about() {
         warnings,
         [(
             3,
-            "`drain_window` (60s) is longer than `shutdown_grace` (10s): idle connections of a \
-             draining process close at `shutdown_grace`"
+            "`drain_window` (60s) is longer than half of `shutdown_grace` (10s): a draining \
+             process keeps idle connections 5s, so that the last requests they bring have the \
+             other half to complete"
         )]
     );
 }

@@ -82,8 +82,9 @@ pub struct Global {
     pub shutdown_grace: Duration,
     /// How long a draining process (graceful stop, binary upgrade) keeps an idle keep-alive
     /// HTTP/1 connection open for its client's next request, answered with `Connection:
-    /// close`, before closing it (`drain_window`, default 5s; `shutdown_grace` at most).
-    /// Closing it at once would race a request the client may already be sending.
+    /// close`, before closing it (`drain_window`, default 5s; half of `shutdown_grace` at
+    /// most, [`Global::drain_window_in_effect`]). Closing it at once would race a request
+    /// the client may already be sending.
     pub drain_window: Duration,
     /// Worker threads (`threads`); `None` means one per available core.
     pub threads: Option<NonZeroUsize>,
@@ -101,6 +102,16 @@ pub struct Global {
     /// How long a name that stopped existing (NXDOMAIN) keeps its last address before its
     /// server goes to maintenance (`hold_nx`, default 30s, as HAProxy's).
     pub hold_nx: Duration,
+}
+
+impl Global {
+    /// The drain window a draining process uses: `drain_window`, at most half of
+    /// `shutdown_grace`, so that a request an idle connection brings late in the window has
+    /// the other half to complete before the hard stop cuts what is left.
+    #[must_use]
+    pub fn drain_window_in_effect(&self) -> Duration {
+        self.drain_window.min(self.shutdown_grace / 2)
+    }
 }
 
 impl Default for Global {

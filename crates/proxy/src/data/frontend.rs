@@ -43,7 +43,7 @@ pub(crate) struct ListenerContext {
     /// Close connections gracefully: after their next answer, idle ones after `drain_window`.
     pub(crate) standby: Arc<Standby>,
     /// How long a closing connection that is idle waits for its client's next request
-    /// (`drain_window`, at most `shutdown_grace`) before it closes.
+    /// (`drain_window`, at most half of `shutdown_grace`) before it closes.
     pub(crate) drain_window: Duration,
     /// Close everything still open.
     pub(crate) hard_stop: Tripwire,

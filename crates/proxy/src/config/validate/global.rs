@@ -72,12 +72,14 @@ impl Ctx<'_> {
             (&drain_window, &shutdown_grace, s.get("drain_window"))
         {
             let grace = grace.unwrap_or(defaults.shutdown_grace);
-            if *window > grace {
+            if *window > grace / 2 {
                 self.warn(
                     v.span().start,
                     format!(
-                        "`drain_window` ({window:?}) is longer than `shutdown_grace` ({grace:?}): \
-                         idle connections of a draining process close at `shutdown_grace`"
+                        "`drain_window` ({window:?}) is longer than half of `shutdown_grace` \
+                         ({grace:?}): a draining process keeps idle connections {:?}, so that \
+                         the last requests they bring have the other half to complete",
+                        grace / 2
                     ),
                 );
             }
