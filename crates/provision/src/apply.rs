@@ -45,15 +45,31 @@ pub enum Status {
     Failed,
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // pad, not write_str: the CLI aligns the column with `{:<8}`.
-        f.pad(match self {
+impl Status {
+    /// How reports write it: `ok`, `changed`, `skipped`, `failed`.
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
             Self::Ok => "ok",
             Self::Changed => "changed",
             Self::Skipped => "skipped",
             Self::Failed => "failed",
-        })
+        }
+    }
+
+    /// The status a report's word names (what `cargo xtask deploy` reads back).
+    #[must_use]
+    pub fn parse(word: &str) -> Option<Status> {
+        [Self::Ok, Self::Changed, Self::Skipped, Self::Failed]
+            .into_iter()
+            .find(|s| s.word() == word)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // pad, not write_str: the CLI aligns the column with `{:<8}`.
+        f.pad(self.word())
     }
 }
 

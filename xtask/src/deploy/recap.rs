@@ -1,42 +1,11 @@
-//! What `cargo xtask deploy` reports: each step's status, as veza-provision reports its own,
-//! and the recap per host.
+//! What `cargo xtask deploy` reports: each step's status (veza-provision's [`Status`]) and
+//! the recap per host.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// A step's outcome, as veza-provision reports its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Already as wanted.
-    Ok,
-    /// Changed (with `--check`: would change).
-    Changed,
-    /// Not applicable on this host.
-    Skipped,
-    /// Failed; the host's remaining steps did not run.
-    Failed,
-}
-
-impl Status {
-    pub(super) fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Changed => "changed",
-            Status::Skipped => "skipped",
-            Status::Failed => "failed",
-        }
-    }
-
-    pub(super) fn parse(word: &str) -> Option<Status> {
-        Some(match word {
-            "ok" => Status::Ok,
-            "changed" => Status::Changed,
-            "skipped" => Status::Skipped,
-            "failed" => Status::Failed,
-            _ => return None,
-        })
-    }
-}
+/// A step's outcome: veza-provision's own, which deploy reads back from its report.
+pub use provision::Status;
 
 /// One host's result.
 #[derive(Debug, Clone)]
