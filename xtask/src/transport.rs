@@ -99,32 +99,34 @@ impl Transport {
         if let Some(rest) = text.strip_prefix("nspawn:") {
             return Ok(Transport::Nspawn { dir: dir(rest)? });
         }
-        if let Some(name) = text.strip_prefix("machine:") {
+        // A name made of letters, digits and `also`, or what it must be.
+        let name = |name: &str, also: &str, what: &str| {
             let valid = !name.is_empty()
                 && name
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-            if !valid {
-                return Err(format!(
-                    "{text:?}: a machine name is letters, digits, '-', '_' and '.'"
-                ));
+                    .all(|c| c.is_ascii_alphanumeric() || also.contains(c));
+            if valid {
+                Ok(name.to_owned())
+            } else {
+                Err(format!("{text:?}: {what}"))
             }
+        };
+        if let Some(rest) = text.strip_prefix("machine:") {
             return Ok(Transport::Machine {
-                name: name.to_owned(),
+                name: name(
+                    rest,
+                    "-_.",
+                    "a machine name is letters, digits, '-', '_' and '.'",
+                )?,
             });
         }
-        if let Some(name) = text.strip_prefix("incus:") {
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':');
-            if !valid {
-                return Err(format!(
-                    "{text:?}: an Incus instance name is letters, digits and '-'"
-                ));
-            }
+        if let Some(rest) = text.strip_prefix("incus:") {
             return Ok(Transport::Incus {
-                name: name.to_owned(),
+                name: name(
+                    rest,
+                    "-.:",
+                    "an Incus instance name is letters, digits and '-'",
+                )?,
             });
         }
         if let Some(rest) = text.strip_prefix("ssh://") {
@@ -634,6 +636,14 @@ mod tests {
                 name: "backend-api-1".into()
             }
         );
+        let machine = parse("machine:veza-vz42-lb-1").unwrap();
+        assert_eq!(
+            machine,
+            Transport::Machine {
+                name: "veza-vz42-lb-1".into()
+            }
+        );
+        assert_eq!(machine.to_string(), "machine:veza-vz42-lb-1");
         let ssh = parse("ssh://root@10.0.0.5:2222").unwrap();
         assert_eq!(
             ssh,
@@ -652,6 +662,8 @@ mod tests {
             "local:",
             "incus:",
             "incus:a b",
+            "machine:",
+            "machine:lb/1",
             "ssh://root@host:port",
             "ssh://@host",
             "ssh://-oProxyCommand=x",
