@@ -309,7 +309,9 @@ impl Rolled {
 impl Containers {
     /// `cargo xtask deploy`'s own code on both hosts (reached as `machine:` transports) with
     /// a veza-lb binary that differs from the running one, while a client probes the virtual
-    /// address on new connections and another on a kept-alive one: the BACKUP is upgraded
+    /// address on new connections and another on a kept-alive one, each with a client's
+    /// patience (a SYN lost while the address moves delays a request by TCP's 1 s, it does
+    /// not fail it; a reset does): the BACKUP is upgraded
     /// in place, the address moves to it (standby, priority lowered), the MASTER is upgraded,
     /// the address comes back. Then both hosts must run the new binary, the address be on
     /// lb-1, and deploy's recap be clean.
@@ -338,7 +340,10 @@ impl Containers {
             text = text.replace(&local, &format!("machine:veza-{}\"", net.name(name)));
         }
         let deploy_inventory = Inventory::parse(&path, &text, &root)?;
-        let probes = [super::Probe::start(net)?, super::Probe::keep_alive(net)?];
+        let probes = [
+            super::Probe::client(net, false)?,
+            super::Probe::client(net, true)?,
+        ];
         let t0 = Instant::now();
         for probe in &probes {
             probe.wait_success_after(t0).await?;

@@ -18,11 +18,42 @@ pub(super) struct Answer {
     pub(super) set_cookie: Option<String>,
 }
 
-/// One GET on a fresh connection (`Connection: close`), within 1 s.
+/// How long a client waits: to connect, then for each answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Patience {
+    connect: Duration,
+    answer: Duration,
+}
+
+/// The failover rounds' probe: quick to give up, so that an outage shows at once.
+pub(super) const QUICK: Patience = Patience {
+    connect: Duration::from_millis(200),
+    answer: Duration::from_millis(1000),
+};
+
+/// A client's own patience (a browser's is longer): a SYN lost while the address moves is
+/// sent again after TCP's 1 s, which delays a request without failing it.
+pub(super) const CLIENT: Patience = Patience {
+    connect: Duration::from_secs(3),
+    answer: Duration::from_secs(3),
+};
+
+/// One GET on a fresh connection (`Connection: close`), within 200 ms to connect and 1 s
+/// to answer.
 pub(super) fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Result<Answer, String> {
-    let timeout = Duration::from_millis(1000);
+    get_within(addr, path, cookie, QUICK)
+}
+
+/// [`get`] with `patience`.
+fn get_within(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    patience: Patience,
+) -> Result<Answer, String> {
+    let timeout = patience.answer;
     let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).map_err(|e| e.to_string())?;
+        TcpStream::connect_timeout(&addr, patience.connect).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
@@ -60,11 +91,12 @@ pub(super) fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Result<
 }
 
 /// A client that keeps its connection alive, as browsers do: GETs on it until the server
-/// says `Connection: close` (then a new one), within 1 s each. A request that fails on a
+/// says `Connection: close` (then a new one), each within its patience. A request that fails on a
 /// connection reused without such a warning is what a planned switchover must not cause.
 struct KeepAlive {
     addr: SocketAddr,
     conn: Option<std::io::BufReader<TcpStream>>,
+    patience: Patience,
 }
 
 impl KeepAlive {
@@ -74,9 +106,9 @@ impl KeepAlive {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                let stream = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200))
+                let stream = TcpStream::connect_timeout(&self.addr, self.patience.connect)
                     .map_err(|e| e.to_string())?;
-                let timeout = Some(Duration::from_millis(1000));
+                let timeout = Some(self.patience.answer);
                 stream
                     .set_read_timeout(timeout)
                     .map_err(|e| e.to_string())?;
@@ -128,17 +160,19 @@ pub(super) struct Probe {
 }
 
 impl Probe {
-    /// A GET on a new connection every 10 ms.
+    /// A GET on a new connection every 10 ms, [`QUICK`] to give up.
     pub(super) fn start(net: &Network) -> Result<Probe> {
-        Probe::spawn(net, false)
+        Probe::spawn(net, false, QUICK)
     }
 
-    /// A GET every 10 ms on a connection kept alive ([`KeepAlive`]).
-    pub(super) fn keep_alive(net: &Network) -> Result<Probe> {
-        Probe::spawn(net, true)
+    /// A GET every 10 ms, on a new connection each or on a connection kept alive
+    /// ([`KeepAlive`]), with a client's [`CLIENT`] patience: what a planned change must not
+    /// fail (a request it only delays is not lost).
+    pub(super) fn client(net: &Network, keep_alive: bool) -> Result<Probe> {
+        Probe::spawn(net, keep_alive, CLIENT)
     }
 
-    fn spawn(net: &Network, keep_alive: bool) -> Result<Probe> {
+    fn spawn(net: &Network, keep_alive: bool, patience: Patience) -> Result<Probe> {
         let attempts: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (record, halt) = (attempts.clone(), stop.clone());
@@ -149,6 +183,7 @@ impl Probe {
             let mut client = KeepAlive {
                 addr: vip,
                 conn: None,
+                patience,
             };
             while !halt.load(Ordering::Relaxed) {
                 let ok = if keep_alive {
@@ -158,7 +193,7 @@ impl Probe {
                     }
                     answer == Ok(200)
                 } else {
-                    matches!(get(vip, "/api/v1/health", None), Ok(a) if a.status == 200)
+                    matches!(get_within(vip, "/api/v1/health", None, patience), Ok(a) if a.status == 200)
                 };
                 if let Ok(mut attempts) = record.lock() {
                     attempts.push((Instant::now(), ok));
