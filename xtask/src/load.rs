@@ -174,8 +174,8 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
             balancer,
             metrics: true,
             threads: args.threads,
-            relayed: servers_of(scenario, FaultAction::Delay),
-            named: servers_of(scenario, FaultAction::Dns),
+            relayed: owned(scenario.servers_faulted_by(FaultAction::Delay)),
+            named: owned(scenario.servers_faulted_by(FaultAction::Dns)),
             ..Settings::default()
         };
         let mut topology = Topology::start(&binaries, settings).await?;
@@ -239,15 +239,8 @@ async fn local(scenario: &Scenario, args: &Args) -> Result<(Vec<Run>, Vec<String
     Ok((runs, left_behind))
 }
 
-/// The servers `action` faults name, each once.
-fn servers_of(scenario: &Scenario, action: FaultAction) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for fault in scenario.faults.iter().filter(|f| f.action == action) {
-        if !out.contains(&fault.server) {
-            out.push(fault.server.clone());
-        }
-    }
-    out
+fn owned(names: Vec<&str>) -> Vec<String> {
+    names.into_iter().map(str::to_owned).collect()
 }
 
 /// Faults on the loopback topology: SIGKILL a demo backend and start it again on its port,

@@ -298,8 +298,17 @@ impl Scenario {
 
     /// The backend servers the faults name, each once, in order of first mention.
     pub fn faulted_servers(&self) -> Vec<&str> {
+        self.servers_where(|a| !a.on_balancer())
+    }
+
+    /// The servers that `action` faults name, each once, in order of first mention.
+    pub fn servers_faulted_by(&self, action: FaultAction) -> Vec<&str> {
+        self.servers_where(|a| a == action)
+    }
+
+    fn servers_where(&self, wanted: impl Fn(FaultAction) -> bool) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
-        for fault in self.faults.iter().filter(|f| !f.action.on_balancer()) {
+        for fault in self.faults.iter().filter(|f| wanted(f.action)) {
             if !out.contains(&fault.server.as_str()) {
                 out.push(&fault.server);
             }

@@ -457,11 +457,9 @@ impl ControlCore {
                 continue;
             };
             let p = &mut self.pools[id];
-            let changes = p.state.reconfigure(pool_spec(pool), now);
-            for removed in &changes.removed {
-                // Requests under way keep their Arc; new ones cannot pick a tombstone.
-                p.servers[removed.index()].close_idle();
-            }
+            // Removed servers' upstreams are retired below with every other one out of
+            // service: requests under way keep their Arc; new ones cannot pick a tombstone.
+            p.state.reconfigure(pool_spec(pool), now);
             p.servers = reconciled_servers(&p.state, &p.servers, pool);
             p.settings = Arc::new(pool.clone());
             p.active = true;
